@@ -1,0 +1,131 @@
+"""Every failure mailpush raises on purpose, in one tree.
+
+Callers catch the narrowest class they can act on; the top-level command
+catches `MailpushError` and prints its message, which is written to tell an
+admin what was wrong and what to do about it.
+
+    MailpushError
+    ├── ConfigError                  the configuration cannot be used
+    │   ├── ConfigSyntaxError        malformed file: carries file and line
+    │   └── SettingError             a setting's value is wrong: carries its name
+    ├── AuthError                    users and passwords
+    │   ├── PasswdFileError          a passwd-file line cannot be read or written
+    │   ├── UnknownPasswordSchemeError
+    │   └── UserExistsError / NoSuchUserError (management commands)
+    ├── StoreError                   the mail store refused an operation
+    │   ├── UnknownUserError         the user has no mail account
+    │   ├── MailboxNotFoundError
+    │   ├── MailboxExistsError
+    │   ├── InvalidMailboxNameError
+    │   ├── MailboxNotSelectableError
+    │   └── MessageTooLargeError
+    └── ServiceError                 a listener could not be started
+"""
+
+from __future__ import annotations
+
+
+class MailpushError(Exception):
+    """Base of every error mailpush raises deliberately."""
+
+
+# --- configuration -----------------------------------------------------------
+
+
+class ConfigError(MailpushError):
+    """The configuration cannot be used as written."""
+
+
+class ConfigSyntaxError(ConfigError):
+    """A configuration file is malformed at a known place."""
+
+    def __init__(self, file: str, line: int, reason: str) -> None:
+        self.file = file
+        self.line = line
+        self.reason = reason
+        super().__init__(f"{file}:{line}: {reason}")
+
+
+class SettingError(ConfigError):
+    """A setting holds a value mailpush cannot use."""
+
+    def __init__(self, setting: str, reason: str, where: str | None = None) -> None:
+        self.setting = setting
+        self.reason = reason
+        self.where = where
+        prefix = f"{where}: " if where else ""
+        super().__init__(f"{prefix}{setting}: {reason}")
+
+
+# --- users and authentication --------------------------------------------------
+
+
+class AuthError(MailpushError):
+    """Users and passwords."""
+
+
+class PasswdFileError(AuthError):
+    """A passwd-file cannot be read or written."""
+
+
+class UnknownPasswordSchemeError(AuthError):
+    """A stored password names a scheme mailpush does not implement."""
+
+
+class UserExistsError(AuthError):
+    """`user add` for a name the passwd-file already holds."""
+
+
+class NoSuchUserError(AuthError):
+    """`user del`/`user passwd` for a name the passwd-file does not hold."""
+
+
+# --- the mail store --------------------------------------------------------------
+
+
+class StoreError(MailpushError):
+    """The mail store refused an operation; nothing was changed."""
+
+
+class UnknownUserError(StoreError):
+    """The store holds no account for this user."""
+
+
+class MailboxNotFoundError(StoreError):
+    """The named mailbox does not exist."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"Mailbox doesn't exist: {name}")
+
+
+class MailboxExistsError(StoreError):
+    """CREATE or RENAME onto a name that is taken."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"Mailbox already exists: {name}")
+
+
+class InvalidMailboxNameError(StoreError):
+    """A mailbox name the store will not accept (empty levels, control characters...)."""
+
+
+class MailboxNotSelectableError(StoreError):
+    """The mailbox exists only as a \\Noselect parent of other mailboxes."""
+
+
+class MessageTooLargeError(StoreError):
+    """A message is larger than the configured limit."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"message of {size} bytes exceeds the limit of {limit} bytes")
+
+
+# --- services ------------------------------------------------------------------------
+
+
+class ServiceError(MailpushError):
+    """A network service could not be started (address in use, bad certificate...)."""
