@@ -1,0 +1,234 @@
+"""RFC 2033 LMTP on top of aiosmtpd: one reply per accepted recipient.
+
+aiosmtpd owns the wire (command parsing, dot-unstuffing, SIZE, pipelining);
+`LmtpHandler` resolves recipients and hands the message to the delivery
+agent, one store operation per recipient, run concurrently so that all
+recipients of a transaction share one group commit. A reply is sent only
+after the store committed, so a 250 means the mail is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import Envelope, Session
+
+from ..delivery import DeliveryAgent, DeliveryRequest
+from ..errors import MailpushError, ServiceError, StoreError
+
+log = logging.getLogger(__name__)
+
+#: Longest line accepted inside DATA (and longest command line read). Longer
+#: lines get `500 5.5.2` and the message is refused whole: nothing is stored.
+MAX_LINE_LENGTH = 1024 * 1024
+
+#: Resolves an envelope recipient (detail already removed) to a user name, or None.
+RecipientResolver = Callable[[str], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class LmtpOptions:
+    address: str = "127.0.0.1"
+    port: int = 2424
+    hostname: str = field(default_factory=socket.gethostname)
+    max_message_size: int = 50 * 1024 * 1024
+    recipient_delimiter: str = "+"
+    #: Idle seconds before a connection is dropped.
+    timeout: float = 300.0
+
+
+@dataclass(slots=True)
+class _Recipient:
+    address: str
+    user: str
+    detail: str | None
+
+
+class LmtpHandler:
+    """aiosmtpd hooks: RCPT resolves users, DATA delivers to each of them."""
+
+    def __init__(
+        self, agent: DeliveryAgent, resolve: RecipientResolver, options: LmtpOptions
+    ) -> None:
+        self._agent = agent
+        self._resolve = resolve
+        self._options = options
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def handle_EHLO(  # noqa: N802 - aiosmtpd's hook name
+        self, server: Any, session: Session, envelope: Envelope, hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        extra = ["250-PIPELINING", "250-ENHANCEDSTATUSCODES"]
+        return responses[:1] + extra + responses[1:]
+
+    async def handle_RCPT(  # noqa: N802
+        self, server: Any, session: Session, envelope: Envelope, address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        local, detail = split_detail(address, self._options.recipient_delimiter)
+        try:
+            user = self._resolve(local)
+        except MailpushError as exc:
+            log.error("rcpt %s: user lookup failed: %s", address, exc)
+            return f"451 4.3.0 <{address}> Temporary user lookup failure"
+        if user is None:
+            log.info("rcpt %s: unknown user", address)
+            return f"550 5.1.1 <{address}> User doesn't exist: {address}"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        recipients: list[_Recipient] = getattr(envelope, "mailpush_recipients", [])
+        recipients.append(_Recipient(address, user, detail))
+        envelope.mailpush_recipients = recipients  # type: ignore[attr-defined]
+        return "250 2.1.5 OK"
+
+    async def handle_MAIL(  # noqa: N802
+        self, server: Any, session: Session, envelope: Envelope, address: str,
+        mail_options: list[str],
+    ) -> str:
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        envelope.mailpush_recipients = []  # type: ignore[attr-defined]
+        return "250 2.1.0 OK"
+
+    async def handle_DATA(  # noqa: N802
+        self, server: Any, session: Session, envelope: Envelope
+    ) -> str:
+        raw = envelope.original_content or b""
+        recipients: list[_Recipient] = getattr(envelope, "mailpush_recipients", [])
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            replies = await asyncio.gather(
+                *(self._deliver_one(r, raw, envelope.mail_from) for r in recipients)
+            )
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+        return "\r\n".join(replies)
+
+    async def _deliver_one(self, rcpt: _Recipient, raw: bytes, sender: str | None) -> str:
+        request = DeliveryRequest(rcpt.user, raw, rcpt.address, rcpt.detail)
+        try:
+            # Shielded: a client that disconnects mid-commit must not cancel a
+            # delivery the store may already have made durable.
+            saved = await asyncio.shield(self._agent.deliver(request))
+        except StoreError as exc:
+            log.error("delivery to %s (from <%s>) failed: %s", rcpt.address, sender, exc)
+            return f"451 4.2.0 <{rcpt.address}> Temporary failure saving the message"
+        uid = saved[-1].messages[0].uid if saved else 0
+        return f"250 2.0.0 <{rcpt.address}> Saved (uid {uid})"
+
+    async def wait_idle(self) -> None:
+        """Return when no DATA is being delivered."""
+        await self._idle.wait()
+
+
+class MailpushLMTP(LMTP):
+    """aiosmtpd's LMTP with long lines allowed and enhanced status codes everywhere."""
+
+    line_length_limit = MAX_LINE_LENGTH
+
+    async def push(self, status: Any) -> None:
+        if isinstance(status, str):
+            status = "\r\n".join(_with_enhanced_code(line) for line in status.split("\r\n"))
+        await super().push(status)
+
+
+_ENHANCED = re.compile(r"^\d{3}[ -]\d\.\d{1,3}\.\d{1,3}( |$)")
+_DEFAULT_ENHANCED = {
+    "221": "2.0.0", "250": "2.0.0", "252": "2.0.0", "421": "4.3.0", "451": "4.3.0",
+    "452": "4.3.1", "500": "5.5.2", "501": "5.5.4", "502": "5.5.1", "503": "5.5.1",
+    "504": "5.5.4", "550": "5.1.1", "552": "5.3.4", "554": "5.0.0", "555": "5.5.4",
+}
+
+
+def _with_enhanced_code(line: str) -> str:
+    """RFC 2034 wants a code in every 2xx/4xx/5xx reply, aiosmtpd's own replies included.
+
+    The greeting (220) and LHLO capability lines (`250-…`, `250 HELP`) take none.
+    """
+    if (
+        len(line) < 4
+        or line[0] not in "245"
+        or line[3] == "-"
+        or line.startswith("220")
+        or line == "250 HELP"
+        or _ENHANCED.match(line)
+    ):
+        return line
+    code = _DEFAULT_ENHANCED.get(line[:3], f"{line[0]}.0.0")
+    return f"{line[:4]}{code} {line[4:]}"
+
+
+def split_detail(address: str, delimiter: str) -> tuple[str, str | None]:
+    """`alice+work@example.org` → (`alice@example.org`, `work`)."""
+    if not delimiter:
+        return address, None
+    local, at, domain = address.rpartition("@")
+    if not at:
+        local, domain = address, ""
+    for ch in delimiter:
+        if ch in local:
+            base, _, detail = local.partition(ch)
+            return (f"{base}@{domain}" if at else base), detail
+    return address, None
+
+
+class LmtpServer:
+    """The listening LMTP service."""
+
+    def __init__(
+        self, agent: DeliveryAgent, resolve: RecipientResolver, options: LmtpOptions
+    ) -> None:
+        self.options = options
+        self.handler = LmtpHandler(agent, resolve, options)
+        self._server: asyncio.Server | None = None
+
+    def _protocol(self) -> MailpushLMTP:
+        return MailpushLMTP(
+            self.handler,
+            data_size_limit=self.options.max_message_size,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            hostname=self.options.hostname,
+            ident="mailpush LMTP",
+            timeout=self.options.timeout,
+            loop=asyncio.get_running_loop(),
+        )
+
+    async def start(self) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        try:
+            self._server = await loop.create_server(
+                self._protocol, self.options.address, self.options.port
+            )
+        except OSError as exc:
+            raise ServiceError(
+                f"lmtp: cannot listen on {self.options.address}:{self.options.port}: "
+                f"{exc.strerror or exc}"
+            ) from exc
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
+    async def stop(self, timeout: float) -> None:
+        """Stop accepting, let in-flight deliveries finish (up to `timeout` s), then close."""
+        if self._server is None:
+            return
+        self._server.close()
+        try:
+            await asyncio.wait_for(self.handler.wait_idle(), timeout)
+        except TimeoutError:
+            log.warning("lmtp: deliveries still running after %.0fs at shutdown", timeout)
+        self._server = None

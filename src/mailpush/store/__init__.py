@@ -1,0 +1,42 @@
+"""The mail store: users' mailboxes and messages, and the push outbox beside them."""
+
+from .base import MailStore
+from .change_hub import ChangeHub
+from .changes import (
+    Change,
+    FlagChange,
+    FlagsChanged,
+    MailboxCreated,
+    MailboxDeleted,
+    MailboxRenamed,
+    MessagesExpunged,
+    MessagesSaved,
+    SavedMessage,
+    SubscriptionChanged,
+)
+from .models import DeliveryTarget, MailboxInfo, MailboxStatus, MessageInfo, NewMessage
+from .sqlite_store import SqliteStore
+from .sqlite_writer import OutboxEntry, OutboxRecorder
+
+__all__ = [
+    "Change",
+    "ChangeHub",
+    "DeliveryTarget",
+    "FlagChange",
+    "FlagsChanged",
+    "MailStore",
+    "MailboxCreated",
+    "MailboxDeleted",
+    "MailboxInfo",
+    "MailboxRenamed",
+    "MailboxStatus",
+    "MessageInfo",
+    "MessagesExpunged",
+    "MessagesSaved",
+    "NewMessage",
+    "OutboxEntry",
+    "OutboxRecorder",
+    "SavedMessage",
+    "SqliteStore",
+    "SubscriptionChanged",
+]

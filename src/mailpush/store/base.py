@@ -1,0 +1,83 @@
+"""The store interface: what the front ends and the push framework may ask of a store.
+
+`SqliteStore` is the first implementation; a PostgreSQL one (several nodes
+sharing one database) must satisfy the same protocol, so nothing here may
+mention SQLite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Literal, Protocol
+
+from .change_hub import ChangeHub
+from .changes import (
+    FlagsChanged,
+    MailboxCreated,
+    MailboxDeleted,
+    MailboxRenamed,
+    MessagesExpunged,
+    MessagesSaved,
+    SubscriptionChanged,
+)
+from .models import DeliveryTarget, MailboxInfo, MailboxStatus, MessageInfo, NewMessage
+from .sqlite_writer import OutboxRecorder
+
+FlagMode = Literal["add", "remove", "replace"]
+
+
+class MailStore(Protocol):
+    """Every mutation is one transaction returning a record of what changed."""
+
+    hub: ChangeHub
+
+    def open(self) -> None: ...
+    def close(self) -> None: ...
+    def set_recorder(self, recorder: OutboxRecorder | None) -> None: ...
+
+    async def create_mailbox(
+        self, user: str, name: str, special_use: str | None = None
+    ) -> MailboxCreated: ...
+    async def ensure_mailboxes(
+        self, user: str, names: Sequence[tuple[str, str | None]]
+    ) -> list[MailboxCreated]: ...
+    async def delete_mailbox(self, user: str, name: str) -> MailboxDeleted: ...
+    async def rename_mailbox(self, user: str, old: str, new: str) -> MailboxRenamed: ...
+    async def subscribe(self, user: str, name: str) -> SubscriptionChanged | None: ...
+    async def unsubscribe(self, user: str, name: str) -> SubscriptionChanged | None: ...
+
+    async def append(
+        self, user: str, mailbox: str, messages: Sequence[NewMessage]
+    ) -> MessagesSaved: ...
+    async def deliver(
+        self, user: str, raw: bytes, targets: Sequence[DeliveryTarget]
+    ) -> list[MessagesSaved]: ...
+    async def copy(
+        self, user: str, source: str, uids: Iterable[int], dest: str
+    ) -> MessagesSaved: ...
+    async def move(
+        self, user: str, source: str, uids: Iterable[int], dest: str
+    ) -> tuple[MessagesSaved, MessagesExpunged]: ...
+    async def update_flags(
+        self,
+        user: str,
+        mailbox: str,
+        uids: Iterable[int],
+        mode: FlagMode,
+        flags: int = 0,
+        keywords: Sequence[str] = (),
+        recent_uids: frozenset[int] = frozenset(),
+    ) -> FlagsChanged: ...
+    async def expunge(
+        self, user: str, mailbox: str, uids: Iterable[int] | None = None
+    ) -> MessagesExpunged: ...
+    async def take_recent(self, user: str, mailbox: str) -> list[int]: ...
+
+    async def list_mailboxes(self, user: str) -> list[MailboxInfo]: ...
+    async def subscriptions(self, user: str) -> list[str]: ...
+    async def mailbox(self, user: str, name: str) -> MailboxInfo: ...
+    async def status(self, user: str, mailbox: str) -> MailboxStatus: ...
+    async def messages(
+        self, user: str, mailbox: str, uids: Iterable[int] | None = None
+    ) -> list[MessageInfo]: ...
+    async def raw_message(self, user: str, mailbox: str, uid: int) -> bytes: ...

@@ -1,0 +1,113 @@
+"""Typed records of exactly what one store operation changed.
+
+Every mutating store call returns these, and the same records are handed,
+inside the still-open database transaction, to the outbox recorder (which
+turns them into push events) and, after commit, to the change hub (which
+wakes IMAP sessions). A record therefore carries everything a consumer needs
+without reading the database again: uids, old and new flags, uidvalidity, and
+for saved messages the raw bytes the event fields are extracted from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxCreated:
+    user: str
+    mailbox: str
+    uidvalidity: int
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxDeleted:
+    user: str
+    mailbox: str
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxRenamed:
+    user: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionChanged:
+    user: str
+    mailbox: str
+    subscribed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SavedMessage:
+    uid: int
+    flags: int
+    keywords: tuple[str, ...]
+    size: int
+    internal_date: int
+    modseq: int
+    #: The message as stored; consumers must not keep it past the callback.
+    raw: bytes = field(repr=False)
+    #: For COPY/MOVE, the UID of the source message.
+    source_uid: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesSaved:
+    """Messages added to one mailbox by one operation.
+
+    `delivery` is true for LMTP, `mailpush deliver` and Sieve filing: Dovecot's
+    POST_SESSION distinction between MessageNew and MessageAppend.
+    """
+
+    user: str
+    mailbox: str
+    uidvalidity: int
+    messages: tuple[SavedMessage, ...]
+    delivery: bool
+    #: Set for COPY/MOVE: the mailbox the messages came from.
+    source_mailbox: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FlagChange:
+    uid: int
+    old_flags: int
+    new_flags: int
+    old_keywords: tuple[str, ...]
+    new_keywords: tuple[str, ...]
+    modseq: int
+    #: Whether the acting session holds `\Recent` for this message (events report it).
+    recent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FlagsChanged:
+    """Flag and keyword changes of one command in one mailbox; only real changes."""
+
+    user: str
+    mailbox: str
+    uidvalidity: int
+    changes: tuple[FlagChange, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesExpunged:
+    user: str
+    mailbox: str
+    uidvalidity: int
+    uids: tuple[int, ...]
+    modseq: int
+
+
+Change = (
+    MailboxCreated
+    | MailboxDeleted
+    | MailboxRenamed
+    | SubscriptionChanged
+    | MessagesSaved
+    | FlagsChanged
+    | MessagesExpunged
+)

@@ -1,0 +1,71 @@
+-- mailpush store schema, version 1.
+-- Kept to portable SQL (no SQLite-only types) so that a PostgreSQL store can
+-- share it; SQLite-specific pragmas live in the Python that opens the file.
+
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+
+CREATE TABLE IF NOT EXISTS users (
+    id               INTEGER PRIMARY KEY,
+    name             TEXT NOT NULL UNIQUE,
+    -- Last UIDVALIDITY handed out, so a re-created mailbox never reuses one.
+    uidvalidity_last INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE IF NOT EXISTS mailboxes (
+    id             INTEGER PRIMARY KEY,
+    user_id        INTEGER NOT NULL REFERENCES users(id),
+    name           TEXT NOT NULL,
+    uidvalidity    INTEGER NOT NULL,
+    uidnext        INTEGER NOT NULL DEFAULT 1,
+    highestmodseq  INTEGER NOT NULL DEFAULT 1,
+    special_use    TEXT,
+    UNIQUE (user_id, name)
+);
+
+CREATE TABLE IF NOT EXISTS subscriptions (
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    name    TEXT NOT NULL,
+    PRIMARY KEY (user_id, name)
+);
+
+-- Raw messages, byte-exact. COPY shares a body; it is removed with its last message.
+CREATE TABLE IF NOT EXISTS bodies (
+    id   INTEGER PRIMARY KEY,
+    refs INTEGER NOT NULL,
+    raw  BLOB NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS messages (
+    mailbox_id    INTEGER NOT NULL REFERENCES mailboxes(id),
+    uid           INTEGER NOT NULL,
+    body_id       INTEGER NOT NULL REFERENCES bodies(id),
+    size          INTEGER NOT NULL,
+    internal_date INTEGER NOT NULL,
+    internal_tz   INTEGER NOT NULL DEFAULT 0,
+    flags         INTEGER NOT NULL DEFAULT 0,
+    -- Space-separated keyword atoms in the order they were set.
+    keywords      TEXT NOT NULL DEFAULT '',
+    modseq        INTEGER NOT NULL,
+    recent        INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (mailbox_id, uid)
+);
+
+-- Keywords ever used in a mailbox: IMAP FLAGS/PERMANENTFLAGS list them.
+-- Keywords compare case-insensitively; the first spelling used is kept.
+CREATE TABLE IF NOT EXISTS mailbox_keywords (
+    mailbox_id  INTEGER NOT NULL REFERENCES mailboxes(id),
+    keyword_key TEXT NOT NULL,
+    keyword     TEXT NOT NULL,
+    PRIMARY KEY (mailbox_id, keyword_key)
+);
+
+-- Transactional outbox: push transactions written in the same database
+-- transaction as the mail change they describe.
+CREATE TABLE IF NOT EXISTS push_outbox (
+    id        INTEGER PRIMARY KEY,
+    txn_id    TEXT NOT NULL UNIQUE,
+    user_name TEXT NOT NULL,
+    created   REAL NOT NULL,
+    payload   BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS push_outbox_user ON push_outbox (user_name, id);

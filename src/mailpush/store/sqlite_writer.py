@@ -1,0 +1,238 @@
+"""One writer thread that commits many operations with one fsync (group commit).
+
+SQLite allows one writer at a time and a durable commit costs an fsync. Rather
+than paying one fsync per delivery, the writer drains every operation waiting
+in its queue, runs each inside its own SAVEPOINT (so a failing operation is
+rolled back alone, exactly as if it had been its own transaction), and then
+commits the batch once. Callers are answered only after that COMMIT returns,
+so an acknowledged operation is on disk; concurrent operations share the cost.
+
+Change records an operation produces are handed to the outbox recorder inside
+its savepoint (the transactional outbox) and returned to the caller with the
+result after commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from ..errors import StoreError
+from .changes import Change
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Operations run together in one commit at most; bounds the latency one batch adds.
+MAX_BATCH = 512
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One push transaction to write next to the change that caused it."""
+
+    user: str
+    payload: bytes
+    txn_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+class OutboxRecorder(Protocol):
+    """Turns change records into outbox entries, inside the change's transaction.
+
+    It must be pure computation: it runs on the writer thread while the
+    database transaction is open.
+    """
+
+    def __call__(self, change: Change) -> Sequence[OutboxEntry]: ...
+
+
+class WriteContext:
+    """What an operation sees: the connection and a place to report its changes."""
+
+    __slots__ = ("conn", "changes")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.changes: list[Change] = []
+
+    def record(self, change: Change) -> None:
+        self.changes.append(change)
+
+
+Operation = Callable[[WriteContext], T]
+
+
+@dataclass(slots=True)
+class _Job(Generic[T]):
+    operation: Operation[T]
+    future: asyncio.Future[tuple[T, list[Change]]]
+    loop: asyncio.AbstractEventLoop
+
+
+_STOP = object()
+
+
+class GroupCommitWriter:
+    """Runs write operations on a dedicated thread, committing them in batches."""
+
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        recorder: OutboxRecorder | None = None,
+        on_commit: Callable[[list[Change]], None] | None = None,
+    ) -> None:
+        self._connect = connect
+        self._recorder = recorder
+        self._on_commit = on_commit
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._started = False
+        self.batches = 0
+        self.operations = 0
+
+    def set_recorder(self, recorder: OutboxRecorder | None) -> None:
+        self._recorder = recorder
+
+    def start(self) -> None:
+        if not self._started:
+            self._started = True
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Finish every queued operation, then close the connection."""
+        if self._started:
+            self._queue.put(_STOP)
+            self._thread.join()
+            self._started = False
+
+    async def submit(self, operation: Operation[T]) -> tuple[T, list[Change]]:
+        if not self._started:
+            raise StoreError("the store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[T, list[Change]]] = loop.create_future()
+        self._queue.put(_Job(operation, future, loop))
+        return await future
+
+    # --- writer thread -------------------------------------------------------
+
+    def _run(self) -> None:
+        conn = self._connect()
+        try:
+            while True:
+                first = self._queue.get()
+                if first is _STOP:
+                    return
+                batch: list[_Job[Any]] = [first]  # type: ignore[list-item]
+                stop_after = False
+                while len(batch) < MAX_BATCH:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stop_after = True
+                        break
+                    batch.append(item)  # type: ignore[arg-type]
+                self._run_batch(conn, batch)
+                if stop_after:
+                    return
+        finally:
+            conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job[Any]]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            self._begin(conn)
+        except sqlite3.Error as exc:
+            error = StoreError(f"cannot start a database transaction: {exc}")
+            for job in batch:
+                _resolve(job, False, error)
+            return
+        for job in batch:
+            outcomes.append(self._run_one(conn, job))
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.error("store commit failed, %d operations rolled back: %s", len(batch), exc)
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            error = StoreError(f"database commit failed: {exc}")
+            for job in batch:
+                _resolve(job, False, error)
+            return
+        self.batches += 1
+        self.operations += len(batch)
+        for job, (ok, value) in zip(batch, outcomes, strict=True):
+            _resolve(job, ok, value, self._on_commit)
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        # IMMEDIATE takes the write lock now: another process (`mailpush deliver`)
+        # writing at the same time makes us wait (busy_timeout) instead of failing
+        # later with an unresolvable lock upgrade.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
+    def _run_one(self, conn: sqlite3.Connection, job: _Job[Any]) -> tuple[bool, Any]:
+        conn.execute("SAVEPOINT op")
+        ctx = WriteContext(conn)
+        try:
+            result = job.operation(ctx)
+            if self._recorder is not None:
+                for change in ctx.changes:
+                    for entry in self._recorder(change):
+                        conn.execute(
+                            "INSERT INTO push_outbox (txn_id, user_name, created, payload)"
+                            " VALUES (?, ?, ?, ?)",
+                            (entry.txn_id, entry.user, time.time(), entry.payload),
+                        )
+        except BaseException as exc:  # noqa: B036 - the operation's failure is its caller's
+            conn.execute("ROLLBACK TO op")
+            conn.execute("RELEASE op")
+            if not isinstance(exc, StoreError):
+                log.exception("store operation failed unexpectedly")
+                if isinstance(exc, sqlite3.Error):
+                    exc = StoreError(f"database error: {exc}")
+            return False, exc
+        conn.execute("RELEASE op")
+        return True, (result, ctx.changes)
+
+
+def _resolve(
+    job: _Job[Any],
+    ok: bool,
+    value: Any,
+    on_commit: Callable[[list[Change]], None] | None = None,
+) -> None:
+    def settle() -> None:
+        if ok and on_commit is not None and value[1]:
+            # Published even when the caller was cancelled: the change is committed.
+            on_commit(value[1])
+        if job.future.done():
+            return  # the caller gave up (cancelled); the change stands regardless
+        if ok:
+            job.future.set_result(value)
+        else:
+            job.future.set_exception(value)
+
+    try:
+        job.loop.call_soon_threadsafe(settle)
+    except RuntimeError:
+        pass  # the loop is gone: nobody is waiting any more
