@@ -6,11 +6,15 @@ admin what was wrong and what to do about it.
 
     MailpushError
     ├── ConfigError                  the configuration cannot be used
+    │   ├── ConfigFileError          the main configuration file cannot be read
     │   ├── ConfigSyntaxError        malformed file: carries file and line
-    │   └── SettingError             a setting's value is wrong: carries its name
+    │   ├── SettingError             a setting's value is wrong: carries its name
+    │   └── InvalidValueError        a value is not a size/duration/...; also a ValueError,
+    │                                raised without a setting name for the caller to wrap
     ├── AuthError                    users and passwords
     │   ├── PasswdFileError          a passwd-file line cannot be read or written
-    │   ├── UnknownPasswordSchemeError
+    │   ├── UnknownPasswordSchemeError  unknown or unusable here (BLF-CRYPT without bcrypt)
+    │   ├── InvalidPasswordError     a new password the chosen scheme cannot store
     │   └── UserExistsError / NoSuchUserError (management commands)
     ├── StoreError                   the mail store refused an operation
     │   ├── UnknownUserError         the user has no mail account
@@ -46,6 +50,15 @@ class ConfigSyntaxError(ConfigError):
         super().__init__(f"{file}:{line}: {reason}")
 
 
+class ConfigFileError(ConfigError):
+    """The configuration file named on the command line cannot be read."""
+
+    def __init__(self, file: str, reason: str) -> None:
+        self.file = file
+        self.reason = reason
+        super().__init__(f"{file}: {reason}")
+
+
 class SettingError(ConfigError):
     """A setting holds a value mailpush cannot use."""
 
@@ -55,6 +68,15 @@ class SettingError(ConfigError):
         self.where = where
         prefix = f"{where}: " if where else ""
         super().__init__(f"{prefix}{setting}: {reason}")
+
+
+class InvalidValueError(ConfigError, ValueError):
+    """A text is not a valid size, duration, boolean...; the caller knows which setting.
+
+    Raised by the value parsers in `mailpush.config.values`, which drivers also use for
+    their own options (`msg_max_size=500kb`); the caller wraps it in a `SettingError`
+    naming the setting and where it was written.
+    """
 
 
 # --- users and authentication --------------------------------------------------
@@ -69,7 +91,11 @@ class PasswdFileError(AuthError):
 
 
 class UnknownPasswordSchemeError(AuthError):
-    """A stored password names a scheme mailpush does not implement."""
+    """A password names a scheme mailpush does not implement or cannot use on this host."""
+
+
+class InvalidPasswordError(AuthError):
+    """A new password cannot be hashed or stored (NUL bytes, too long, ':' in PLAIN)."""
 
 
 class UserExistsError(AuthError):

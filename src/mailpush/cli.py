@@ -1,0 +1,259 @@
+"""The `mailpush` command: serve, deliver, manage users, check configuration.
+
+Every subcommand reads the same configuration file (`--config`, or the
+embedded defaults), so `mailpush user add` edits exactly the passwd-file the
+server reads. Errors an admin can fix are printed as one line, without a
+traceback, and give a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .auth import add_user, delete_user, list_users, set_password, supported_schemes
+from .config import LoadedConfig, Settings, load_settings
+from .delivery import DeliveryRequest
+from .errors import ConfigError, MailpushError, StoreError
+from .lmtp import split_detail
+from .logging_config import configure_logging, mask_secrets
+from .server import UserDirectory, build_delivery_agent, open_store, serve
+
+log = logging.getLogger("mailpush")
+
+# sysexits.h, as dovecot-lda uses them so an MTA knows whether to retry.
+EX_USAGE = 64
+EX_DATAERR = 65
+EX_NOUSER = 67
+EX_SOFTWARE = 70
+EX_TEMPFAIL = 75
+EX_CONFIG = 78
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return EX_USAGE
+    try:
+        result: int = args.run(args)
+        return result
+    except ConfigError as exc:
+        print(f"mailpush: configuration error: {mask_secrets(str(exc))}", file=sys.stderr)
+        return EX_CONFIG
+    except MailpushError as exc:
+        print(f"mailpush: {mask_secrets(str(exc))}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mailpush",
+        description="LMTP + IMAP mail server with Dovecot-compatible push notifications.",
+    )
+    parser.add_argument("--version", action="version", version=f"mailpush {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument(
+            "-c", "--config", metavar="FILE",
+            help="configuration file (default: built-in defaults, data in ./mailpush-data)",
+        )
+        return sub
+
+    serve_cmd = command("serve", "start every configured service and run until stopped")
+    serve_cmd.set_defaults(run=_serve)
+
+    deliver = command(
+        "deliver", "deliver a message read from standard input (like dovecot-lda)"
+    )
+    deliver.add_argument("-d", dest="user", required=True, metavar="USER",
+                         help="recipient user or address")
+    deliver.add_argument("-m", dest="mailbox", metavar="MAILBOX",
+                         help="mailbox to save into (default INBOX; missing → INBOX)")
+    deliver.set_defaults(run=_deliver)
+
+    user = commands.add_parser("user", help="manage the passwd-file users")
+    user_commands = user.add_subparsers(title="user commands", metavar="ACTION")
+    schemes = ", ".join(supported_schemes())
+
+    def user_command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = user_commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("-c", "--config", metavar="FILE", help="configuration file")
+        return sub
+
+    add = user_command("add", "add a user")
+    add.add_argument("name")
+    add.add_argument("--scheme", default="ARGON2ID", help=f"password scheme ({schemes})")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the password from standard input instead of prompting")
+    add.add_argument("--home", default="", help="home directory field")
+    add.add_argument("--field", action="append", default=[], metavar="KEY=VALUE",
+                     help="extra field, e.g. userdb_push_lua_url=https://... (repeatable)")
+    add.set_defaults(run=_user_add)
+    remove = user_command("del", "delete a user (their mail stays in the store)")
+    remove.add_argument("name")
+    remove.set_defaults(run=_user_del)
+    listing = user_command("list", "list users")
+    listing.set_defaults(run=_user_list)
+    passwd = user_command("passwd", "change a user's password")
+    passwd.add_argument("name")
+    passwd.add_argument("--scheme", default="ARGON2ID", help=f"password scheme ({schemes})")
+    passwd.add_argument("--password-stdin", action="store_true",
+                        help="read the password from standard input instead of prompting")
+    passwd.set_defaults(run=_user_passwd)
+
+    config = commands.add_parser("config", help="inspect the configuration")
+    config_commands = config.add_subparsers(title="config commands", metavar="ACTION")
+    check = config_commands.add_parser("check", help="parse the configuration and report problems")
+    check.add_argument("-c", "--config", metavar="FILE", help="configuration file")
+    check.set_defaults(run=_config_check)
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Settings:
+    loaded: LoadedConfig = load_settings(args.config)
+    for warning in loaded.warnings:
+        log.warning("%s", warning)
+    return loaded.settings
+
+
+# --- serve -----------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    configure_logging()
+    settings = _load(args)
+    configure_logging(settings.log_path, settings.mail_debug)
+    source = settings.source_path or "built-in defaults"
+    log.info("mailpush %s starting (configuration: %s)", __version__, source)
+    try:
+        asyncio.run(serve(settings))
+    except MailpushError as exc:
+        log.error("%s", exc)
+        return 1
+    return 0
+
+
+# --- deliver ---------------------------------------------------------------------
+
+
+def _deliver(args: argparse.Namespace) -> int:
+    configure_logging()
+    try:
+        settings = _load(args)
+    except ConfigError as exc:
+        print(f"mailpush deliver: configuration error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    configure_logging(settings.log_path, settings.mail_debug)
+    raw = sys.stdin.buffer.read()
+    if not raw:
+        print("mailpush deliver: empty message on standard input", file=sys.stderr)
+        return EX_DATAERR
+    if len(raw) > settings.max_message_size:
+        print(
+            f"mailpush deliver: message of {len(raw)} bytes exceeds"
+            f" mailpush_max_message_size ({settings.max_message_size} bytes)",
+            file=sys.stderr,
+        )
+        return EX_DATAERR
+    local, detail = split_detail(args.user, settings.lmtp.recipient_delimiter)
+    user = UserDirectory(settings).resolve(local)
+    if user is None:
+        print(f"mailpush deliver: unknown user {args.user!r}", file=sys.stderr)
+        return EX_NOUSER
+    request = DeliveryRequest(user, raw, args.user, detail, args.mailbox)
+    try:
+        asyncio.run(_deliver_once(settings, request))
+    except StoreError as exc:
+        print(f"mailpush deliver: temporary failure: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
+    return 0
+
+
+async def _deliver_once(settings: Settings, request: DeliveryRequest) -> None:
+    store = open_store(settings)
+    try:
+        await build_delivery_agent(settings, store).deliver(request)
+    finally:
+        await asyncio.to_thread(store.close)
+
+
+# --- users -----------------------------------------------------------------------
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"Password for {args.name}: ")
+        if getpass.getpass("Again: ") != password:
+            raise MailpushError("the passwords do not match")
+    if not password:
+        raise MailpushError("refusing an empty password")
+    return password
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    fields: dict[str, str] = {}
+    for item in args.field:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise MailpushError(f"--field {item!r}: expected KEY=VALUE")
+        fields[key] = value if sep else ""
+    path = settings.auth.passdb.path
+    add_user(path, args.name, _read_password(args), args.scheme, home=args.home,
+             extra_fields=fields)
+    print(f"added {args.name} to {path}")
+    return 0
+
+
+def _user_del(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    delete_user(settings.auth.passdb.path, args.name)
+    print(f"deleted {args.name} from {settings.auth.passdb.path}")
+    return 0
+
+
+def _user_list(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    for record in list_users(settings.auth.passdb.path):
+        print(record.username)
+    return 0
+
+
+def _user_passwd(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    set_password(settings.auth.passdb.path, args.name, _read_password(args), args.scheme)
+    print(f"changed the password of {args.name}")
+    return 0
+
+
+# --- config ----------------------------------------------------------------------
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    loaded = load_settings(args.config)
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    settings = loaded.settings
+    print(f"configuration OK: {settings.source_path or 'built-in defaults'}")
+    print(f"data directory: {settings.data_dir}")
+    print(f"users: {settings.auth.passdb.path}")
+    for listener in settings.listeners:
+        print(f"{listener.service}: {listener.address}:{listener.port}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Dovecot-style configuration (2.3 ``plugin {}`` keys and 2.4 named blocks) into typed settings.
+
+`load_settings` is the entry point; `parse_size` and `parse_duration` are shared with
+drivers that read their own options, so units mean the same everywhere.
+"""
+
+from mailpush.config.settings import (
+    AuthSettings,
+    Listener,
+    LmtpSettings,
+    LoadedConfig,
+    PassdbSettings,
+    PushNotificationBlock,
+    Settings,
+    SslSettings,
+    UserdbSettings,
+    load_settings,
+)
+from mailpush.config.syntax import ConfigEntry, ConfigSection, parse_file, parse_text
+from mailpush.config.values import parse_bool, parse_duration, parse_list, parse_size
+
+__all__ = [
+    "AuthSettings",
+    "ConfigEntry",
+    "ConfigSection",
+    "Listener",
+    "LmtpSettings",
+    "LoadedConfig",
+    "PassdbSettings",
+    "PushNotificationBlock",
+    "Settings",
+    "SslSettings",
+    "UserdbSettings",
+    "load_settings",
+    "parse_bool",
+    "parse_duration",
+    "parse_file",
+    "parse_list",
+    "parse_size",
+    "parse_text",
+]

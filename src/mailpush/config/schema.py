@@ -1,0 +1,340 @@
+"""Every setting mailpush reads, declared once: name, type, default and meaning.
+
+The loader (`settings.py`) reads values through these declarations, the unknown-setting
+warning is derived from them, and `docs/settings.md` is generated from them
+(`python -m mailpush.config.docs > docs/settings.md`), so the three cannot disagree.
+
+Defaults are written as configuration text and go through the same parser as an
+admin's values, so the documented default is exactly what a file would say.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = [
+    "BlockSpec",
+    "FREEFORM_BLOCKS",
+    "SETTINGS",
+    "SettingSpec",
+    "SettingType",
+]
+
+
+class SettingType(enum.Enum):
+    """How a value is written; the value is the name shown in the docs."""
+
+    STRING = "string"
+    BOOL = "boolean"
+    PORT = "port"
+    SIZE = "size"
+    DURATION = "time"
+    LIST = "list"
+    PATH = "path"
+    CHOICE = "choice"
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One setting. ``section`` is the path of blocks it lives in, outermost first.
+
+    A path element is ``type`` (any name matches, as for ``passdb``) or
+    ``type name`` (as for ``service lmtp``).
+    """
+
+    name: str
+    type: SettingType
+    default: str
+    doc: str
+    section: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()
+
+    @property
+    def qualified_name(self) -> str:
+        """The setting as an admin finds it in the file: ``service lmtp { ... { port } }``."""
+        text = self.name
+        for element in reversed(self.section):
+            text = f"{element} {{ {text} }}"
+        return text
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """A top-level block whose contents mailpush keeps without validating them."""
+
+    type: str
+    named: bool
+    doc: str
+
+
+_DECLARED: list[SettingSpec] = []
+
+
+def _declare(
+    name: str,
+    type: SettingType,
+    default: str,
+    doc: str,
+    *,
+    section: tuple[str, ...] = (),
+    choices: tuple[str, ...] = (),
+) -> SettingSpec:
+    spec = SettingSpec(name, type, default, doc, section, choices)
+    _DECLARED.append(spec)
+    return spec
+
+
+_LMTP_LISTENER = ("service lmtp", "inet_listener lmtp")
+_IMAP_LISTENER = ("service imap-login", "inet_listener imap")
+_IMAPS_LISTENER = ("service imap-login", "inet_listener imaps")
+
+# --- services and listeners ------------------------------------------------------------
+
+PROTOCOLS = _declare(
+    "protocols",
+    SettingType.LIST,
+    "imap lmtp",
+    "Services to start. mailpush speaks `imap` and `lmtp`; other Dovecot protocols "
+    "(pop3, submission, sieve) are refused rather than silently not served.",
+)
+LISTEN = _declare(
+    "listen",
+    SettingType.LIST,
+    "127.0.0.1",
+    "Addresses listeners bind to when they set no `address`. `*` is every IPv4 address, "
+    "`::` every IPv6 address. Dovecot's default is `*, ::`; mailpush defaults to "
+    "loopback so that a fresh install is not reachable from the network.",
+)
+LMTP_ADDRESS = _declare(
+    "address",
+    SettingType.LIST,
+    "",
+    "Addresses of the LMTP listener; empty means the addresses in `listen`.",
+    section=_LMTP_LISTENER,
+)
+LMTP_PORT = _declare(
+    "port",
+    SettingType.PORT,
+    "2424",
+    "LMTP port. The default is unprivileged so mailpush runs without root; "
+    "set `port = 24` for the standard LMTP port. `0` disables the listener.",
+    section=_LMTP_LISTENER,
+)
+IMAP_ADDRESS = _declare(
+    "address",
+    SettingType.LIST,
+    "",
+    "Addresses of the IMAP (STARTTLS) listener; empty means the addresses in `listen`.",
+    section=_IMAP_LISTENER,
+)
+IMAP_PORT = _declare(
+    "port",
+    SettingType.PORT,
+    "1143",
+    "IMAP port (unprivileged default; the standard port is 143). `0` disables it.",
+    section=_IMAP_LISTENER,
+)
+IMAP_SSL = _declare(
+    "ssl",
+    SettingType.BOOL,
+    "no",
+    "Speak TLS from the first byte on this listener instead of offering STARTTLS.",
+    section=_IMAP_LISTENER,
+)
+IMAPS_ADDRESS = _declare(
+    "address",
+    SettingType.LIST,
+    "",
+    "Addresses of the IMAPS listener; empty means the addresses in `listen`.",
+    section=_IMAPS_LISTENER,
+)
+IMAPS_PORT = _declare(
+    "port",
+    SettingType.PORT,
+    "1993",
+    "IMAPS port (unprivileged default; the standard port is 993). `0` disables it. "
+    "The listener starts only when `ssl_cert` and `ssl_key` are set and `ssl` is not `no`.",
+    section=_IMAPS_LISTENER,
+)
+IMAPS_SSL = _declare(
+    "ssl",
+    SettingType.BOOL,
+    "yes",
+    "Speak TLS from the first byte (implicit TLS); `no` makes it a second STARTTLS listener.",
+    section=_IMAPS_LISTENER,
+)
+
+# --- TLS and authentication ------------------------------------------------------------
+
+SSL = _declare(
+    "ssl",
+    SettingType.CHOICE,
+    "yes",
+    "`yes`: offer TLS when a certificate is configured; `required`: also refuse "
+    "authentication without TLS (a certificate must then be set); `no`: never TLS.",
+    choices=("yes", "no", "required"),
+)
+SSL_CERT = _declare(
+    "ssl_cert",
+    SettingType.PATH,
+    "",
+    "PEM certificate chain. Both Dovecot's `</path` form and a plain path are accepted.",
+)
+SSL_KEY = _declare(
+    "ssl_key",
+    SettingType.PATH,
+    "",
+    "PEM private key for `ssl_cert`, as `</path` or a plain path.",
+)
+DISABLE_PLAINTEXT_AUTH = _declare(
+    "disable_plaintext_auth",
+    SettingType.BOOL,
+    "yes",
+    "Refuse LOGIN and AUTHENTICATE PLAIN on connections without TLS. Connections from "
+    "loopback are always allowed, as in Dovecot, so local tools keep working.",
+)
+AUTH_USERNAME_FORMAT = _declare(
+    "auth_username_format",
+    SettingType.STRING,
+    "%Lu",
+    "How a login name is normalised before lookup (`%Lu`: lowercased full user name).",
+)
+PASSDB_DRIVER = _declare(
+    "driver",
+    SettingType.STRING,
+    "passwd-file",
+    "Password database. Only the first `passdb` block is used, and only `passwd-file` "
+    "is supported. Without any `passdb` block, the users file is `<mailpush_data_dir>/users`.",
+    section=("passdb",),
+)
+PASSDB_ARGS = _declare(
+    "args",
+    SettingType.STRING,
+    "",
+    "Options and path of the passwd-file, e.g. `scheme=SHA512-CRYPT username_format=%u "
+    "/etc/dovecot/users`: the path is the last word without `=`; `scheme` and "
+    "`username_format` are kept, relative paths are relative to the configuration file.",
+    section=("passdb",),
+)
+USERDB_DRIVER = _declare(
+    "driver",
+    SettingType.STRING,
+    "passwd-file",
+    "User database: `passwd-file` or `static`. Without a `userdb` block, the passdb's "
+    "passwd-file is also the userdb.",
+    section=("userdb",),
+)
+USERDB_ARGS = _declare(
+    "args",
+    SettingType.STRING,
+    "",
+    "For `passwd-file`: options and path as for passdb (empty: the passdb's file). "
+    "For `static`: `key=value` words such as `uid=vmail gid=vmail home=/var/vmail/%u`.",
+    section=("userdb",),
+)
+
+# --- delivery and mail -----------------------------------------------------------------
+
+RECIPIENT_DELIMITER = _declare(
+    "recipient_delimiter",
+    SettingType.STRING,
+    "+",
+    "Characters that separate a user from an address detail (`user+detail@domain`). "
+    "Empty turns detail handling off.",
+)
+LMTP_SAVE_TO_DETAIL_MAILBOX = _declare(
+    "lmtp_save_to_detail_mailbox",
+    SettingType.BOOL,
+    "no",
+    "Deliver `user+detail` mail into the mailbox named `detail` when it exists.",
+)
+MAIL_PLUGINS = _declare(
+    "mail_plugins",
+    SettingType.LIST,
+    "",
+    "Plugins to load, e.g. `$mail_plugins notify push_notification`. The Dovecot 2.4 "
+    "block form `mail_plugins { notify = yes  old = no }` adds the plugins set to `yes` "
+    "and removes those set to `no`.",
+)
+MAIL_FSYNC = _declare(
+    "mail_fsync",
+    SettingType.CHOICE,
+    "optimized",
+    "`optimized` and `always`: a message is on disk before LMTP or IMAP acknowledges it. "
+    "`never`: faster, and a crash may lose acknowledged mail.",
+    choices=("optimized", "always", "never"),
+)
+MAIL_DEBUG = _declare(
+    "mail_debug",
+    SettingType.BOOL,
+    "no",
+    "Log debug detail about mail delivery, lookups and push notifications.",
+)
+LOG_PATH = _declare(
+    "log_path",
+    SettingType.PATH,
+    "",
+    "File to append the log to; empty logs to standard error.",
+)
+IMAP_MAX_LINE_LENGTH = _declare(
+    "imap_max_line_length",
+    SettingType.SIZE,
+    "64k",
+    "Longest IMAP command line accepted (literals not counted); longer lines are refused.",
+)
+
+# --- mailpush's own ---------------------------------------------------------------------
+
+DATA_DIR = _declare(
+    "mailpush_data_dir",
+    SettingType.PATH,
+    "./mailpush-data",
+    "Where mailpush keeps its store and, by default, its users file. A relative path is "
+    "relative to the configuration file's directory (to the current directory when "
+    "mailpush runs without a configuration file); this includes the default.",
+)
+MAX_MESSAGE_SIZE = _declare(
+    "mailpush_max_message_size",
+    SettingType.SIZE,
+    "50mb",
+    "Largest message accepted. LMTP advertises it with SIZE and answers 552 above it; "
+    "IMAP APPEND refuses larger messages.",
+)
+METRICS_LISTEN = _declare(
+    "mailpush_metrics_listen",
+    SettingType.STRING,
+    "",
+    "`address:port` to serve metrics on; empty means no metrics listener.",
+)
+SHUTDOWN_TIMEOUT = _declare(
+    "mailpush_shutdown_timeout",
+    SettingType.DURATION,
+    "30s",
+    "On SIGTERM, how long deliveries, IMAP commands and running push drivers may take to "
+    "finish before mailpush stops anyway. A bare number is seconds.",
+)
+
+FREEFORM_BLOCKS: tuple[BlockSpec, ...] = (
+    BlockSpec(
+        "plugin",
+        named=False,
+        doc="Dovecot 2.3 plugin settings (`push_notification_driver`, `push_notification_driver2`, "
+        "`sieve`, values read by Lua scripts through `plugin_getenv`...). Kept as written, in "
+        "order; each plugin or driver checks its own keys.",
+    ),
+    BlockSpec(
+        "push_notification",
+        named=True,
+        doc="Dovecot 2.4 push-notification driver blocks, e.g. `push_notification chronos { "
+        "driver = chronos  url = ...  msg_max_size = 500kb }`, with any nested blocks such as "
+        "`lua_settings { }`. Kept as written; the push-notification drivers check them.",
+    ),
+    BlockSpec(
+        "mail_plugins",
+        named=False,
+        doc="Dovecot 2.4 block form of `mail_plugins`: each key is a plugin, set to `yes` or `no`.",
+    ),
+)
+
+SETTINGS: tuple[SettingSpec, ...] = tuple(_DECLARED)

@@ -1,0 +1,123 @@
+"""Starting and stopping the configured services in one asyncio process.
+
+`MailpushServer` builds every part once from the one `Settings` object and
+passes it down; nothing is kept in module globals. Stopping is ordered so
+that nothing acknowledged is lost: listeners stop accepting, in-flight
+deliveries finish (bounded by `mailpush_shutdown_timeout`), then the store
+drains its write queue and closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+from .auth import PasswdFile, resolve_user
+from .config import Settings
+from .delivery import DefaultFilingPlanner, DeliveryAgent
+from .lmtp import LmtpOptions, LmtpServer
+from .store import SqliteStore
+
+log = logging.getLogger(__name__)
+
+STORE_FILE = "mail.sqlite"
+
+
+@dataclass(frozen=True, slots=True)
+class BoundListener:
+    service: str
+    address: str
+    port: int
+
+
+def open_store(settings: Settings) -> SqliteStore:
+    """The store the settings name, opened (schema created or checked)."""
+    store = SqliteStore(settings.data_dir / STORE_FILE, fsync=settings.mail_fsync)
+    store.open()
+    return store
+
+
+class UserDirectory:
+    """Recipient and login lookup against the configured passwd-file."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._passwd = PasswdFile(settings.auth.passdb.path)
+        self._format = settings.auth.passdb.username_format or settings.auth.username_format
+
+    def resolve(self, address: str) -> str | None:
+        record = resolve_user(self._passwd, address, self._format)
+        return None if record is None else record.username
+
+
+def build_delivery_agent(settings: Settings, store: SqliteStore) -> DeliveryAgent:
+    planner = DefaultFilingPlanner(
+        store, save_to_detail_mailbox=settings.lmtp.save_to_detail_mailbox
+    )
+    return DeliveryAgent(store, planner)
+
+
+class MailpushServer:
+    """Every service of one mailpush process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store: SqliteStore | None = None
+        self.lmtp: list[LmtpServer] = []
+        self.listeners: list[BoundListener] = []
+
+    async def start(self) -> None:
+        settings = self.settings
+        self.store = open_store(settings)
+        log.info("store: %s (mail_fsync=%s)", self.store.path, settings.mail_fsync)
+        users = UserDirectory(settings)
+        log.info("users: passwd-file %s", settings.auth.passdb.path)
+        agent = build_delivery_agent(settings, self.store)
+        try:
+            for listener in settings.listeners:
+                if listener.service != "lmtp" or "lmtp" not in settings.protocols:
+                    continue
+                options = LmtpOptions(
+                    address=listener.address,
+                    port=listener.port,
+                    max_message_size=settings.max_message_size,
+                    recipient_delimiter=settings.lmtp.recipient_delimiter,
+                )
+                server = LmtpServer(agent, users.resolve, options)
+                host, port = await server.start()
+                self.lmtp.append(server)
+                self.listeners.append(BoundListener("lmtp", host, port))
+                log.info("lmtp: listening on %s:%d", host, port)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        timeout = self.settings.shutdown_timeout
+        await asyncio.gather(*(server.stop(timeout) for server in self.lmtp))
+        self.lmtp.clear()
+        if self.store is not None:
+            await asyncio.to_thread(self.store.close)
+            self.store = None
+        log.info("stopped")
+
+
+async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM or SIGINT, then stop cleanly."""
+    server = MailpushServer(settings)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("mailpush ready")
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await server.stop()
