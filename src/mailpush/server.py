@@ -14,7 +14,7 @@ import logging
 import signal
 from dataclasses import dataclass
 
-from .auth import PasswdFile, resolve_user
+from .auth import PasswdFile, resolve_user, verify_password_async
 from .config import Settings
 from .delivery import DefaultFilingPlanner, DeliveryAgent
 from .lmtp import LmtpOptions, LmtpServer
@@ -45,10 +45,29 @@ class UserDirectory:
     def __init__(self, settings: Settings) -> None:
         self._passwd = PasswdFile(settings.auth.passdb.path)
         self._format = settings.auth.passdb.username_format or settings.auth.username_format
+        self._scheme = settings.auth.passdb.scheme
 
     def resolve(self, address: str) -> str | None:
         record = resolve_user(self._passwd, address, self._format)
         return None if record is None else record.username
+
+    async def authenticate(self, login: str, password: str) -> str | None:
+        """The user name for a correct login and password, else None.
+
+        Hash verification runs off the event loop (Argon2 takes tens of ms).
+        """
+        record = resolve_user(self._passwd, login, self._format)
+        if record is None or "nologin" in record.extra_fields:
+            return None
+        scheme = self._scheme or "CRYPT"  # Dovecot passwd-file default
+        if not await verify_password_async(record.password, password, scheme):
+            return None
+        return record.username
+
+    def user_settings(self, user: str) -> dict[str, str]:
+        """Per-user `userdb_KEY=VALUE` fields: they override global `plugin {}` settings."""
+        record = self._passwd.lookup(user)
+        return {} if record is None else dict(record.userdb_fields)
 
 
 def build_delivery_agent(settings: Settings, store: SqliteStore) -> DeliveryAgent:
