@@ -64,6 +64,9 @@ class UserDirectory:
             return None
         return record.username
 
+    def has_users(self) -> bool:
+        return bool(self._passwd.users())
+
     def user_settings(self, user: str) -> dict[str, str]:
         """Per-user `userdb_KEY=VALUE` fields: they override global `plugin {}` settings."""
         record = self._passwd.lookup(user)
@@ -92,6 +95,12 @@ class MailpushServer:
         log.info("store: %s (mail_fsync=%s)", self.store.path, settings.mail_fsync)
         users = UserDirectory(settings)
         log.info("users: passwd-file %s", settings.auth.passdb.path)
+        if not users.has_users():
+            log.warning(
+                "no users in %s yet: add one with `mailpush user add NAME%s`",
+                settings.auth.passdb.path,
+                f" --config {settings.source_path}" if settings.source_path else "",
+            )
         agent = build_delivery_agent(settings, self.store)
         try:
             for listener in settings.listeners:
