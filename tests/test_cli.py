@@ -105,3 +105,26 @@ def test_config_check_reports_unknown_settings_once(tmp_path: Path) -> None:
     warnings = [line for line in result.stderr.decode().splitlines() if "warning" in line]
     assert len(warnings) == 1
     assert "frobnicate" in warnings[0] and "mail_location" in warnings[0]
+
+
+def test_concurrent_deliver_processes_never_duplicate_uids(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "mailpush.cli", "deliver", "-c", str(config), "-d", "alice"],
+            stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        for _ in range(8)
+    ]
+    for index, proc in enumerate(procs):
+        proc.communicate(MESSAGE + b"process %d\r\n" % index, timeout=60)
+        assert proc.returncode == 0
+
+    async def uids() -> list[int]:
+        store = open_store(load_settings(config).settings)
+        try:
+            return [m.uid for m in await store.messages("alice", "INBOX")]
+        finally:
+            store.close()
+
+    assert asyncio.run(uids()) == list(range(1, 9))

@@ -236,3 +236,24 @@ async def test_detail_mailbox_is_used_only_when_enabled_and_existing(make_server
     await in_thread(deliver_raw, server, ["alice+nothere@example.org"], MESSAGE)
     assert (await store.status("alice", "work")).messages == 1
     assert (await store.status("alice", "INBOX")).messages == 1
+
+
+async def test_eight_concurrent_connections_get_unique_increasing_uids(
+    server: MailpushServer,
+) -> None:
+    def connection(index: int) -> list[int]:
+        uids = []
+        with lmtp_client(server) as client:
+            for n in range(15):
+                body = MESSAGE + b"connection %d message %d\r\n" % (index, n)
+                reply = lmtp_transaction(client, ["alice"], body)["alice"]
+                assert reply[0] == 250
+                uids.append(int(reply[1].rsplit(b"uid ", 1)[1].rstrip(b")")))
+        return uids
+
+    results = await asyncio.gather(*(in_thread(connection, i) for i in range(8)))
+    every = [uid for uids in results for uid in uids]
+    assert sorted(every) == list(range(1, 121))
+    assert all(uids == sorted(uids) for uids in results)
+    assert server.store is not None
+    assert [m.uid for m in await server.store.messages("alice", "INBOX")] == list(range(1, 121))

@@ -84,7 +84,12 @@ class SqliteStore:
         conn = self._connect()
         try:
             schema = resources.files("mailpush.store").joinpath("schema.sql").read_text()
-            conn.executescript(schema)
+            # Several processes may open a new file at once (`mailpush deliver`):
+            # one creates the schema, the others wait for it.
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in schema.split(";\n"):
+                if statement.strip():
+                    conn.execute(statement)
             row = conn.execute("SELECT version FROM schema_version").fetchone()
             if row is None:
                 conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
@@ -93,8 +98,10 @@ class SqliteStore:
                     f"{self.path} was written by a newer mailpush (schema {row[0]});"
                     " upgrade mailpush to open it"
                 )
-            conn.commit()
+            conn.execute("COMMIT")
         finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             conn.close()
         os.chmod(self.path, 0o600)
         self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="store-reader")
@@ -117,12 +124,12 @@ class SqliteStore:
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=30000")
         conn.execute("PRAGMA journal_mode=WAL")
         # FULL fsyncs the WAL at every commit: an acknowledged mail survives power loss.
         sync = "NORMAL" if self.fsync == "never" else "FULL"
         conn.execute(f"PRAGMA synchronous={sync}")
         conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=30000")
         return conn
 
     # --- mailboxes ------------------------------------------------------------------
