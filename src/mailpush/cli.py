@@ -11,18 +11,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
 import logging
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 
 from . import __version__
 from .auth import add_user, delete_user, list_users, set_password, supported_schemes
 from .config import LoadedConfig, Settings, load_settings
 from .delivery import DeliveryRequest
 from .errors import ConfigError, MailpushError, StoreError
+from .events import transaction_from_json, transaction_to_dict
 from .lmtp import split_detail
 from .logging_config import configure_logging, mask_secrets
-from .server import UserDirectory, build_delivery_agent, open_store, serve
+from .server import UserDirectory, build_delivery_agent, build_push, open_store, serve
+from .store import SqliteStore
 
 log = logging.getLogger("mailpush")
 
@@ -112,6 +116,38 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="read the password from standard input instead of prompting")
     passwd.set_defaults(run=_user_passwd)
 
+    queue = commands.add_parser("queue", help="inspect and replay the push outbox")
+    queue_commands = queue.add_subparsers(title="queue commands", metavar="ACTION")
+
+    def queue_command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = queue_commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("-c", "--config", metavar="FILE", help="configuration file")
+        return sub
+
+    queue_command("status", "pending, in flight, retrying and dead transactions per driver"
+                  ).set_defaults(run=_queue_status)
+    dead = queue_command("dead", "list dead letters")
+    dead.add_argument("--driver", help="only this driver instance")
+    dead.set_defaults(run=_queue_dead)
+    replay = queue_command("replay", "send dead letters again")
+    replay.add_argument("ids", nargs="*", type=int, metavar="ID", help="outbox ids to replay")
+    replay.add_argument("--all", action="store_true", help="replay every dead letter")
+    replay.add_argument("--driver", help="only this driver instance")
+    replay.set_defaults(run=_queue_replay)
+
+    events = commands.add_parser("events", help="watch push events")
+    events_commands = events.add_subparsers(title="events commands", metavar="ACTION")
+    tail = events_commands.add_parser(
+        "tail", help="print push transactions as JSON lines as they are committed"
+    )
+    tail.add_argument("-c", "--config", metavar="FILE", help="configuration file")
+    tail.add_argument("--user", help="only this user's transactions")
+    tail.add_argument("--from-start", action="store_true",
+                      help="begin with the transactions still in the outbox")
+    tail.add_argument("--count", type=int, default=0,
+                      help="stop after this many transactions (default: run until interrupted)")
+    tail.set_defaults(run=_events_tail)
+
     config = commands.add_parser("config", help="inspect the configuration")
     config_commands = config.add_subparsers(title="config commands", metavar="ACTION")
     check = config_commands.add_parser("check", help="parse the configuration and report problems")
@@ -183,6 +219,8 @@ def _deliver(args: argparse.Namespace) -> int:
 async def _deliver_once(settings: Settings, request: DeliveryRequest) -> None:
     store = open_store(settings)
     try:
+        # Queues the push transactions; the running server's dispatcher sends them.
+        build_push(settings, store, UserDirectory(settings))
         await build_delivery_agent(settings, store).deliver(request)
     finally:
         await asyncio.to_thread(store.close)
@@ -237,6 +275,76 @@ def _user_passwd(args: argparse.Namespace) -> int:
     set_password(settings.auth.passdb.path, args.name, _read_password(args), args.scheme)
     print(f"changed the password of {args.name}")
     return 0
+
+
+# --- queue and events ---------------------------------------------------------
+
+
+def _with_store(args: argparse.Namespace, work: Callable[[SqliteStore], Awaitable[int]]) -> int:
+    settings = _load(args)
+
+    async def run() -> int:
+        store = open_store(settings)
+        try:
+            return await work(store)
+        finally:
+            await asyncio.to_thread(store.close)
+
+    return asyncio.run(run())
+
+
+def _queue_status(args: argparse.Namespace) -> int:
+    async def work(store: SqliteStore) -> int:
+        rows = await store.outbox.stats(time.time())
+        print(f"{'driver':<16} {'pending':>8} {'inflight':>8} {'retrying':>8} {'dead':>6}"
+              f" {'oldest':>10}")
+        for row in rows:
+            oldest = "-" if row.oldest_age is None else f"{row.oldest_age:.0f}s"
+            print(f"{row.driver:<16} {row.pending:>8} {row.inflight:>8} {row.retrying:>8}"
+                  f" {row.dead:>6} {oldest:>10}")
+        return 0
+
+    return _with_store(args, work)
+
+
+def _queue_dead(args: argparse.Namespace) -> int:
+    async def work(store: SqliteStore) -> int:
+        for letter in await store.outbox.dead_letters(args.driver):
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(letter.created))
+            print(f"{letter.outbox_id}\t{letter.driver}\t{letter.user}\t{letter.txn_id}\t"
+                  f"{when}\tattempts={letter.attempts}\t{letter.last_error or ''}")
+        return 0
+
+    return _with_store(args, work)
+
+
+def _queue_replay(args: argparse.Namespace) -> int:
+    if not args.ids and not args.all:
+        raise MailpushError("queue replay: give outbox ids or --all")
+
+    async def work(store: SqliteStore) -> int:
+        count = await store.outbox.replay(None if args.all else args.ids, args.driver)
+        print(f"replaying {count} dead letter(s); the running server sends them within a second")
+        return 0
+
+    return _with_store(args, work)
+
+
+def _events_tail(args: argparse.Namespace) -> int:
+    async def work(store: SqliteStore) -> int:
+        last = 0 if args.from_start else await store.outbox.last_id()
+        shown = 0
+        while True:
+            for record in await store.outbox.records_after(last, args.user):
+                last = record.outbox_id
+                txn = transaction_from_json(record.payload)
+                print(json.dumps(transaction_to_dict(txn), ensure_ascii=False), flush=True)
+                shown += 1
+                if args.count and shown >= args.count:
+                    return 0
+            await asyncio.sleep(0.2)
+
+    return _with_store(args, work)
 
 
 # --- config ----------------------------------------------------------------------

@@ -23,7 +23,10 @@ admin what was wrong and what to do about it.
     │   ├── InvalidMailboxNameError
     │   ├── MailboxNotSelectableError
     │   └── MessageTooLargeError
-    └── ServiceError                 a listener could not be started
+    ├── ServiceError                 a listener could not be started
+    └── DriverError                  a push driver could not deliver a transaction
+        ├── RetryableDriverError     try again later (network error, 5xx, 429, timeout)
+        └── PermanentDriverError     retrying cannot help (4xx, broken script): dead letter
 """
 
 from __future__ import annotations
@@ -155,3 +158,18 @@ class MessageTooLargeError(StoreError):
 
 class ServiceError(MailpushError):
     """A network service could not be started (address in use, bad certificate...)."""
+
+
+# --- push drivers ----------------------------------------------------------------------
+
+
+class DriverError(MailpushError):
+    """A push driver could not deliver a transaction."""
+
+
+class RetryableDriverError(DriverError):
+    """A temporary failure: the dispatcher retries with backoff until the maximum age."""
+
+
+class PermanentDriverError(DriverError):
+    """Retrying cannot help: the transaction becomes a dead letter at once."""

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from .auth import PasswdFile, resolve_user, verify_password_async
 from .config import Settings
 from .delivery import DefaultFilingPlanner, DeliveryAgent
+from .dispatch import Dispatcher, FrameworkServices, PushMetrics, PushRecorder, RetryPolicy
+from .drivers import DriverRegistry, PushDriver, default_registry, driver_configs
 from .lmtp import LmtpOptions, LmtpServer
 from .store import SqliteStore
 
@@ -73,6 +75,36 @@ class UserDirectory:
         return {} if record is None else dict(record.userdb_fields)
 
 
+@dataclass
+class PushSetup:
+    """The configured drivers and what feeds them; empty when no driver is configured."""
+
+    drivers: dict[str, PushDriver]
+    services: FrameworkServices
+    metrics: PushMetrics
+    recorder: PushRecorder | None
+
+
+def build_push(
+    settings: Settings,
+    store: SqliteStore,
+    users: UserDirectory,
+    registry: DriverRegistry | None = None,
+) -> PushSetup:
+    """Instantiate every configured driver (bad driver settings stop start-up here)
+    and install the outbox recorder in the store."""
+    registry = registry or default_registry()
+    services = FrameworkServices(store, settings.plugin, users.user_settings)
+    drivers: dict[str, PushDriver] = {}
+    for config in driver_configs(settings):
+        driver_class = registry.get(config.driver, "push_notification_driver", config.where)
+        drivers[config.instance] = driver_class(config, services)
+    metrics = PushMetrics()
+    recorder = PushRecorder(drivers, metrics) if drivers else None
+    store.set_recorder(recorder)
+    return PushSetup(drivers, services, metrics, recorder)
+
+
 def build_delivery_agent(settings: Settings, store: SqliteStore) -> DeliveryAgent:
     planner = DefaultFilingPlanner(
         store, save_to_detail_mailbox=settings.lmtp.save_to_detail_mailbox
@@ -83,9 +115,13 @@ def build_delivery_agent(settings: Settings, store: SqliteStore) -> DeliveryAgen
 class MailpushServer:
     """Every service of one mailpush process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, registry: DriverRegistry | None = None) -> None:
         self.settings = settings
+        #: Which drivers can be configured (tests register their own).
+        self.registry = registry
         self.store: SqliteStore | None = None
+        self.push: PushSetup | None = None
+        self.dispatcher: Dispatcher | None = None
         self.lmtp: list[LmtpServer] = []
         self.listeners: list[BoundListener] = []
 
@@ -103,6 +139,7 @@ class MailpushServer:
             )
         agent = build_delivery_agent(settings, self.store)
         try:
+            await self._start_push(settings, self.store, users)
             for listener in settings.listeners:
                 if listener.service != "lmtp" or "lmtp" not in settings.protocols:
                     continue
@@ -121,10 +158,44 @@ class MailpushServer:
             await self.stop()
             raise
 
+    async def _start_push(
+        self, settings: Settings, store: SqliteStore, users: UserDirectory
+    ) -> None:
+        self.push = build_push(settings, store, users, self.registry)
+        if not self.push.drivers:
+            log.info("push: no push_notification drivers configured")
+            return
+        if "push_notification" not in settings.mail_plugins:
+            log.warning(
+                "push: drivers are configured but mail_plugins lacks push_notification"
+                " (Dovecot would not load them); mailpush runs them anyway"
+            )
+        push = settings.push
+        policy = RetryPolicy(push.retry_initial, push.retry_max_interval, push.max_age)
+        self.dispatcher = Dispatcher(
+            store.outbox,
+            self.push.drivers,
+            policy=policy,
+            concurrency=push.concurrency,
+            call_timeout=push.timeout,
+            retention=push.retention,
+            metrics=self.push.metrics,
+        )
+        await self.dispatcher.start()
+        store.hub.subscribe(self.dispatcher.wake)
+        for name, driver in self.push.drivers.items():
+            log.info("push: driver %s (%s) ready", name, driver.name)
+
     async def stop(self) -> None:
         timeout = self.settings.shutdown_timeout
         await asyncio.gather(*(server.stop(timeout) for server in self.lmtp))
         self.lmtp.clear()
+        if self.dispatcher is not None:
+            await self.dispatcher.stop(timeout)
+            self.dispatcher = None
+        if self.push is not None:
+            await self.push.services.close()
+            self.push = None
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
             self.store = None

@@ -58,6 +58,7 @@ def render_settings_markdown() -> str:
         " file's directory |",
         "| port | `0` to `65535`; `0` disables the listener |",
         "| choice | one of the listed words |",
+        "| count | a whole number, at least 1 |",
         "| string | any text |",
         "",
     ]

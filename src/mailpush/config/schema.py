@@ -33,6 +33,7 @@ class SettingType(enum.Enum):
     LIST = "list"
     PATH = "path"
     CHOICE = "choice"
+    COUNT = "count"
 
 
 @dataclass(frozen=True)
@@ -313,6 +314,47 @@ SHUTDOWN_TIMEOUT = _declare(
     "30s",
     "On SIGTERM, how long deliveries, IMAP commands and running push drivers may take to "
     "finish before mailpush stops anyway. A bare number is seconds.",
+)
+PUSH_CONCURRENCY = _declare(
+    "mailpush_push_concurrency",
+    SettingType.COUNT,
+    "64",
+    "How many users' push transactions drivers work on at once. Transactions of one user "
+    "always run one after another, in commit order.",
+)
+PUSH_TIMEOUT = _declare(
+    "mailpush_push_timeout",
+    SettingType.DURATION,
+    "30s",
+    "How long one driver may take for one push transaction before the attempt counts as "
+    "failed (and is retried).",
+)
+PUSH_RETRY_INITIAL = _declare(
+    "mailpush_push_retry_initial",
+    SettingType.DURATION,
+    "1s",
+    "Delay before the first retry of a failed push transaction; it doubles at each further "
+    "failure (with ±20% jitter) up to `mailpush_push_retry_max_interval`.",
+)
+PUSH_RETRY_MAX_INTERVAL = _declare(
+    "mailpush_push_retry_max_interval",
+    SettingType.DURATION,
+    "5min",
+    "Longest delay between two attempts of a failing push transaction.",
+)
+PUSH_MAX_AGE = _declare(
+    "mailpush_push_max_age",
+    SettingType.DURATION,
+    "1d",
+    "A push transaction still failing this long after its first attempt becomes a dead "
+    "letter (`mailpush queue dead` lists them, `mailpush queue replay` sends them again).",
+)
+PUSH_RETENTION = _declare(
+    "mailpush_push_retention",
+    SettingType.DURATION,
+    "1h",
+    "How long delivered push transactions stay in the outbox (for `mailpush events tail` "
+    "and debugging) before they are purged. Dead letters stay until replayed.",
 )
 
 FREEFORM_BLOCKS: tuple[BlockSpec, ...] = (

@@ -102,6 +102,18 @@ class LmtpSettings:
 
 
 @dataclass(frozen=True)
+class PushSettings:
+    """How the dispatcher runs drivers: concurrency, timeouts, retries, retention."""
+
+    concurrency: int
+    timeout: float
+    retry_initial: float
+    retry_max_interval: float
+    max_age: float
+    retention: float
+
+
+@dataclass(frozen=True)
 class PushNotificationBlock:
     """A Dovecot 2.4 ``push_notification NAME { }`` block, kept for the drivers to check.
 
@@ -136,6 +148,7 @@ class Settings:
     max_message_size: int
     metrics_listen: str
     shutdown_timeout: float
+    push: PushSettings
     source_path: Path | None
 
     @property
@@ -202,6 +215,14 @@ def settings_from_tree(
         max_message_size=reader.size(schema.MAX_MESSAGE_SIZE),
         metrics_listen=reader.string(schema.METRICS_LISTEN),
         shutdown_timeout=reader.duration(schema.SHUTDOWN_TIMEOUT),
+        push=PushSettings(
+            concurrency=reader.count(schema.PUSH_CONCURRENCY),
+            timeout=reader.duration(schema.PUSH_TIMEOUT),
+            retry_initial=reader.duration(schema.PUSH_RETRY_INITIAL),
+            retry_max_interval=reader.duration(schema.PUSH_RETRY_MAX_INTERVAL),
+            max_age=reader.duration(schema.PUSH_MAX_AGE),
+            retention=reader.duration(schema.PUSH_RETENTION),
+        ),
         source_path=source_path,
     )
     unknown = _unknown_settings(tree)
@@ -224,6 +245,7 @@ def parse_setting_value(spec: SettingSpec, text: str) -> object:
         SettingType.DURATION: parse_duration,
         SettingType.LIST: parse_list,
         SettingType.CHOICE: lambda value: _parse_choice(spec, value),
+        SettingType.COUNT: lambda value: parse_int(value, minimum=1, maximum=1_000_000),
     }
     return parsers[spec.type](text)
 
@@ -283,6 +305,10 @@ class _Reader:
 
     def size(self, spec: SettingSpec) -> int:
         return _convert(spec, self.raw(spec), parse_size)
+
+    def count(self, spec: SettingSpec) -> int:
+        return _convert(spec, self.raw(spec), lambda text: parse_int(text, minimum=1,
+                                                                        maximum=1_000_000))
 
     def duration(self, spec: SettingSpec) -> float:
         return _convert(spec, self.raw(spec), parse_duration)

@@ -63,3 +63,57 @@ class DeliveryTarget:
     keywords: tuple[str, ...] = ()
     #: Create the mailbox if missing (INBOX is always created).
     create: bool = False
+
+
+# --- the push outbox ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    """One push transaction claimed for one driver instance."""
+
+    outbox_id: int
+    driver: str
+    user: str
+    txn_id: str
+    payload: bytes
+    #: Attempts made before this one.
+    attempts: int
+    #: When the first attempt was made (None: this is the first), for the maximum age.
+    first_attempt: float | None
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class DriverQueueStats:
+    driver: str
+    pending: int
+    inflight: int
+    retrying: int
+    dead: int
+    done: int
+    #: Seconds since the oldest not yet delivered transaction was committed.
+    oldest_age: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    outbox_id: int
+    driver: str
+    user: str
+    txn_id: str
+    attempts: int
+    created: float
+    finished: float | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRecord:
+    """A committed push transaction as stored (for `mailpush events tail`)."""
+
+    outbox_id: int
+    user: str
+    txn_id: str
+    created: float
+    payload: bytes

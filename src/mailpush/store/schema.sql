@@ -69,3 +69,20 @@ CREATE TABLE IF NOT EXISTS push_outbox (
     payload   BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS push_outbox_user ON push_outbox (user_name, id);
+
+-- Delivery state of each outbox transaction, per driver instance.
+-- state: pending (due at next_attempt), inflight (claimed by the dispatcher),
+-- done (kept for mailpush_push_retention, then purged), dead (gave up; replayable).
+CREATE TABLE IF NOT EXISTS push_deliveries (
+    outbox_id     INTEGER NOT NULL REFERENCES push_outbox(id),
+    driver        TEXT NOT NULL,
+    user_name     TEXT NOT NULL,
+    state         TEXT NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    first_attempt REAL,
+    next_attempt  REAL NOT NULL,
+    finished      REAL,
+    last_error    TEXT,
+    PRIMARY KEY (outbox_id, driver)
+);
+CREATE INDEX IF NOT EXISTS push_deliveries_state ON push_deliveries (state, outbox_id);

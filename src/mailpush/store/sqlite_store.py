@@ -48,6 +48,7 @@ from .models import (
     MessageInfo,
     NewMessage,
 )
+from .sqlite_outbox import SqliteOutbox
 from .sqlite_writer import GroupCommitWriter, OutboxRecorder, WriteContext
 
 T = TypeVar("T")
@@ -75,6 +76,7 @@ class SqliteStore:
         self._writer = GroupCommitWriter(self._connect, recorder, self.hub.publish)
         self._local = threading.local()
         self._readers: ThreadPoolExecutor | None = None
+        self.outbox = SqliteOutbox(self._writer.submit, self._read)
 
     # --- lifecycle -----------------------------------------------------------
 

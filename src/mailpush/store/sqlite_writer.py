@@ -42,6 +42,8 @@ class OutboxEntry:
 
     user: str
     payload: bytes
+    #: Driver instances that must each deliver it.
+    drivers: tuple[str, ...] = ()
     txn_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
@@ -196,13 +198,10 @@ class GroupCommitWriter:
         try:
             result = job.operation(ctx)
             if self._recorder is not None:
+                now = time.time()
                 for change in ctx.changes:
                     for entry in self._recorder(change):
-                        conn.execute(
-                            "INSERT INTO push_outbox (txn_id, user_name, created, payload)"
-                            " VALUES (?, ?, ?, ?)",
-                            (entry.txn_id, entry.user, time.time(), entry.payload),
-                        )
+                        _insert_outbox_entry(conn, entry, now)
         except BaseException as exc:  # noqa: B036 - the operation's failure is its caller's
             conn.execute("ROLLBACK TO op")
             conn.execute("RELEASE op")
@@ -213,6 +212,18 @@ class GroupCommitWriter:
             return False, exc
         conn.execute("RELEASE op")
         return True, (result, ctx.changes)
+
+
+def _insert_outbox_entry(conn: sqlite3.Connection, entry: OutboxEntry, now: float) -> None:
+    cur = conn.execute(
+        "INSERT INTO push_outbox (txn_id, user_name, created, payload) VALUES (?, ?, ?, ?)",
+        (entry.txn_id, entry.user, now, entry.payload),
+    )
+    conn.executemany(
+        "INSERT INTO push_deliveries (outbox_id, driver, user_name, state, next_attempt)"
+        " VALUES (?, ?, ?, 'pending', ?)",
+        [(cur.lastrowid, driver, entry.user, now) for driver in entry.drivers],
+    )
 
 
 def _resolve(

@@ -1,0 +1,9 @@
+"""Running drivers on committed push transactions: claiming, ordering, retries, metrics."""
+
+from .dispatcher import Dispatcher
+from .metrics import PushMetrics
+from .outbox_recorder import PushRecorder
+from .retry_policy import RetryPolicy
+from .services import FrameworkServices
+
+__all__ = ["Dispatcher", "FrameworkServices", "PushMetrics", "PushRecorder", "RetryPolicy"]

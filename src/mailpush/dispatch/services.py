@@ -1,0 +1,45 @@
+"""What the framework lends drivers: the store (read-only), per-user settings, HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import aiohttp
+
+from ..drivers.base import StoreView
+
+#: Connections kept per host by the shared HTTP client.
+HTTP_CONNECTIONS_PER_HOST = 32
+
+
+class FrameworkServices:
+    def __init__(
+        self,
+        store: StoreView,
+        plugin: Mapping[str, str],
+        userdb_fields: Callable[[str], Mapping[str, str]],
+    ) -> None:
+        self._store = store
+        self._plugin = dict(plugin)
+        self._userdb_fields = userdb_fields
+        self._http: aiohttp.ClientSession | None = None
+
+    @property
+    def store(self) -> StoreView:
+        return self._store
+
+    def user_settings(self, user: str) -> Mapping[str, str]:
+        merged = dict(self._plugin)
+        merged.update(self._userdb_fields(user))
+        return merged
+
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            connector = aiohttp.TCPConnector(limit_per_host=HTTP_CONNECTIONS_PER_HOST)
+            self._http = aiohttp.ClientSession(connector=connector)
+        return self._http
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None

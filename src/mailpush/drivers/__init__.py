@@ -1,0 +1,16 @@
+"""Push drivers behind one small interface, and the registry that names them."""
+
+from .base import DriverConfig, DriverServices, PushDriver, StoreView
+from .driver_settings import driver_configs, parse_driver_value
+from .registry import DriverRegistry, default_registry
+
+__all__ = [
+    "DriverConfig",
+    "DriverRegistry",
+    "DriverServices",
+    "PushDriver",
+    "StoreView",
+    "default_registry",
+    "driver_configs",
+    "parse_driver_value",
+]

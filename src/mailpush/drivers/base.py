@@ -1,0 +1,99 @@
+"""The driver interface: as small as Dovecot's, the framework owns everything else.
+
+A driver sees one push transaction at a time: `begin_txn` (return None to
+skip it), `process_event` for each event it subscribes to, `end_txn`. The
+dispatcher owns settings parsing, ordering, retries, dead letters and
+metrics; a driver only says whether a failure is worth retrying by raising
+`RetryableDriverError` or `PermanentDriverError` (anything else raised counts
+as retryable).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
+
+from ..events import EventName, PushEvent, PushTransaction
+from ..store.models import MailboxStatus
+
+if TYPE_CHECKING:
+    import aiohttp
+
+
+@dataclass(frozen=True, slots=True)
+class DriverConfig:
+    """One configured driver instance, from either configuration syntax."""
+
+    #: Stable, unique name of this instance (outbox rows refer to it).
+    instance: str
+    #: Registered driver name, lower case.
+    driver: str
+    options: Mapping[str, str] = field(default_factory=dict)
+    #: 2.4 nested blocks, e.g. `lua_settings { }`.
+    subsections: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: Where it was configured, for error messages (`file:line` or the setting name).
+    where: str = ""
+    syntax: Literal["2.3", "2.4"] = "2.3"
+
+
+class StoreView(Protocol):
+    """The read-only part of the store drivers may use (Lua `mailbox:status()`, Chronos body)."""
+
+    async def status(self, user: str, mailbox: str) -> MailboxStatus: ...
+    async def raw_message(self, user: str, mailbox: str, uid: int) -> bytes: ...
+
+
+class DriverServices(Protocol):
+    """What the framework lends a driver."""
+
+    @property
+    def store(self) -> StoreView: ...
+
+    def user_settings(self, user: str) -> Mapping[str, str]:
+        """Global `plugin {}` settings overridden by the user's `userdb_*` fields."""
+        ...
+
+    def http(self) -> aiohttp.ClientSession:
+        """The process-wide pooled HTTP client."""
+        ...
+
+
+class PushDriver(ABC):
+    """Base of every driver. Subclasses set `name` and validate options in `__init__`."""
+
+    name: ClassVar[str]
+
+    def __init__(self, config: DriverConfig, services: DriverServices) -> None:
+        self.config = config
+        self.services = services
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Called once before the first transaction (load scripts, open clients)."""
+
+    def accepts(self, txn: PushTransaction) -> bool:
+        """Whether this transaction is worth queueing for this driver at all.
+
+        Called on the store's writer thread inside the commit: it must only
+        look at `txn` (e.g. Chronos: is there a MessageNew?). Default: every
+        transaction, as Dovecot calls every driver for every transaction.
+        """
+        return True
+
+    def subscribes(self, event: EventName) -> bool:
+        """Whether `process_event` wants events of this type."""
+        return True
+
+    async def begin_txn(self, txn: PushTransaction) -> object | None:
+        """Per-transaction state, or None to take no part in this transaction."""
+        return txn
+
+    @abstractmethod
+    async def process_event(self, state: object, event: PushEvent) -> None: ...
+
+    async def end_txn(self, state: object, success: bool) -> None:  # noqa: B027
+        """After the last event; `success` is False when processing an event failed."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """At shutdown: release clients and scripts."""

@@ -1,0 +1,74 @@
+"""Driver instances from both configuration syntaxes the seed documents use.
+
+Dovecot 2.3: `plugin { push_notification_driver = NAME:k=v k2 ... }` then
+`push_notification_driver2`, `…3`, stopping at the first missing or empty key
+(no gaps), with the legacy `push_notification_backend` keys as a fallback.
+Dovecot 2.4 / Pro 3.x: `push_notification NAME { driver = NAME  key = value }`
+blocks, the driver defaulting to the block's name. Both may be present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..config import Settings
+from .base import DriverConfig
+
+
+def driver_configs(settings: Settings) -> list[DriverConfig]:
+    configs = _plugin_drivers(settings.plugin)
+    for block in settings.push_notification_blocks:
+        options = dict(block.settings)
+        driver = options.pop("driver", "") or options.pop("push_notification_driver", "")
+        configs.append(
+            DriverConfig(
+                instance=block.name,
+                driver=(driver or block.name).lower(),
+                options=options,
+                subsections=dict(block.subsections),
+                where=f"{block.file}:{block.line}",
+                syntax="2.4",
+            )
+        )
+    return _unique_instances(configs)
+
+
+def parse_driver_value(value: str) -> tuple[str, dict[str, str]]:
+    """`ox:url=http://x user_from_metadata` → (`ox`, {url: http://x, user_from_metadata: ""})."""
+    name, _, rest = value.partition(":")
+    options: dict[str, str] = {}
+    for token in rest.split():
+        key, _, option = token.partition("=")
+        options[key] = option
+    return name.strip(), options
+
+
+def _plugin_drivers(plugin: Mapping[str, str]) -> list[DriverConfig]:
+    for prefix in ("push_notification_driver", "push_notification_backend"):
+        found: list[DriverConfig] = []
+        index = 1
+        while True:
+            key = prefix if index == 1 else f"{prefix}{index}"
+            value = plugin.get(key, "").strip()
+            if not value:
+                break
+            name, options = parse_driver_value(value)
+            found.append(DriverConfig(name.lower(), name.lower(), options, where=key))
+            index += 1
+        if found:
+            return found
+    return []
+
+
+def _unique_instances(configs: list[DriverConfig]) -> list[DriverConfig]:
+    """Two `lua` drivers become `lua` and `lua#2`: instance names key the outbox."""
+    seen: dict[str, int] = {}
+    out = []
+    for config in configs:
+        count = seen.get(config.instance, 0) + 1
+        seen[config.instance] = count
+        if count > 1:
+            config = DriverConfig(f"{config.instance}#{count}", config.driver, config.options,
+                                  config.subsections, config.where, config.syntax)
+        out.append(config)
+    return out

@@ -1,0 +1,393 @@
+"""Push transactions as JSON: the outbox row format and the `events tail` view.
+
+Two shapes, for two readers:
+
+* `transaction_to_json` / `transaction_from_json` — the stored form. A
+  transaction is written inside the store's database transaction and read
+  back by the dispatcher, possibly after a restart or by a newer mailpush,
+  so the form is versioned (`"v": 1`), exact on round trip, compact (fields
+  at their defaults are left out; outbox rows are written for every change)
+  and strict on reading: a row that does not parse is reported, not guessed
+  at, because a guessed notification is worse than a dead letter.
+* `transaction_to_dict` — what an operator sees: each event with exactly the
+  keys Dovecot's Lua driver puts in its event table (dovecot-observed.md
+  item 11), so a line can be compared with what a Lua script would receive.
+
+Stored form, version 1 (keys in `[]` are omitted at their default)::
+
+    {"v": 1, "id": str, "user": str, "mailbox": str, "service": str,
+     "created": number, ["events": [event, ...]]}
+    event   = {"name": str, "mailbox": str, ["mailbox_old": str],
+               ["uid": int], ["uid_validity": int], ["flags": [str]],
+               ["keywords": [str]], ["flags_old": [str]], ["keywords_old": [str]],
+               ["message": message]}
+    message = {["from": str], ["to": str], ["from_address": str],
+               ["from_display_name": str], ["to_address": str],
+               ["to_display_name": str], ["subject": str], ["subject_raw": str],
+               ["date": int], ["tz": int], ["message_id": str], ["snippet": str],
+               ["size": int], ["has_calendar": bool]}
+
+Defaults: `""` for plain strings, absent (None) for `subject`, `subject_raw`,
+`message_id`, `mailbox_old`, `uid`, `uid_validity`; `0`, `false`, `[]`.
+An empty `subject` is therefore written, so "no Subject header" (absent) and
+"empty Subject" (`""`) stay different, as they are for Lua (nil vs "").
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Final, TypeVar, cast
+
+from mailpush.events.model import EVENT_NAMES, MessageData, PushEvent, PushTransaction
+
+__all__ = [
+    "FORMAT_VERSION",
+    "EventFormatError",
+    "transaction_from_json",
+    "transaction_to_dict",
+    "transaction_to_json",
+]
+
+#: Bump when a reader of the previous version would misread the new form.
+FORMAT_VERSION: Final = 1
+
+
+class EventFormatError(ValueError):
+    """A stored push transaction is not valid version-1 JSON of the expected shape.
+
+    Raised by `transaction_from_json` (and by `transaction_to_json` for values
+    JSON cannot carry, such as a NaN timestamp). It derives from ValueError
+    rather than MailpushError because it lives here, next to the format it
+    describes; the message names the offending field.
+    """
+
+
+def transaction_to_json(txn: PushTransaction) -> bytes:
+    """The stored form of `txn`: compact UTF-8 JSON, see the module docstring."""
+    document: dict[str, object] = {
+        "v": FORMAT_VERSION,
+        "id": txn.id,
+        "user": txn.user,
+        "mailbox": txn.mailbox,
+        "service": txn.service,
+        "created": txn.created,
+    }
+    if txn.events:
+        document["events"] = [_event_document(event) for event in txn.events]
+    try:
+        text = json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError as exc:
+        raise EventFormatError(
+            f"push transaction {txn.id!r}: cannot store it as JSON ({exc});"
+            " 'created' must be a finite number"
+        ) from exc
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (e.g. from a client-supplied mailbox name) has no UTF-8 form;
+        # \u escapes keep the row valid UTF-8 and the round trip exact.
+        return json.dumps(document, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def transaction_from_json(data: bytes) -> PushTransaction:
+    """Read back what `transaction_to_json` wrote.
+
+    Raises EventFormatError for anything else: bytes that are not UTF-8 JSON,
+    another format version, a missing or mistyped field, an unknown key or
+    event name.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EventFormatError(f"push transaction: not UTF-8 ({exc})") from exc
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise EventFormatError(f"push transaction: not JSON ({exc})") from exc
+    reader = _Reader(document, "push transaction")
+    version = reader.required("v", int)
+    if version != FORMAT_VERSION:
+        raise EventFormatError(
+            f"push transaction: format version {version} is not supported"
+            f" (this mailpush reads version {FORMAT_VERSION}); upgrade mailpush"
+        )
+    txn_id = reader.required("id", str)
+    reader.where = f"push transaction {txn_id!r}"
+    user = reader.required("user", str)
+    mailbox = reader.required("mailbox", str)
+    service = reader.required("service", str)
+    created = float(reader.required("created", float))
+    raw_events = reader.optional("events", list, [])
+    reader.finish()
+    events = tuple(
+        _read_event(raw, f"{reader.where}, event {index}") for index, raw in enumerate(raw_events)
+    )
+    return PushTransaction(
+        id=txn_id, user=user, mailbox=mailbox, service=service, created=created, events=events
+    )
+
+
+def transaction_to_dict(txn: PushTransaction) -> dict[str, object]:
+    """`txn` for humans and scripts (`mailpush events tail`), with Dovecot's field names.
+
+    Each event carries exactly the keys Dovecot's Lua event table has for its
+    type (`subject` and `message_id` only when the header exists); numbers are
+    integers here, not Lua's floats, because JSON readers should not have to
+    undo a Lua artefact.
+    """
+    return {
+        "id": txn.id,
+        "user": txn.user,
+        "mailbox": txn.mailbox,
+        "service": txn.service,
+        "created": txn.created,
+        "events": [_dovecot_event(event) for event in txn.events],
+    }
+
+
+# --- stored form ----------------------------------------------------------------------------
+
+_MESSAGE_TEXT_FIELDS: Final = (
+    ("from", "from_"),
+    ("to", "to"),
+    ("from_address", "from_address"),
+    ("from_display_name", "from_display_name"),
+    ("to_address", "to_address"),
+    ("to_display_name", "to_display_name"),
+)
+_MESSAGE_OPTIONAL_TEXT_FIELDS: Final = (
+    ("subject", "subject"),
+    ("subject_raw", "subject_raw"),
+    ("message_id", "message_id"),
+)
+_MESSAGE_INT_FIELDS: Final = (("date", "date"), ("tz", "tz"), ("size", "size"))
+_EVENT_LIST_FIELDS: Final = ("flags", "keywords", "flags_old", "keywords_old")
+_EVENT_INT_FIELDS: Final = ("uid", "uid_validity")
+
+
+def _event_document(event: PushEvent) -> dict[str, object]:
+    document: dict[str, object] = {"name": event.name, "mailbox": event.mailbox}
+    if event.mailbox_old is not None:
+        document["mailbox_old"] = event.mailbox_old
+    for key in _EVENT_INT_FIELDS:
+        value = getattr(event, key)
+        if value is not None:
+            document[key] = value
+    for key in _EVENT_LIST_FIELDS:
+        names: tuple[str, ...] = getattr(event, key)
+        if names:
+            document[key] = list(names)
+    if event.message is not None:
+        document["message"] = _message_document(event.message)
+    return document
+
+
+def _message_document(message: MessageData) -> dict[str, object]:
+    document: dict[str, object] = {}
+    for key, attribute in _MESSAGE_TEXT_FIELDS:
+        text: str = getattr(message, attribute)
+        if text:
+            document[key] = text
+    for key, attribute in _MESSAGE_OPTIONAL_TEXT_FIELDS:
+        optional: str | None = getattr(message, attribute)
+        if optional is not None:
+            document[key] = optional
+    for key, attribute in _MESSAGE_INT_FIELDS:
+        number: int = getattr(message, attribute)
+        if number:
+            document[key] = number
+    if message.snippet:
+        document["snippet"] = message.snippet
+    if message.has_calendar:
+        document["has_calendar"] = True
+    return document
+
+
+def _read_event(raw: object, where: str) -> PushEvent:
+    reader = _Reader(raw, where)
+    name = reader.required("name", str)
+    if name not in EVENT_NAMES:
+        raise EventFormatError(
+            f"{where}: unknown event name {name!r} (known: {', '.join(EVENT_NAMES)})"
+        )
+    mailbox = reader.required("mailbox", str)
+    mailbox_old = reader.optional("mailbox_old", str, None)
+    uid = reader.optional("uid", int, None)
+    uid_validity = reader.optional("uid_validity", int, None)
+    lists = {key: reader.optional_names(key) for key in _EVENT_LIST_FIELDS}
+    raw_message = reader.optional("message", dict, None)
+    reader.finish()
+    message = None if raw_message is None else _read_message(raw_message, f"{where}, message")
+    return PushEvent(
+        name=name,
+        mailbox=mailbox,
+        mailbox_old=mailbox_old,
+        uid=uid,
+        uid_validity=uid_validity,
+        flags=lists["flags"],
+        keywords=lists["keywords"],
+        flags_old=lists["flags_old"],
+        keywords_old=lists["keywords_old"],
+        message=message,
+    )
+
+
+def _read_message(raw: dict[str, object], where: str) -> MessageData:
+    reader = _Reader(raw, where)
+    message = MessageData(
+        from_=reader.optional("from", str, ""),
+        to=reader.optional("to", str, ""),
+        from_address=reader.optional("from_address", str, ""),
+        from_display_name=reader.optional("from_display_name", str, ""),
+        to_address=reader.optional("to_address", str, ""),
+        to_display_name=reader.optional("to_display_name", str, ""),
+        subject=reader.optional("subject", str, None),
+        subject_raw=reader.optional("subject_raw", str, None),
+        date=reader.optional("date", int, 0),
+        tz=reader.optional("tz", int, 0),
+        message_id=reader.optional("message_id", str, None),
+        snippet=reader.optional("snippet", str, ""),
+        size=reader.optional("size", int, 0),
+        has_calendar=reader.optional("has_calendar", bool, False),
+    )
+    reader.finish()
+    return message
+
+
+_T = TypeVar("_T")
+
+
+class _Reader:
+    """Typed access to one JSON object, so every error names its field and place.
+
+    Unknown keys are an error (`finish`): with a version key in the row, a
+    field this reader does not know means the row was not written by this
+    format, and dropping it would break the exact round trip silently.
+    """
+
+    def __init__(self, raw: object, where: str) -> None:
+        if not isinstance(raw, dict):
+            raise EventFormatError(f"{where}: expected a JSON object, got {_json_type(raw)}")
+        self._raw: dict[str, object] = raw
+        self._seen: set[str] = set()
+        self.where = where
+
+    def required(self, key: str, kind: type[_T]) -> _T:
+        if key not in self._raw:
+            raise EventFormatError(f"{self.where}: missing field {key!r}")
+        return self._typed(key, kind)
+
+    def optional(self, key: str, kind: type[_T], default: _T) -> _T:
+        if key not in self._raw:
+            return default
+        return self._typed(key, kind)
+
+    def optional_names(self, key: str) -> tuple[str, ...]:
+        values: list[object] = self.optional(key, list, [])
+        for value in values:
+            if not isinstance(value, str):
+                raise EventFormatError(
+                    f"{self.where}: field {key!r} must be a list of strings,"
+                    f" found {_json_type(value)}"
+                )
+        return tuple(cast(list[str], values))
+
+    def finish(self) -> None:
+        unknown = sorted(set(self._raw) - self._seen)
+        if unknown:
+            raise EventFormatError(f"{self.where}: unknown field(s) {', '.join(unknown)}")
+
+    def _typed(self, key: str, kind: type[_T]) -> _T:
+        self._seen.add(key)
+        value = self._raw[key]
+        if not _is_instance(value, kind):
+            raise EventFormatError(
+                f"{self.where}: field {key!r} must be {_KIND_NAMES.get(kind, kind.__name__)},"
+                f" found {_json_type(value)}"
+            )
+        return cast(_T, value)
+
+
+_KIND_NAMES: Final[dict[type, str]] = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    list: "a list",
+    dict: "an object",
+}
+
+
+def _is_instance(value: object, kind: type) -> bool:
+    # JSON booleans arrive as Python bools, which are ints; never accept one for the other.
+    if kind is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind is float:
+        # A writer may drop the ".0" of a whole number; the value is the same.
+        return isinstance(value, int | float)
+    return isinstance(value, kind)
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
+# --- Dovecot view ---------------------------------------------------------------------------
+
+#: Keys of each event table in Dovecot's Lua driver, beyond `name` and `mailbox`.
+_DOVECOT_EXTRA_KEYS: Final[dict[str, tuple[str, ...]]] = {
+    "MailboxCreate": (),
+    "MailboxDelete": (),
+    "MailboxSubscribe": (),
+    "MailboxUnsubscribe": (),
+    "MailboxRename": ("mailbox_old",),
+    "MessageRead": ("uid", "uid_validity"),
+    "MessageTrash": ("uid", "uid_validity"),
+    "MessageExpunge": ("uid", "uid_validity"),
+    "FlagsSet": ("uid", "uid_validity", "flags", "keywords"),
+    "FlagsClear": ("uid", "uid_validity", "flags", "keywords", "flags_old", "keywords_old"),
+    "MessageNew": ("uid", "uid_validity", "flags", "keywords"),
+    "MessageAppend": ("uid", "uid_validity", "flags", "keywords"),
+}
+
+
+def _dovecot_event(event: PushEvent) -> dict[str, object]:
+    table: dict[str, object] = {"name": event.name, "mailbox": event.mailbox}
+    for key in _DOVECOT_EXTRA_KEYS[event.name]:
+        value = getattr(event, key)
+        table[key] = list(value) if isinstance(value, tuple) else value
+    if event.message is not None and event.name in ("MessageNew", "MessageAppend"):
+        table.update(_dovecot_message_fields(event.message))
+    return table
+
+
+def _dovecot_message_fields(message: MessageData) -> dict[str, object]:
+    fields: dict[str, object] = {
+        "from": message.from_,
+        "to": message.to,
+        "from_address": message.from_address,
+        "from_display_name": message.from_display_name,
+        "to_address": message.to_address,
+        "to_display_name": message.to_display_name,
+    }
+    # nil in Lua when the header is missing: the key is absent (item 11).
+    if message.subject is not None:
+        fields["subject"] = message.subject
+    if message.message_id is not None:
+        fields["message_id"] = message.message_id
+    fields["date"] = message.date
+    fields["tz"] = message.tz
+    fields["snippet"] = message.snippet
+    return fields
