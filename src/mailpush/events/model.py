@@ -9,7 +9,7 @@ as JSON, so everything a driver may need is captured at that moment.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 EventName = Literal[
     "FlagsClear",
@@ -26,22 +26,9 @@ EventName = Literal[
     "MessageTrash",
 ]
 
-#: Dovecot's registration order (push-notification-events-rfc5423.c); it decides
-#: the order of events within one message record.
-EVENT_NAMES: Final[tuple[EventName, ...]] = (
-    "FlagsClear",
-    "FlagsSet",
-    "MailboxCreate",
-    "MailboxDelete",
-    "MailboxRename",
-    "MailboxSubscribe",
-    "MailboxUnsubscribe",
-    "MessageAppend",
-    "MessageExpunge",
-    "MessageNew",
-    "MessageRead",
-    "MessageTrash",
-)
+#: Dovecot's registration order (push-notification-events-rfc5423.c), which is also
+#: the order of `EventName` above; it decides the order of events within one message.
+EVENT_NAMES: Final[tuple[EventName, ...]] = get_args(EventName)
 
 MAILBOX_EVENTS: Final[frozenset[str]] = frozenset(
     {"MailboxCreate", "MailboxDelete", "MailboxRename", "MailboxSubscribe", "MailboxUnsubscribe"}
