@@ -1,0 +1,10 @@
+"""IMAP4rev1 server with IDLE, driven by the store's change hub.
+
+`ImapServer(store, authenticate, options)` listens; `start()` returns the
+bound address and `stop(timeout)` ends it. Everything else here serves one
+connection: the parser, the selected-mailbox view, FETCH/SEARCH rendering.
+"""
+
+from .server import Authenticator, ImapOptions, ImapServer
+
+__all__ = ["Authenticator", "ImapOptions", "ImapServer"]

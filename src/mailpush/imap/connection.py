@@ -1,0 +1,525 @@
+"""One IMAP connection: reading commands, the state machine, untagged updates, IDLE.
+
+The command loop reads one whole command (literals included), runs its
+handler, sends the untagged updates RFC 3501 allows at that point, then the
+tagged reply, all in one write. Changes made by other sessions and by
+deliveries arrive from the store's change hub into the selected mailbox's
+view; during IDLE they are written from the hub callback itself, so a
+delivery reaches an idling client within one loop iteration of the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from ..errors import (
+    InvalidMailboxNameError,
+    MailboxExistsError,
+    MailboxNotFoundError,
+    MailboxNotSelectableError,
+    MessageTooLargeError,
+    StoreError,
+)
+from ..store import Change, MailStore
+from .parser import (
+    Command,
+    CommandSyntaxError,
+    MailboxNameSyntaxError,
+    extract_tag,
+    literal_at_end,
+    parse_command,
+)
+from .responses import ResponseBuffer, format_flags
+from .session import MailboxView
+from .stream import ConnectionClosedError, ImapStream, LineTooLongError
+
+if TYPE_CHECKING:
+    from .server import ImapServer
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CommandFailedError", "ImapConnection", "State"]
+
+#: BAD replies in a row, before login, after which the connection is dropped.
+MAX_BAD_BEFORE_LOGIN = 3
+#: Commands during which EXPUNGE must not be sent (RFC 3501 §7.4.1).
+_NO_EXPUNGE_DURING = frozenset({"FETCH", "STORE", "SEARCH"})
+
+
+class State(Enum):
+    NOT_AUTHENTICATED = "not authenticated"
+    AUTHENTICATED = "authenticated"
+    SELECTED = "selected"
+    LOGOUT = "logout"
+
+
+class CommandFailedError(Exception):
+    """A handler's way to answer `NO`: the text may start with a response code."""
+
+
+class _LiteralTooLargeError(Exception):
+    def __init__(self, tag: str, size: int, limit: int) -> None:
+        self.tag = tag
+        self.size = size
+        self.limit = limit
+        super().__init__(f"literal of {size} bytes exceeds {limit}")
+
+
+Handler = Callable[["ImapConnection", Command], Awaitable[str]]
+
+
+class ImapConnection:
+    """The state of one client connection and the loop that serves it."""
+
+    def __init__(self, server: ImapServer, stream: ImapStream) -> None:
+        self.server = server
+        self.options = server.options
+        self.store: MailStore = server.store
+        self.stream = stream
+        self.out = ResponseBuffer(stream)
+        self.state = State.NOT_AUTHENTICATED
+        self.user: str | None = None
+        self.view: MailboxView | None = None
+        #: Changes seen while a SELECT is reading the mailbox, replayed onto the new view.
+        self._loading: list[Change] | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._idling = False
+        self._busy = False
+        self._shutdown = False
+        self._bad_in_a_row = 0
+        self._auth_failures = 0
+        self._recent_claim: asyncio.Task[None] | None = None
+        peer = stream.peer
+        self.peer_host = peer[0] if peer else "unknown"
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            self.out.line(f"* OK [CAPABILITY {self.capabilities()}] mailpush ready.")
+            self.out.flush()
+            while self.state is not State.LOGOUT and not self._shutdown:
+                try:
+                    async with asyncio.timeout(self.options.idle_timeout):
+                        data = await self._read_command()
+                except TimeoutError:
+                    self.out.line("* BYE Disconnected for inactivity.")
+                    break
+                except LineTooLongError as exc:
+                    self._reply_bad(extract_tag(exc.head), "Command line too long")
+                    continue
+                except _LiteralTooLargeError as exc:
+                    self.out.line(
+                        f"{exc.tag} NO [TOOBIG] Literal of {exc.size} bytes exceeds the limit"
+                        f" of {exc.limit} bytes"
+                    )
+                    self.out.flush()
+                    continue
+                self._busy = True
+                try:
+                    await self._execute(data)
+                finally:
+                    self._busy = False
+                if self._too_many_bad():
+                    self.out.line("* BYE Too many invalid IMAP commands.")
+                    break
+            if self._shutdown and self.state is not State.LOGOUT:
+                self.out.line("* BYE Server shutting down.")
+            self.out.flush()
+        except ConnectionClosedError:
+            pass
+        except Exception:
+            log.exception("imap: connection from %s failed", self.peer_host)
+        finally:
+            self._close()
+
+    def shutdown_when_idle(self) -> None:
+        """Server stop: leave now if waiting for input, else after the current command."""
+        self._shutdown = True
+        if not self._busy:
+            self.out.discard()
+            self.stream.write(b"* BYE Server shutting down.\r\n")
+            self.stream.close()
+
+    def _close(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self._recent_claim is not None:
+            self._recent_claim.cancel()
+        self.view = None
+        self.stream.close()
+
+    def _too_many_bad(self) -> bool:
+        return (
+            self.state is State.NOT_AUTHENTICATED and self._bad_in_a_row >= MAX_BAD_BEFORE_LOGIN
+        )
+
+    # --- reading commands ----------------------------------------------------------------
+
+    async def _read_command(self) -> bytes:
+        """A whole command, literals included, in wire form (`{n}` CRLF data)."""
+        authenticated = self.state is not State.NOT_AUTHENTICATED
+        literal_limit = (
+            self.options.max_literal_size if authenticated else self.options.max_line_length
+        )
+        line_budget = self.options.max_line_length
+        literal_total = 0
+        parts: list[bytes] = []
+        while True:
+            line = await self.stream.readline(line_budget)
+            line_budget -= len(line)
+            parts.append(line)
+            announced = literal_at_end(line)
+            if announced is None:
+                return b"".join(parts)
+            size, synchronising = announced
+            literal_total += size
+            if literal_total > literal_limit:
+                tag = extract_tag(parts[0])
+                if not synchronising:
+                    await self.stream.skip(size)
+                    await self._skip_rest_of_command()
+                raise _LiteralTooLargeError(tag, size, literal_limit)
+            if synchronising:
+                self.stream.write(b"+ OK\r\n")
+            parts.append(b"\r\n")
+            parts.append(await self.stream.readexactly(size))
+            if line_budget <= 0:
+                raise LineTooLongError(parts[0][:64])
+
+    async def _skip_rest_of_command(self) -> None:
+        while True:
+            line = await self.stream.readline(self.options.max_line_length)
+            announced = literal_at_end(line)
+            if announced is None:
+                return
+            size, synchronising = announced
+            if synchronising:
+                return  # the client waits for "+"; it will see our NO instead
+            await self.stream.skip(size)
+
+    # --- running commands -----------------------------------------------------------------
+
+    async def _execute(self, data: bytes) -> None:
+        try:
+            command = parse_command(data)
+        except CommandSyntaxError as exc:
+            self._reply_bad(extract_tag(data), str(exc))
+            return
+        handler, states = _handler_for(command.name)
+        if handler is None:
+            self._reply_bad(command.tag, f"Unknown command {command.name}")
+            return
+        if self.state not in states:
+            if self.state is State.NOT_AUTHENTICATED:
+                self._reply_bad(command.tag, "Please log in first")
+            elif State.SELECTED in states and State.AUTHENTICATED not in states:
+                self._reply_bad(command.tag, "No mailbox selected")
+            else:
+                self._reply_bad(command.tag, f"{command.name} is not allowed now")
+            return
+        try:
+            result = await handler(self, command)
+        except MailboxNameSyntaxError as exc:
+            result = f"NO {exc}"
+        except CommandSyntaxError as exc:
+            self._bad_in_a_row += 1
+            await self.send_updates(allow_expunge=command.name not in _NO_EXPUNGE_DURING)
+            self.out.line(f"{command.tag} BAD Error in IMAP command {command.name}: {exc}")
+            self.out.flush()
+            return
+        except CommandFailedError as exc:
+            result = f"NO {exc}"
+        except _AlreadyAnswered:
+            self._bad_in_a_row = 0
+            return
+        except StoreError as exc:
+            result = "NO " + store_error_text(exc)
+        self._bad_in_a_row = 0
+        if self.state is State.SELECTED or self.view is not None:
+            await self.send_updates(allow_expunge=command.name not in _NO_EXPUNGE_DURING)
+        self.out.line(f"{command.tag} {result}")
+        self.out.flush()
+
+    def _reply_bad(self, tag: str, reason: str) -> None:
+        self._bad_in_a_row += 1
+        self.out.line(f"{tag} BAD {reason}")
+        self.out.flush()
+
+    # --- session helpers for handlers -----------------------------------------------
+
+    def capabilities(self) -> str:
+        caps = ["IMAP4rev1", "SASL-IR", "LITERAL+", "ID", "ENABLE", "IDLE"]
+        if self.state is State.NOT_AUTHENTICATED:
+            if self.options.starttls is not None and not self.stream.tls:
+                caps.append("STARTTLS")
+            if self.plaintext_allowed():
+                caps.append("AUTH=PLAIN")
+            else:
+                caps.append("LOGINDISABLED")
+            return " ".join(caps)
+        caps += [
+            "NAMESPACE", "UIDPLUS", "MOVE", "UNSELECT", "CHILDREN", "SPECIAL-USE",
+            "MULTIAPPEND", f"APPENDLIMIT={self.options.max_literal_size}",
+        ]  # fmt: skip
+        return " ".join(caps)
+
+    def plaintext_allowed(self) -> bool:
+        policy = self.options.allow_plaintext_auth
+        if self.stream.tls or policy == "always":
+            return True
+        if policy == "never":
+            return False
+        try:
+            return ipaddress.ip_address(self.peer_host.split("%")[0]).is_loopback
+        except ValueError:
+            return False
+
+    async def login(self, login: str, password: str) -> str:
+        """Check credentials; on success enter the authenticated state."""
+        if not self.plaintext_allowed():
+            raise CommandFailedError(
+                "[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure"
+                " (SSL/TLS) connections."
+            )
+        user = await self.server.authenticate(login, password) if login else None
+        if user is None:
+            self._auth_failures += 1
+            await asyncio.sleep(self.options.auth_failure_delay)
+            if self._auth_failures >= self.options.max_auth_failures:
+                self.state = State.LOGOUT
+                self.out.line("* BYE Too many invalid authentication attempts.")
+            raise CommandFailedError("[AUTHENTICATIONFAILED] Authentication failed.")
+        self.user = user
+        self.state = State.AUTHENTICATED
+        self._unsubscribe = self.store.hub.subscribe(self._on_change, user=user)
+        await self.ensure_default_mailboxes()
+        return f"OK [CAPABILITY {self.capabilities()}] Logged in"
+
+    async def ensure_default_mailboxes(self) -> None:
+        """INBOX and the SPECIAL-USE mailboxes exist from the first login on."""
+        assert self.user is not None
+        wanted = self.options.default_mailboxes
+        if not wanted:
+            return
+        existing = {box.name for box in await self.store.list_mailboxes(self.user)}
+        if any(name not in existing for name, _ in wanted):
+            await self.store.ensure_mailboxes(self.user, list(wanted))
+
+    def begin_select(self) -> None:
+        """Start buffering hub changes: a SELECT is about to read the mailbox."""
+        self.view = None
+        self.state = State.AUTHENTICATED
+        self._loading = []
+
+    def finish_select(self, view: MailboxView | None) -> None:
+        loading, self._loading = self._loading or [], None
+        self.view = view
+        if view is None:
+            return
+        self.state = State.SELECTED
+        for change in loading:
+            view.on_change(change)
+
+    def unselect(self) -> None:
+        self.view = None
+        self._loading = None
+        if self.state is State.SELECTED:
+            self.state = State.AUTHENTICATED
+
+    def require_view(self) -> MailboxView:
+        if self.view is None:
+            raise CommandFailedError("No mailbox selected")
+        if self.view.deleted:
+            raise CommandFailedError("[NONEXISTENT] Selected mailbox was deleted")
+        return self.view
+
+    # --- untagged updates ------------------------------------------------------------
+
+    def _on_change(self, change: Change) -> None:
+        if self._loading is not None:
+            self._loading.append(change)
+            return
+        view = self.view
+        if view is None or not view.on_change(change):
+            return
+        if self._idling:
+            self._write_updates(allow_expunge=True)
+            self.out.flush()
+
+    async def send_updates(self, allow_expunge: bool) -> None:
+        """Add pending EXPUNGE/EXISTS/RECENT/FETCH lines to the response being built."""
+        view = self.view
+        if view is None:
+            return
+        new_uids = self._write_updates(allow_expunge, defer_recent=True)
+        if new_uids:
+            await self._claim_recent(view, new_uids)
+
+    def _write_updates(self, allow_expunge: bool, defer_recent: bool = False) -> list[int]:
+        view = self.view
+        if view is None:
+            return []
+        if view.deleted:
+            self.out.line("* BYE Selected mailbox was deleted, have to disconnect.")
+            self.state = State.LOGOUT
+            self.view = None
+            return []
+        if not view.has_pending:
+            return []
+        updates = view.take_updates(allow_expunge)
+        out = self.out
+        for seq in updates.expunged:
+            out.add(b"* %d EXPUNGE\r\n" % seq)
+        if updates.new_keywords:
+            self.write_flags_lines(view)
+        if updates.exists is not None:
+            out.add(b"* %d EXISTS\r\n" % updates.exists)
+            if not defer_recent:
+                self._recent_claim = asyncio.get_running_loop().create_task(
+                    self._claim_recent_and_flush(view, updates.new_uids)
+                )
+        for seq, uid, flags, keywords in updates.flags:
+            text = format_flags(flags, keywords, uid in view.recent)
+            out.add(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, uid, text.encode()))
+        return updates.new_uids if defer_recent else []
+
+    async def _claim_recent(self, view: MailboxView, new_uids: list[int]) -> None:
+        """Take `\\Recent` for messages this session is the first to see; report RECENT."""
+        if view.readonly:
+            self.out.add(b"* %d RECENT\r\n" % len(view.recent))
+            return
+        assert self.user is not None
+        try:
+            claimed = await self.store.take_recent(self.user, view.name)
+        except StoreError:
+            claimed = []
+        view.recent.update(claimed)
+        self.out.add(b"* %d RECENT\r\n" % len(view.recent))
+
+    async def _claim_recent_and_flush(self, view: MailboxView, new_uids: list[int]) -> None:
+        await self._claim_recent(view, new_uids)
+        if self._idling and self.view is view:
+            self.out.flush()
+
+    def write_flags_lines(self, view: MailboxView) -> None:
+        names = " ".join(view.keyword_names)
+        system = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
+        flags = f"{system} {names}".strip()
+        self.out.line(f"* FLAGS ({flags})")
+        if view.readonly:
+            self.out.line("* OK [PERMANENTFLAGS ()] Read-only mailbox.")
+        else:
+            self.out.line(f"* OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted.")
+
+    # --- IDLE ------------------------------------------------------------------------------
+
+    async def idle(self, command: Command) -> str:
+        command.args.end()
+        self.out.line("+ idling")
+        await self.send_updates(allow_expunge=True)
+        self.out.flush()
+        self._idling = True
+        self._busy = False
+        try:
+            async with asyncio.timeout(self.options.idle_timeout):
+                line = await self.stream.readline(self.options.max_line_length)
+        except TimeoutError:
+            self.state = State.LOGOUT
+            self.out.line("* BYE Disconnected for inactivity.")
+            raise CommandFailedError("IDLE timed out") from None
+        finally:
+            self._idling = False
+            self._busy = True
+        if line.strip().upper() != b"DONE":
+            raise CommandSyntaxError("Expected DONE")
+        return "OK Idle completed."
+
+    # --- authentication commands ---------------------------------------------------------
+
+    async def starttls(self, command: Command) -> str:
+        command.args.end()
+        context = self.options.starttls
+        if context is None:
+            raise CommandSyntaxError("STARTTLS is not available")
+        if self.stream.tls:
+            raise CommandSyntaxError("TLS is already active")
+        self.out.line(f"{command.tag} OK Begin TLS negotiation now.")
+        self.out.flush()
+        await self.stream.start_tls(context)
+        self.out.set_transport(self.stream)
+        raise _AlreadyAnswered
+
+    async def authenticate(self, command: Command) -> str:
+        tokens = command.args
+        tokens.space()
+        mechanism = tokens.atom("mechanism").upper()
+        initial: bytes | None = None
+        if tokens.skip_space():
+            initial = tokens.astring()
+        tokens.end()
+        if mechanism != "PLAIN":
+            raise CommandFailedError("Unsupported authentication mechanism.")
+        if not self.plaintext_allowed():
+            raise CommandFailedError(
+                "[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure"
+                " (SSL/TLS) connections."
+            )
+        if initial is None:
+            self.out.line("+ ")
+            self.out.flush()
+            initial = await self.stream.readline(self.options.max_line_length)
+        if initial.strip() == b"*":
+            raise CommandSyntaxError("Authentication aborted by client")
+        if initial == b"=":
+            initial = b""
+        try:
+            decoded = base64.b64decode(initial, validate=True)
+        except (binascii.Error, ValueError):
+            raise CommandSyntaxError("Invalid base64 data in continued response") from None
+        fields = decoded.split(b"\x00")
+        if len(fields) != 3:
+            raise CommandFailedError("[AUTHENTICATIONFAILED] Authentication failed.")
+        authzid, authcid, password = (f.decode("utf-8", "replace") for f in fields)
+        if authzid and authzid != authcid:
+            raise CommandFailedError("[AUTHORIZATIONFAILED] Authorization failed.")
+        return await self.login(authcid, password)
+
+
+class _AlreadyAnswered(Exception):  # noqa: N818 - control flow, not an error
+    """The handler wrote its own tagged reply (STARTTLS must, before the handshake)."""
+
+
+def store_error_text(exc: StoreError, trycreate: bool = False) -> str:
+    """A store refusal as Dovecot words it, with the RFC 5530 response code."""
+    if isinstance(exc, MailboxNotFoundError):
+        code = "TRYCREATE" if trycreate else "NONEXISTENT"
+        return f"[{code}] Mailbox doesn't exist: {exc.name}"
+    if isinstance(exc, MailboxExistsError):
+        return f"[ALREADYEXISTS] Mailbox already exists: {exc.name}"
+    if isinstance(exc, InvalidMailboxNameError):
+        return f"[CANNOT] Invalid mailbox name: {exc}"
+    if isinstance(exc, MailboxNotSelectableError):
+        return f"[CANNOT] {exc}"
+    if isinstance(exc, MessageTooLargeError):
+        return f"[TOOBIG] {exc}"
+    log.error("imap: store error: %s", exc)
+    return "[SERVERBUG] Internal error occurred. Refer to server log for more information."
+
+
+def _handler_for(name: str) -> tuple[Handler | None, frozenset[State]]:
+    from .commands import COMMANDS
+
+    entry = COMMANDS.get(name)
+    if entry is None:
+        return None, frozenset()
+    return entry
+

@@ -1,0 +1,306 @@
+"""SEARCH: the key grammar of RFC 3501 compiled into one predicate per command.
+
+Keys that only need flags, numbers or metadata are answered from the
+session's view and the store's message list; header and body keys read the
+raw message and decode it (RFC 2047 words, transfer encodings, charsets)
+before comparing case-insensitively, so `SUBJECT café` finds an encoded
+subject.
+"""
+
+from __future__ import annotations
+
+import calendar
+import email
+import email.header
+import email.policy
+import email.utils
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.message import Message
+
+from ..store import MessageInfo
+from ..store import flags as F
+from .message_structure import header_end_offset, parse_header_fields
+from .parser import CommandSyntaxError, Tokenizer
+from .sequence_set import SequenceSet
+
+__all__ = ["SearchContext", "SearchProgram", "UnsupportedCharsetError", "parse_search"]
+
+SUPPORTED_CHARSETS = ("UTF-8", "US-ASCII")
+_DATE = re.compile(r"^(\d{1,2})-([A-Za-z]{3})-(\d{4})$")
+_MONTHS = {m.lower(): i for i, m in enumerate(calendar.month_abbr) if m}
+
+
+class UnsupportedCharsetError(Exception):
+    """SEARCH CHARSET names a charset we do not search in: `NO [BADCHARSET]`."""
+
+
+@dataclass(slots=True)
+class SearchContext:
+    """One message as the predicate sees it."""
+
+    seq: int
+    uid: int
+    flags: int
+    keywords: tuple[str, ...]
+    recent: bool
+    info: MessageInfo | None
+    raw: bytes | None
+    #: Highest sequence number and UID of the view, for `*`.
+    max_seq: int
+    max_uid: int
+    _headers: list[tuple[str, str]] | None = None
+    _body: str | None = None
+
+    def headers(self) -> list[tuple[str, str]]:
+        if self._headers is None:
+            raw = self.raw or b""
+            end = header_end_offset(raw, 0, len(raw))
+            self._headers = [(n, _decode_header(v)) for n, v in parse_header_fields(raw[:end])]
+        return self._headers
+
+    def body_text(self) -> str:
+        if self._body is None:
+            self._body = _body_text(self.raw or b"").casefold()
+        return self._body
+
+
+Predicate = Callable[[SearchContext], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchProgram:
+    predicate: Predicate
+    needs_raw: bool
+    needs_info: bool
+
+
+def parse_search(tokens: Tokenizer) -> SearchProgram:
+    """`[CHARSET x] key...`; every key must hold (implicit AND)."""
+    if tokens.data[tokens.pos : tokens.pos + 8].upper() == b"CHARSET ":
+        tokens.pos += 8
+        charset = tokens.astring().decode("ascii", "replace").upper()
+        if charset not in SUPPORTED_CHARSETS:
+            raise UnsupportedCharsetError(charset)
+        tokens.space()
+    needs = _Needs()
+    keys = [_key(tokens, needs)]
+    while tokens.skip_space():
+        keys.append(_key(tokens, needs))
+    tokens.end()
+    return SearchProgram(_all_of(keys), needs.raw, needs.info)
+
+
+class _Needs:
+    __slots__ = ("raw", "info")
+
+    def __init__(self) -> None:
+        self.raw = False
+        self.info = False
+
+
+def _all_of(keys: list[Predicate]) -> Predicate:
+    if len(keys) == 1:
+        return keys[0]
+    return lambda ctx: all(key(ctx) for key in keys)
+
+
+def _flag(bit: int, present: bool) -> Predicate:
+    if present:
+        return lambda ctx: bool(ctx.flags & bit)
+    return lambda ctx: not ctx.flags & bit
+
+
+_FLAG_KEYS: dict[str, Predicate] = {
+    "ANSWERED": _flag(F.ANSWERED, True),
+    "DELETED": _flag(F.DELETED, True),
+    "DRAFT": _flag(F.DRAFT, True),
+    "FLAGGED": _flag(F.FLAGGED, True),
+    "SEEN": _flag(F.SEEN, True),
+    "UNANSWERED": _flag(F.ANSWERED, False),
+    "UNDELETED": _flag(F.DELETED, False),
+    "UNDRAFT": _flag(F.DRAFT, False),
+    "UNFLAGGED": _flag(F.FLAGGED, False),
+    "UNSEEN": _flag(F.SEEN, False),
+    "ALL": lambda ctx: True,
+    "RECENT": lambda ctx: ctx.recent,
+    "OLD": lambda ctx: not ctx.recent,
+    "NEW": lambda ctx: ctx.recent and not ctx.flags & F.SEEN,
+}
+_ADDRESS_KEYS = {"BCC": "bcc", "CC": "cc", "FROM": "from", "SUBJECT": "subject", "TO": "to"}
+
+
+def _key(tokens: Tokenizer, needs: _Needs) -> Predicate:
+    if tokens.open_paren():
+        keys = [_key(tokens, needs)]
+        while not tokens.close_paren():
+            tokens.space()
+            keys.append(_key(tokens, needs))
+        return _all_of(keys)
+    char = tokens.peek()
+    if char is not None and (0x30 <= char <= 0x39 or char in (0x2A, 0x24)):
+        return _in_sequence(tokens.sequence_set(), by_uid=False)
+    name = tokens.atom("search key").upper()
+    if name in _FLAG_KEYS:
+        return _FLAG_KEYS[name]
+    if name == "NOT":
+        tokens.space()
+        inner = _key(tokens, needs)
+        return lambda ctx: not inner(ctx)
+    if name == "OR":
+        tokens.space()
+        left = _key(tokens, needs)
+        tokens.space()
+        right = _key(tokens, needs)
+        return lambda ctx: left(ctx) or right(ctx)
+    if name == "UID":
+        tokens.space()
+        return _in_sequence(tokens.sequence_set(), by_uid=True)
+    if name in ("KEYWORD", "UNKEYWORD"):
+        tokens.space()
+        keyword = tokens.flag().lower()
+        has = name == "KEYWORD"
+        return lambda ctx: any(k.lower() == keyword for k in ctx.keywords) == has
+    if name in ("LARGER", "SMALLER"):
+        tokens.space()
+        size = tokens.number("size")
+        needs.info = True
+        if name == "LARGER":
+            return lambda ctx: ctx.info is not None and ctx.info.size > size
+        return lambda ctx: ctx.info is not None and ctx.info.size < size
+    if name in ("BEFORE", "ON", "SINCE"):
+        tokens.space()
+        day = _date(tokens)
+        needs.info = True
+        return _date_compare(name, day, _internal_day)
+    if name in ("SENTBEFORE", "SENTON", "SENTSINCE"):
+        tokens.space()
+        day = _date(tokens)
+        needs.raw = True
+        return _date_compare(name[4:], day, _sent_day)
+    if name in _ADDRESS_KEYS:
+        tokens.space()
+        needle = _needle(tokens)
+        needs.raw = True
+        return _header_contains(_ADDRESS_KEYS[name], needle)
+    if name == "HEADER":
+        tokens.space()
+        field = tokens.astring().decode("latin-1").lower()
+        tokens.space()
+        needle = _needle(tokens)
+        needs.raw = True
+        return _header_contains(field, needle)
+    if name == "BODY":
+        tokens.space()
+        needle = _needle(tokens)
+        needs.raw = True
+        return lambda ctx: needle in ctx.body_text()
+    if name == "TEXT":
+        tokens.space()
+        needle = _needle(tokens)
+        needs.raw = True
+        return lambda ctx: needle in ctx.body_text() or any(
+            needle in f"{n}: {v}".casefold() for n, v in ctx.headers()
+        )
+    raise CommandSyntaxError(f"Unknown search key {name}")
+
+
+def _needle(tokens: Tokenizer) -> str:
+    return tokens.astring_text().casefold()
+
+
+def _in_sequence(numbers: SequenceSet, by_uid: bool) -> Predicate:
+    if numbers.saved:
+        return lambda ctx: False
+    if by_uid:
+        return lambda ctx: numbers.contains_uid(ctx.uid, ctx.max_uid)
+    return lambda ctx: numbers.contains_uid(ctx.seq, ctx.max_seq)
+
+
+def _header_contains(field: str, needle: str) -> Predicate:
+    def check(ctx: SearchContext) -> bool:
+        for name, value in ctx.headers():
+            if name == field and (not needle or needle in value.casefold()):
+                return True
+        return False
+
+    return check
+
+
+def _date(tokens: Tokenizer) -> int:
+    """A search date as days since the epoch."""
+    text = tokens.astring().decode("ascii", "replace")
+    match = _DATE.match(text)
+    month = _MONTHS.get(match.group(2).lower()) if match else None
+    if match is None or month is None:
+        raise CommandSyntaxError(f"Invalid search date {text!r}")
+    try:
+        return calendar.timegm((int(match.group(3)), month, int(match.group(1)), 0, 0, 0)) // 86400
+    except (ValueError, OverflowError) as exc:
+        raise CommandSyntaxError(f"Invalid search date {text!r}") from exc
+
+
+def _date_compare(how: str, day: int, day_of: Callable[[SearchContext], int | None]) -> Predicate:
+    def check(ctx: SearchContext) -> bool:
+        value = day_of(ctx)
+        if value is None:
+            return False
+        if how == "BEFORE":
+            return value < day
+        if how == "ON":
+            return value == day
+        return value >= day
+
+    return check
+
+
+def _internal_day(ctx: SearchContext) -> int | None:
+    if ctx.info is None:
+        return None
+    return (ctx.info.internal_date + ctx.info.internal_tz * 60) // 86400
+
+
+def _sent_day(ctx: SearchContext) -> int | None:
+    """The Date header's day in its own zone; RFC 3501 ignores time and zone here."""
+    for name, value in ctx.headers():
+        if name == "date":
+            parsed = email.utils.parsedate_tz(value)
+            if parsed is None:
+                return None
+            return calendar.timegm((*parsed[:3], 0, 0, 0)) // 86400
+    return None
+
+
+def _decode_header(value: bytes) -> str:
+    text = value.decode("utf-8", "replace") if not value.isascii() else value.decode("ascii")
+    if "=?" not in text:
+        return text
+    try:
+        return str(email.header.make_header(email.header.decode_header(text)))
+    except (ValueError, LookupError, UnicodeError):
+        return text
+
+
+def _body_text(raw: bytes) -> str:
+    """The text of every text/* part, transfer- and charset-decoded."""
+    message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    chunks: list[str] = []
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        if part.get_content_maintype() not in ("text", "message"):
+            continue
+        chunks.append(_part_text(part))
+    return "\n".join(chunks)
+
+
+def _part_text(part: Message) -> str:
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return ""
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return payload.decode(charset, "replace")
+    except LookupError:
+        return payload.decode("utf-8", "replace")

@@ -1,0 +1,126 @@
+"""The IMAP listener: options, accepting connections, and stopping without losing work.
+
+One `ImapServer` is one listening socket, plain (with optional STARTTLS) or
+implicit TLS. Connections run as tasks; at `stop` the listener closes, idle
+connections get `* BYE` at once, and those in the middle of a command may
+finish it for up to `timeout` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..errors import ServiceError
+from ..store import MailStore
+from .connection import ImapConnection
+from .fetch import StructureCache
+from .stream import ImapStream
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Authenticator", "ImapOptions", "ImapServer"]
+
+#: `authenticate(login, password)` → the user name, or None when the login fails.
+Authenticator = Callable[[str, str], Awaitable[str | None]]
+
+
+@dataclass(frozen=True)
+class ImapOptions:
+    address: str = "127.0.0.1"
+    port: int = 143
+    #: Implicit TLS on this listener (IMAPS) when set.
+    tls: ssl.SSLContext | None = None
+    #: Offer STARTTLS on a plain listener when set.
+    starttls: ssl.SSLContext | None = None
+    #: Dovecot's disable_plaintext_auth: where LOGIN/AUTHENTICATE PLAIN work without TLS.
+    allow_plaintext_auth: Literal["always", "loopback", "never"] = "loopback"
+    #: Longest command line (without literals); longer ones get BAD and are skipped.
+    max_line_length: int = 65536
+    #: APPENDLIMIT: the largest literal (message) accepted.
+    max_literal_size: int = 50 * 1024 * 1024
+    #: Seconds of client silence (IDLE included) before the connection is closed.
+    idle_timeout: float = 1800.0
+    hostname: str = field(default_factory=socket.gethostname)
+    #: Seconds a failed login waits before its NO, slowing password guessing.
+    auth_failure_delay: float = 2.0
+    #: Failed logins after which the connection is closed.
+    max_auth_failures: int = 3
+    #: Mailboxes created at a user's first login, with their SPECIAL-USE flag.
+    default_mailboxes: tuple[tuple[str, str | None], ...] = (
+        ("INBOX", None),
+        ("Sent", "\\Sent"),
+        ("Drafts", "\\Drafts"),
+        ("Trash", "\\Trash"),
+        ("Junk", "\\Junk"),
+    )
+
+
+class ImapServer:
+    """The listening IMAP service."""
+
+    def __init__(self, store: MailStore, authenticate: Authenticator, options: ImapOptions) -> None:
+        self.store = store
+        self.authenticate = authenticate
+        self.options = options
+        self.structures = StructureCache()
+        self._server: asyncio.Server | None = None
+        self._connections: dict[ImapConnection, asyncio.Task[None]] = {}
+        self.stopping = False
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    async def start(self) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        try:
+            self._server = await loop.create_server(
+                lambda: ImapStream(self._accept),
+                self.options.address,
+                self.options.port,
+                ssl=self.options.tls,
+                reuse_address=True,
+                backlog=1024,
+            )
+        except OSError as exc:
+            raise ServiceError(
+                f"imap: cannot listen on {self.options.address}:{self.options.port}: "
+                f"{exc.strerror or exc}"
+            ) from exc
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
+    async def stop(self, timeout: float) -> None:
+        """Stop accepting; let running commands finish (up to `timeout` s); say BYE to all."""
+        if self._server is None:
+            return
+        self.stopping = True
+        self._server.close()
+        for connection in list(self._connections):
+            connection.shutdown_when_idle()
+        tasks = list(self._connections.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("imap: %d connections still busy after %.0fs", len(pending), timeout)
+                await asyncio.wait(pending, timeout=1)
+        self._server = None
+        self.stopping = False
+
+    def _accept(self, stream: ImapStream) -> None:
+        if self.stopping:
+            stream.write(b"* BYE Server shutting down.\r\n")
+            stream.close()
+            return
+        connection = ImapConnection(self, stream)
+        task = asyncio.get_running_loop().create_task(connection.run())
+        self._connections[connection] = task
+        task.add_done_callback(lambda _: self._connections.pop(connection, None))

@@ -1,0 +1,221 @@
+"""The selected mailbox as one IMAP session sees it: sequence numbers, \\Recent, pending news.
+
+A session's picture of the mailbox may lag the store: RFC 3501 forbids
+renumbering messages behind the client's back, so a message expunged by
+someone else stays at its sequence number until the session may say
+`* n EXPUNGE`, and a new message gets a number only when `* n EXISTS` is
+sent. The store's change hub feeds `on_change`; `take_updates` turns what
+accumulated into the untagged responses the session may send now.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ..store import (
+    Change,
+    FlagsChanged,
+    MailboxDeleted,
+    MailboxRenamed,
+    MessageInfo,
+    MessagesExpunged,
+    MessagesSaved,
+)
+from ..store import flags as F
+from ..store.mailbox_names import is_inside
+
+__all__ = ["MailboxView", "PendingUpdates"]
+
+FlagState = tuple[int, tuple[str, ...]]
+
+
+@dataclass(slots=True)
+class PendingUpdates:
+    """What `take_updates` found to report, already numbered for the client."""
+
+    #: Sequence numbers to report as `* n EXPUNGE`, in sending order.
+    expunged: list[int] = field(default_factory=list)
+    #: New message count for `* n EXISTS`, or None when nothing arrived.
+    exists: int | None = None
+    #: UIDs that newly became visible (their `\\Recent` is claimed by the caller).
+    new_uids: list[int] = field(default_factory=list)
+    #: (sequence number, uid, flags, keywords) for `* n FETCH (FLAGS ...)`.
+    flags: list[tuple[int, int, int, tuple[str, ...]]] = field(default_factory=list)
+    #: Keywords not seen before in this mailbox: `* FLAGS` must be re-sent.
+    new_keywords: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.expunged or self.exists is not None or self.flags or self.new_keywords
+        )
+
+
+class MailboxView:
+    """One session's numbering of the selected mailbox and the changes it has not yet shown."""
+
+    def __init__(
+        self,
+        name: str,
+        uidvalidity: int,
+        readonly: bool,
+        messages: Iterable[MessageInfo],
+        keywords: Iterable[str],
+    ) -> None:
+        self.name = name
+        self.uidvalidity = uidvalidity
+        self.readonly = readonly
+        self.uids: list[int] = []
+        self.flags: dict[int, FlagState] = {}
+        for info in messages:
+            self.uids.append(info.uid)
+            self.flags[info.uid] = (info.flags, info.keywords)
+        self.recent: set[int] = set()
+        self.keywords: dict[str, str] = {k.lower(): k for k in keywords}
+        self.deleted = False
+        self._new: set[int] = set()
+        self._expunged: set[int] = set()
+        self._flag_changes: set[int] = set()
+        self._new_keywords = False
+        #: Messages whose FETCH FLAGS this session itself just reported.
+        self._already_reported: dict[int, FlagState] = {}
+
+    # --- numbering ----------------------------------------------------------------
+
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    def seq_of(self, uid: int) -> int | None:
+        index = bisect.bisect_left(self.uids, uid)
+        if index < len(self.uids) and self.uids[index] == uid:
+            return index + 1
+        return None
+
+    def uid_of(self, seq: int) -> int:
+        return self.uids[seq - 1]
+
+    def is_expunged(self, uid: int) -> bool:
+        """Gone from the store but still numbered here until EXPUNGE is reported."""
+        return uid in self._expunged
+
+    @property
+    def keyword_names(self) -> list[str]:
+        return sorted(self.keywords.values(), key=str.lower)
+
+    # --- changes from the hub ---------------------------------------------------------
+
+    def on_change(self, change: Change) -> bool:
+        """Note a committed change; True when it concerns this view (wake an IDLE)."""
+        if isinstance(change, MessagesSaved):
+            if change.mailbox != self.name or change.uidvalidity != self.uidvalidity:
+                return False
+            for saved in change.messages:
+                if saved.uid not in self.flags:
+                    self._new.add(saved.uid)
+                    self.flags[saved.uid] = (saved.flags, saved.keywords)
+                    self._note_keywords(saved.keywords)
+            return True
+        if isinstance(change, FlagsChanged):
+            if change.mailbox != self.name or change.uidvalidity != self.uidvalidity:
+                return False
+            for item in change.changes:
+                if item.uid in self.flags and item.uid not in self._expunged:
+                    self.flags[item.uid] = (item.new_flags, item.new_keywords)
+                    self._flag_changes.add(item.uid)
+                    self._note_keywords(item.new_keywords)
+            return True
+        if isinstance(change, MessagesExpunged):
+            if change.mailbox != self.name or change.uidvalidity != self.uidvalidity:
+                return False
+            for uid in change.uids:
+                if uid in self._new:
+                    self._new.discard(uid)
+                    self.flags.pop(uid, None)
+                elif uid in self.flags:
+                    self._expunged.add(uid)
+            return True
+        if isinstance(change, MailboxRenamed):
+            if change.old == self.name:
+                self.name = change.new
+            elif is_inside(self.name, change.old):
+                self.name = change.new + self.name[len(change.old) :]
+            return False
+        if isinstance(change, MailboxDeleted):
+            if change.mailbox == self.name:
+                self.deleted = True
+                return True
+        return False
+
+    def _note_keywords(self, keywords: tuple[str, ...]) -> None:
+        for keyword in keywords:
+            if keyword.lower() not in self.keywords:
+                self.keywords[keyword.lower()] = keyword
+                self._new_keywords = True
+
+    def reported_flags(self, uid: int, state: FlagState) -> None:
+        """This session just sent `FETCH (FLAGS ...)` for `uid`: don't repeat it later."""
+        self._already_reported[uid] = state
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._new or self._expunged or self._flag_changes or self._new_keywords)
+
+    @property
+    def has_pending_expunges(self) -> bool:
+        return bool(self._expunged)
+
+    def take_updates(self, allow_expunge: bool) -> PendingUpdates:
+        """Renumber for what may be reported now and return it.
+
+        Expunges go first (their numbers refer to the old numbering), then
+        EXISTS for new messages, then flag changes of surviving messages.
+        """
+        out = PendingUpdates()
+        if allow_expunge and self._expunged:
+            gone = sorted(self._expunged)
+            positions = [bisect.bisect_left(self.uids, uid) for uid in gone]
+            out.expunged = [pos + 1 - k for k, pos in enumerate(positions)]
+            gone_set = self._expunged
+            self.uids = [uid for uid in self.uids if uid not in gone_set]
+            for uid in gone:
+                self.flags.pop(uid, None)
+                self.recent.discard(uid)
+                self._flag_changes.discard(uid)
+            self._expunged = set()
+        if self._new:
+            fresh = sorted(self._new)
+            if self.uids and fresh[0] < self.uids[-1]:
+                self.uids = sorted(set(self.uids) | self._new)
+            else:
+                self.uids.extend(fresh)
+            self._new = set()
+            out.exists = len(self.uids)
+            out.new_uids = fresh
+            for uid in fresh:
+                self._flag_changes.discard(uid)
+        if self._flag_changes:
+            for uid in sorted(self._flag_changes):
+                if uid in self._expunged:
+                    continue
+                seq = self.seq_of(uid)
+                state = self.flags.get(uid)
+                if seq is None or state is None:
+                    continue
+                if self._already_reported.get(uid) == state:
+                    continue
+                out.flags.append((seq, uid, state[0], state[1]))
+            self._flag_changes = set()
+        self._already_reported.clear()
+        if self._new_keywords:
+            out.new_keywords = True
+            self._new_keywords = False
+        return out
+
+    def flag_state(self, uid: int) -> FlagState:
+        return self.flags.get(uid, (0, ()))
+
+    def is_seen(self, uid: int) -> bool:
+        return bool(self.flag_state(uid)[0] & F.SEEN)
+
