@@ -16,7 +16,6 @@ from ..store import MessageInfo
 from .message_structure import (
     MimeEntity,
     SectionSpec,
-    parse_header_fields,
     parse_message,
     render_body_structure,
     render_envelope,
@@ -178,15 +177,6 @@ class StructureCache:
             self._entries.popitem(last=False)
 
 
-@dataclass(frozen=True, slots=True)
-class MessageStructure:
-    """What a message contributes to ENVELOPE/BODY/BODYSTRUCTURE answers."""
-
-    envelope: bytes
-    body: bytes
-    body_structure: bytes
-
-
 def structure_of(raw: bytes) -> tuple[bytes, bytes, bytes]:
     """(ENVELOPE, BODY, BODYSTRUCTURE) rendered from the raw message."""
     entity = parse_message(raw)
@@ -195,14 +185,6 @@ def structure_of(raw: bytes) -> tuple[bytes, bytes, bytes]:
         render_body_structure(entity, extended=False),
         render_body_structure(entity, extended=True),
     )
-
-
-def envelope_only(raw: bytes) -> bytes:
-    """ENVELOPE without walking the MIME tree."""
-    from .message_structure import header_end_offset
-
-    end = header_end_offset(raw, 0, len(raw))
-    return render_envelope(parse_header_fields(raw[:end]))
 
 
 def render_fetch(

@@ -140,13 +140,15 @@ def render_envelope(fields: list[tuple[str, bytes]]) -> bytes:
     for name, value in fields:
         if name in _ENVELOPE_SET and name not in found:
             found[name] = value
-    sender_default = found.get("from")
+    from_ = _addresses(found.get("from"))
+    sender = found.get("sender")
+    reply_to = found.get("reply-to")
     parts = [
         _nstring_field(found.get("date")),
         _nstring_field(found.get("subject")),
-        _addresses(found.get("from")),
-        _addresses(found.get("sender") or sender_default),
-        _addresses(found.get("reply-to") or sender_default),
+        from_,
+        _addresses(sender) if sender else from_,
+        _addresses(reply_to) if reply_to else from_,
         _addresses(found.get("to")),
         _addresses(found.get("cc")),
         _addresses(found.get("bcc")),
@@ -182,7 +184,7 @@ def _addresses(value: bytes | None) -> bytes:
 
 def _address_list(text: str) -> list[bytes]:
     out: list[bytes] = []
-    for name, address in getaddresses([text]):
+    for name, address in _split_addresses(text):
         if not name and not address:
             continue
         local, at, domain = address.rpartition("@")
@@ -198,6 +200,28 @@ def _address_list(text: str) -> list[bytes]:
             + b")"
         )
     return out
+
+
+def _split_addresses(text: str) -> list[tuple[str, str]]:
+    """(display name, address) pairs; a fast path for the plain forms most mail uses."""
+    if _NEEDS_FULL_PARSER.search(text) is None:
+        pairs: list[tuple[str, str]] = []
+        for item in text.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            match = _SIMPLE_ADDRESS.match(item)
+            if match is None:
+                return getaddresses([text])
+            pairs.append((match.group(1) or "", match.group(2) or match.group(3)))
+        return pairs
+    return getaddresses([text])
+
+
+_NEEDS_FULL_PARSER = re.compile(r'["()\\:;\[\]]')
+_SIMPLE_ADDRESS = re.compile(
+    r"^(?:([^<>@,]*?)\s*<([^<>\s,]+@[^<>\s,]+)>|([^<>\s,]+@[^<>\s,]+))$"
+)
 
 
 # --- BODYSTRUCTURE -----------------------------------------------------------------
