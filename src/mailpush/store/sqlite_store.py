@@ -506,15 +506,8 @@ class SqliteStore:
         name = normalize_mailbox_name(name)
 
         def read(conn: sqlite3.Connection) -> MailboxInfo:
-            row = conn.execute(
-                "SELECT m.name, m.uidvalidity, m.uidnext, m.highestmodseq, m.special_use"
-                " FROM mailboxes m JOIN users u ON u.id = m.user_id"
-                " WHERE u.name = ? AND m.name = ?",
-                (user, name),
-            ).fetchone()
-            if row is None:
-                raise MailboxNotFoundError(name)
-            return MailboxInfo(row[0], row[1], row[2], row[3], row[4])
+            row = _read_mailbox(conn, user, name)
+            return MailboxInfo(name, row[1], row[2], row[3], row[4])
 
         return await self._read(read)
 
@@ -522,14 +515,7 @@ class SqliteStore:
         mailbox = normalize_mailbox_name(mailbox)
 
         def read(conn: sqlite3.Connection) -> MailboxStatus:
-            box = conn.execute(
-                "SELECT m.id, m.uidvalidity, m.uidnext, m.highestmodseq"
-                " FROM mailboxes m JOIN users u ON u.id = m.user_id"
-                " WHERE u.name = ? AND m.name = ?",
-                (user, mailbox),
-            ).fetchone()
-            if box is None:
-                raise MailboxNotFoundError(mailbox)
+            box = _read_mailbox(conn, user, mailbox)
             counts = conn.execute(
                 "SELECT COUNT(*), COALESCE(SUM(recent), 0),"
                 " COALESCE(SUM(CASE WHEN flags & ? THEN 0 ELSE 1 END), 0),"
@@ -666,15 +652,23 @@ def _selectable_mailbox(conn: sqlite3.Connection, user_id: int, name: str) -> Ma
     raise MailboxNotFoundError(name)
 
 
-def _read_mailbox_id(conn: sqlite3.Connection, user: str, name: str) -> int:
+def _read_mailbox(
+    conn: sqlite3.Connection, user: str, name: str
+) -> tuple[int, int, int, int, str | None]:
+    """(id, uidvalidity, uidnext, highestmodseq, special_use) of a user's mailbox."""
     row = conn.execute(
-        "SELECT m.id FROM mailboxes m JOIN users u ON u.id = m.user_id"
+        "SELECT m.id, m.uidvalidity, m.uidnext, m.highestmodseq, m.special_use"
+        " FROM mailboxes m JOIN users u ON u.id = m.user_id"
         " WHERE u.name = ? AND m.name = ?",
         (user, name),
     ).fetchone()
     if row is None:
         raise MailboxNotFoundError(name)
-    return int(row[0])
+    return (row[0], row[1], row[2], row[3], row[4])
+
+
+def _read_mailbox_id(conn: sqlite3.Connection, user: str, name: str) -> int:
+    return _read_mailbox(conn, user, name)[0]
 
 
 def _children(conn: sqlite3.Connection, user_id: int, name: str) -> list[tuple[int, str]]:
