@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from dataclasses import dataclass
 
 from .auth import PasswdFile, resolve_user, verify_password_async
@@ -19,6 +20,8 @@ from .config import Settings
 from .delivery import DefaultFilingPlanner, DeliveryAgent
 from .dispatch import Dispatcher, FrameworkServices, PushMetrics, PushRecorder, RetryPolicy
 from .drivers import DriverRegistry, PushDriver, default_registry, driver_configs
+from .errors import SettingError
+from .imap import ImapOptions, ImapServer
 from .lmtp import LmtpOptions, LmtpServer
 from .store import SqliteStore
 
@@ -105,6 +108,43 @@ def build_push(
     return PushSetup(drivers, services, metrics, recorder)
 
 
+def build_tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The server TLS context for IMAPS and STARTTLS, or None when TLS is off.
+
+    A certificate or key that cannot be loaded stops start-up: a server that
+    silently drops TLS would push clients to plaintext.
+    """
+    tls = settings.ssl
+    if not tls.enabled or tls.cert_path is None or tls.key_path is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(tls.cert_path, tls.key_path)
+    except (OSError, ssl.SSLError) as exc:
+        raise SettingError(
+            "ssl_cert",
+            f"cannot load certificate {tls.cert_path} with key {tls.key_path}: {exc}",
+            str(settings.source_path or ""),
+        ) from exc
+    return context
+
+
+def imap_options(
+    settings: Settings, address: str, port: int, implicit_tls: bool, tls: ssl.SSLContext | None
+) -> ImapOptions:
+    """One IMAP listener's options: TLS from the first byte (imaps) or STARTTLS when possible."""
+    return ImapOptions(
+        address=address,
+        port=port,
+        tls=tls if implicit_tls else None,
+        starttls=None if implicit_tls else tls,
+        allow_plaintext_auth="loopback" if settings.auth.disable_plaintext_auth else "always",
+        max_line_length=settings.imap_max_line_length,
+        max_literal_size=settings.max_message_size,
+    )
+
+
 def build_delivery_agent(settings: Settings, store: SqliteStore) -> DeliveryAgent:
     planner = DefaultFilingPlanner(
         store, save_to_detail_mailbox=settings.lmtp.save_to_detail_mailbox
@@ -123,10 +163,13 @@ class MailpushServer:
         self.push: PushSetup | None = None
         self.dispatcher: Dispatcher | None = None
         self.lmtp: list[LmtpServer] = []
+        self.imap: list[ImapServer] = []
         self.listeners: list[BoundListener] = []
 
     async def start(self) -> None:
         settings = self.settings
+        # Certificate problems stop start-up before any port is opened.
+        tls = build_tls_context(settings) if "imap" in settings.protocols else None
         self.store = open_store(settings)
         log.info("store: %s (mail_fsync=%s)", self.store.path, settings.mail_fsync)
         users = UserDirectory(settings)
@@ -154,9 +197,35 @@ class MailpushServer:
                 self.lmtp.append(server)
                 self.listeners.append(BoundListener("lmtp", host, port))
                 log.info("lmtp: listening on %s:%d", host, port)
+            await self._start_imap(settings, self.store, users, tls)
         except BaseException:
             await self.stop()
             raise
+
+    async def _start_imap(
+        self,
+        settings: Settings,
+        store: SqliteStore,
+        users: UserDirectory,
+        tls: ssl.SSLContext | None,
+    ) -> None:
+        if "imap" not in settings.protocols:
+            return
+        for listener in settings.listeners:
+            if listener.service not in ("imap", "imaps"):
+                continue
+            options = imap_options(settings, listener.address, listener.port, listener.ssl, tls)
+            server = ImapServer(store, users.authenticate, options)
+            host, port = await server.start()
+            self.imap.append(server)
+            self.listeners.append(BoundListener(listener.service, host, port))
+            log.info(
+                "%s: listening on %s:%d%s",
+                listener.service,
+                host,
+                port,
+                " (STARTTLS offered)" if options.starttls is not None else "",
+            )
 
     async def _start_push(
         self, settings: Settings, store: SqliteStore, users: UserDirectory
@@ -188,8 +257,13 @@ class MailpushServer:
 
     async def stop(self) -> None:
         timeout = self.settings.shutdown_timeout
-        await asyncio.gather(*(server.stop(timeout) for server in self.lmtp))
+        await asyncio.gather(
+            *(server.stop(timeout) for server in self.lmtp),
+            *(server.stop(timeout) for server in self.imap),
+        )
         self.lmtp.clear()
+        self.imap.clear()
+        self.listeners.clear()
         if self.dispatcher is not None:
             await self.dispatcher.stop(timeout)
             self.dispatcher = None
