@@ -98,7 +98,8 @@ async def test_imaps_and_starttls_use_the_configured_certificate(
         certificate_authority.configure_trust(context)
 
         def logins() -> tuple[str, str]:
-            with imaplib.IMAP4_SSL("127.0.0.1", imap_port(server, "imaps"), ssl_context=context) as imaps:
+            imaps_port = imap_port(server, "imaps")
+            with imaplib.IMAP4_SSL("127.0.0.1", imaps_port, ssl_context=context) as imaps:
                 implicit = imaps.login("alice", "secret")[0]
             with imaplib.IMAP4("127.0.0.1", imap_port(server)) as imap:
                 imap.starttls(context)

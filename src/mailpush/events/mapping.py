@@ -69,7 +69,8 @@ def transactions_for_change(
     """
     if isinstance(change, MailboxCreated):
         events = [PushEvent("MailboxCreate", change.mailbox)]
-        return [_transaction(change.user, change.mailbox, _SERVICE_IMAP, events, new_id, now)]
+        service = _SERVICE_LMTP if change.delivery else _SERVICE_IMAP
+        return [_transaction(change.user, change.mailbox, service, events, new_id, now)]
     if isinstance(change, MailboxDeleted):
         events = [PushEvent("MailboxDelete", change.mailbox)]
         return [_transaction(change.user, change.mailbox, _SERVICE_IMAP, events, new_id, now)]

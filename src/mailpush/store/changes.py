@@ -18,6 +18,8 @@ class MailboxCreated:
     user: str
     mailbox: str
     uidvalidity: int
+    #: Created by a delivery (INBOX or a Sieve `fileinto :create` target), not by IMAP.
+    delivery: bool = False
 
 
 @dataclass(frozen=True, slots=True)
