@@ -312,7 +312,7 @@ class SqliteStore:
                 if row is None:
                     if not (target.create or target.mailbox == INBOX):
                         raise MailboxNotFoundError(target.mailbox)
-                    _create_mailbox(ctx, user, user_id, target.mailbox, None)
+                    _create_mailbox(ctx, user, user_id, target.mailbox, None, delivery=True)
                     row = _mailbox_row(ctx.conn, user_id, target.mailbox)
                     assert row is not None
                 message = NewMessage(raw, target.flags, target.keywords)
@@ -691,6 +691,7 @@ def _create_mailbox(
     special_use: str | None,
     *,
     record: bool = True,
+    delivery: bool = False,
 ) -> MailboxCreated:
     conn = ctx.conn
     last = conn.execute("SELECT uidvalidity_last FROM users WHERE id = ?", (user_id,)).fetchone()[0]
@@ -700,7 +701,7 @@ def _create_mailbox(
         "INSERT INTO mailboxes (user_id, name, uidvalidity, special_use) VALUES (?, ?, ?, ?)",
         (user_id, name, uidvalidity, special_use),
     )
-    change = MailboxCreated(user, name, uidvalidity)
+    change = MailboxCreated(user, name, uidvalidity, delivery=delivery)
     if record:
         ctx.record(change)
     return change
