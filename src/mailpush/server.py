@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from .auth import PasswdFile, resolve_user, verify_password_async
 from .config import Settings
 from .delivery import DefaultFilingPlanner, DeliveryAgent
-from .dispatch import Dispatcher, FrameworkServices, PushMetrics, PushRecorder, RetryPolicy
+from .dispatch import (
+    Dispatcher,
+    FrameworkServices,
+    MetricsEndpoint,
+    PushMetrics,
+    PushRecorder,
+    RetryPolicy,
+)
 from .drivers import DriverRegistry, PushDriver, default_registry, driver_configs
 from .errors import SettingError
 from .imap import ImapOptions, ImapServer
@@ -164,6 +171,7 @@ class MailpushServer:
         self.dispatcher: Dispatcher | None = None
         self.lmtp: list[LmtpServer] = []
         self.imap: list[ImapServer] = []
+        self.metrics_endpoint: MetricsEndpoint | None = None
         self.listeners: list[BoundListener] = []
 
     async def start(self) -> None:
@@ -183,6 +191,7 @@ class MailpushServer:
         agent = build_delivery_agent(settings, self.store)
         try:
             await self._start_push(settings, self.store, users)
+            await self._start_metrics(settings)
             for listener in settings.listeners:
                 if listener.service != "lmtp" or "lmtp" not in settings.protocols:
                     continue
@@ -227,6 +236,18 @@ class MailpushServer:
                 " (STARTTLS offered)" if options.starttls is not None else "",
             )
 
+    async def _start_metrics(self, settings: Settings) -> None:
+        if settings.metrics_listen is None or self.push is None:
+            return
+        address, port = settings.metrics_listen
+        refresh = None if self.dispatcher is None else self.dispatcher.refresh_queue_depth
+        self.metrics_endpoint = MetricsEndpoint(
+            self.push.metrics.registry, address, port, refresh
+        )
+        host, bound = await self.metrics_endpoint.start()
+        self.listeners.append(BoundListener("metrics", host, bound))
+        log.info("metrics: http://%s:%d/metrics", host, bound)
+
     async def _start_push(
         self, settings: Settings, store: SqliteStore, users: UserDirectory
     ) -> None:
@@ -263,6 +284,9 @@ class MailpushServer:
         )
         self.lmtp.clear()
         self.imap.clear()
+        if self.metrics_endpoint is not None:
+            await self.metrics_endpoint.stop()
+            self.metrics_endpoint = None
         self.listeners.clear()
         if self.dispatcher is not None:
             await self.dispatcher.stop(timeout)

@@ -132,7 +132,7 @@ def test_no_config_file_gives_safe_loopback_defaults(
     assert settings.log_path is None
     assert settings.imap_max_line_length == 64 * 1024
     assert settings.max_message_size == 50 * 1024 * 1024
-    assert settings.metrics_listen == ""
+    assert settings.metrics_listen is None
     assert settings.shutdown_timeout == 30.0
     assert settings.source_path is None
 

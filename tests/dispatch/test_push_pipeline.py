@@ -7,6 +7,7 @@ import smtplib
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -127,3 +128,29 @@ async def test_failing_driver_never_delays_lmtp_and_dead_letters_replay(
     subjects = [r.json()["events"][0].get("subject") for r in received]
     assert subjects == [None, "m0", "m1", "m2", "m3", "m4"]
     assert await dead_count() == 0
+
+
+async def test_metrics_endpoint_counts_events_and_transactions(
+    endpoint: HttpEndpoint, make_server: Callable[..., object]
+) -> None:
+    extra = "mailpush_metrics_listen = 127.0.0.1:0\n"
+    server = await make_server(webhook_config(endpoint.url, extra))  # type: ignore[operator]
+    await asyncio.to_thread(deliver, server, "alice", "counted")
+    await endpoint.wait_for(2)
+    port = next(item.port for item in server.listeners if item.service == "metrics")
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+            assert reply.headers["Content-Type"].startswith("text/plain")
+            return str(reply.read().decode())
+
+    for _ in range(50):  # the success counter is bumped just after the endpoint answers
+        text = await asyncio.to_thread(scrape)
+        if 'outcome="delivered"} 2.0' in text:
+            break
+        await asyncio.sleep(0.05)
+    assert 'mailpush_push_events_total{event="MessageNew"} 1.0' in text
+    assert 'mailpush_push_events_total{event="MailboxCreate"} 1.0' in text
+    assert 'mailpush_push_transactions_total{driver="webhook",outcome="delivered"} 2.0' in text
+    assert "mailpush_push_delivery_latency_seconds_count" in text
+    assert 'mailpush_push_queue_depth{driver="webhook"}' in text

@@ -188,6 +188,16 @@ SSL_KEY = _declare(
     "",
     "PEM private key for `ssl_cert`, as `</path` or a plain path.",
 )
+SSL_CLIENT_CA_FILE = _declare(
+    "ssl_client_ca_file",
+    SettingType.PATH,
+    "",
+    "PEM file of CA certificates that HTTPS push endpoints (chronos, ox, webhook drivers, "
+    "Lua `dovecot.http`) may be signed by, trusted in addition to the system CAs: for "
+    "endpoints with certificates from an internal CA. A driver's own `ssl_client_ca_file` "
+    "option replaces it for that driver. Certificates are always verified; there is no "
+    "setting to turn verification off.",
+)
 DISABLE_PLAINTEXT_AUTH = _declare(
     "disable_plaintext_auth",
     SettingType.BOOL,
@@ -306,7 +316,8 @@ METRICS_LISTEN = _declare(
     "mailpush_metrics_listen",
     SettingType.STRING,
     "",
-    "`address:port` to serve metrics on; empty means no metrics listener.",
+    "`address:port` (e.g. `127.0.0.1:9100`, `[::1]:9100`) where Prometheus metrics are "
+    "served at `/metrics`; empty means no metrics listener.",
 )
 SHUTDOWN_TIMEOUT = _declare(
     "mailpush_shutdown_timeout",

@@ -18,7 +18,14 @@ from typing import Literal, TypeVar
 from mailpush.config import schema
 from mailpush.config.schema import SettingSpec, SettingType
 from mailpush.config.syntax import ConfigEntry, ConfigSection, parse_file
-from mailpush.config.values import parse_bool, parse_duration, parse_int, parse_list, parse_size
+from mailpush.config.values import (
+    parse_bool,
+    parse_duration,
+    parse_host_port,
+    parse_int,
+    parse_list,
+    parse_size,
+)
 from mailpush.errors import InvalidValueError, SettingError
 
 __all__ = [
@@ -146,10 +153,13 @@ class Settings:
     imap_max_line_length: int
     data_dir: Path
     max_message_size: int
-    metrics_listen: str
+    #: Where Prometheus metrics are served (`mailpush_metrics_listen`), or None.
+    metrics_listen: tuple[str, int] | None
     shutdown_timeout: float
     push: PushSettings
     source_path: Path | None
+    #: CAs HTTPS push drivers trust besides the system ones (``ssl_client_ca_file``).
+    ssl_client_ca_file: Path | None = None
 
     @property
     def fsync_before_ack(self) -> bool:
@@ -213,7 +223,7 @@ def settings_from_tree(
         imap_max_line_length=reader.size(schema.IMAP_MAX_LINE_LENGTH),
         data_dir=data_dir,
         max_message_size=reader.size(schema.MAX_MESSAGE_SIZE),
-        metrics_listen=reader.string(schema.METRICS_LISTEN),
+        metrics_listen=reader.host_port(schema.METRICS_LISTEN),
         shutdown_timeout=reader.duration(schema.SHUTDOWN_TIMEOUT),
         push=PushSettings(
             concurrency=reader.count(schema.PUSH_CONCURRENCY),
@@ -224,6 +234,7 @@ def settings_from_tree(
             retention=reader.duration(schema.PUSH_RETENTION),
         ),
         source_path=source_path,
+        ssl_client_ca_file=reader.path(schema.SSL_CLIENT_CA_FILE),
     )
     unknown = _unknown_settings(tree)
     if unknown:
@@ -302,6 +313,9 @@ class _Reader:
     def port(self, spec: SettingSpec, within: Sequence[ConfigSection] | None = None) -> int:
         raw = self.raw(spec, within)
         return _convert(spec, raw, lambda text: parse_int(text, minimum=0, maximum=65535))
+
+    def host_port(self, spec: SettingSpec) -> tuple[str, int] | None:
+        return _convert(spec, self.raw(spec), parse_host_port)
 
     def size(self, spec: SettingSpec) -> int:
         return _convert(spec, self.raw(spec), parse_size)

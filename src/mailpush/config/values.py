@@ -126,6 +126,20 @@ def parse_int(text: str, *, minimum: int | None = None, maximum: int | None = No
     return value
 
 
+def parse_host_port(text: str) -> tuple[str, int] | None:
+    """`address:port` (`[::1]:9100` for IPv6); empty means "not configured"."""
+    text = text.strip()
+    if not text:
+        return None
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise InvalidValueError(f"expected address:port such as 127.0.0.1:9100, got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    port = parse_int(port_text, minimum=0, maximum=65535)
+    return host, port
+
+
 def parse_list(text: str) -> tuple[str, ...]:
     """Words separated by spaces and/or commas (`imap lmtp`, `*, ::`)."""
     return tuple(word for word in _LIST_SPLIT_RE.split(text) if word)

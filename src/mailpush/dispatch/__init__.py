@@ -2,8 +2,16 @@
 
 from .dispatcher import Dispatcher
 from .metrics import PushMetrics
+from .metrics_endpoint import MetricsEndpoint
 from .outbox_recorder import PushRecorder
 from .retry_policy import RetryPolicy
 from .services import FrameworkServices
 
-__all__ = ["Dispatcher", "FrameworkServices", "PushMetrics", "PushRecorder", "RetryPolicy"]
+__all__ = [
+    "Dispatcher",
+    "FrameworkServices",
+    "MetricsEndpoint",
+    "PushMetrics",
+    "PushRecorder",
+    "RetryPolicy",
+]

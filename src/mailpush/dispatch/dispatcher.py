@@ -127,10 +127,14 @@ class Dispatcher:
         if now - self._last_purge >= PURGE_INTERVAL:
             self._last_purge = now
             await self._outbox.purge(now - self._retention)
-            for stats in await self._outbox.stats(now):
-                self.metrics.queue_depth.labels(stats.driver).set(
-                    stats.pending + stats.inflight + stats.retrying
-                )
+            await self.refresh_queue_depth()
+
+    async def refresh_queue_depth(self) -> None:
+        """Set the queue-depth gauge from the outbox (at each purge and at each scrape)."""
+        for stats in await self._outbox.stats(time.time()):
+            self.metrics.queue_depth.labels(stats.driver).set(
+                stats.pending + stats.inflight + stats.retrying
+            )
 
     async def _run_group(self, key: DeliveryKey, group: list[ClaimedDelivery]) -> None:
         done = 0

@@ -1,0 +1,63 @@
+"""The Prometheus scrape endpoint: `/metrics` over HTTP on `mailpush_metrics_listen`.
+
+It runs on the server's own event loop with aiohttp (already a dependency
+for the HTTP drivers) rather than prometheus-client's thread-based server, so
+stopping is ordered with the rest of the services and nothing listens after
+`stop()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from ..errors import ServiceError
+
+__all__ = ["MetricsEndpoint"]
+
+
+class MetricsEndpoint:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        address: str,
+        port: int,
+        refresh: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self._registry = registry
+        #: Updates gauges that are read from the store (queue depth) just before a scrape.
+        self._refresh = refresh
+        self._address = address
+        self._port = port
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> tuple[str, int]:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self._address, self._port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ServiceError(
+                f"mailpush_metrics_listen: cannot listen on {self._address}:{self._port}: "
+                f"{exc.strerror or exc}"
+            ) from exc
+        self._runner = runner
+        host, port = runner.addresses[0][:2]
+        return str(host), int(port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        if self._refresh is not None:
+            await self._refresh()
+        body = generate_latest(self._registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
