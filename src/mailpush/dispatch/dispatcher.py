@@ -10,6 +10,12 @@ due and for transactions written by other processes (`mailpush deliver`).
 Nothing is lost on a crash: a claim is only a state in the database, and
 claims left `inflight` by a dead process are reset to pending at start.
 Delivery is at-least-once; every transaction keeps its id across attempts.
+
+Successful deliveries are marked done in batches, written by one flusher
+task while the next transactions already run: the store's writer is shared
+with mail delivery, and one write per pushed transaction would compete with
+it. A crash before the batch commits only means those transactions are
+delivered again (at-least-once), never lost.
 """
 
 from __future__ import annotations
@@ -60,6 +66,8 @@ class Dispatcher:
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._last_purge = 0.0
+        self._completed: list[ClaimedDelivery] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -88,6 +96,9 @@ class Dispatcher:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if self._flusher is not None:
+            await self._flusher
+        await self._flush_completed()
         for driver in self._drivers.values():
             try:
                 await driver.close()
@@ -181,10 +192,25 @@ class Dispatcher:
         except Exception as exc:
             log.exception("push: driver %s raised unexpectedly", claim.driver)
             return await self._retry_or_bury(claim, f"{exc.__class__.__name__}: {exc}")
-        await self._outbox.complete(claim)
+        self._mark_completed(claim)
         self.metrics.transactions.labels(claim.driver, "delivered").inc()
         self.metrics.latency.labels(claim.driver).observe(max(0.0, time.time() - claim.created))
         return True
+
+    def _mark_completed(self, claim: ClaimedDelivery) -> None:
+        self._completed.append(claim)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_completed(), name="push-completions")
+
+    async def _flush_completed(self) -> None:
+        """Write every completion gathered so far; those arriving meanwhile go in the next write."""
+        while self._completed:
+            batch, self._completed = self._completed, []
+            try:
+                await asyncio.shield(self._outbox.complete(batch))
+            except Exception:
+                # Still `inflight`: reset to pending at the next start and delivered again.
+                log.exception("push: could not mark %d deliveries done", len(batch))
 
     async def _run_driver(self, driver: PushDriver, txn: PushTransaction) -> None:
         state = await driver.begin_txn(txn)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar
 
 from .changes import Change
@@ -83,14 +83,18 @@ class SqliteOutbox:
 
         return list((await self._submit(op))[0])
 
-    async def complete(self, claim: ClaimedDelivery) -> None:
+    async def complete(self, claims: Sequence[ClaimedDelivery]) -> None:
+        """Mark deliveries done, all in one write (the dispatcher batches them)."""
+        if not claims:
+            return
+
         def op(ctx: WriteContext) -> None:
             now = time.time()
-            ctx.conn.execute(
+            ctx.conn.executemany(
                 "UPDATE push_deliveries SET state = 'done', attempts = attempts + 1,"
                 " first_attempt = COALESCE(first_attempt, ?), finished = ?, last_error = NULL"
                 " WHERE outbox_id = ? AND driver = ?",
-                (now, now, claim.outbox_id, claim.driver),
+                [(now, now, claim.outbox_id, claim.driver) for claim in claims],
             )
 
         await self._submit(op)

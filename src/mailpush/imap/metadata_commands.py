@@ -1,0 +1,194 @@
+"""RFC 5464 METADATA: GETMETADATA and SETMETADATA, on a mailbox or (mailbox `""`) the server.
+
+The OX push driver's opt-in (`/private/vendor/vendor.dovecot/http-notify`) is
+a server entry set this way by OX App Suite, and Lua scripts read entries a
+client wrote here. Values are UTF-8 text; writes produce no push event and no
+untagged update, as in Dovecot.
+"""
+
+from __future__ import annotations
+
+from ..errors import (
+    InvalidMetadataEntryError,
+    MetadataValueTooLargeError,
+    TooManyMetadataEntriesError,
+)
+from ..store.mailbox_names import normalize_mailbox_name
+from ..store.metadata_entries import ROOTS, depth_below, normalize_prefix
+from .connection import CommandFailedError, ImapConnection, State
+from .parser import Command, CommandSyntaxError, Tokenizer
+from .responses import mailbox_name, string
+
+__all__ = ["getmetadata", "setmetadata"]
+
+#: DEPTH values: how many levels below a requested entry are returned.
+_DEPTHS = {"0": 0, "1": 1, "infinity": -1}
+#: Entry names that can go on the wire unquoted (RFC 3501 ATOM-CHAR, a subset).
+_ATOM_SAFE = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_/+!#$&'.:;<=>?@^`|~"
+)
+
+
+async def getmetadata(conn: ImapConnection, command: Command) -> str:
+    tokens = command.args
+    tokens.space()
+    maxsize: int | None = None
+    depth = 0
+    if tokens.peek_is(b"("):
+        maxsize, depth = _options(_string_list(tokens))
+        tokens.space()
+    mailbox = tokens.mailbox()
+    tokens.space()
+    if tokens.peek_is(b"("):
+        items = _string_list(tokens)
+        if tokens.skip_space():
+            # RFC 5464's examples put the options after the mailbox; accept both.
+            maxsize, depth = _options(items)
+            items = _entry_list(tokens)
+    else:
+        items = [tokens.astring_text()]
+    tokens.end()
+    if not items:
+        raise CommandSyntaxError("GETMETADATA needs at least one entry")
+    entries = [_entry_name(item) for item in items]
+    user = _user(conn)
+    box = normalize_mailbox_name(mailbox) if mailbox else None
+
+    found: list[tuple[str, str | None]] = []
+    seen: set[str] = set()
+    for entry in entries:
+        if depth == 0:
+            value = None if entry in ROOTS else await conn.store.get_metadata(user, box, entry)
+            candidates = [(entry, value)]
+        else:
+            below = await conn.store.list_metadata(user, box, entry)
+            candidates = [(entry, below.pop(entry, None))]
+            candidates += [
+                (name, value)
+                for name, value in below.items()
+                if depth < 0 or depth_below(name, entry) <= depth
+            ]
+        for index, (name, value) in enumerate(candidates):
+            # The requested entry is always answered (NIL if unset); its children only if set.
+            if name not in seen and (index == 0 or value is not None):
+                seen.add(name)
+                found.append((name, value))
+
+    longest_skipped = 0
+    pairs: list[bytes] = []
+    for name, value in found:
+        data = None if value is None else value.encode("utf-8")
+        if data is not None and maxsize is not None and len(data) > maxsize:
+            longest_skipped = max(longest_skipped, len(data))
+            continue
+        pairs.append(_astring(name) + b" " + (b"NIL" if data is None else string(data)))
+    if pairs:
+        where = mailbox_name(box) if box is not None else b'""'
+        conn.out.add(b"* METADATA " + where + b" (" + b" ".join(pairs) + b")\r\n")
+    if longest_skipped:
+        return f"OK [METADATA LONGENTRIES {longest_skipped}] Getmetadata completed."
+    return "OK Getmetadata completed."
+
+
+async def setmetadata(conn: ImapConnection, command: Command) -> str:
+    tokens = command.args
+    tokens.space()
+    mailbox = tokens.mailbox()
+    tokens.space()
+    if not tokens.open_paren():
+        raise CommandSyntaxError("Expected a parenthesised list of entries and values")
+    values: dict[str, str | None] = {}
+    while True:
+        entry = _entry_name(tokens.astring_text())
+        if entry in ROOTS:
+            raise CommandSyntaxError(f"Invalid entry name {entry}: name an entry below it")
+        tokens.space()
+        raw = tokens.nstring_or_nil()
+        if raw is None:
+            values[entry] = None
+        else:
+            try:
+                values[entry] = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise CommandFailedError(
+                    f"Value of {entry} is not UTF-8 text; binary values are not supported."
+                ) from None
+        if tokens.close_paren():
+            break
+        tokens.space()
+    tokens.end()
+    box = normalize_mailbox_name(mailbox) if mailbox else None
+    try:
+        await conn.store.set_metadata_entries(_user(conn), box, values)
+    except MetadataValueTooLargeError as exc:
+        raise CommandFailedError(
+            f"[METADATA MAXSIZE {exc.limit}] Metadata value of {exc.entry} is too large."
+        ) from None
+    except TooManyMetadataEntriesError as exc:
+        raise CommandFailedError(
+            f"[METADATA TOOMANY] Too many metadata entries (at most {exc.limit})."
+        ) from None
+    return "OK Setmetadata completed."
+
+
+# --- arguments -------------------------------------------------------------------------
+
+
+def _string_list(tokens: Tokenizer) -> list[str]:
+    """`(a "b" c)`: a parenthesised list of astrings (options or entry names)."""
+    if not tokens.open_paren():
+        raise CommandSyntaxError("Expected a parenthesised list")
+    items: list[str] = []
+    if tokens.close_paren():
+        return items
+    while True:
+        items.append(tokens.astring_text())
+        if tokens.close_paren():
+            return items
+        tokens.space()
+
+
+def _entry_list(tokens: Tokenizer) -> list[str]:
+    if tokens.peek_is(b"("):
+        return _string_list(tokens)
+    return [tokens.astring_text()]
+
+
+def _options(items: list[str]) -> tuple[int | None, int]:
+    """(MAXSIZE, DEPTH) of a GETMETADATA option list; DEPTH infinity is -1."""
+    if len(items) % 2:
+        raise CommandSyntaxError("Each GETMETADATA option needs a value")
+    maxsize: int | None = None
+    depth = 0
+    for name, value in zip(items[::2], items[1::2], strict=True):
+        option = name.upper()
+        if option == "MAXSIZE":
+            if not value.isdigit() or int(value) > 0xFFFFFFFF:
+                raise CommandSyntaxError(f"Invalid MAXSIZE {value!r}")
+            maxsize = int(value)
+        elif option == "DEPTH":
+            if value.lower() not in _DEPTHS:
+                raise CommandSyntaxError(f"Invalid DEPTH {value!r}: use 0, 1 or infinity")
+            depth = _DEPTHS[value.lower()]
+        else:
+            raise CommandSyntaxError(f"Unknown GETMETADATA option {name}")
+    return maxsize, depth
+
+
+def _entry_name(text: str) -> str:
+    """A canonical entry name; RFC 5464 wants BAD for one it does not allow."""
+    try:
+        return normalize_prefix(text)
+    except InvalidMetadataEntryError as exc:
+        raise CommandSyntaxError(f"Invalid entry name {text!r}: {exc.reason}") from None
+
+
+def _astring(text: str) -> bytes:
+    if text and all(char in _ATOM_SAFE for char in text):
+        return text.encode("ascii")
+    return string(text.encode("utf-8"))
+
+
+def _user(conn: ImapConnection) -> str:
+    assert conn.user is not None and conn.state is not State.NOT_AUTHENTICATED
+    return conn.user
