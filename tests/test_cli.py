@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -128,3 +129,61 @@ def test_concurrent_deliver_processes_never_duplicate_uids(tmp_path: Path) -> No
             store.close()
 
     assert asyncio.run(uids()) == list(range(1, 9))
+
+
+def test_metadata_set_get_list_unset_reach_the_entries_imap_and_drivers_see(
+    tmp_path: Path,
+) -> None:
+    config = write_config(tmp_path)
+    opt_in = "/private/vendor/vendor.dovecot/http-notify"
+
+    async def prepare() -> None:
+        store = open_store(load_settings(config).settings)
+        try:
+            await store.create_mailbox("alice", "INBOX")
+        finally:
+            store.close()
+
+    asyncio.run(prepare())
+    c = ("-c", str(config))
+    assert mailpush("metadata", "set", *c, "alice", opt_in, "user=11@3").returncode == 0
+    assert mailpush("metadata", "set", *c, "alice@example.org", "/shared/comment",
+                    "line 1\nline 2", "--mailbox", "inbox").returncode == 0
+    got = mailpush("metadata", "get", *c, "alice", opt_in.upper())
+    assert (got.returncode, got.stdout) == (0, b"user=11@3\n")
+    listed = mailpush("metadata", "list", *c, "alice", "/private")
+    assert listed.stdout.decode() == f"{opt_in}\tuser=11@3\n"
+    boxed = mailpush("metadata", "list", *c, "alice", "--mailbox", "INBOX")
+    assert boxed.stdout.decode() == "/shared/comment\tline 1\\nline 2\n"
+    as_json = mailpush("metadata", "list", *c, "alice", "-m", "INBOX", "--json")
+    assert json.loads(as_json.stdout) == {"/shared/comment": "line 1\nline 2"}
+
+    async def read_back() -> tuple[str | None, str | None]:
+        store = open_store(load_settings(config).settings)
+        try:
+            return (await store.get_metadata("alice", None, opt_in),
+                    await store.get_metadata("alice", "INBOX", "/shared/comment"))
+        finally:
+            store.close()
+
+    assert asyncio.run(read_back()) == ("user=11@3", "line 1\nline 2")
+    assert mailpush("metadata", "unset", *c, "alice", opt_in).returncode == 0
+    gone = mailpush("metadata", "get", *c, "alice", opt_in)
+    assert gone.returncode == 1 and b"is not set" in gone.stderr
+    assert mailpush("metadata", "list", *c, "alice").stdout == b""
+
+
+def test_metadata_errors_are_one_clear_line(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    c = ("-c", str(config))
+    unknown = mailpush("metadata", "set", *c, "ghost", "/private/comment", "x")
+    bad_name = mailpush("metadata", "set", *c, "alice", "comment", "x")
+    no_box = mailpush("metadata", "get", *c, "alice", "/private/comment", "--mailbox", "Nope")
+    for result, words in (
+        (unknown, b"unknown user 'ghost'"),
+        (bad_name, b"invalid metadata entry name 'comment'"),
+        (no_box, b"Mailbox doesn't exist: Nope"),
+    ):
+        assert result.returncode == 1
+        assert words in result.stderr
+        assert len(result.stderr.splitlines()) == 1

@@ -16,6 +16,7 @@ import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
 from . import __version__
 from .auth import add_user, delete_user, list_users, set_password, supported_schemes
@@ -135,6 +136,62 @@ def _build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--driver", help="only this driver instance")
     replay.set_defaults(run=_queue_replay)
 
+    metadata = commands.add_parser(
+        "metadata", help="read and write RFC 5464 METADATA (server or mailbox entries)"
+    )
+    metadata_commands = metadata.add_subparsers(title="metadata commands", metavar="ACTION")
+
+    def metadata_command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = metadata_commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("-c", "--config", metavar="FILE", help="configuration file")
+        sub.add_argument("user", metavar="USER", help="user name or address")
+        sub.add_argument("-m", "--mailbox", metavar="MAILBOX",
+                         help="a mailbox's entries (default: the user's server entries)")
+        return sub
+
+    entry_help = "entry name, e.g. /private/vendor/vendor.dovecot/http-notify"
+    meta_get = metadata_command("get", "print one entry's value")
+    meta_get.add_argument("entry", metavar="ENTRY", help=entry_help)
+    meta_get.set_defaults(run=_metadata_get)
+    meta_set = metadata_command("set", "set one entry (creates no push event)")
+    meta_set.add_argument("entry", metavar="ENTRY", help=entry_help)
+    meta_set.add_argument("value", metavar="VALUE")
+    meta_set.set_defaults(run=_metadata_set)
+    meta_unset = metadata_command("unset", "remove one entry")
+    meta_unset.add_argument("entry", metavar="ENTRY", help=entry_help)
+    meta_unset.set_defaults(run=_metadata_unset)
+    meta_list = metadata_command("list", "list entries (all, or those at or below PREFIX)")
+    meta_list.add_argument("prefix", metavar="PREFIX", nargs="?", default="",
+                           help="e.g. /private or /shared/vendor")
+    meta_list.add_argument("--json", action="store_true",
+                           help="print one JSON object instead of ENTRY<TAB>VALUE lines")
+    meta_list.set_defaults(run=_metadata_list)
+
+    lua = commands.add_parser("lua", help="try a Lua push script without a mail server")
+    lua_commands = lua.add_subparsers(title="lua commands", metavar="ACTION")
+    lua_check = lua_commands.add_parser(
+        "check", help="compile a script and list the notify functions it defines"
+    )
+    lua_check.add_argument("script", type=Path, metavar="SCRIPT")
+    lua_check.add_argument("--lua-version", help="5.1 … 5.5 or luajit (default 5.4)")
+    lua_check.set_defaults(run=_lua_check)
+    lua_run = lua_commands.add_parser(
+        "run", help="run one made-up event through a script (its HTTP requests are sent)"
+    )
+    lua_run.add_argument("script", type=Path, metavar="SCRIPT")
+    lua_run.add_argument("-c", "--config", metavar="FILE",
+                         help="use this configuration's plugin settings and mail store")
+    lua_run.add_argument("--lua-version", help="5.1 … 5.5 or luajit (default 5.4)")
+    lua_run.add_argument("--event", default="message_new",
+                         help="message_new, message_append, flags_set, mailbox_create, …")
+    lua_run.add_argument("--field", action="append", default=[], metavar="NAME=VALUE",
+                         help="an event field, e.g. subject=Hello (repeatable)")
+    lua_run.add_argument("--user", default="alice", help="the mail user (default alice)")
+    lua_run.add_argument("--plugin", action="append", default=[], metavar="KEY=VALUE",
+                         help="a plugin setting, e.g. push_lua_url=http://… (repeatable)")
+    lua_run.add_argument("--debug", action="store_true", help="log debug lines too")
+    lua_run.set_defaults(run=_lua_run)
+
     events = commands.add_parser("events", help="watch push events")
     events_commands = events.add_subparsers(title="events commands", metavar="ACTION")
     tail = events_commands.add_parser(
@@ -220,8 +277,9 @@ async def _deliver_once(settings: Settings, request: DeliveryRequest) -> None:
     store = open_store(settings)
     try:
         # Queues the push transactions; the running server's dispatcher sends them.
-        build_push(settings, store, UserDirectory(settings))
-        await build_delivery_agent(settings, store).deliver(request)
+        users = UserDirectory(settings)
+        build_push(settings, store, users)
+        await build_delivery_agent(settings, store, users).deliver(request)
     finally:
         await asyncio.to_thread(store.close)
 
@@ -345,6 +403,149 @@ def _events_tail(args: argparse.Namespace) -> int:
             await asyncio.sleep(0.2)
 
     return _with_store(args, work)
+
+
+# --- metadata --------------------------------------------------------------------
+
+
+#: `metadata list` prints one entry per line: values keep their line breaks escaped.
+_LINE_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+def _with_user_store(
+    args: argparse.Namespace, work: Callable[[SqliteStore, str], Awaitable[int]]
+) -> int:
+    """Run `work` with the store and the store's name for USER.
+
+    An unknown USER is refused, so a typo never creates an empty account.
+    """
+    settings = _load(args)
+    user = UserDirectory(settings).resolve(args.user)
+    if user is None:
+        raise MailpushError(
+            f"unknown user {args.user!r}: not in {settings.auth.passdb.path}"
+            " (see `mailpush user list`)"
+        )
+
+    async def run() -> int:
+        store = open_store(settings)
+        try:
+            return await work(store, user)
+        finally:
+            await asyncio.to_thread(store.close)
+
+    return asyncio.run(run())
+
+
+def _metadata_get(args: argparse.Namespace) -> int:
+    async def work(store: SqliteStore, user: str) -> int:
+        value = await store.get_metadata(user, args.mailbox, args.entry)
+        if value is None:
+            print(f"mailpush: {args.entry} is not set", file=sys.stderr)
+            return 1
+        print(value)
+        return 0
+
+    return _with_user_store(args, work)
+
+
+def _metadata_set(args: argparse.Namespace) -> int:
+    async def work(store: SqliteStore, user: str) -> int:
+        await store.set_metadata(user, args.mailbox, args.entry, args.value)
+        return 0
+
+    return _with_user_store(args, work)
+
+
+def _metadata_unset(args: argparse.Namespace) -> int:
+    async def work(store: SqliteStore, user: str) -> int:
+        await store.set_metadata(user, args.mailbox, args.entry, None)
+        return 0
+
+    return _with_user_store(args, work)
+
+
+def _metadata_list(args: argparse.Namespace) -> int:
+    async def work(store: SqliteStore, user: str) -> int:
+        entries = await store.list_metadata(user, args.mailbox, args.prefix)
+        if args.json:
+            print(json.dumps(entries, ensure_ascii=False))
+            return 0
+        for entry, value in entries.items():
+            print(f"{entry}\t{value.translate(_LINE_ESCAPES)}")
+        return 0
+
+    return _with_user_store(args, work)
+
+
+# --- lua ---------------------------------------------------------------------------
+
+
+def _lua_check(args: argparse.Namespace) -> int:
+    from .drivers.lua.tryout import MemoryStoreView, TryoutServices, check_script
+
+    configure_logging()
+
+    async def check() -> int:
+        services = TryoutServices(MemoryStoreView())
+        try:
+            report = await check_script(args.script, args.lua_version, services)
+        finally:
+            await services.close()
+        print(f"{report.path}: syntax OK (Lua {report.version})")
+        for name in report.defined:
+            print(f"  defines {name}")
+        for warning in report.warnings:
+            print(f"warning: {warning}")
+        if report.load_error:
+            print(f"error: {report.load_error}")
+            return 1
+        return 0
+
+    return asyncio.run(check())
+
+
+def _lua_run(args: argparse.Namespace) -> int:
+    from .dispatch import FrameworkServices
+    from .drivers.lua.tryout import MemoryStoreView, TryoutServices, make_event, run_script
+
+    configure_logging(debug=args.debug)
+    fields = dict(_key_values(args.field, "--field"))
+    plugin = dict(_key_values(args.plugin, "--plugin"))
+    event = make_event(args.event, fields)
+
+    async def run() -> bool:
+        if args.config is None:
+            services = TryoutServices(MemoryStoreView(), plugin)
+            try:
+                return await run_script(args.script, args.lua_version, services, [event],
+                                        args.user)
+            finally:
+                await services.close()
+        settings = _load(args)
+        store = open_store(settings)
+        real = FrameworkServices(store, {**settings.plugin, **plugin},
+                                 UserDirectory(settings).user_settings)
+        try:
+            return await run_script(args.script, args.lua_version, real, [event], args.user)
+        finally:
+            await real.close()
+            await asyncio.to_thread(store.close)
+
+    if not asyncio.run(run()):
+        print("the script took no part in the transaction (see the log above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _key_values(items: Sequence[str], option: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key or not sep:
+            raise MailpushError(f"{option} {item!r}: expected NAME=VALUE")
+        pairs.append((key, value))
+    return pairs
 
 
 # --- config ----------------------------------------------------------------------

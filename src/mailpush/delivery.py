@@ -30,6 +30,8 @@ class DeliveryRequest:
     detail: str | None = None
     #: An explicit mailbox (`mailpush deliver -m`), overriding the detail mailbox.
     mailbox: str | None = None
+    #: The envelope sender (MAIL FROM); "" for the null sender `<>`, None when unknown.
+    sender: str | None = None
 
 
 class FilingPlanner(Protocol):
@@ -77,6 +79,10 @@ class DeliveryAgent:
 
     async def deliver(self, request: DeliveryRequest) -> list[MessagesSaved]:
         targets = await self._planner.plan(request)
+        if not targets:
+            # A Sieve `discard`: accepted, and deliberately not stored (as Dovecot).
+            log.info("delivered to %s: discarded by Sieve, nothing stored", request.user)
+            return []
         saved = await self._store.deliver(request.user, request.raw, targets)
         for result in saved:
             log.info(

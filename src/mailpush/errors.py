@@ -9,6 +9,7 @@ admin what was wrong and what to do about it.
     │   ├── ConfigFileError          the main configuration file cannot be read
     │   ├── ConfigSyntaxError        malformed file: carries file and line
     │   ├── SettingError             a setting's value is wrong: carries its name
+    │   ├── LuaScriptError           a Lua push script does not compile: carries file and line
     │   └── InvalidValueError        a value is not a size/duration/...; also a ValueError,
     │                                raised without a setting name for the caller to wrap
     ├── AuthError                    users and passwords
@@ -22,10 +23,18 @@ admin what was wrong and what to do about it.
     │   ├── MailboxExistsError
     │   ├── InvalidMailboxNameError
     │   ├── MailboxNotSelectableError
-    │   └── MessageTooLargeError
+    │   ├── MessageTooLargeError
+    │   ├── MessageNotFoundError     no such UID (expunged before a push read it)
+    │   ├── InvalidMetadataEntryError   not an RFC 5464 entry name (/private/... or /shared/...)
+    │   ├── MetadataValueTooLargeError  a METADATA value over the store's size limit
+    │   └── TooManyMetadataEntriesError the user already holds the most entries allowed
     ├── ServiceError                 a listener could not be started
+    ├── SieveError                   a Sieve script could not be used for a delivery
+    │   ├── SieveScriptError         the script does not compile: carries file and line
+    │   └── SieveRuntimeError        the script failed while running (action limit...)
     └── DriverError                  a push driver could not deliver a transaction
         ├── RetryableDriverError     try again later (network error, 5xx, 429, timeout)
+        │   └── EndpointCertificateError  an HTTPS endpoint's certificate was not accepted
         └── PermanentDriverError     retrying cannot help (4xx, broken script): dead letter
 """
 
@@ -71,6 +80,17 @@ class SettingError(ConfigError):
         self.where = where
         prefix = f"{where}: " if where else ""
         super().__init__(f"{prefix}{setting}: {reason}")
+
+
+class LuaScriptError(ConfigError):
+    """A Lua push script cannot be loaded (syntax error, unreadable file): start-up stops."""
+
+    def __init__(self, file: str, line: int, reason: str) -> None:
+        self.file = file
+        self.line = line
+        self.reason = reason
+        where = f"{file}:{line}" if line else file
+        super().__init__(f"Lua script {where}: {reason}")
 
 
 class InvalidValueError(ConfigError, ValueError):
@@ -153,11 +173,86 @@ class MessageTooLargeError(StoreError):
         super().__init__(f"message of {size} bytes exceeds the limit of {limit} bytes")
 
 
+class MessageNotFoundError(StoreError):
+    """No message with this UID: never saved, or expunged since (a late push finds this)."""
+
+    def __init__(self, mailbox: str, uid: int) -> None:
+        self.mailbox = mailbox
+        self.uid = uid
+        super().__init__(f"no message with UID {uid} in {mailbox}")
+
+
+class InvalidMetadataEntryError(StoreError):
+    """A METADATA entry name that RFC 5464 does not allow (IMAP answers BAD)."""
+
+    def __init__(self, entry: str, reason: str) -> None:
+        self.entry = entry
+        self.reason = reason
+        super().__init__(
+            f"invalid metadata entry name {entry!r}: {reason}"
+            " (write /private/NAME or /shared/NAME, e.g. /private/comment)"
+        )
+
+
+class MetadataValueTooLargeError(StoreError):
+    """A METADATA value larger than the store accepts: IMAP `[METADATA MAXSIZE n]`."""
+
+    def __init__(self, entry: str, size: int, limit: int) -> None:
+        self.entry = entry
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"metadata value of {entry} is {size} bytes, more than the limit of {limit} bytes"
+        )
+
+
+class TooManyMetadataEntriesError(StoreError):
+    """Setting would give the user more METADATA entries than allowed: `[METADATA TOOMANY]`."""
+
+    def __init__(self, user: str, limit: int) -> None:
+        self.user = user
+        self.limit = limit
+        super().__init__(
+            f"{user} already has the most metadata entries allowed ({limit});"
+            " unset some before setting new ones"
+        )
+
+
 # --- services ------------------------------------------------------------------------
 
 
 class ServiceError(MailpushError):
     """A network service could not be started (address in use, bad certificate...)."""
+
+
+# --- Sieve filtering at delivery ---------------------------------------------------------
+
+
+class SieveError(MailpushError):
+    """A Sieve script could not be used; the delivery falls back to keeping the message."""
+
+
+class SieveScriptError(SieveError):
+    """A script that cannot be compiled (syntax, unknown command, unsupported extension).
+
+    `line` is 0 when the problem is the file as a whole (unreadable, too large).
+    """
+
+    def __init__(self, file: str, line: int, reason: str) -> None:
+        self.file = file
+        self.line = line
+        self.reason = reason
+        super().__init__(f"{file}:{line}: {reason}" if line else f"{file}: {reason}")
+
+
+class SieveRuntimeError(SieveError):
+    """A compiled script failed while running, e.g. it exceeded `sieve_max_actions`."""
+
+    def __init__(self, file: str, line: int, reason: str) -> None:
+        self.file = file
+        self.line = line
+        self.reason = reason
+        super().__init__(f"{file}:{line}: {reason}")
 
 
 # --- push drivers ----------------------------------------------------------------------
@@ -169,6 +264,14 @@ class DriverError(MailpushError):
 
 class RetryableDriverError(DriverError):
     """A temporary failure: the dispatcher retries with backoff until the maximum age."""
+
+
+class EndpointCertificateError(RetryableDriverError):
+    """TLS verification of a push endpoint failed; the message names URL and CA problem.
+
+    Retried like any outage (the endpoint's certificate may be fixed), but never
+    again within the same attempt: the same certificate fails the same way.
+    """
 
 
 class PermanentDriverError(DriverError):

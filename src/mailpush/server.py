@@ -30,6 +30,7 @@ from .drivers import DriverRegistry, PushDriver, default_registry, driver_config
 from .errors import SettingError
 from .imap import ImapOptions, ImapServer
 from .lmtp import LmtpOptions, LmtpServer
+from .sieve import build_sieve_planner
 from .store import SqliteStore
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,13 @@ class UserDirectory:
     def has_users(self) -> bool:
         return bool(self._passwd.users())
 
+    def home(self, user: str) -> str | None:
+        """The home directory (`~` in Sieve paths): userdb_home, else the passwd-file field."""
+        record = self._passwd.lookup(user)
+        if record is None:
+            return None
+        return record.userdb_fields.get("home") or record.home or None
+
     def user_settings(self, user: str) -> dict[str, str]:
         """Per-user `userdb_KEY=VALUE` fields: they override global `plugin {}` settings."""
         record = self._passwd.lookup(user)
@@ -104,7 +112,9 @@ def build_push(
     """Instantiate every configured driver (bad driver settings stop start-up here)
     and install the outbox recorder in the store."""
     registry = registry or default_registry()
-    services = FrameworkServices(store, settings.plugin, users.user_settings)
+    services = FrameworkServices(
+        store, settings.plugin, users.user_settings, ssl_client_ca_file=settings.ssl_client_ca_file
+    )
     drivers: dict[str, PushDriver] = {}
     for config in driver_configs(settings):
         driver_class = registry.get(config.driver, "push_notification_driver", config.where)
@@ -152,10 +162,19 @@ def imap_options(
     )
 
 
-def build_delivery_agent(settings: Settings, store: SqliteStore) -> DeliveryAgent:
-    planner = DefaultFilingPlanner(
-        store, save_to_detail_mailbox=settings.lmtp.save_to_detail_mailbox
+def build_delivery_agent(
+    settings: Settings, store: SqliteStore, users: UserDirectory
+) -> DeliveryAgent:
+    """Sieve (`sieve_before`, `sieve`, `sieve_after`) first; INBOX / +detail for the keep.
+
+    Raises SettingError for a bad global `sieve_max_actions` / `sieve_max_script_size`.
+    """
+    fallback = DefaultFilingPlanner(
+        store,
+        save_to_detail_mailbox=settings.lmtp.save_to_detail_mailbox,
+        autocreate=settings.lmtp.mailbox_autocreate,
     )
+    planner = build_sieve_planner(settings, store, fallback, users.user_settings, users.home)
     return DeliveryAgent(store, planner)
 
 
@@ -188,8 +207,8 @@ class MailpushServer:
                 settings.auth.passdb.path,
                 f" --config {settings.source_path}" if settings.source_path else "",
             )
-        agent = build_delivery_agent(settings, self.store)
         try:
+            agent = build_delivery_agent(settings, self.store, users)
             await self._start_push(settings, self.store, users)
             await self._start_metrics(settings)
             for listener in settings.listeners:

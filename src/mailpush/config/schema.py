@@ -260,6 +260,20 @@ LMTP_SAVE_TO_DETAIL_MAILBOX = _declare(
     "no",
     "Deliver `user+detail` mail into the mailbox named `detail` when it exists.",
 )
+LDA_MAILBOX_AUTOCREATE = _declare(
+    "lda_mailbox_autocreate",
+    SettingType.BOOL,
+    "no",
+    "Create a missing mailbox that delivery files into (a Sieve `fileinto`, a `+detail` "
+    "mailbox) instead of saving to INBOX. Sieve's `fileinto :create` creates it either way.",
+)
+LDA_MAILBOX_AUTOSUBSCRIBE = _declare(
+    "lda_mailbox_autosubscribe",
+    SettingType.BOOL,
+    "no",
+    "Subscribe to a mailbox that delivery has just created, so IMAP clients that list "
+    "only subscribed folders show it.",
+)
 MAIL_PLUGINS = _declare(
     "mail_plugins",
     SettingType.LIST,
@@ -373,8 +387,12 @@ FREEFORM_BLOCKS: tuple[BlockSpec, ...] = (
         "plugin",
         named=False,
         doc="Dovecot 2.3 plugin settings (`push_notification_driver`, `push_notification_driver2`, "
-        "`sieve`, values read by Lua scripts through `plugin_getenv`...). Kept as written, in "
-        "order; each plugin or driver checks its own keys.",
+        "values read by Lua scripts through `plugin_getenv`...). Kept as written, in "
+        "order; each plugin or driver checks its own keys. Sieve reads `sieve` (the user's "
+        "active script), `sieve_before`/`sieve_before2`... and `sieve_after`/`sieve_after2`... "
+        "(a script file, or a directory whose `*.sieve` files run in name order), "
+        "`sieve_max_actions` (default 32) and `sieve_max_script_size` (default 1M); "
+        "userdb fields override them per user.",
     ),
     BlockSpec(
         "push_notification",

@@ -106,6 +106,9 @@ class AuthSettings:
 class LmtpSettings:
     recipient_delimiter: str
     save_to_detail_mailbox: bool
+    #: `lda_mailbox_autocreate` / `lda_mailbox_autosubscribe` (LMTP and `mailpush deliver`).
+    mailbox_autocreate: bool = False
+    mailbox_autosubscribe: bool = False
 
 
 @dataclass(frozen=True)
@@ -213,6 +216,8 @@ def settings_from_tree(
         lmtp=LmtpSettings(
             recipient_delimiter=reader.string(schema.RECIPIENT_DELIMITER),
             save_to_detail_mailbox=reader.boolean(schema.LMTP_SAVE_TO_DETAIL_MAILBOX),
+            mailbox_autocreate=reader.boolean(schema.LDA_MAILBOX_AUTOCREATE),
+            mailbox_autosubscribe=reader.boolean(schema.LDA_MAILBOX_AUTOSUBSCRIBE),
         ),
         mail_plugins=reader.mail_plugins(),
         plugin=reader.plugin(),

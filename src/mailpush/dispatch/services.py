@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import aiohttp
 
@@ -18,8 +19,11 @@ class FrameworkServices:
         store: StoreView,
         plugin: Mapping[str, str],
         userdb_fields: Callable[[str], Mapping[str, str]],
+        *,
+        ssl_client_ca_file: Path | None = None,
     ) -> None:
         self._store = store
+        self._ssl_client_ca_file = ssl_client_ca_file
         self._plugin = dict(plugin)
         self._userdb_fields = userdb_fields
         self._http: aiohttp.ClientSession | None = None
@@ -27,6 +31,13 @@ class FrameworkServices:
     @property
     def store(self) -> StoreView:
         return self._store
+
+    @property
+    def ssl_client_ca_file(self) -> Path | None:
+        return self._ssl_client_ca_file
+
+    def plugin_settings(self) -> Mapping[str, str]:
+        return self._plugin
 
     def user_settings(self, user: str) -> Mapping[str, str]:
         merged = dict(self._plugin)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 from ..events import EventName, PushEvent, PushTransaction
@@ -39,10 +40,31 @@ class DriverConfig:
 
 
 class StoreView(Protocol):
-    """The read-only part of the store drivers may use (Lua `mailbox:status()`, Chronos body)."""
+    """The part of the store drivers may use (Lua `mailbox:status()`, Chronos body, metadata).
+
+    Reads only, except METADATA: a metadata write records no change and so
+    produces no push event (Dovecot writes it NO_NOTIFY), which makes it safe for
+    a driver to call while it handles a transaction (Lua `metadata_set`).
+    `mailbox=None` means server entries, e.g. the OX opt-in
+    `/private/vendor/vendor.dovecot/http-notify`.
+    """
 
     async def status(self, user: str, mailbox: str) -> MailboxStatus: ...
     async def raw_message(self, user: str, mailbox: str, uid: int) -> bytes: ...
+    async def get_metadata(self, user: str, mailbox: str | None, entry: str) -> str | None: ...
+    async def set_metadata(
+        self, user: str, mailbox: str | None, entry: str, value: str | None
+    ) -> None: ...
+    async def list_metadata(
+        self, user: str, mailbox: str | None, prefix: str = ""
+    ) -> dict[str, str]: ...
+    async def claim_pushed_message_id(
+        self, driver: str, user: str, message_id: str, owner: str, retention: float
+    ) -> bool:
+        """Durable once-per-Message-ID record (Chronos): True if `owner` is first, or
+        the same owner asking again (a retry); claims older than `retention` seconds
+        are forgotten. A write, but one that records no change and so no event."""
+        ...
 
 
 class DriverServices(Protocol):
@@ -57,6 +79,15 @@ class DriverServices(Protocol):
 
     def http(self) -> aiohttp.ClientSession:
         """The process-wide pooled HTTP client."""
+        ...
+
+    def plugin_settings(self) -> Mapping[str, str]:
+        """The global `plugin {}` settings, to check driver settings at start-up."""
+        ...
+
+    @property
+    def ssl_client_ca_file(self) -> Path | None:
+        """`ssl_client_ca_file`: CAs HTTPS drivers trust besides the system ones."""
         ...
 
 

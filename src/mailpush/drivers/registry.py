@@ -32,7 +32,10 @@ class DriverRegistry:
 
 def default_registry() -> DriverRegistry:
     """Every driver mailpush ships."""
+    from .chronos import ChronosDriver
     from .dlog import DlogDriver
+    from .lua import LuaDriver
+    from .ox import OxDriver
     from .webhook import WebhookDriver
 
-    return DriverRegistry([DlogDriver, WebhookDriver])
+    return DriverRegistry([ChronosDriver, DlogDriver, LuaDriver, OxDriver, WebhookDriver])

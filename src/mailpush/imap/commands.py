@@ -5,6 +5,7 @@ from __future__ import annotations
 from .. import __version__
 from . import mailbox_commands as mailboxes
 from . import message_commands as messages
+from . import metadata_commands as metadata
 from .connection import Handler, ImapConnection, State
 from .parser import Command, CommandSyntaxError
 
@@ -134,4 +135,6 @@ COMMANDS: dict[str, tuple[Handler, frozenset[State]]] = {
     "UID COPY": (messages.copy, _SELECTED),
     "MOVE": (messages.move, _SELECTED),
     "UID MOVE": (messages.move, _SELECTED),
+    "GETMETADATA": (metadata.getmetadata, _AUTH),
+    "SETMETADATA": (metadata.setmetadata, _AUTH),
 }

@@ -269,6 +269,7 @@ class ImapConnection:
         caps += [
             "NAMESPACE", "UIDPLUS", "MOVE", "UNSELECT", "CHILDREN", "SPECIAL-USE",
             "MULTIAPPEND", f"APPENDLIMIT={self.options.max_literal_size}",
+            "METADATA", "METADATA-SERVER",
         ]  # fmt: skip
         return " ".join(caps)
 

@@ -119,7 +119,11 @@ class LmtpHandler:
         return "\r\n".join(replies)
 
     async def _deliver_one(self, rcpt: _Recipient, raw: bytes, sender: str | None) -> str:
-        request = DeliveryRequest(rcpt.user, raw, rcpt.address, rcpt.detail)
+        # aiosmtpd hands over the null sender as "<>"; the request holds it as "".
+        envelope_sender = "" if sender in (None, "<>") else sender
+        request = DeliveryRequest(
+            rcpt.user, raw, rcpt.address, rcpt.detail, sender=envelope_sender
+        )
         try:
             # Shielded: a client that disconnects mid-commit must not cancel a
             # delivery the store may already have made durable.
@@ -127,8 +131,9 @@ class LmtpHandler:
         except StoreError as exc:
             log.error("delivery to %s (from <%s>) failed: %s", rcpt.address, sender, exc)
             return f"451 4.2.0 <{rcpt.address}> Temporary failure saving the message"
-        uid = saved[-1].messages[0].uid if saved else 0
-        return f"250 2.0.0 <{rcpt.address}> Saved (uid {uid})"
+        if not saved:  # discarded by Sieve: accepted, nothing stored
+            return f"250 2.0.0 <{rcpt.address}> Saved"
+        return f"250 2.0.0 <{rcpt.address}> Saved (uid {saved[-1].messages[0].uid})"
 
     async def wait_idle(self) -> None:
         """Return when no DATA is being delivered."""

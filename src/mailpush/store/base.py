@@ -7,7 +7,7 @@ mention SQLite.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal, Protocol
 
 from .change_hub import ChangeHub
@@ -84,3 +84,16 @@ class MailStore(Protocol):
     async def raw_messages(
         self, user: str, mailbox: str, uids: Iterable[int]
     ) -> dict[int, bytes]: ...
+
+    # RFC 5464 METADATA: `mailbox=None` means server entries. Entry names are full
+    # (`/private/...`, `/shared/...`) and case-insensitive; writes record no change.
+    async def get_metadata(self, user: str, mailbox: str | None, entry: str) -> str | None: ...
+    async def set_metadata(
+        self, user: str, mailbox: str | None, entry: str, value: str | None
+    ) -> None: ...
+    async def set_metadata_entries(
+        self, user: str, mailbox: str | None, values: Mapping[str, str | None]
+    ) -> None: ...
+    async def list_metadata(
+        self, user: str, mailbox: str | None, prefix: str = ""
+    ) -> dict[str, str]: ...

@@ -1,4 +1,6 @@
--- mailpush store schema, version 1.
+-- mailpush store schema, version 2. Version 2 only added tables (METADATA,
+-- push_message_ids): opening a version-1 file creates them, as every statement
+-- here is CREATE ... IF NOT EXISTS.
 -- Kept to portable SQL (no SQLite-only types) so that a PostgreSQL store can
 -- share it; SQLite-specific pragmas live in the Python that opens the file.
 
@@ -59,6 +61,23 @@ CREATE TABLE IF NOT EXISTS mailbox_keywords (
     PRIMARY KEY (mailbox_id, keyword_key)
 );
 
+-- RFC 5464 METADATA. Entry names are stored lower case (they compare
+-- case-insensitively). Server entries belong to the user; mailbox entries to the
+-- mailbox row, so they follow renames and go with the mailbox.
+CREATE TABLE IF NOT EXISTS server_metadata (
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    entry   TEXT NOT NULL,
+    value   TEXT NOT NULL,
+    PRIMARY KEY (user_id, entry)
+);
+
+CREATE TABLE IF NOT EXISTS mailbox_metadata (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    entry      TEXT NOT NULL,
+    value      TEXT NOT NULL,
+    PRIMARY KEY (mailbox_id, entry)
+);
+
 -- Transactional outbox: push transactions written in the same database
 -- transaction as the mail change they describe.
 CREATE TABLE IF NOT EXISTS push_outbox (
@@ -86,3 +105,17 @@ CREATE TABLE IF NOT EXISTS push_deliveries (
     PRIMARY KEY (outbox_id, driver)
 );
 CREATE INDEX IF NOT EXISTS push_deliveries_state ON push_deliveries (state, outbox_id);
+
+-- Message-IDs a driver has pushed for a user (Chronos: one push per Message-ID even
+-- when Sieve files copies into several folders). owner is the push transaction and
+-- UID that claimed it, so its own retries still pass. Forgotten after the driver's
+-- retention (sqlite_pushed_ids.py).
+CREATE TABLE IF NOT EXISTS push_message_ids (
+    driver     TEXT NOT NULL,
+    user_name  TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    owner      TEXT NOT NULL,
+    claimed    REAL NOT NULL,
+    PRIMARY KEY (driver, user_name, message_id)
+);
+CREATE INDEX IF NOT EXISTS push_message_ids_claimed ON push_message_ids (claimed);

@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
@@ -24,6 +24,7 @@ from ..errors import (
     MailboxExistsError,
     MailboxNotFoundError,
     MailboxNotSelectableError,
+    MessageNotFoundError,
     StoreError,
 )
 from . import flags as F
@@ -48,14 +49,17 @@ from .models import (
     MessageInfo,
     NewMessage,
 )
+from .sqlite_metadata import SqliteMetadata
 from .sqlite_outbox import SqliteOutbox
+from .sqlite_pushed_ids import SqlitePushedMessageIds
 from .sqlite_writer import GroupCommitWriter, OutboxRecorder, WriteContext
 
 T = TypeVar("T")
 
 FsyncPolicy = Literal["optimized", "always", "never"]
 
-SCHEMA_VERSION = 1
+#: 2 added tables only (METADATA, push_message_ids); `open` creates them in a version-1 file.
+SCHEMA_VERSION = 2
 READER_THREADS = 2
 
 
@@ -77,6 +81,8 @@ class SqliteStore:
         self._local = threading.local()
         self._readers: ThreadPoolExecutor | None = None
         self.outbox = SqliteOutbox(self._writer.submit, self._read)
+        self.pushed_ids = SqlitePushedMessageIds(self._writer.submit)
+        self.metadata = SqliteMetadata(self._writer.submit, self._read)
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -100,6 +106,9 @@ class SqliteStore:
                     f"{self.path} was written by a newer mailpush (schema {row[0]});"
                     " upgrade mailpush to open it"
                 )
+            elif row[0] < SCHEMA_VERSION:
+                # Every upgrade so far only added tables, created above.
+                conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
             conn.execute("COMMIT")
         finally:
             if conn.in_transaction:
@@ -191,6 +200,7 @@ class SqliteStore:
                 _delete_messages(ctx.conn, box_id, uids)
                 ctx.record(MessagesExpunged(user, name, uidvalidity, tuple(uids), highest + 1))
             ctx.conn.execute("DELETE FROM mailbox_keywords WHERE mailbox_id = ?", (box_id,))
+            ctx.conn.execute("DELETE FROM mailbox_metadata WHERE mailbox_id = ?", (box_id,))
             ctx.conn.execute("DELETE FROM mailboxes WHERE id = ?", (box_id,))
             change = MailboxDeleted(user, name)
             ctx.record(change)
@@ -562,6 +572,15 @@ class SqliteStore:
 
         return await self._read(read)
 
+    async def claim_pushed_message_id(
+        self, driver: str, user: str, message_id: str, owner: str, retention: float
+    ) -> bool:
+        """Whether `owner` may push `message_id` for `user` (see `sqlite_pushed_ids`)."""
+        now = time.time()
+        return await self.pushed_ids.claim(
+            driver, user, message_id, owner, now=now, forget_before=now - retention
+        )
+
     async def raw_message(self, user: str, mailbox: str, uid: int) -> bytes:
         mailbox = normalize_mailbox_name(mailbox)
 
@@ -573,7 +592,7 @@ class SqliteStore:
                 (box_id, uid),
             ).fetchone()
             if row is None:
-                raise StoreError(f"no message with UID {uid} in {mailbox}")
+                raise MessageNotFoundError(mailbox, uid)
             return bytes(row[0])
 
         return await self._read(read)
@@ -600,6 +619,30 @@ class SqliteStore:
             return out
 
         return await self._read(read)
+
+    # --- METADATA (RFC 5464) -------------------------------------------------------
+
+    async def get_metadata(self, user: str, mailbox: str | None, entry: str) -> str | None:
+        """One entry's value; `mailbox=None` reads a server entry (Lua `metadata_get`)."""
+        return await self.metadata.get(user, mailbox, entry)
+
+    async def set_metadata(
+        self, user: str, mailbox: str | None, entry: str, value: str | None
+    ) -> None:
+        """Set one entry (None unsets it); no change record, so no push event follows."""
+        await self.metadata.set_many(user, mailbox, {entry: value})
+
+    async def set_metadata_entries(
+        self, user: str, mailbox: str | None, values: Mapping[str, str | None]
+    ) -> None:
+        """SETMETADATA: several entries at once, all or none (RFC 5464 §4.3)."""
+        await self.metadata.set_many(user, mailbox, values)
+
+    async def list_metadata(
+        self, user: str, mailbox: str | None, prefix: str = ""
+    ) -> dict[str, str]:
+        """Entries equal to `prefix` or below it (`""`: all), by canonical name."""
+        return await self.metadata.entries(user, mailbox, prefix)
 
     async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         if self._readers is None:

@@ -1,0 +1,148 @@
+"""A private `mailpush serve` process on loopback, the counterpart of DovecotInstance.
+
+bench/compare.py runs the same workloads against both servers, so this offers
+what `DovecotInstance` offers (users, an optional Lua push script,
+`plugin_settings`, `output_file()`, the two ports) with mailpush's own
+defaults left alone: whatever mailpush ships is what gets measured. It runs as
+its own process, as an admin would run it, so that its CPU is its own and a
+profiler can attach to `pid`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import tempfile
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from lmtp_deliver import free_port, start_server, wait_listening
+
+__all__ = ["MailpushInstance"]
+
+STOP_TIMEOUT_S = 60
+
+
+class MailpushInstance:
+    """`async with MailpushInstance(users, lua_script=...) as mailpush:` LMTP and IMAP."""
+
+    def __init__(
+        self,
+        users: Sequence[tuple[str, str]],
+        lua_script: Path | None = None,
+        plugin_settings: Mapping[str, str] | None = None,
+    ) -> None:
+        self._users = tuple(users)
+        self._lua_script = lua_script
+        self.plugin_settings = dict(plugin_settings or {})
+        self.lmtp_port = free_port()
+        self.imap_port = free_port()
+        self.workdir = Path(tempfile.mkdtemp(prefix="mailpush-compare-"))
+        self._process: subprocess.Popen[bytes] | None = None
+
+    async def __aenter__(self) -> MailpushInstance:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise RuntimeError("mailpush is not running")
+        return self._process.pid
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "serve.log"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.workdir / "out"
+
+    def output_file(self, name: str) -> Path:
+        path = self.output_dir / name
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        path.touch()
+        return path
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    async def start(self) -> None:
+        config = self._write_config()
+        self._process = start_server(config, self.log_path)
+        try:
+            await wait_listening(self.lmtp_port, self._process)
+            await wait_listening(self.imap_port, self._process)
+        except BaseException as error:
+            await self.stop(keep_workdir=True)
+            raise RuntimeError(
+                f"mailpush did not start; its log ({self.log_path}):\n{self.log_text()}"
+            ) from error
+
+    async def stop(self, keep_workdir: bool = False) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                await asyncio.to_thread(process.wait, STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                await asyncio.to_thread(process.wait)
+        if not keep_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _write_config(self) -> Path:
+        directory = self.workdir
+        (directory / "data").mkdir(exist_ok=True)
+        users = directory / "users"
+        users.write_text("".join(f"{name}:{{PLAIN}}{password}::::::\n"
+                                 for name, password in self._users))
+        plugin = dict(self.plugin_settings)
+        if self._lua_script is not None:
+            plugin.setdefault("push_notification_driver", f"lua:file={self._lua_script}")
+        plugin_block = ""
+        if plugin:
+            plugin_block = "plugin {\n" + "".join(
+                f"  {key} = {value}\n" for key, value in plugin.items()
+            ) + "}\n"
+        config = directory / "mailpush.conf"
+        config.write_text(
+            textwrap.dedent(
+                f"""\
+                protocols = imap lmtp
+                mailpush_data_dir = {directory / "data"}
+                passdb {{
+                  driver = passwd-file
+                  args = {users}
+                }}
+                service lmtp {{
+                  inet_listener lmtp {{
+                    address = 127.0.0.1
+                    port = {self.lmtp_port}
+                  }}
+                }}
+                service imap-login {{
+                  inet_listener imap {{
+                    address = 127.0.0.1
+                    port = {self.imap_port}
+                  }}
+                  inet_listener imaps {{
+                    port = 0
+                  }}
+                }}
+                """
+            )
+            + plugin_block
+        )
+        return config

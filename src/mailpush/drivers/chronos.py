@@ -1,0 +1,181 @@
+"""chronos: calendar invitations pushed to OX App Suite's iTIP endpoint (seed document 2).
+
+For every delivered message (MessageNew, any folder) that carries a
+text/calendar part or an `.ics` attachment, one HTTP PUT of
+`{"user","event","folder","body"}` with the full raw message, to
+`/chronos/v1/itip/pushmail` on the OX node, with Basic auth from the URL.
+
+Where mailpush differs from Dovecot's driver (spec §4, §6 item 13), on purpose:
+- one push per Message-ID per user is enforced durably (a store table, kept
+  for `dedup_retention`), not per LMTP session in memory, so a restart or a
+  retry never pushes the same invitation twice;
+- plain and oversized mail is filtered while the delivery commits (the event
+  already knows size and calendar parts), so no outbox row is written for it;
+- `event` is `MessageNew` as the seed document shows (Dovecot's code sends
+  `messageNew`; the OX receiver compares case-insensitively);
+- failed requests are retried through the outbox until
+  `mailpush_push_max_age` instead of being lost after `max_retries`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from ..config import parse_size
+from ..errors import InvalidValueError, MailboxNotFoundError, MessageNotFoundError, SettingError
+from ..events import PushEvent, PushTransaction
+from .base import DriverConfig, DriverServices, PushDriver
+from .dovecot_json import dovecot_json_object
+from .driver_options import DriverOptions
+from .http_target import HttpTarget, check_http_url
+from .http_tls import driver_ca_file, driver_ssl_context
+from .url_template import UrlTemplate
+
+log = logging.getLogger("mailpush.push.chronos")
+
+#: Plugin settings of the seed's key/value form (`plugin { push_notification_chronos_url = … }`).
+PLUGIN_URL = "push_notification_chronos_url"
+PLUGIN_MSG_MAX_SIZE = "push_notification_chronos_msg_max_size"
+
+DEFAULT_MSG_MAX_SIZE = 1024 * 1024
+DEFAULT_TIMEOUT = 2.0
+DEFAULT_MAX_RETRIES = 1
+DEFAULT_DEDUP_RETENTION = 7 * 86400.0
+
+CONTENT_TYPE = "application/json; charset=utf-8"
+EVENT = "MessageNew"
+
+
+class ChronosDriver(PushDriver):
+    name = "chronos"
+
+    def __init__(self, config: DriverConfig, services: DriverServices) -> None:
+        super().__init__(config, services)
+        options = DriverOptions(config)
+        plugin = services.plugin_settings()
+        where = config.where or None
+        found = options.find("url", PLUGIN_URL)
+        if found is not None:
+            setting, url = f"{config.instance} {found[0]}", found[1].strip()
+        else:
+            setting, url = PLUGIN_URL, plugin.get(PLUGIN_URL, "").strip()
+        if not url:
+            raise options.error(
+                "url",
+                "Driver requires the url parameter: set it with "
+                "push_notification_driver = chronos:url=https://LOGIN:PASS@HOST:8009"
+                "/chronos/v1/itip/pushmail, url = … in a push_notification block, or "
+                f"{PLUGIN_URL} in plugin {{}}",
+            )
+        self.url = UrlTemplate(url, setting, where)
+        problem = check_http_url(self.url.sample)
+        if problem is not None:
+            raise options.error(setting.rpartition(" ")[2], f"{problem} (got {self.url.sample})")
+        self.msg_max_size = self._msg_max_size(options, plugin)
+        self.timeout = options.duration(
+            "timeout", "http_client_request_timeout", default=DEFAULT_TIMEOUT, bare_unit="ms"
+        )
+        self.attempts = options.attempts(default_retries=DEFAULT_MAX_RETRIES)
+        self.dedup_retention = options.duration(
+            "dedup_retention", default=DEFAULT_DEDUP_RETENTION
+        )
+        self.tls = driver_ssl_context(config, services)
+        self.ca_file = driver_ca_file(config, services)
+
+    # --- the driver interface ---------------------------------------------------------------
+
+    def accepts(self, txn: PushTransaction) -> bool:
+        return any(self._is_invitation(txn.user, event) for event in txn.events)
+
+    def subscribes(self, event: str) -> bool:
+        return event == "MessageNew"
+
+    async def process_event(self, state: object, event: PushEvent) -> None:
+        assert isinstance(state, PushTransaction)
+        txn = state
+        if not self._is_invitation(txn.user, event, quiet=True):
+            return
+        assert event.message is not None and event.uid is not None
+        raw = await self._raw_message(txn.user, event)
+        if raw is None:
+            return
+        message_id = (event.message.message_id or "").strip()
+        if message_id and not await self.services.store.claim_pushed_message_id(
+            self.config.instance, txn.user, message_id, f"{txn.id}/{event.uid}",
+            self.dedup_retention,
+        ):
+            log.debug(
+                "%s: Message-ID %s is a duplicate - not sending push notification",
+                txn.user, message_id,
+            )
+            return
+        body = dovecot_json_object(
+            [
+                ("user", txn.user),
+                ("event", EVENT),
+                ("folder", event.mailbox),
+                ("body", raw.decode("utf-8", "replace")),
+            ]
+        )
+        target = HttpTarget.from_url(
+            self.url.expand(txn.user),
+            ssl_context=self.tls,
+            ca_file=self.ca_file,
+            timeout=self.timeout,
+            attempts=self.attempts,
+        )
+        await target.send(self.services.http(), "PUT", body, {"Content-Type": CONTENT_TYPE})
+
+    # --- private --------------------------------------------------------------------------
+
+    def _is_invitation(self, user: str, event: PushEvent, quiet: bool = False) -> bool:
+        """A delivered message with a calendar part, within `msg_max_size`."""
+        message = event.message
+        if event.name != "MessageNew" or message is None:
+            return False
+        if not message.has_calendar:
+            if not quiet:
+                log.debug("%s: %s UID %s: Mail does not contain calendar invite",
+                          user, event.mailbox, event.uid)
+            return False
+        if message.size > self.msg_max_size:
+            if not quiet:
+                log.debug(
+                    "%s: %s UID %s: Mail exceeds configured max size (%d > %d bytes, "
+                    "msg_max_size) - not sending push notification",
+                    user, event.mailbox, event.uid, message.size, self.msg_max_size,
+                )
+            return False
+        return True
+
+    async def _raw_message(self, user: str, event: PushEvent) -> bytes | None:
+        """The message as stored, or None if it is gone (expunged before this push ran)."""
+        assert event.uid is not None
+        try:
+            status = await self.services.store.status(user, event.mailbox)
+            # A mailbox deleted and created again reuses UIDs under a new UIDVALIDITY.
+            if status.uidvalidity != event.uid_validity:
+                raise MessageNotFoundError(event.mailbox, event.uid)
+            return await self.services.store.raw_message(user, event.mailbox, event.uid)
+        except (MessageNotFoundError, MailboxNotFoundError):
+            log.info(
+                "%s: %s UID %d was expunged before its push notification could be sent; "
+                "nothing sent", user, event.mailbox, event.uid,
+            )
+            return None
+
+    @staticmethod
+    def _msg_max_size(options: DriverOptions, plugin: Mapping[str, str]) -> int:
+        if options.find("msg_max_size", PLUGIN_MSG_MAX_SIZE) is not None:
+            return options.size("msg_max_size", PLUGIN_MSG_MAX_SIZE, default=DEFAULT_MSG_MAX_SIZE)
+        text = plugin.get(PLUGIN_MSG_MAX_SIZE, "").strip()
+        if not text:
+            return DEFAULT_MSG_MAX_SIZE
+        try:
+            size = parse_size(text)
+        except InvalidValueError as exc:
+            raise SettingError(PLUGIN_MSG_MAX_SIZE, str(exc)) from None
+        if size <= 0:
+            raise SettingError(PLUGIN_MSG_MAX_SIZE, f"must be more than 0, got {text!r}")
+        return size

@@ -1,0 +1,162 @@
+"""One HTTP(S) endpoint a driver sends to, and how a request's outcome becomes an error.
+
+Shared by the chronos, ox and webhook drivers so that they agree on what
+Dovecot's HTTP drivers do — Basic authentication from the URL's userinfo,
+2xx is success — and on what mailpush adds: TLS through `http_tls`, a
+classification of every failure the dispatcher understands (408, 429, 5xx,
+network errors and timeouts are worth retrying; other statuses are not),
+and error messages that never show a password.
+
+`attempts` are made at once, within one dispatcher call, like Dovecot's
+`max_retries` (lib-http attempts); when they are used up the transaction
+goes back to the outbox and the framework retries it with backoff until
+`mailpush_push_max_age`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from yarl import URL
+
+from ..errors import EndpointCertificateError, PermanentDriverError, RetryableDriverError
+from ..logging_config import mask_secrets
+from .http_tls import tls_failure_reason
+
+__all__ = ["HttpTarget", "check_http_url"]
+
+log = logging.getLogger("mailpush.push.http")
+
+#: Pause before the second attempt; doubled for each further one.
+FIRST_RETRY_DELAY = 0.1
+#: How much of an error response's body an error message quotes.
+QUOTED_RESPONSE = 200
+
+
+def check_http_url(url: str) -> str | None:
+    """Why `url` cannot be an endpoint, or None if it can."""
+    if not url.startswith(("http://", "https://")):
+        return "an http:// or https:// URL is required"
+    try:
+        parsed = URL(url)
+    except ValueError as exc:
+        return f"not a valid URL: {exc}"
+    if not parsed.host:
+        return "the URL has no host"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpTarget:
+    """An endpoint: the URL without its userinfo, the credentials apart."""
+
+    url: URL
+    #: `Basic …` from the URL's userinfo, or None without one.
+    authorization: str | None
+    #: The URL as error messages and logs show it (password masked).
+    shown: str
+    tls: ssl.SSLContext
+    ca_file: Path | None
+    timeout: float
+    attempts: int
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        ssl_context: ssl.SSLContext,
+        ca_file: Path | None,
+        timeout: float,
+        attempts: int,
+    ) -> HttpTarget:
+        """`url` may carry `login:password@` (percent-encoded), sent as Basic auth."""
+        parsed = URL(url)
+        authorization = None
+        if parsed.user is not None:
+            credentials = f"{parsed.user}:{parsed.password or ''}".encode()
+            authorization = "Basic " + base64.b64encode(credentials).decode("ascii")
+        return cls(
+            parsed.with_user(None), authorization, mask_secrets(url), ssl_context, ca_file, timeout,
+            max(1, attempts),
+        )
+
+    async def send(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        body: bytes,
+        headers: Mapping[str, str],
+    ) -> int:
+        """Send until success or `attempts` are used up; the 2xx status on success.
+
+        Raises RetryableDriverError or PermanentDriverError with a message
+        naming the method, the (masked) URL and what went wrong.
+        """
+        error: RetryableDriverError | None = None
+        for attempt in range(self.attempts):
+            if attempt:
+                await asyncio.sleep(FIRST_RETRY_DELAY * 2 ** (attempt - 1))
+            try:
+                return await self._send_once(session, method, body, headers)
+            except EndpointCertificateError:
+                raise
+            except RetryableDriverError as exc:
+                error = exc
+                log.debug("%s; attempt %d of %d", exc, attempt + 1, self.attempts)
+        assert error is not None
+        raise error
+
+    async def _send_once(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        body: bytes,
+        headers: Mapping[str, str],
+    ) -> int:
+        what = f"{method} {self.shown}"
+        headers = dict(headers)
+        if self.authorization is not None:
+            headers["Authorization"] = self.authorization
+        try:
+            async with session.request(
+                method,
+                self.url,
+                data=body,
+                headers=headers,
+                ssl=self.tls,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            ) as response:
+                status = response.status
+                reason = response.reason or ""
+                answer = await response.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            tls = tls_failure_reason(exc, self.ca_file)
+            if tls is not None:
+                raise EndpointCertificateError(f"{what} failed: {tls}") from None
+            if isinstance(exc, TimeoutError):
+                detail = f"no answer within {self.timeout:g}s (timeout)"
+            else:
+                detail = f"{exc.__class__.__name__}: {mask_secrets(str(exc))}"
+            raise RetryableDriverError(f"{what} failed: {detail}") from None
+        if 200 <= status < 300:
+            log.debug("%s: Notification sent successfully: %d %s", what, status, reason)
+            return status
+        message = f"{what} answered {status} {reason}".rstrip()
+        quoted = answer[:QUOTED_RESPONSE].decode("utf-8", "replace").strip()
+        if quoted:
+            message += f": {mask_secrets(quoted)}"
+        if status in (408, 429) or status >= 500:
+            raise RetryableDriverError(message)
+        if 300 <= status < 400:
+            where = response.headers.get("Location", "")
+            message += f" (redirects are not followed; point the url at {where or 'the target'})"
+        raise PermanentDriverError(message)

@@ -1,0 +1,115 @@
+"""Drives one call into a script (a Lua coroutine) to its end, doing its I/O in between.
+
+`calls.start` runs the function until it finishes, fails, or yields an I/O
+request; the request is awaited here — the event loop keeps serving
+everyone else meanwhile — and the coroutine resumed with the answer. The
+wall-clock limit covers the whole call: Lua code checks it from its
+instruction hook, and I/O is cut off when the remaining time runs out, which
+kills the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .host_api import text
+from .runtime import ScriptRuntime
+
+__all__ = ["CallLimits", "CallOutcome", "run_call"]
+
+PerformIO = Callable[[object, tuple[object, ...]], Awaitable[tuple[object, ...]]]
+
+
+@dataclass(frozen=True, slots=True)
+class CallLimits:
+    #: 0 = unlimited.
+    max_instructions: int
+    #: Seconds; 0 = unlimited.
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallOutcome:
+    """How a call ended. `values` are Lua values as lupa hands them over."""
+
+    values: tuple[Any, ...] = ()
+    #: The error message with the Lua traceback; None on success.
+    error: str | None = None
+    #: Set when a limit aborted the call (the error says which).
+    limit: str | None = None
+    out_of_memory: bool = False
+    #: `mailpush.retry_later()` / `mailpush.dead_letter()`: (kind, reason).
+    signal: tuple[str, str] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.signal is None
+
+    @property
+    def value(self) -> Any:
+        return self.values[0] if self.values else None
+
+
+async def run_call(
+    runtime: ScriptRuntime,
+    perform: PerformIO,
+    function: object,
+    args: tuple[object, ...],
+    limits: CallLimits,
+) -> CallOutcome:
+    """Call `function` (a Lua function, or a global's name as bytes) with `args`."""
+    timeout_text = f"{limits.timeout:g}s".encode()
+    deadline = time.monotonic() + limits.timeout if limits.timeout else 0.0
+    try:
+        started = _tuple(
+            runtime.calls.start(function, limits.max_instructions, deadline, timeout_text, *args)
+        )
+        call, answer = started[0], started[1:]
+        while answer[0] == b"io":
+            result = await _perform(perform, answer[1], answer[2:], deadline, limits.timeout)
+            answer = _tuple(runtime.calls.resume(call, *result))
+    except runtime.memory_error:
+        return CallOutcome(error="not enough memory (the state reached lua_max_memory)",
+                           out_of_memory=True)
+    except runtime.error as exc:
+        return CallOutcome(error=str(exc))
+    return _outcome(answer)
+
+
+async def _perform(
+    perform: PerformIO, kind: object, args: tuple[object, ...], deadline: float, timeout: float
+) -> tuple[object, ...]:
+    if not deadline:
+        return await perform(kind, args)
+    remaining = deadline - time.monotonic()
+    try:
+        if remaining <= 0:
+            raise TimeoutError
+        async with asyncio.timeout(remaining):
+            return await perform(kind, args)
+    except TimeoutError:
+        reason = (
+            f"aborted: the call took longer than {timeout:g}s (lua_call_timeout)"
+            f" while waiting for {text(kind)}"
+        )
+        return b"abort", reason.encode()
+
+
+def _outcome(answer: tuple[Any, ...]) -> CallOutcome:
+    kind = answer[0]
+    if kind == b"done":
+        return CallOutcome(values=answer[1:])
+    if kind == b"signal":
+        return CallOutcome(signal=(text(answer[1]), text(answer[2] if len(answer) > 2 else b"")))
+    message = text(answer[1]) if len(answer) > 1 else "unknown error"
+    limit = text(answer[2]) if len(answer) > 2 and answer[2] is not None else None
+    memory = bool(answer[3]) if len(answer) > 3 else False
+    return CallOutcome(error=message, limit=limit, out_of_memory=memory)
+
+
+def _tuple(result: Any) -> tuple[Any, ...]:
+    return result if isinstance(result, tuple) else (result,)

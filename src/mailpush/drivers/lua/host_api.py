@@ -1,0 +1,128 @@
+"""The Python functions one user's Lua state calls directly (the library's `host` table).
+
+These run synchronously inside a Lua call, so they do nothing slow: logging,
+the clock, settings lookups, checking HTTP options. Anything that waits (HTTP,
+the store) goes through `host_io.py` instead, by yielding.
+
+Strings cross as bytes (the state is created with `encoding=None`); results
+that can fail are `(ok, value_or_message)` pairs so the Lua side raises the
+error at the script's line.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .http_requests import HttpClientSettings, HttpOptionError, check_url, client_settings
+from .var_expand import UnknownVariableError, UserVariables, expand
+
+__all__ = ["HostApi", "lua_bytes", "text"]
+
+log = logging.getLogger("mailpush.push.lua")
+
+_LEVELS = {
+    b"debug": logging.DEBUG,
+    b"info": logging.INFO,
+    b"warning": logging.WARNING,
+    b"error": logging.ERROR,
+}
+
+
+def text(value: object) -> str:
+    """A Lua string (bytes) as text for logs and Python APIs."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return "" if value is None else str(value)
+
+
+def lua_bytes(value: str) -> bytes:
+    """Text for Lua: UTF-8, with undecodable header bytes (surrogate escapes) restored."""
+    try:
+        return value.encode()
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape" if _escapes_only(value) else "replace")
+
+
+def _escapes_only(value: str) -> bool:
+    """Whether every surrogate in `value` is one `surrogateescape` made (U+DC80–U+DCFF)."""
+    return all(0xDC80 <= ord(c) <= 0xDCFF for c in value if 0xD800 <= ord(c) <= 0xDFFF)
+
+
+class HostApi:
+    """The synchronous host functions of one (driver instance, user) Lua state."""
+
+    def __init__(
+        self,
+        user: str,
+        settings: Callable[[], Mapping[str, str]],
+        variables: UserVariables,
+        prefix: str,
+    ) -> None:
+        self.user = user
+        self._settings = settings
+        self.variables = variables
+        #: Log lines start with this (`lua: alice: `).
+        self.prefix = prefix
+        #: Every `dovecot.http.client{}` the script created, by id.
+        self.http_clients: list[HttpClientSettings] = []
+
+    def functions(self) -> dict[bytes, Callable[..., Any]]:
+        return {
+            b"now": time.monotonic,
+            b"wall_time": time.time,
+            b"log": self.log,
+            b"debug_enabled": self.debug_enabled,
+            b"http_client": self.http_client,
+            b"http_check_url": self.http_check_url,
+            b"plugin_getenv": self.plugin_getenv,
+            b"var_expand": self.var_expand,
+        }
+
+    def log(self, level: bytes, message: bytes, name: bytes | None = None,
+            fields: Any = None) -> None:
+        extra: dict[str, object] = {"lua_user": self.user}
+        if name is not None:
+            extra["lua_event"] = text(name)
+        if fields is not None:
+            extra["lua_fields"] = {text(k): text(v) if isinstance(v, bytes) else v
+                                   for k, v in fields.items()}
+        log.log(_LEVELS.get(level, logging.INFO), "%s%s", self.prefix, text(message),
+                extra=extra)
+
+    def debug_enabled(self) -> bool:
+        return log.isEnabledFor(logging.DEBUG)
+
+    def http_client(self, options: Any) -> tuple[bool, object]:
+        try:
+            settings = client_settings(options.items())
+        except HttpOptionError as exc:
+            return False, str(exc).encode()
+        self.http_clients.append(settings)
+        return True, len(self.http_clients) - 1
+
+    def http_check_url(self, url: bytes) -> bytes | None:
+        problem = check_url(text(url))
+        return None if problem is None else problem.encode()
+
+    def plugin_getenv(self, key: bytes) -> bytes | None:
+        """A plugin {} setting, overridden by the user's userdb field, %-expanded."""
+        value = self._settings().get(text(key))
+        if value is None:
+            return None
+        return expand(value, self.variables, strict=False).encode()
+
+    def var_expand(self, template: bytes, service: bytes | None = None,
+                   session: bytes | None = None) -> tuple[bool, bytes]:
+        variables = self.variables
+        if service is not None or session is not None:
+            variables = UserVariables(
+                variables.user, variables.home, text(service) or variables.service,
+                text(session) or variables.session, variables.uid, variables.gid,
+            )
+        try:
+            return True, expand(text(template), variables, strict=True).encode()
+        except UnknownVariableError as exc:
+            return False, str(exc).encode()

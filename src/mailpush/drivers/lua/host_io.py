@@ -1,0 +1,185 @@
+"""The I/O a script waits for: HTTP requests, mailbox checks and status, METADATA.
+
+A script asks for I/O by yielding (`calls.io(kind, ...)` in Lua); the call
+runner awaits `HostIO.perform` on the event loop and resumes the script with
+its answer: `(True, results...)`, or `(False, message)` which the Lua side
+raises as an error at the script's line. Network failures of HTTP requests
+are results (status codes 9000–9009), not errors.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ...errors import MailboxNotFoundError, StoreError, UnknownUserError
+from ...store.models import MailboxStatus
+from ..base import DriverServices
+from .host_api import HostApi, text
+from .http_requests import submit
+
+__all__ = ["HostIO", "status_fields"]
+
+# dovecot.storage STATUS_* items.
+STATUS_MESSAGES = 0x01
+STATUS_RECENT = 0x02
+STATUS_UIDNEXT = 0x04
+STATUS_UIDVALIDITY = 0x08
+STATUS_UNSEEN = 0x10
+STATUS_FIRST_UNSEEN_SEQ = 0x20
+STATUS_KEYWORDS = 0x40
+STATUS_HIGHESTMODSEQ = 0x80
+STATUS_PERMANENT_FLAGS = 0x200
+STATUS_FIRST_RECENT_UID = 0x400
+#: `\Answered \Flagged \Deleted \Seen \Draft`: what a client may store.
+PERMANENT_FLAGS = 0x1F
+
+Answer = tuple[object, ...]
+
+
+class HostIO:
+    """Performs one state's I/O requests; `lua` builds the tables handed back."""
+
+    def __init__(
+        self, user: str, api: HostApi, services: DriverServices, tls: ssl.SSLContext, lua: Any
+    ) -> None:
+        self.user = user
+        self._api = api
+        self._services = services
+        self._tls = tls
+        self._lua = lua
+        self._handlers: dict[bytes, Callable[..., Awaitable[Answer]]] = {
+            b"http": self._http,
+            b"mailbox_open": self._mailbox_open,
+            b"mailbox_status": self._mailbox_status,
+            b"metadata_get": self._metadata_get,
+            b"metadata_set": self._metadata_set,
+            b"metadata_list": self._metadata_list,
+        }
+
+    async def perform(self, kind: object, args: tuple[object, ...]) -> Answer:
+        handler = self._handlers.get(kind) if isinstance(kind, bytes) else None
+        if handler is None:
+            return False, f"unknown I/O request {text(kind)!r}".encode()
+        try:
+            return await handler(*args)
+        except UnknownUserError:
+            return False, f"{self.user} has no mailboxes yet".encode()
+        except StoreError as exc:
+            return False, str(exc).encode()
+
+    # --- HTTP -------------------------------------------------------------------------
+
+    async def _http(
+        self, client: int, method: bytes, url: bytes, headers: Any, payload: bytes | None
+    ) -> Answer:
+        settings = self._api.http_clients[client]
+        flat = [text(headers[i]) for i in range(1, len(headers) + 1)]
+        pairs = list(zip(flat[0::2], flat[1::2], strict=True))
+        response = await submit(
+            self._services.http(), settings, self._tls, text(method), text(url), pairs, payload
+        )
+        received = self._lua.table_from(
+            {name.encode(): value.encode() for name, value in response.headers.items()}
+        )
+        return True, response.status, response.reason.encode(), received, response.payload
+
+    # --- mailboxes ---------------------------------------------------------------------
+
+    async def _mailbox_open(self, name: bytes) -> Answer:
+        await self._status(name)
+        return (True,)
+
+    async def _mailbox_status(self, name: bytes, items: int) -> Answer:
+        status = await self._status(name)
+        return True, self._lua.table_from(status_fields(status, items, self._lua))
+
+    async def _status(self, name: bytes) -> MailboxStatus:
+        try:
+            return await self._services.store.status(self.user, text(name))
+        except UnknownUserError:
+            raise MailboxNotFoundError(text(name)) from None
+
+    # --- METADATA ----------------------------------------------------------------------
+
+    async def _metadata_get(self, mailbox: bytes | bool, *keys: bytes) -> Answer:
+        box = self._box(mailbox)
+        values: list[object] = [True]
+        for key in keys:
+            entry = text(key)
+            problem = _server_key_problem(box, entry)
+            if problem is not None:
+                return False, problem
+            value = await self._services.store.get_metadata(self.user, box, entry)
+            values.append(None if value is None else value.encode())
+        return tuple(values)
+
+    async def _metadata_set(
+        self, mailbox: bytes | bool, key: bytes, value: bytes | None = None
+    ) -> Answer:
+        box = self._box(mailbox)
+        entry = text(key)
+        problem = _server_key_problem(box, entry)
+        if problem is not None:
+            return False, problem
+        await self._services.store.set_metadata(
+            self.user, box, entry, None if value is None else text(value)
+        )
+        return (True,)
+
+    async def _metadata_list(self, mailbox: bytes | bool, *prefixes: bytes) -> Answer:
+        box = self._box(mailbox)
+        found: dict[bytes, bytes] = {}
+        for prefix in prefixes:
+            wanted = text(prefix)
+            problem = _server_key_problem(box, wanted)
+            if problem is not None:
+                return False, problem
+            entries = await self._services.store.list_metadata(self.user, box, wanted)
+            found.update({name.encode(): value.encode() for name, value in entries.items()})
+        return True, self._lua.table_from(found)
+
+    @staticmethod
+    def _box(mailbox: bytes | bool) -> str | None:
+        return text(mailbox) if isinstance(mailbox, bytes) else None
+
+
+def status_fields(status: MailboxStatus, items: int, lua: Any) -> dict[bytes, object]:
+    """Dovecot's status table: every field present, those not asked for 0/false."""
+
+    def wanted(item: int, value: object) -> object:
+        return value if items & item else 0
+
+    fields: dict[bytes, object] = {
+        b"mailbox": status.mailbox.encode(),
+        b"messages": wanted(STATUS_MESSAGES, status.messages),
+        b"recent": wanted(STATUS_RECENT, status.recent),
+        b"unseen": wanted(STATUS_UNSEEN, status.unseen),
+        b"uidvalidity": wanted(STATUS_UIDVALIDITY, status.uidvalidity),
+        b"uidnext": wanted(STATUS_UIDNEXT, status.uidnext),
+        # Sequence numbers belong to IMAP sessions; the store knows UIDs only.
+        b"first_unseen_seq": 0,
+        b"first_recent_uid": 0,
+        b"highest_modseq": wanted(STATUS_HIGHESTMODSEQ, status.highestmodseq),
+        b"highest_pvt_modseq": 0,
+        b"permanent_flags": wanted(STATUS_PERMANENT_FLAGS, PERMANENT_FLAGS),
+        b"flags": 0,
+        b"permanent_keywords": bool(items & STATUS_PERMANENT_FLAGS),
+        b"allow_new_keywords": bool(items & STATUS_PERMANENT_FLAGS),
+        b"nonpermanent_modseqs": False,
+        b"no_modseq_tracking": False,
+        b"have_guids": False,
+        b"have_save_guids": False,
+        b"have_only_guid128": False,
+    }
+    if items & STATUS_KEYWORDS:
+        fields[b"keywords"] = lua.table(*(keyword.encode() for keyword in status.keywords))
+    return fields
+
+
+def _server_key_problem(mailbox: str | None, entry: str) -> bytes | None:
+    """Dovecot's check for mail_user metadata keys (mailbox keys go to the store's check)."""
+    if mailbox is None and not entry.startswith(("/private/", "/shared/")):
+        return b"Invalid key prefix, must be /private/ or /shared/"
+    return None

@@ -1,0 +1,220 @@
+-- Every call into a push script runs as a coroutine that Python drives.
+--
+-- Python starts a call with `start(fn_or_name, max_instructions, deadline,
+-- timeout_text, ...)` and resumes it with `resume(call, ...)` for as long as
+-- the answer is "io": the script asked for I/O (an HTTP request, a mailbox
+-- status, metadata) and yielded; Python performs it on the event loop and
+-- resumes the coroutine with the result. A script waiting for its endpoint
+-- therefore never blocks the server, and different users' scripts wait
+-- concurrently.
+--
+-- Limits: a count hook on every coroutine of a call checks the instruction
+-- budget and the wall-clock deadline. When one is exceeded the call is
+-- "killed": from then on the hook raises on every instruction of script code,
+-- so a script that catches the error with pcall cannot carry on.
+--
+-- Coroutines the script creates itself are adopted into the running call
+-- (same limits) and relay our I/O yields upwards, so `submit()` also works
+-- inside the script's own coroutines.
+
+local host = ...
+
+local co_create, co_resume, co_yield, co_status = coroutine.create, coroutine.resume,
+  coroutine.yield, coroutine.status
+local sethook, getinfo, traceback = debug.sethook, debug.getinfo, debug.traceback
+local error, type, select, tostring, rawget, setmetatable, getmetatable =
+  error, type, select, tostring, rawget, setmetatable, getmetatable
+local sub, find = string.sub, string.find
+local now = host.now
+
+local M = {}
+
+-- Instructions between two limit checks: the hook costs a Python call for the
+-- clock, so it must not run too often.
+local STEP = 10000
+local LIBRARY_SOURCE = "=mailpush"
+local WEAK_KEYS = { __mode = "k" }
+
+-- Unique markers: a yield carrying IO is a request to Python; an error value
+-- carrying SIGNAL is a mailpush.retry_later()/dead_letter() request.
+local IO = setmetatable({}, { __tostring = function() return "mailpush I/O request" end })
+local SIGNAL = {}
+M.IO = IO
+M.SIGNAL = SIGNAL
+
+local current = nil -- the call running now (calls into one state never overlap)
+
+local function kill_hook()
+  local call = current
+  if call == nil or not call.killed then return end
+  local info = getinfo(2, "S")
+  if info ~= nil and sub(info.source, 1, #LIBRARY_SOURCE) ~= LIBRARY_SOURCE then
+    error(call.reason, 2)
+  end
+end
+
+local function kill(call, reason)
+  call.killed = true
+  call.reason = reason
+  for co in pairs(call.threads) do
+    if co_status(co) ~= "dead" then sethook(co, kill_hook, "", 1) end
+  end
+end
+
+local function limit_hook()
+  local call = current
+  if call == nil or call.killed then return end
+  call.used = call.used + STEP
+  local reason
+  if call.max_instructions > 0 and call.used > call.max_instructions then
+    reason = "aborted: more than " .. call.max_instructions
+      .. " Lua instructions in one call (lua_max_instructions)"
+  elseif call.deadline > 0 and now() > call.deadline then
+    reason = "aborted: the call took longer than " .. call.timeout_text .. " (lua_call_timeout)"
+  end
+  if reason ~= nil then
+    kill(call, reason)
+    error(reason, 2)
+  end
+end
+
+local function hook(call, co)
+  if call.killed then
+    sethook(co, kill_hook, "", 1)
+  elseif call.max_instructions > 0 or call.deadline > 0 then
+    sethook(co, limit_hook, "", STEP)
+  end
+end
+
+-- A coroutine of the script joins the running call: same budget, same fate.
+local function adopt(co)
+  local call = current
+  if call ~= nil and type(co) == "thread" and not call.threads[co] then
+    call.threads[co] = true
+    hook(call, co)
+  end
+end
+
+local function describe(value)
+  if type(value) == "string" then return value end
+  local mt = getmetatable(value)
+  if type(value) == "table" and mt ~= nil and mt.__tostring ~= nil then return tostring(value) end
+  if value == nil then return "nil" end
+  return "(error object is a " .. type(value) .. " value)"
+end
+
+local function finish(call, ok, first, ...)
+  current = nil
+  if ok then
+    if co_status(call.co) == "dead" then return "done", first, ... end
+    if first == IO then return "io", ... end
+    return "error", traceback(call.co, "attempt to yield from outside a coroutine"), nil, false
+  end
+  if type(first) == "table" and first[SIGNAL] ~= nil then
+    return "signal", first[SIGNAL], first.reason
+  end
+  local message = describe(first)
+  if call.killed and find(message, call.reason, 1, true) == nil then message = call.reason end
+  return "error", traceback(call.co, message), call.killed and call.reason or nil,
+    message == "not enough memory"
+end
+
+--- Starts a call of `fn` (a function, or the name of a global function).
+-- Returns the call (nil if there is nothing to call) and the first answer.
+function M.start(fn, max_instructions, deadline, timeout_text, ...)
+  if type(fn) ~= "function" then
+    local name = fn
+    fn = rawget(_G, name)
+    if type(fn) ~= "function" then
+      return nil, "error", "'" .. tostring(name) .. "' is not a function", nil, false
+    end
+  end
+  local co = co_create(fn)
+  local call = {
+    co = co, used = 0, max_instructions = max_instructions, deadline = deadline,
+    timeout_text = timeout_text, killed = false, reason = nil,
+    threads = setmetatable({ [co] = true }, WEAK_KEYS),
+  }
+  hook(call, co)
+  current = call
+  return call, finish(call, co_resume(co, ...))
+end
+
+--- Resumes a call that answered "io" with Python's result.
+function M.resume(call, ...)
+  current = call
+  return finish(call, co_resume(call.co, ...))
+end
+
+--- Asks Python for I/O. Returns `true, results...` or `false, message`;
+-- aborts the call if Python says its time is up.
+function M.io(kind, ...)
+  if current == nil then
+    return false, "I/O is only possible inside a push notification call"
+  end
+  return M.answer(co_yield(IO, kind, ...))
+end
+
+function M.answer(ok, ...)
+  if ok == "abort" then
+    local call = current
+    local reason = ...
+    if call ~= nil then kill(call, reason) end
+    error(reason, 0)
+  end
+  return ok, ...
+end
+
+--- The names in `names` that are global functions, as a bitmask (bit i = names[i]).
+function M.defined(names)
+  local mask, bit = 0, 1
+  for i = 1, #names do
+    if type(rawget(_G, names[i])) == "function" then mask = mask + bit end
+    bit = bit * 2
+  end
+  return mask
+end
+
+--- A signal the script raises to ask the framework to retry or bury the transaction.
+function M.signal(kind, reason)
+  error({ [SIGNAL] = kind, reason = tostring(reason or kind) }, 2)
+end
+
+-- The script's own coroutines: adopted into the call, relaying our I/O.
+local function relay(co, ok, first, ...)
+  if ok and first == IO and co_status(co) == "suspended" then
+    return relay(co, co_resume(co, co_yield(IO, ...)))
+  end
+  return ok, first, ...
+end
+
+local function wrapped_create(fn)
+  local co = co_create(fn)
+  adopt(co)
+  return co
+end
+
+local function wrapped_resume(co, ...)
+  adopt(co)
+  return relay(co, co_resume(co, ...))
+end
+
+local function unwrap(ok, ...)
+  if ok then return ... end
+  error((...), 0)
+end
+
+coroutine.create = wrapped_create
+coroutine.resume = wrapped_resume
+coroutine.wrap = function(fn)
+  local co = wrapped_create(fn)
+  return function(...) return unwrap(wrapped_resume(co, ...)) end
+end
+
+-- The hooks are the limits: the script may not replace them.
+debug.sethook = function()
+  error("debug.sethook() is not available: mailpush uses the hook to enforce its"
+    .. " limits (lua_max_instructions, lua_call_timeout)", 2)
+end
+
+return M

@@ -1,0 +1,107 @@
+-- Event tables handed to the notify handlers, and flag sets.
+--
+-- Dovecot passes `flags` as an array of names ("\\Seen"); its documentation
+-- describes a bitmask (`event.flags & 8`). A flag set is that array with
+-- metamethods for the bitwise operators (Lua 5.3+), so scripts written
+-- against either description work. On Lua 5.1/5.2/LuaJIT, which have no
+-- bitwise operators, `bit.band`/`bit32.band` and `dovecot.has_flag` accept
+-- flag sets instead.
+
+local M = {}
+
+local unpack = table.unpack or unpack
+local compile = loadstring or load
+
+local BITS = {
+  ["\\Answered"] = 1, ["\\Flagged"] = 2, ["\\Deleted"] = 4,
+  ["\\Seen"] = 8, ["\\Draft"] = 16, ["\\Recent"] = 32,
+}
+
+local FlagSet = {}
+M.FlagSet = FlagSet
+
+--- The bitmask of a flag set; any other value is returned as it is.
+local function mask(value)
+  if type(value) == "table" and getmetatable(value) == FlagSet then
+    local bits = 0
+    for i = 1, #value do bits = bits + (BITS[value[i]] or 0) end
+    return bits
+  end
+  return value
+end
+M.mask = mask
+
+FlagSet.__lt = function(a, b) return mask(a) < mask(b) end
+FlagSet.__le = function(a, b) return mask(a) <= mask(b) end
+
+-- Lua 5.3+ only: in older versions `&` is not even valid syntax.
+local bitwise = compile([[
+  local FlagSet, mask = ...
+  FlagSet.__band = function(a, b) return mask(a) & mask(b) end
+  FlagSet.__bor = function(a, b) return mask(a) | mask(b) end
+  FlagSet.__bxor = function(a, b) return mask(a) ~ mask(b) end
+  FlagSet.__bnot = function(a) return ~mask(a) end
+  FlagSet.__shl = function(a, b) return mask(a) << mask(b) end
+  FlagSet.__shr = function(a, b) return mask(a) >> mask(b) end
+  return true
+]], "=mailpush/events.lua(bitwise)")
+if bitwise then bitwise(FlagSet, mask) end
+
+-- LuaJIT's `bit` and Lua 5.2's `bit32` take flag sets too.
+for _, name in ipairs({ "bit", "bit32" }) do
+  local lib = rawget(_G, name)
+  if type(lib) == "table" then
+    for _, fn in ipairs({ "band", "bor", "bxor", "bnot", "btest", "lshift", "rshift", "tobit" }) do
+      local original = lib[fn]
+      if original ~= nil then
+        lib[fn] = function(...)
+          local args = { ... }
+          for i = 1, select("#", ...) do args[i] = mask(args[i]) end
+          return original(unpack(args, 1, select("#", ...)))
+        end
+      end
+    end
+  end
+end
+
+function M.flag_set(names)
+  return setmetatable(names, FlagSet)
+end
+
+function M.mailbox_event(name, user, mailbox, mailbox_old)
+  return { name = name, user = user, mailbox = mailbox, mailbox_old = mailbox_old }
+end
+
+function M.message_event(name, user, mailbox, uid, uid_validity)
+  return { name = name, user = user, mailbox = mailbox, uid = uid, uid_validity = uid_validity }
+end
+
+function M.flags_set_event(user, mailbox, uid, uid_validity, flags, keywords)
+  return {
+    name = "FlagsSet", user = user, mailbox = mailbox, uid = uid, uid_validity = uid_validity,
+    flags = setmetatable(flags, FlagSet), keywords = keywords, keywords_set = keywords,
+  }
+end
+
+function M.flags_clear_event(user, mailbox, uid, uid_validity, flags, keywords, flags_old,
+                             keywords_old)
+  return {
+    name = "FlagsClear", user = user, mailbox = mailbox, uid = uid, uid_validity = uid_validity,
+    flags = setmetatable(flags, FlagSet), keywords = keywords, keywords_clear = keywords,
+    flags_old = setmetatable(flags_old, FlagSet), keywords_old = keywords_old,
+  }
+end
+
+function M.saved_event(name, user, mailbox, uid, uid_validity, flags, keywords, date, tz,
+                       from, to, from_address, from_display_name, to_address, to_display_name,
+                       subject, snippet, message_id)
+  return {
+    name = name, user = user, mailbox = mailbox, uid = uid, uid_validity = uid_validity,
+    flags = setmetatable(flags, FlagSet), keywords = keywords, date = date, tz = tz,
+    from = from, to = to, from_address = from_address, from_display_name = from_display_name,
+    to_address = to_address, to_display_name = to_display_name, subject = subject,
+    snippet = snippet, message_id = message_id,
+  }
+end
+
+return M

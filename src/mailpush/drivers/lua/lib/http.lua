@@ -1,0 +1,111 @@
+-- dovecot.http.client{...}: HTTP requests that yield to Python instead of
+-- blocking. `submit()` hands the request to the event loop (pooled aiohttp
+-- session) and the script resumes when the response is there; connection
+-- failures come back as Dovecot's 9000-range status codes, not as errors.
+
+local host, calls = ...
+
+local M = {}
+
+local type, tostring, setmetatable, getmetatable, error, select, lower =
+  type, tostring, setmetatable, getmetatable, error, select, string.lower
+
+local Client = {}
+Client.__index = Client
+local Request = {}
+Request.__index = Request
+local Response = {}
+Response.__index = Response
+
+local function check(self, class, name, what)
+  if getmetatable(self) ~= class then
+    error("bad argument #1 to '" .. name .. "' (" .. what .. " expected; call it as "
+      .. what .. ":" .. name .. "(...))", 3)
+  end
+end
+
+--- dovecot.http.client(options): options as Dovecot 2.3 (and 2.4) name them.
+function M.client(options)
+  if options == nil then options = {} end
+  if type(options) ~= "table" then
+    error("bad argument #1 to 'client' (table expected, got " .. type(options) .. ")", 2)
+  end
+  local ok, id = host.http_client(options)
+  if not ok then error(id, 2) end
+  return setmetatable({ _id = id }, Client)
+end
+
+function Client:request(spec)
+  check(self, Client, "request", "client")
+  if type(spec) ~= "table" then
+    error("bad argument #1 to 'request' (table expected, got " .. type(spec) .. ")", 2)
+  end
+  local url, method = spec.url, spec.method
+  if url == nil then error("cannot create request: url not specified", 2) end
+  url = tostring(url)
+  if method == nil then method = "GET" end
+  method = tostring(method)
+  local problem = host.http_check_url(url)
+  if problem ~= nil then error("Failed to parse url " .. url .. ": " .. problem, 2) end
+  return setmetatable({ _client = self._id, _url = url, _method = method, _headers = {},
+    _payload = nil }, Request)
+end
+
+function Request:add_header(name, value)
+  check(self, Request, "add_header", "request")
+  local headers = self._headers
+  headers[#headers + 1] = tostring(name)
+  headers[#headers + 1] = tostring(value)
+end
+
+function Request:remove_header(name)
+  check(self, Request, "remove_header", "request")
+  local wanted, kept = lower(tostring(name)), {}
+  local headers = self._headers
+  for i = 1, #headers, 2 do
+    if lower(headers[i]) ~= wanted then
+      kept[#kept + 1] = headers[i]
+      kept[#kept + 1] = headers[i + 1]
+    end
+  end
+  self._headers = kept
+end
+
+function Request:set_payload(payload, _sync)
+  check(self, Request, "set_payload", "request")
+  if type(payload) ~= "string" and type(payload) ~= "number" then
+    error("bad argument #1 to 'set_payload' (string expected, got " .. type(payload) .. ")", 2)
+  end
+  self._payload = tostring(payload)
+end
+
+function Request:submit()
+  check(self, Request, "submit", "request")
+  local ok, status, reason, headers, payload = calls.io(
+    "http", self._client, self._method, self._url, self._headers, self._payload)
+  if not ok then error(status, 2) end
+  return setmetatable({ _status = status, _reason = reason, _headers = headers,
+    _payload = payload }, Response)
+end
+
+function Response:status()
+  check(self, Response, "status", "response")
+  return self._status
+end
+
+function Response:reason()
+  check(self, Response, "reason", "response")
+  return self._reason
+end
+
+function Response:header(name)
+  check(self, Response, "header", "response")
+  return self._headers[lower(tostring(name))] or ""
+end
+
+function Response:payload()
+  check(self, Response, "payload", "response")
+  return self._payload
+end
+
+return M

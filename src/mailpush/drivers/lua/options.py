@@ -1,0 +1,187 @@
+"""The lua driver's options, read from either configuration syntax and checked at start-up.
+
+2.3: `push_notification_driver = lua:file=/etc/mailpush/push.lua lua_version=5.3`
+(the plugin setting `push_notification_lua_script_file` overrides `file=` as in
+Dovecot 2.3; `mail_lua_script` is the fallback when neither is set).
+2.4: `push_notification lua { lua_file = /etc/mailpush/push.lua  lua_settings { k = v } }`.
+
+Everything beyond the script is mailpush's own: the Lua version, extra
+`package.path` entries and the per-call limits. Their defaults are chosen so a
+typical script never meets them while a runaway one is stopped in well under
+a second of CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ...config import parse_size
+from ...errors import InvalidValueError
+from ..base import DriverConfig
+from ..driver_options import DriverOptions
+
+__all__ = [
+    "DEFAULT_CALL_TIMEOUT",
+    "DEFAULT_MAX_INSTRUCTIONS",
+    "DEFAULT_MAX_MEMORY",
+    "DEFAULT_MAX_STATES",
+    "DEFAULT_VERSION",
+    "LUA_VERSIONS",
+    "LuaOptions",
+    "lua_options",
+]
+
+log = logging.getLogger("mailpush.push.lua")
+
+#: `lua_version` values → the lupa module that embeds that Lua.
+LUA_VERSIONS: Mapping[str, str] = {
+    "5.1": "lua51",
+    "5.2": "lua52",
+    "5.3": "lua53",
+    "5.4": "lua54",
+    "5.5": "lua55",
+    "luajit": "luajit21",
+    "luajit2.1": "luajit21",
+    "luajit2.0": "luajit20",
+}
+DEFAULT_VERSION = "5.4"
+#: Per call (script_init, begin_txn, each handler, end_txn).
+DEFAULT_MAX_INSTRUCTIONS = 10_000_000
+#: Per Lua state, i.e. per user.
+DEFAULT_MAX_MEMORY = 64 * 1024 * 1024
+#: Per call, including the time spent waiting for HTTP and the store. Below
+#: mailpush_push_timeout (30s), which bounds a whole transaction.
+DEFAULT_CALL_TIMEOUT = 20.0
+#: Lua states kept (one per user); the least recently used is closed first.
+DEFAULT_MAX_STATES = 1000
+
+_KNOWN = (
+    "file", "lua_file", "lua_version", "lua_path", "lua_max_instructions", "lua_max_memory",
+    "lua_call_timeout", "lua_max_states", "ssl_client_ca_file",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LuaOptions:
+    script: Path
+    #: Which setting named the script, for error messages.
+    script_setting: str
+    version: str
+    #: The lupa module name (`lua54`).
+    module: str
+    #: Prepended to `package.path`.
+    package_path: tuple[str, ...] = ()
+    #: 0 = unlimited.
+    max_instructions: int = DEFAULT_MAX_INSTRUCTIONS
+    #: Bytes; 0 = unlimited (always unlimited on LuaJIT, whose 64-bit build cannot limit it).
+    max_memory: int = DEFAULT_MAX_MEMORY
+    call_timeout: float = DEFAULT_CALL_TIMEOUT
+    max_states: int = DEFAULT_MAX_STATES
+    #: 2.4 `lua_settings { }`, handed to `script_init(settings)` after %-expansion.
+    init_settings: Mapping[str, str] = field(default_factory=dict)
+    syntax: Literal["2.3", "2.4"] = "2.3"
+
+
+def lua_options(config: DriverConfig, plugin: Mapping[str, str]) -> LuaOptions:
+    """The options of one lua driver instance; SettingError names the option at fault."""
+    options = DriverOptions(config)
+    script, setting = _script(config, options, plugin)
+    version = options.text("lua_version", default=DEFAULT_VERSION).lower()
+    if version not in LUA_VERSIONS:
+        raise options.error(
+            "lua_version",
+            f"unknown Lua version {version!r} (known: {', '.join(LUA_VERSIONS)})",
+        )
+    module = LUA_VERSIONS[version]
+    max_memory = _memory(options)
+    if module.startswith("luajit") and max_memory and options.find("lua_max_memory"):
+        log.warning(
+            "%s: lua_max_memory cannot be enforced on LuaJIT (64-bit LuaJIT allocates"
+            " its own memory); the script runs without a memory limit", config.instance,
+        )
+    unknown = sorted(set(config.options) - set(_KNOWN))
+    if unknown:
+        log.warning(
+            "%s: ignoring unknown lua driver option(s) %s (known: %s)",
+            config.where or config.instance, ", ".join(unknown), ", ".join(_KNOWN),
+        )
+    return LuaOptions(
+        script=script,
+        script_setting=setting,
+        version=version,
+        module=module,
+        package_path=_package_path(options),
+        max_instructions=options.count(
+            "lua_max_instructions", default=DEFAULT_MAX_INSTRUCTIONS, maximum=10**12
+        ),
+        max_memory=0 if module.startswith("luajit") else max_memory,
+        call_timeout=options.duration("lua_call_timeout", default=DEFAULT_CALL_TIMEOUT),
+        max_states=options.count(
+            "lua_max_states", default=DEFAULT_MAX_STATES, minimum=1, maximum=10**7
+        ),
+        init_settings=dict(config.subsections.get("lua_settings", {})),
+        syntax=config.syntax,
+    )
+
+
+def _script(
+    config: DriverConfig, options: DriverOptions, plugin: Mapping[str, str]
+) -> tuple[Path, str]:
+    """Dovecot 2.3's order: the plugin override, the driver's file, then mail_lua_script."""
+    override = plugin.get("push_notification_lua_script_file", "").strip()
+    if override and config.syntax == "2.3":
+        return Path(override), "push_notification_lua_script_file"
+    found = options.find("lua_file", "file")
+    if found is not None and found[1].strip():
+        return Path(found[1].strip()), f"{config.instance} {found[0]}"
+    fallback = plugin.get("mail_lua_script", "").strip()
+    if fallback:
+        return Path(fallback), "mail_lua_script"
+    example = (
+        "lua:file=/path/script.lua" if config.syntax == "2.3" else "lua_file = /path/script.lua"
+    )
+    raise options.error(
+        "lua_file" if config.syntax == "2.4" else "file",
+        f"no Lua script configured: write {example}"
+        " (or set the plugin setting mail_lua_script)",
+    )
+
+
+def _memory(options: DriverOptions) -> int:
+    found = options.find("lua_max_memory")
+    if found is None:
+        return DEFAULT_MAX_MEMORY
+    name, value = found
+    if value.strip() == "0":
+        return 0
+    try:
+        size = parse_size(value.strip())
+    except InvalidValueError as exc:
+        raise options.error(name, str(exc)) from None
+    if size < 1024 * 1024:
+        raise options.error(name, f"at least 1M is needed to run a script, got {value!r}")
+    return size
+
+
+def _package_path(options: DriverOptions) -> tuple[str, ...]:
+    """`lua_path=/etc/mailpush/lua` → `/etc/mailpush/lua/?.lua`, `…/?/init.lua`.
+
+    Entries are separated by `;` (2.3 values cannot hold spaces) and may be full
+    Lua templates containing `?`.
+    """
+    entries: list[str] = []
+    for entry in options.text("lua_path").split(";"):
+        entry = entry.strip()
+        if not entry:
+            continue
+        if "?" in entry:
+            entries.append(entry)
+        else:
+            base = entry.rstrip("/")
+            entries.extend((f"{base}/?.lua", f"{base}/?/init.lua"))
+    return tuple(entries)
+

@@ -1,0 +1,195 @@
+"""Lua states of the configured version, sandboxed, with mailpush's Lua library loaded.
+
+lupa embeds every Lua version as its own module (`lupa.lua54`,
+`lupa.luajit21`, …). A state is created with strings as bytes on both sides
+(`encoding=None`: scripts handle arbitrary bytes, a payload need not be
+UTF-8), without lupa's `python` module, and with no access to the attributes
+of the few Python callables it is given: a script can call them, nothing
+more. The standard library stays complete, as in Dovecot, except for the few
+functions that would break the server (`os.exit`) or its limits
+(`debug.sethook`); C modules are not loaded (`package.cpath` is empty),
+because they would be built against another copy of Lua.
+
+The library itself is Lua, in `lib/`, loaded under chunk names starting with
+`=mailpush/` so error messages and the limit hook can tell it from the script.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import import_module, resources
+from types import ModuleType
+from typing import Any
+
+from ...errors import LuaScriptError, SettingError
+
+__all__ = ["ScriptRuntime", "check_syntax", "full_paths", "lua_module", "new_runtime"]
+
+#: Loaded in this order; each gets the modules before it that it needs.
+LIBRARY_FILES = ("calls", "events", "bits", "log", "http", "storage", "dovecot", "socket_url")
+
+_SANDBOX = b"""
+local error = error
+os.exit = function()
+  error("os.exit() would stop the whole mail server; it is disabled in mailpush", 2)
+end
+package.cpath = ""
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptRuntime:
+    """One Lua state and the library tables Python calls into."""
+
+    lua: Any
+    globals: Any
+    calls: Any
+    events: Any
+    storage: Any
+    #: This Lua version's `LuaError` and `LuaMemoryError` classes.
+    error: type[Exception]
+    memory_error: type[Exception]
+
+
+def lua_module(module_name: str) -> ModuleType:
+    """The lupa module embedding one Lua version (`lua54`)."""
+    try:
+        return import_module(f"lupa.{module_name}")
+    except ImportError as exc:
+        raise SettingError(
+            "lua_version", f"this installation's lupa has no {module_name} ({exc})"
+        ) from None
+
+
+def new_runtime(
+    module_name: str,
+    host: Mapping[bytes, Callable[..., Any]],
+    *,
+    max_memory: int = 0,
+    package_path: Sequence[str] = (),
+    limits: bool = True,
+) -> ScriptRuntime:
+    """A fresh state with `dovecot`, `mailpush` and `socket.url` ready for a script.
+
+    `host` holds the Python callables the library uses (see `host_api.py`).
+    With `limits`, LuaJIT's compiler is switched off: compiled code does not run
+    the instruction-count hook the limits rely on.
+    """
+    module = lua_module(module_name)
+    lua = module.LuaRuntime(
+        encoding=None,
+        unpack_returned_tuples=True,
+        register_eval=False,
+        register_builtins=False,
+        attribute_filter=_no_attributes,
+        max_memory=max_memory or None,
+    )
+    globals_ = lua.globals()
+    globals_[b"python"] = None
+    globals_[b"package"][b"loaded"][b"python"] = None
+    lua.execute(_SANDBOX)
+    if limits and module_name.startswith("luajit"):
+        lua.execute(b"jit.off()")
+    host_table = lua.table_from(dict(host))
+    load = _loader(globals_)
+    calls = load("calls")(host_table)
+    events = load("events")()
+    bits = load("bits")(events)
+    log = load("log")(host_table)
+    http = load("http")(host_table, calls)
+    storage = load("storage")(host_table, calls, bits)
+    dovecot, mailpush = load("dovecot")(host_table, calls, bits, log, http, storage)
+    socket_url = load("socket_url")()
+    globals_[b"dovecot"] = dovecot
+    globals_[b"mailpush"] = mailpush
+    preload = globals_[b"package"][b"preload"]
+    preload[b"socket.url"] = lua.eval(b"function(m) return function() return m end end")(
+        socket_url
+    )
+    if package_path:
+        package = globals_[b"package"]
+        package[b"path"] = ";".join(package_path).encode() + b";" + package[b"path"]
+    return ScriptRuntime(
+        lua, globals_, calls, events, storage, module.LuaError, module.LuaMemoryError
+    )
+
+
+def check_syntax(module_name: str, path: str, source: bytes) -> None:
+    """Raise LuaScriptError naming file and line if `source` does not compile."""
+    module = lua_module(module_name)
+    lua = module.LuaRuntime(encoding=None, register_eval=False, register_builtins=False)
+    globals_ = lua.globals()
+    loader = globals_[b"loadstring"] or globals_[b"load"]
+    chunk, message = _pair(loader(source, b"@" + path.encode()))
+    if chunk is None:
+        raise _script_error(path, _text(message))
+
+
+def compile_error(path: str, message: bytes | str) -> LuaScriptError:
+    """The LuaScriptError for a `load` error message (`file:line: reason`)."""
+    return _script_error(path, _text(message))
+
+
+def full_paths(message: str, path: str) -> str:
+    """`message` with Lua's shortened `...end/of/script.lua` restored to `path`.
+
+    Lua cuts chunk names to about 60 characters in messages and tracebacks;
+    an admin needs the whole file name.
+    """
+    if "..." not in message:
+        return message
+
+    def restore(match: re.Match[str]) -> str:
+        tail = match.group(1)
+        return path if tail and path.endswith(tail) else match.group(0)
+
+    return re.sub(r"\.\.\.([^\s:'\"]+)", restore, message)
+
+
+def _script_error(path: str, message: str) -> LuaScriptError:
+    message = full_paths(message, path)
+    match = re.match(r"^(.*?):(\d+): (.*)$", message, re.DOTALL)
+    if match is None:
+        return LuaScriptError(path, 0, message)
+    return LuaScriptError(path, int(match.group(2)), match.group(3))
+
+
+@cache
+def _library_source(name: str) -> bytes:
+    return resources.files(__package__).joinpath(f"lib/{name}.lua").read_bytes()
+
+
+def _loader(globals_: Any) -> Callable[[str], Any]:
+    compile_chunk = globals_[b"loadstring"] or globals_[b"load"]
+
+    def load(name: str) -> Any:
+        chunk, message = _pair(
+            compile_chunk(_library_source(name), f"=mailpush/{name}.lua".encode())
+        )
+        if chunk is None:
+            raise RuntimeError(f"mailpush's Lua library {name}.lua: {_text(message)}")
+        return chunk
+
+    return load
+
+
+def _pair(result: Any) -> tuple[Any, Any]:
+    """`load`'s results: lupa gives a lone value for one result, a tuple for several."""
+    if isinstance(result, tuple):
+        return result[0], result[1] if len(result) > 1 else None
+    return result, None
+
+
+def _no_attributes(obj: object, name: object, is_setting: bool) -> object:
+    raise AttributeError("Python attributes are not available to Lua scripts")
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)

@@ -1,0 +1,241 @@
+"""`mailpush lua check` and `mailpush lua run`: try a push script without a mail server.
+
+`check` compiles the script, runs its top-level code and reports which of
+the functions Dovecot calls it defines. `run` feeds one made-up event through
+the real driver — `script_init`, `begin_txn`, the handler, `end_txn`,
+`script_deinit` — so HTTP requests really go out. Without a configuration the
+script sees an empty mail store (every mailbox exists and is empty) and
+metadata kept in memory; with `--config` it sees the real store and the
+configured plugin settings.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from ...errors import MailpushError
+from ...events import (
+    EVENT_NAMES,
+    MAILBOX_EVENTS,
+    EventName,
+    MessageData,
+    PushEvent,
+    PushTransaction,
+)
+from ...store.models import MailboxStatus
+from ..base import DriverConfig, DriverServices, StoreView
+from .driver import LuaDriver
+from .event_tables import handler_name
+from .script_state import BEGIN_TXN, END_TXN
+
+__all__ = ["MemoryStoreView", "TryoutServices", "ScriptReport", "check_script", "make_event",
+           "run_script"]
+
+_FUNCTIONS = ("script_init", "script_deinit", BEGIN_TXN, END_TXN,
+              *(handler_name(name) for name in EVENT_NAMES))
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptReport:
+    path: str
+    version: str
+    defined: tuple[str, ...]
+    missing: tuple[str, ...]
+    #: Problems a Dovecot-compatible run would log for every transaction.
+    warnings: tuple[str, ...]
+    #: Why the script could not be loaded for a user, if it could not.
+    load_error: str | None = None
+
+
+class MemoryStoreView:
+    """A mail store with empty mailboxes and in-memory METADATA, for trying scripts."""
+
+    def __init__(self) -> None:
+        self.metadata: dict[tuple[str, str | None, str], str] = {}
+
+    async def status(self, user: str, mailbox: str) -> MailboxStatus:
+        return MailboxStatus(mailbox, 0, 0, 0, 1, int(time.time()), 1, None, ())
+
+    async def raw_message(self, user: str, mailbox: str, uid: int) -> bytes:
+        raise MailpushError("lua run has no messages")
+
+    async def get_metadata(self, user: str, mailbox: str | None, entry: str) -> str | None:
+        return self.metadata.get((user, mailbox, entry))
+
+    async def set_metadata(
+        self, user: str, mailbox: str | None, entry: str, value: str | None
+    ) -> None:
+        if value is None:
+            self.metadata.pop((user, mailbox, entry), None)
+        else:
+            self.metadata[(user, mailbox, entry)] = value
+
+    async def list_metadata(
+        self, user: str, mailbox: str | None, prefix: str = ""
+    ) -> dict[str, str]:
+        return {
+            entry: value
+            for (owner, box, entry), value in sorted(self.metadata.items())
+            if owner == user and box == mailbox and entry.startswith(prefix)
+        }
+
+    async def claim_pushed_message_id(
+        self, driver: str, user: str, message_id: str, owner: str, retention: float
+    ) -> bool:
+        return True
+
+
+@dataclass
+class TryoutServices:
+    """DriverServices for one command run: given settings, a store, its own HTTP session."""
+
+    store_view: StoreView
+    plugin: Mapping[str, str] = field(default_factory=dict)
+    ssl_client_ca_file: Path | None = None
+    _session: aiohttp.ClientSession | None = None
+
+    @property
+    def store(self) -> StoreView:
+        return self.store_view
+
+    def user_settings(self, user: str) -> Mapping[str, str]:
+        return dict(self.plugin)
+
+    def plugin_settings(self) -> Mapping[str, str]:
+        return dict(self.plugin)
+
+    def http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+def driver_config(script: Path, version: str | None) -> DriverConfig:
+    options = {"file": str(script)}
+    if version:
+        options["lua_version"] = version
+    return DriverConfig("lua", "lua", options, where="command line")
+
+
+async def check_script(
+    script: Path, version: str | None, services: DriverServices, user: str = "check"
+) -> ScriptReport:
+    """Compile (LuaScriptError if that fails), load for `user`, list the functions."""
+    driver = LuaDriver(driver_config(script, version), services)
+    try:
+        state = await driver.state_for(user)
+        defined = tuple(
+            name for name in _FUNCTIONS if state.runtime.globals[name.encode()] is not None
+        )
+    finally:
+        await driver.close()
+    missing = tuple(name for name in _FUNCTIONS if name not in defined)
+    handlers = [name for name in defined if name.startswith("dovecot_lua_notify_event_")]
+    warnings = []
+    if BEGIN_TXN not in defined:
+        warnings.append(f"{BEGIN_TXN} is missing: every transaction logs an error and is skipped")
+    elif not handlers:
+        warnings.append("no dovecot_lua_notify_event_* handler: the script is never called")
+    if END_TXN not in defined and handlers:
+        warnings.append(f"{END_TXN} is missing: every transaction logs an error")
+    return ScriptReport(
+        str(script), driver.options.version, defined, missing, tuple(warnings), state.disabled
+    )
+
+
+async def run_script(
+    script: Path,
+    version: str | None,
+    services: DriverServices,
+    events: Sequence[PushEvent],
+    user: str,
+    service: str = "lmtp",
+) -> bool:
+    """Run one transaction with `events` through the script; False if it was skipped."""
+    driver = LuaDriver(driver_config(script, version), services)
+    txn = PushTransaction(
+        id=uuid.uuid4().hex, user=user, mailbox=events[0].mailbox if events else "INBOX",
+        service=service, created=time.time(), events=tuple(events),
+    )
+    try:
+        await driver.start()
+        state = await driver.begin_txn(txn)
+        if state is None:
+            return False
+        for event in txn.events:
+            await driver.process_event(state, event)
+        await driver.end_txn(state, True)
+        return True
+    finally:
+        await driver.close()
+
+
+def make_event(name: str, fields: Mapping[str, str]) -> PushEvent:
+    """An event from `--event message_new --field subject=Hi …` (names as Dovecot spells them)."""
+    event_name = _event_name(name)
+    values = dict(fields)
+    mailbox = values.pop("mailbox", "INBOX")
+    if event_name in MAILBOX_EVENTS:
+        old = values.pop("mailbox_old", None)
+        _refuse_rest(values, event_name)
+        return PushEvent(event_name, mailbox, mailbox_old=old)
+    uid = int(values.pop("uid", "1"))
+    uid_validity = int(values.pop("uid_validity", str(int(time.time()))))
+    flags = tuple(_words(values.pop("flags", "")))
+    keywords = tuple(_words(values.pop("keywords", "")))
+    flags_old = tuple(_words(values.pop("flags_old", "")))
+    keywords_old = tuple(_words(values.pop("keywords_old", "")))
+    message = None
+    if event_name in ("MessageNew", "MessageAppend"):
+        message = MessageData(
+            from_=values.pop("from", ""),
+            to=values.pop("to", ""),
+            from_address=values.pop("from_address", ""),
+            from_display_name=values.pop("from_display_name", ""),
+            to_address=values.pop("to_address", ""),
+            to_display_name=values.pop("to_display_name", ""),
+            subject=values.get("subject"),
+            subject_raw=values.pop("subject", None),
+            date=int(values.pop("date", "0")),
+            tz=int(values.pop("tz", "0")),
+            message_id=values.pop("message_id", None),
+            snippet=values.pop("snippet", ""),
+            size=0,
+            has_calendar=False,
+        )
+    _refuse_rest(values, event_name)
+    return PushEvent(
+        event_name, mailbox, uid=uid, uid_validity=uid_validity, flags=flags,
+        keywords=keywords, flags_old=flags_old, keywords_old=keywords_old, message=message,
+    )
+
+
+def _event_name(name: str) -> EventName:
+    wanted = name.replace("_", "").lower()
+    for known in EVENT_NAMES:
+        if known.lower() == wanted:
+            return known
+    raise MailpushError(
+        f"--event {name}: unknown event (known: "
+        + ", ".join(handler_name(n).removeprefix("dovecot_lua_notify_event_") for n in EVENT_NAMES)
+        + ")"
+    )
+
+
+def _refuse_rest(values: Mapping[str, str], event: str) -> None:
+    if values:
+        raise MailpushError(f"--field {', '.join(sorted(values))}: not a field of {event} events")
+
+
+def _words(text: str) -> list[str]:
+    return [word for word in text.replace(",", " ").split() if word]

@@ -1,0 +1,216 @@
+"""ox: new-mail notifications for OX App Suite, exactly as Dovecot's OX driver sends them.
+
+Per user opt-in: OX App Suite sets the server METADATA entry
+`/private/vendor/vendor.dovecot/http-notify` (IMAP SETMETADATA, or `mailpush
+metadata set`) to a TAB-separated `key=value` list holding `user=<userId>@
+<contextId>`. For each message delivered to that user's INBOX (MessageNew; no
+other mailbox, no other event — spec §3.2) one HTTP PUT goes to `url` with
+Basic auth from its userinfo and, in this key order,
+`{"user","event":"messageNew","folder","imap-uidvalidity","imap-uid","from",
+"subject","snippet","unseen"}`: From and Subject raw (encoded words kept),
+`unseen` the INBOX's count when the push is sent.
+
+Options: `url` (required; %variables expanded), `user_from_metadata` (send the
+metadata's `user` instead of the mailpush user name), `cache_lifetime` (2.3) /
+`cache_ttl` (2.4), default 60s: how long an opt-in value is reused before the
+entry is read again (misses are never cached); `max_retries` (default 1) /
+`http_client_request_max_attempts`; `timeout_msecs` (default 2000) /
+`http_client_request_timeout`; `ssl_client_ca_file`.
+
+Unlike Dovecot, failed requests are not lost: after the attempts they go back
+to the outbox and are retried until `mailpush_push_max_age`. The 2.4
+`cache_ttl` bug (milliseconds read as seconds) is not reproduced.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from ..errors import MailboxNotFoundError
+from ..events import PushEvent, PushTransaction
+from ..store.mailbox_names import INBOX
+from .base import DriverConfig, DriverServices, PushDriver
+from .dovecot_json import JsonField, dovecot_json_object
+from .driver_options import DriverOptions
+from .http_target import HttpTarget, check_http_url
+from .http_tls import driver_ca_file, driver_ssl_context
+from .url_template import UrlTemplate
+
+log = logging.getLogger("mailpush.push.ox")
+
+#: The server METADATA entry OX App Suite writes to opt a user in.
+OPT_IN_ENTRY = "/private/vendor/vendor.dovecot/http-notify"
+
+DEFAULT_CACHE_LIFETIME = 60.0
+DEFAULT_TIMEOUT = 2.0
+DEFAULT_MAX_RETRIES = 1
+
+CONTENT_TYPE = "application/json; charset=utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class OptIn:
+    """A user's parsed opt-in: the OX user (`<userId>@<contextId>`) to notify."""
+
+    ox_user: str
+
+
+class OxDriver(PushDriver):
+    name = "ox"
+
+    def __init__(self, config: DriverConfig, services: DriverServices) -> None:
+        super().__init__(config, services)
+        options = DriverOptions(config)
+        found = options.find("url", "push_notification_ox_url")
+        if found is None or not found[1].strip():
+            raise options.error(
+                "url",
+                "Driver requires the url parameter: push_notification_driver = "
+                "ox:url=https://LOGIN:PASS@HOST:8009/preliminary/http-notify/v1/notify, "
+                "or url = … in a push_notification block",
+            )
+        setting = f"{config.instance} {found[0]}"
+        self.url = UrlTemplate(found[1].strip(), setting, config.where or None)
+        problem = check_http_url(self.url.sample)
+        if problem is not None:
+            raise options.error(found[0], f"{problem} (got {self.url.sample})")
+        self.user_from_metadata = options.flag(
+            "user_from_metadata", "push_notification_ox_user_from_metadata"
+        )
+        # Dovecot insists on a unit here ("missing units"); so does mailpush.
+        self.cache_lifetime = options.duration(
+            "cache_lifetime", "cache_ttl", "push_notification_ox_cache_ttl",
+            default=DEFAULT_CACHE_LIFETIME, bare_unit=None,
+        )
+        self.timeout = (
+            options.duration("timeout_msecs", default=DEFAULT_TIMEOUT, bare_unit="ms")
+            if options.find("timeout_msecs") is not None
+            else options.duration(
+                "http_client_request_timeout", default=DEFAULT_TIMEOUT, bare_unit=None
+            )
+        )
+        self.attempts = options.attempts(default_retries=DEFAULT_MAX_RETRIES)
+        self.tls = driver_ssl_context(config, services)
+        self.ca_file = driver_ca_file(config, services)
+        #: user → (opt-in value, when it was read); only values found are kept.
+        self._opt_ins: dict[str, tuple[str, float]] = {}
+
+    # --- the driver interface ---------------------------------------------------------------
+
+    def accepts(self, txn: PushTransaction) -> bool:
+        """Only deliveries to INBOX can produce a request; nothing else is queued."""
+        return txn.mailbox == INBOX and any(e.name == "MessageNew" for e in txn.events)
+
+    def subscribes(self, event: str) -> bool:
+        return event == "MessageNew"
+
+    async def begin_txn(self, txn: PushTransaction) -> object | None:
+        if txn.mailbox != INBOX:
+            log.debug("%s: Skipped because %s is not a watched mailbox", txn.user, txn.mailbox)
+            return None
+        value = await self._opt_in_value(txn.user)
+        if value is None:
+            log.debug(
+                "%s: Skipped because not active (%s METADATA not set)", txn.user, OPT_IN_ENTRY
+            )
+            return None
+        ox_user = parse_opt_in(value).get("user", "")
+        if not ox_user:
+            log.error(
+                "%s: No user provided in config (%s holds no user=…); not notifying",
+                txn.user, OPT_IN_ENTRY,
+            )
+            return None
+        return _OxTxn(txn, OptIn(ox_user))
+
+    async def process_event(self, state: object, event: PushEvent) -> None:
+        assert isinstance(state, _OxTxn)
+        message = event.message
+        if event.name != "MessageNew" or message is None:
+            return
+        txn = state.txn
+        fields: list[JsonField] = [
+            ("user", state.opt_in.ox_user if self.user_from_metadata else txn.user),
+            ("event", "messageNew"),
+            ("folder", event.mailbox),
+            ("imap-uidvalidity", event.uid_validity or 0),
+            ("imap-uid", event.uid or 0),
+        ]
+        if message.from_:
+            fields.append(("from", message.from_))
+        if message.subject_raw is not None:
+            fields.append(("subject", message.subject_raw))
+        fields.append(("snippet", message.snippet))
+        unseen = await self._unseen(txn.user, event.mailbox)
+        if unseen is not None:
+            fields.append(("unseen", unseen))
+        target = HttpTarget.from_url(
+            self.url.expand(txn.user),
+            ssl_context=self.tls,
+            ca_file=self.ca_file,
+            timeout=self.timeout,
+            attempts=self.attempts,
+        )
+        await target.send(
+            self.services.http(), "PUT", dovecot_json_object(fields),
+            {"Content-Type": CONTENT_TYPE},
+        )
+
+    # --- private --------------------------------------------------------------------------
+
+    async def _opt_in_value(self, user: str) -> str | None:
+        now = time.monotonic()
+        cached = self._opt_ins.get(user)
+        if cached is not None and cached[1] + self.cache_lifetime > now:
+            return cached[0]
+        value = await self.services.store.get_metadata(user, None, OPT_IN_ENTRY)
+        if value is None:
+            self._opt_ins.pop(user, None)
+        else:
+            self._opt_ins[user] = (value, now)
+        return value
+
+    async def _unseen(self, user: str, mailbox: str) -> int | None:
+        try:
+            return (await self.services.store.status(user, mailbox)).unseen
+        except MailboxNotFoundError as exc:
+            log.error("%s: mailbox status of %s failed: %s; unseen omitted", user, mailbox, exc)
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class _OxTxn:
+    txn: PushTransaction
+    opt_in: OptIn
+
+
+def parse_opt_in(value: str) -> dict[str, str]:
+    """The opt-in value: TAB-separated `key=value` pairs, Dovecot-tab-escaped."""
+    pairs: dict[str, str] = {}
+    for item in value.split("\t"):
+        key, eq, text = _tab_unescape(item).partition("=")
+        if eq:
+            pairs[key] = text
+    return pairs
+
+
+_TAB_ESCAPES = {"1": "\x01", "0": "\x00", "t": "\t", "r": "\r", "n": "\n"}
+
+
+def _tab_unescape(text: str) -> str:
+    """Dovecot's str_tabunescape: \\x01 followed by 1, 0, t, r or n."""
+    if "\x01" not in text:
+        return text
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == "\x01" and i + 1 < len(text):
+            out.append(_TAB_ESCAPES.get(text[i + 1], text[i + 1]))
+            i += 2
+            continue
+        out.append(char)
+        i += 1
+    return "".join(out)
