@@ -54,9 +54,8 @@ DOVECOT_LUA_PLUGIN = Path("/usr/lib/dovecot/modules/lib22_push_notification_lua_
 # Where Debian's lua-socket puts socket.url for Dovecot's Lua 5.4.
 LUA_SOCKET_URL = ("/usr/share/lua/5.4/socket/url.lua", "/usr/local/share/lua/5.4/socket/url.lua")
 
-USERS = [(f"user{i}", PASSWORD) for i in range(8)] + [
-    ("alice", PASSWORD), ("fetch", PASSWORD), ("store", PASSWORD)
-]
+# Warm-up recipients, the IMAP rows' users; LMTP rows add fresh ones per round (_recipients).
+BASE_USERS = [f"user{i}" for i in range(8)] + ["alice", "fetch", "store"]
 
 ROWS = [
     Row("lmtp_1", "LMTP, 1 connection, no push", "deliveries/s", 0.5),
@@ -76,6 +75,7 @@ ROW_KEYS = [row.key for row in ROWS]
 LUA_ROWS = {"lua_record_1", "lua_record_8", "http_fast_1", "http_fast_8", "http_slow_1",
             "http_slow_8", "imap_store"}
 HTTP_ROWS = {"http_fast_1", "http_fast_8", "http_slow_1", "http_slow_8"}
+LMTP_ROWS = ["lmtp_1", "lmtp_8", "lua_record_1", "lua_record_8", *sorted(HTTP_ROWS)]
 
 # Counts per preset; an option given on the command line wins.
 DEFAULTS = {
@@ -105,6 +105,7 @@ class Side:
 class Run:
     args: argparse.Namespace
     selected: set[str]
+    users: list[tuple[str, str]]
     results: dict[str, RowResult] = field(default_factory=dict)
     #: Per LMTP-with-push row and server: seconds from the last 250 until every push ran.
     lags: dict[str, dict[str, list[float]]] = field(default_factory=dict)
@@ -130,7 +131,9 @@ async def main_async(args: argparse.Namespace) -> int:
         print("compare: Dovecot is not installed; bench/README.md says how to install it "
               "(apt-get install dovecot-core dovecot-imapd dovecot-lmtpd)", file=sys.stderr)
         return 2
-    run = Run(args, set(args.only))
+    users = BASE_USERS + [name for key in LMTP_ROWS for round_number in range(args.rounds)
+                          for name in _recipients(key, round_number)]
+    run = Run(args, set(args.only), [(name, PASSWORD) for name in users])
     for key, reason in _unavailable().items():
         if key in run.selected:
             run.skip([key], reason)
@@ -148,7 +151,7 @@ async def main_async(args: argparse.Namespace) -> int:
             f"{key} dovecot {statistics.median(lags['dovecot']):.2f} "
             f"mailpush {statistics.median(lags['mailpush']):.2f}"
             for key, lags in run.lags.items() if lags))
-    if args.chart is not None:
+    if args.chart is not None and any(result.skipped is None for result in results):
         title = (f"mailpush vs Dovecot {(dovecot_version() or '?').split()[0]}: "
                  f"{args.rounds} rounds, {os.cpu_count()} cores, "
                  f"{datetime.date.today().isoformat()}")
@@ -167,32 +170,34 @@ async def _plain_phase(run: Run, profile: _Profiler) -> None:
         return
     args = run.args
     print("phase: no push driver", file=sys.stderr)
-    async with _servers(DovecotInstance(users=USERS), MailpushInstance(USERS)) as sides:
+    servers = DovecotInstance(users=run.users), MailpushInstance(run.users)
+    async with _servers(*servers) as sides:
         for side in sides:
             await run_load(side.lmtp_port, 8, WARM_UP_DELIVERIES)
             await fill_mailbox(side.lmtp_port, "alice", 1, connections=1)
         with profile.attached("plain", sides):
-            for connections in (1, 8):
-                key = f"lmtp_{connections}"
+            for key in ("lmtp_1", "lmtp_8"):
                 if key in keys:
                     run.record(key, await _alternate(args.rounds, sides, _lmtp(
-                        connections, args.messages)))
+                        key, args.messages)))
             if "imap_append" in keys:
+                # A new mailbox each round: Dovecot's APPEND slows down as a Maildir grows.
                 run.record("imap_append", await _alternate(args.rounds, sides, _blocking(
-                    lambda side: append_rate(side.imap_port, "alice", "Bench", args.appends))))
+                    lambda side, round_number: append_rate(
+                        side.imap_port, "alice", f"Bench{round_number}", args.appends))))
             if "imap_fetch" in keys:
                 print(f"  filling a {args.fetch_messages}-message INBOX on both",
                       file=sys.stderr)
                 await asyncio.gather(*(fill_mailbox(side.lmtp_port, "fetch",
                                                     args.fetch_messages) for side in sides))
-                measure = _blocking(
-                    lambda side: fetch_rate(side.imap_port, "fetch", args.fetch_messages))
+                measure = _blocking(lambda side, _: fetch_rate(
+                    side.imap_port, "fetch", args.fetch_messages))
                 for side in sides:  # the first FETCH fills Dovecot's cache: not timed
-                    await measure(side)
+                    await measure(side, -1)
                 run.record("imap_fetch", await _alternate(args.rounds, sides, measure))
             if "imap_idle" in keys:
                 run.record("imap_idle", await _alternate(args.rounds, sides, _blocking(
-                    lambda side: idle_latency_ms(side.lmtp_port, side.imap_port, "alice",
+                    lambda side, _: idle_latency_ms(side.lmtp_port, side.imap_port, "alice",
                                                  args.idle_deliveries))))
 
 
@@ -202,8 +207,8 @@ async def _recording_phase(run: Run, profile: _Profiler) -> None:
         return
     args = run.args
     print("phase: Lua recording script", file=sys.stderr)
-    dovecot = DovecotInstance(users=USERS, lua_script=RECORD_SCRIPT)
-    mailpush = MailpushInstance(USERS, lua_script=RECORD_SCRIPT)
+    dovecot = DovecotInstance(users=run.users, lua_script=RECORD_SCRIPT)
+    mailpush = MailpushInstance(run.users, lua_script=RECORD_SCRIPT)
     records: dict[str, RecordFile] = {}
     for name, server in (("dovecot", dovecot), ("mailpush", mailpush)):
         path = server.output_file("record.txt")
@@ -218,11 +223,10 @@ async def _recording_phase(run: Run, profile: _Profiler) -> None:
             side.pushes_done = done(side.name, "MessageNew")
             await _warm_up(side)
         with profile.attached("lua-record", sides):
-            for connections in (1, 8):
-                key = f"lua_record_{connections}"
+            for key in ("lua_record_1", "lua_record_8"):
                 if key in keys:
                     run.record(key, await _alternate(args.rounds, sides, _lmtp(
-                        connections, args.messages, run.lags.setdefault(key, {}))))
+                        key, args.messages, run.lags.setdefault(key, {}))))
             if "imap_store" in keys:
                 n = args.store_messages
                 for side in sides:
@@ -230,7 +234,7 @@ async def _recording_phase(run: Run, profile: _Profiler) -> None:
                     await fill_mailbox(side.lmtp_port, "store", n)
                     await _settle(side, before + n)
 
-                async def store(side: Side) -> float:
+                async def store(side: Side, round_number: int) -> float:
                     reads, clears = done(side.name, "MessageRead"), done(side.name, "FlagsClear")
                     expected_reads = await asyncio.to_thread(reads) + n
                     rate = await asyncio.to_thread(store_seen_rate, side.imap_port, "store", n)
@@ -256,9 +260,9 @@ async def _http_phase(
         dovecot_script = Path(scratch) / "seed_http_post_2_3.lua"
         dovecot_script.write_text(_dovecot_2_3_variant(SEED_HTTP_SCRIPT.read_text()))
         names = {"dovecot": f"dovecot-{delay_ms}", "mailpush": f"mailpush-{delay_ms}"}
-        dovecot = DovecotInstance(users=USERS, lua_script=dovecot_script, plugin_settings={
+        dovecot = DovecotInstance(users=run.users, lua_script=dovecot_script, plugin_settings={
             "push_lua_url": sink.url(delay_ms, names["dovecot"])})
-        mailpush = MailpushInstance(USERS, lua_script=SEED_HTTP_SCRIPT, plugin_settings={
+        mailpush = MailpushInstance(run.users, lua_script=SEED_HTTP_SCRIPT, plugin_settings={
             "push_lua_url": sink.url(delay_ms, names["mailpush"])})
         async with _servers(dovecot, mailpush) as sides:
             for side in sides:
@@ -266,16 +270,16 @@ async def _http_phase(
                 await _warm_up(side)
             with profile.attached(f"lua-http-{delay_ms}ms", sides):
                 for key in keys:
-                    connections = int(key.rsplit("_", 1)[1])
                     messages = args.messages if delay_ms == 0 else (
-                        args.slow_messages * connections)
+                        args.slow_messages * _connections(key))
                     run.record(key, await _alternate(args.rounds, sides, _lmtp(
-                        connections, messages, run.lags.setdefault(key, {}))))
+                        key, messages, run.lags.setdefault(key, {}))))
 
 
 # --- the pieces phases share ---------------------------------------------------------------
 
-Measure = Callable[[Side], Awaitable[float]]
+#: One measurement of one server in one round (numbered from 0).
+Measure = Callable[[Side, int], Awaitable[float]]
 
 
 async def _alternate(rounds: int, sides: list[Side], measure: Measure) -> dict[str, list[float]]:
@@ -284,17 +288,36 @@ async def _alternate(rounds: int, sides: list[Side], measure: Measure) -> dict[s
     for round_number in range(rounds):
         order = sides if round_number % 2 == 0 else sides[::-1]
         for side in order:
-            values[side.name].append(await measure(side))
+            values[side.name].append(await measure(side, round_number))
     return values
 
 
-def _lmtp(connections: int, messages: int, lags: dict[str, list[float]] | None = None
-          ) -> Measure:
-    """Deliveries/s; then, untimed, wait until the server has run every push for them."""
-    async def measure(side: Side) -> float:
+def _connections(key: str) -> int:
+    return int(key.rsplit("_", 1)[1])
+
+
+def _recipients(key: str, round_number: int) -> list[str]:
+    """Fresh users for one LMTP measurement, one per connection.
+
+    Dovecot delivers ever more slowly into a growing Maildir (on this machine
+    about 400/s into an empty INBOX, 210/s at 3,000 messages; mailpush stays
+    flat), so reusing mailboxes would make the ratio depend on --rounds.
+    """
+    prefix = key.replace("_", "")
+    return [f"{prefix}r{round_number}c{i}" for i in range(_connections(key))]
+
+
+def _lmtp(key: str, messages: int, lags: dict[str, list[float]] | None = None) -> Measure:
+    """Deliveries/s to fresh users; untimed, their mailboxes' creation and all pushes."""
+    async def measure(side: Side, round_number: int) -> float:
+        recipients = _recipients(key, round_number)
         before = _pushes(side)
-        rate = await lmtp_rate(side.lmtp_port, connections, messages)
-        delivered = messages // connections * connections
+        await asyncio.gather(*(fill_mailbox(side.lmtp_port, recipient, 1, connections=1)
+                               for recipient in recipients))
+        await _settle(side, before + len(recipients))
+        before = _pushes(side)
+        rate = await lmtp_rate(side.lmtp_port, recipients, messages)
+        delivered = messages // len(recipients) * len(recipients)
         lag = await _settle(side, before + delivered)
         if lags is not None:
             lags.setdefault(side.name, []).append(lag)
@@ -303,9 +326,9 @@ def _lmtp(connections: int, messages: int, lags: dict[str, list[float]] | None =
     return measure
 
 
-def _blocking(function: Callable[[Side], float]) -> Measure:
-    async def measure(side: Side) -> float:
-        return await asyncio.to_thread(function, side)
+def _blocking(function: Callable[[Side, int], float]) -> Measure:
+    async def measure(side: Side, round_number: int) -> float:
+        return await asyncio.to_thread(function, side, round_number)
 
     return measure
 

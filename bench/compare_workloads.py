@@ -5,8 +5,9 @@ very same code measures Dovecot and mailpush. Each returns one number for one
 round: a rate (higher is better) or a latency in milliseconds. Preparing state
 and waiting for a server's pushes to finish happen outside the timed part.
 
-LMTP load is `bench/lmtp_deliver.py`'s (pipelined MAIL/RCPT/DATA, TCP_NODELAY,
-one recipient per transaction); IMAP uses `bench/imap.py`'s blocking client.
+LMTP load is `bench/lmtp_deliver.py`'s `connection()` (pipelined MAIL/RCPT/DATA,
+TCP_NODELAY, one recipient per transaction); IMAP uses `bench/imap.py`'s
+blocking client.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import asyncio
 import smtplib
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from imap import Client
-from lmtp_deliver import MESSAGE, connection, run_load
+from lmtp_deliver import MESSAGE, connection
 
 __all__ = [
     "PASSWORD",
@@ -39,10 +40,14 @@ __all__ = [
 PASSWORD = "pw"
 
 
-async def lmtp_rate(lmtp_port: int, connections: int, messages: int) -> float:
-    """Deliveries/s over `connections` connections (recipients user0…user7)."""
-    rate, _ = await run_load(lmtp_port, connections, messages)
-    return rate
+async def lmtp_rate(lmtp_port: int, recipients: Sequence[str], messages: int) -> float:
+    """Deliveries/s over one connection per recipient, `messages` shared out evenly."""
+    per_connection = messages // len(recipients)
+    start = time.perf_counter()
+    await asyncio.gather(
+        *(connection(lmtp_port, recipient, per_connection, []) for recipient in recipients)
+    )
+    return per_connection * len(recipients) / (time.perf_counter() - start)
 
 
 async def fill_mailbox(lmtp_port: int, user: str, messages: int, connections: int = 8) -> None:

@@ -109,7 +109,11 @@ class MailpushInstance:
         users.write_text("".join(f"{name}:{{PLAIN}}{password}::::::\n"
                                  for name, password in self._users))
         plugin = dict(self.plugin_settings)
+        plugins_line = ""
         if self._lua_script is not None:
+            # The very lines a Dovecot admin writes (DovecotInstance writes the same).
+            plugins_line = ("mail_plugins = $mail_plugins notify push_notification mail_lua "
+                            "push_notification_lua\n")
             plugin.setdefault("push_notification_driver", f"lua:file={self._lua_script}")
         plugin_block = ""
         if plugin:
@@ -143,6 +147,7 @@ class MailpushInstance:
                 }}
                 """
             )
+            + plugins_line
             + plugin_block
         )
         return config

@@ -88,9 +88,16 @@ class UserDirectory:
         return record.userdb_fields.get("home") or record.home or None
 
     def user_settings(self, user: str) -> dict[str, str]:
-        """Per-user `userdb_KEY=VALUE` fields: they override global `plugin {}` settings."""
+        """Per-user userdb fields: the passwd-file's uid, gid and home (userdb fields in
+        Dovecot too, read by Lua's `mail_user`), then `userdb_KEY=VALUE` fields, which win.
+        They override the global `plugin {}` settings."""
         record = self._passwd.lookup(user)
-        return {} if record is None else dict(record.userdb_fields)
+        if record is None:
+            return {}
+        columns = (("uid", record.uid), ("gid", record.gid), ("home", record.home))
+        fields = {key: str(value) for key, value in columns if value}
+        fields.update(record.userdb_fields)
+        return fields
 
 
 @dataclass

@@ -295,6 +295,18 @@ async def test_delivery_creates_inbox_and_files_into_every_target(store: SqliteS
         await store.deliver("bob", MESSAGE, [DeliveryTarget("Nope")])
 
 
+async def test_default_mailboxes_report_only_inbox_as_created(store: SqliteStore) -> None:
+    # Dovecot 2.3 reports an INBOX made on first use, not `auto = create` folders.
+    seen: list[Change] = []
+    store.hub.subscribe(seen.append)
+    created = await store.ensure_mailboxes(
+        "alice", [("INBOX", None), ("Sent", "\\Sent"), ("Trash", "\\Trash")]
+    )
+    assert [c.mailbox for c in created] == ["INBOX", "Sent", "Trash"]
+    assert [(type(c).__name__, c.mailbox) for c in seen] == [("MailboxCreated", "INBOX")]
+    assert [box.name for box in await store.list_mailboxes("alice")] == ["INBOX", "Sent", "Trash"]
+
+
 async def test_a_failing_operation_changes_nothing(store: SqliteStore) -> None:
     await store.create_mailbox("alice", "INBOX")
     with pytest.raises(MailboxNotFoundError):

@@ -145,12 +145,34 @@ class MailpushLMTP(LMTP):
 
     line_length_limit = MAX_LINE_LENGTH
 
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """`<local@domain> params` without the email header parser when the address is plain.
+
+        aiosmtpd parses every MAIL and RCPT argument with the stdlib's RFC 5322
+        header parser, a sixth of the CPU time of a delivery (measured with
+        py-spy by bench/compare.py). A plain dot-atom address in angle brackets
+        gives the same result from one regular expression; anything else (`<>`,
+        quoted local parts, source routes) still takes aiosmtpd's way.
+        """
+        match = _PLAIN_ANGLE_ADDRESS.match(arg)
+        if match is None:
+            return super()._getaddr(arg)
+        address, rest = match.group(1), match.group(2).lstrip()
+        local_part = address.rpartition("@")[0]
+        if self.local_part_limit and len(local_part) > self.local_part_limit:
+            return None, None
+        return address, rest
+
     async def push(self, status: Any) -> None:
         if isinstance(status, str):
             status = "\r\n".join(_with_enhanced_code(line) for line in status.split("\r\n"))
         await super().push(status)
 
 
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_ANGLE_ADDRESS = re.compile(
+    rf"[ \t]*<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(.*)\Z", re.DOTALL
+)
 _ENHANCED = re.compile(r"^\d{3}[ -]\d\.\d{1,3}\.\d{1,3}( |$)")
 _DEFAULT_ENHANCED = {
     "221": "2.0.0", "250": "2.0.0", "252": "2.0.0", "421": "4.3.0", "451": "4.3.0",

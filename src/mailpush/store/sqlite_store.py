@@ -161,13 +161,18 @@ class SqliteStore:
     async def ensure_mailboxes(
         self, user: str, names: Sequence[tuple[str, str | None]]
     ) -> list[MailboxCreated]:
-        """Create whichever of `(name, special_use)` are missing, in one transaction."""
+        """Create whichever of `(name, special_use)` are missing, in one transaction.
+
+        Only INBOX's creation is a push event: Dovecot reports an INBOX it
+        creates on first use (MailboxCreate), but not the folders it creates
+        from `mailbox NAME { auto = create }` (seen with 2.3.19).
+        """
         wanted = [(normalize_mailbox_name(n), use) for n, use in names]
 
         def op(ctx: WriteContext) -> list[MailboxCreated]:
             user_id = _user_id(ctx.conn, user)
             return [
-                _create_mailbox(ctx, user, user_id, name, use)
+                _create_mailbox(ctx, user, user_id, name, use, record=name == INBOX)
                 for name, use in wanted
                 if _mailbox_row(ctx.conn, user_id, name) is None
             ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -146,6 +147,20 @@ async def test_script_init_failing_disables_the_driver_and_names_the_line(
     assert "stack traceback" in failure
 
 
+async def test_top_level_code_failing_disables_the_driver_and_says_why(
+    make_driver: DriverFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    driver = await make_driver("""
+        local json = require "cjson"
+        function dovecot_lua_notify_begin_txn(user) return {} end
+        function dovecot_lua_notify_event_message_new(ctx, e) end
+    """)
+    assert not await run(driver, transaction("alice", message_new()))
+    failure = next(m for m in caplog.messages if "failed" in m)
+    assert failure.startswith(f"lua: alice: the top-level code of {driver.script.path} failed: ")
+    assert f"{driver.script.path}:2: module 'cjson' not found" in failure
+
+
 async def test_script_init_receives_lua_settings_of_a_2_4_block_expanded_per_user(
     make_driver: DriverFactory,
 ) -> None:
@@ -187,6 +202,22 @@ async def test_script_deinit_runs_when_a_state_is_evicted_and_at_close(
     await driver.close()
     deinits = [r.getMessage() for r in caplog.records if r.getMessage().endswith("deinit")]
     assert deinits == ["lua: alice: deinit", "lua: bob: deinit"]
+
+
+async def test_a_state_unused_for_the_idle_timeout_is_closed(
+    make_driver: DriverFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mailpush.push.lua")
+    driver = await make_driver(
+        RECORDER.replace('record("script_deinit")', 'dovecot.i_info("deinit")'),
+        options={"lua_state_idle_timeout": "200ms"},
+    )
+    await run(driver, transaction("alice", message_new()))
+    await asyncio.sleep(0.3)
+    await run(driver, transaction("bob", message_new()))
+    await asyncio.sleep(0.05)
+    assert "lua: alice: deinit" in caplog.messages
+    assert "lua: bob: deinit" not in caplog.messages
 
 
 async def test_an_error_in_begin_txn_skips_the_transaction(

@@ -113,6 +113,22 @@ async def test_restrict_global_variables_refuses_undeclared_globals(
     assert result[b"later"] == 2
 
 
+async def test_a_script_restricting_globals_at_top_level_still_runs_and_closes(
+    make_driver: DriverFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mailpush.push.lua")
+    driver = await make_driver("""
+        dovecot.restrict_global_variables(true)
+        function dovecot_lua_notify_begin_txn(user) return {} end
+        function dovecot_lua_notify_event_message_new(ctx, e) dovecot.i_info("new " .. e.uid) end
+        function dovecot_lua_notify_end_txn(ctx) end
+    """)
+    assert await run(driver, transaction("alice", message_new()))
+    await driver.close()
+    assert "lua: alice: new 1" in caplog.messages
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 async def test_storage_constants_have_dovecots_values(make_driver: DriverFactory) -> None:
     result = await run_handler(make_driver, """
         local s = dovecot.storage

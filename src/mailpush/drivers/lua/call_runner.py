@@ -30,6 +30,12 @@ class CallLimits:
     max_instructions: int
     #: Seconds; 0 = unlimited.
     timeout: float
+    #: How error messages show `timeout`.
+    timeout_text: bytes = b""
+
+    @classmethod
+    def of(cls, max_instructions: int, timeout: float) -> CallLimits:
+        return cls(max_instructions, timeout, f"{timeout:g}s".encode())
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +68,12 @@ async def run_call(
     limits: CallLimits,
 ) -> CallOutcome:
     """Call `function` (a Lua function, or a global's name as bytes) with `args`."""
-    timeout_text = f"{limits.timeout:g}s".encode()
     deadline = time.monotonic() + limits.timeout if limits.timeout else 0.0
     try:
         started = _tuple(
-            runtime.calls.start(function, limits.max_instructions, deadline, timeout_text, *args)
+            runtime.calls.start(
+                function, limits.max_instructions, deadline, limits.timeout_text, *args
+            )
         )
         call, answer = started[0], started[1:]
         while answer[0] == b"io":
@@ -99,9 +106,14 @@ async def _perform(
         return b"abort", reason.encode()
 
 
+_NOTHING = CallOutcome()
+
+
 def _outcome(answer: tuple[Any, ...]) -> CallOutcome:
     kind = answer[0]
     if kind == b"done":
+        if len(answer) == 1 or (len(answer) == 2 and answer[1] is None):
+            return _NOTHING
         return CallOutcome(values=answer[1:])
     if kind == b"signal":
         return CallOutcome(signal=(text(answer[1]), text(answer[2] if len(answer) > 2 else b"")))

@@ -51,6 +51,10 @@ log = logging.getLogger("mailpush.push.lua")
 
 _HANDLERS = {name: handler_name(name) for name in EVENT_NAMES}
 _HANDLER_KEYS = {name: function.encode() for name, function in _HANDLERS.items()}
+_BEGIN_KEY = BEGIN_TXN.encode()
+_END_KEY = END_TXN.encode()
+_END_TRUE = f"{END_TXN}(ctx, true)"
+_END_FALSE = f"{END_TXN}(ctx, false)"
 
 
 @dataclass
@@ -58,7 +62,6 @@ class LuaTransaction:
     """What one transaction carries from begin_txn to end_txn."""
 
     state: ScriptState
-    txn: PushTransaction
     #: Whatever `dovecot_lua_notify_begin_txn` returned (a Lua value).
     context: Any
     user: Any
@@ -75,7 +78,9 @@ class LuaDriver(PushDriver):
         self.options: LuaOptions = lua_options(config, services.plugin_settings())
         self.script = load_script(self.options, config.where or None)
         self._tls: ssl.SSLContext = driver_ssl_context(config, services)
-        self._states = StateCache(self.options.max_states, self._open_state)
+        self._states = StateCache(
+            self.options.max_states, self._open_state, self.options.state_idle_timeout
+        )
 
     async def start(self) -> None:
         log.info(
@@ -101,7 +106,7 @@ class LuaDriver(PushDriver):
         user = state.new_user(txn)
         state.in_use += 1
         try:
-            outcome = await state.call(BEGIN_TXN.encode(), (user,), f"{BEGIN_TXN}({txn.user})")
+            outcome = await state.call(_BEGIN_KEY, (user,), f"{BEGIN_TXN}({txn.user})")
         except BaseException:
             self._release(state)
             raise
@@ -110,20 +115,24 @@ class LuaDriver(PushDriver):
             if outcome.signal is not None:
                 raise _signal_error(outcome.signal, f"{BEGIN_TXN}()")
             return None
-        return LuaTransaction(state, txn, outcome.value, user, handlers)
+        return LuaTransaction(state, outcome.value, user, handlers)
 
     async def process_event(self, state: object, event: PushEvent) -> None:
         assert isinstance(state, LuaTransaction)
         if event.name not in state.handlers.events:
             return
         script = state.state
-        what = describe_event_call(_HANDLERS[event.name], event.name, event.mailbox, event.uid)
+
+        def what() -> str:
+            return describe_event_call(_HANDLERS[event.name], event.name, event.mailbox,
+                                       event.uid)
+
         runtime = script.runtime
         try:
             table = event_table(runtime.lua, runtime.events, state.user, event)
         except runtime.error as exc:
             script.exhausted = isinstance(exc, runtime.memory_error)
-            log.error("%s%s failed: building the event table: %s", script.prefix, what, exc)
+            log.error("%s%s failed: building the event table: %s", script.prefix, what(), exc)
             return
         outcome = await script.call(_HANDLER_KEYS[event.name], (state.context, table), what)
         if outcome.signal is not None and state.signal is None:
@@ -134,8 +143,8 @@ class LuaDriver(PushDriver):
         script = state.state
         try:
             if state.handlers.end_txn or script.handlers().end_txn:
-                what = f"{END_TXN}(ctx, {'true' if success else 'false'})"
-                outcome = await script.call(END_TXN.encode(), (state.context, success), what)
+                what = _END_TRUE if success else _END_FALSE
+                outcome = await script.call(_END_KEY, (state.context, success), what)
                 if outcome.signal is not None and state.signal is None:
                     state.signal = outcome.signal
             else:

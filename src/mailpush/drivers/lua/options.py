@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_MAX_INSTRUCTIONS",
     "DEFAULT_MAX_MEMORY",
     "DEFAULT_MAX_STATES",
+    "DEFAULT_STATE_IDLE_TIMEOUT",
     "DEFAULT_VERSION",
     "LUA_VERSIONS",
     "LuaOptions",
@@ -58,10 +59,12 @@ DEFAULT_MAX_MEMORY = 64 * 1024 * 1024
 DEFAULT_CALL_TIMEOUT = 20.0
 #: Lua states kept (one per user); the least recently used is closed first.
 DEFAULT_MAX_STATES = 1000
+#: A user's state unused this long is closed (script_deinit runs).
+DEFAULT_STATE_IDLE_TIMEOUT = 600.0
 
 _KNOWN = (
     "file", "lua_file", "lua_version", "lua_path", "lua_max_instructions", "lua_max_memory",
-    "lua_call_timeout", "lua_max_states", "ssl_client_ca_file",
+    "lua_call_timeout", "lua_max_states", "lua_state_idle_timeout", "ssl_client_ca_file",
 )
 
 
@@ -81,6 +84,8 @@ class LuaOptions:
     max_memory: int = DEFAULT_MAX_MEMORY
     call_timeout: float = DEFAULT_CALL_TIMEOUT
     max_states: int = DEFAULT_MAX_STATES
+    #: Seconds.
+    state_idle_timeout: float = DEFAULT_STATE_IDLE_TIMEOUT
     #: 2.4 `lua_settings { }`, handed to `script_init(settings)` after %-expansion.
     init_settings: Mapping[str, str] = field(default_factory=dict)
     syntax: Literal["2.3", "2.4"] = "2.3"
@@ -122,6 +127,9 @@ def lua_options(config: DriverConfig, plugin: Mapping[str, str]) -> LuaOptions:
         call_timeout=options.duration("lua_call_timeout", default=DEFAULT_CALL_TIMEOUT),
         max_states=options.count(
             "lua_max_states", default=DEFAULT_MAX_STATES, minimum=1, maximum=10**7
+        ),
+        state_idle_timeout=options.duration(
+            "lua_state_idle_timeout", default=DEFAULT_STATE_IDLE_TIMEOUT
         ),
         init_settings=dict(config.subsections.get("lua_settings", {})),
         syntax=config.syntax,

@@ -94,7 +94,7 @@ def new_runtime(
     if limits and module_name.startswith("luajit"):
         lua.execute(b"jit.off()")
     host_table = lua.table_from(dict(host))
-    load = _loader(globals_)
+    load = _loader(globals_, module_name)
     calls = load("calls")(host_table)
     events = load("events")()
     bits = load("bits")(events)
@@ -162,13 +162,29 @@ def _library_source(name: str) -> bytes:
     return resources.files(__package__).joinpath(f"lib/{name}.lua").read_bytes()
 
 
-def _loader(globals_: Any) -> Callable[[str], Any]:
+@cache
+def _library_bytecode(module_name: str, name: str) -> bytes:
+    """The library file compiled once per Lua version: a state then loads it ~10x faster."""
+    lua = lua_module(module_name).LuaRuntime(encoding=None)
+    globals_ = lua.globals()
+    compile_chunk = globals_[b"loadstring"] or globals_[b"load"]
+    chunk, message = _pair(compile_chunk(_library_source(name), _chunk_name(name)))
+    if chunk is None:
+        raise RuntimeError(f"mailpush's Lua library {name}.lua: {_text(message)}")
+    dumped: bytes = globals_[b"string"][b"dump"](chunk)
+    return dumped
+
+
+def _chunk_name(name: str) -> bytes:
+    return f"=mailpush/{name}.lua".encode()
+
+
+def _loader(globals_: Any, module_name: str) -> Callable[[str], Any]:
     compile_chunk = globals_[b"loadstring"] or globals_[b"load"]
 
     def load(name: str) -> Any:
-        chunk, message = _pair(
-            compile_chunk(_library_source(name), f"=mailpush/{name}.lua".encode())
-        )
+        bytecode = _library_bytecode(module_name, name)
+        chunk, message = _pair(compile_chunk(bytecode, _chunk_name(name)))
         if chunk is None:
             raise RuntimeError(f"mailpush's Lua library {name}.lua: {_text(message)}")
         return chunk

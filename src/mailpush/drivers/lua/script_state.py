@@ -13,8 +13,9 @@ import asyncio
 import logging
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from ...events import EVENT_NAMES, PushTransaction
@@ -90,7 +91,7 @@ class ScriptState:
             limits=bool(options.max_instructions or options.call_timeout),
         )
         self.io = HostIO(user, self.api, services, tls, self.runtime.lua)
-        self.limits = CallLimits(options.max_instructions, options.call_timeout)
+        self.limits = CallLimits.of(options.max_instructions, options.call_timeout)
         #: Why the driver does nothing for this user (script_init failed), or None.
         self.disabled: str | None = None
         #: The state ran out of memory: drop it once the transaction is over.
@@ -118,23 +119,38 @@ class ScriptState:
 
     # --- calls ---------------------------------------------------------------------------
 
-    def handlers(self) -> Handlers:
-        mask = int(self.runtime.calls.defined(self._names))
-        events = frozenset(name for i, name in enumerate(EVENT_NAMES) if mask & (1 << i))
-        return Handlers(events, bool(mask & _BEGIN_BIT), bool(mask & _END_BIT))
+    def defines(self, name: str) -> bool:
+        """Whether the script defines the global function `name` (now)."""
+        return bool(self.runtime.calls.is_function(name.encode()))
 
-    async def call(self, function: object, args: tuple[object, ...], what: str) -> CallOutcome:
-        """Run one call; failures are logged here (script, line, traceback) and returned."""
+    def handlers(self) -> Handlers:
+        return _handlers(int(self.runtime.calls.defined(self._names)))
+
+    async def call(
+        self, function: object, args: tuple[object, ...], what: str | Callable[[], str]
+    ) -> CallOutcome:
+        """Run one call; failures are logged here (script, line, traceback) and returned.
+
+        `what` names the call in log lines (a callable when naming it costs).
+        """
+        debug = log.isEnabledFor(logging.DEBUG)
+        if debug:
+            log.debug("%sCalling %s", self.prefix, what if isinstance(what, str) else what())
         async with self._lock:
             outcome = await run_call(self.runtime, self.io.perform, function, args, self.limits)
+        if outcome.ok:
+            if debug:
+                log.debug("%sCalled %s", self.prefix, what if isinstance(what, str) else what())
+            return outcome
         if outcome.out_of_memory:
             self.exhausted = True
+        name = what if isinstance(what, str) else what()
         if outcome.error is not None:
-            log.error("%s%s failed: %s", self.prefix, what,
+            log.error("%s%s failed: %s", self.prefix, name,
                       full_paths(outcome.error, self.script.path))
         elif outcome.signal is not None:
             kind, reason = outcome.signal
-            log.warning("%s%s asked for %s: %s", self.prefix, what, kind.replace("_", " "),
+            log.warning("%s%s asked for %s: %s", self.prefix, name, kind.replace("_", " "),
                         reason)
         return outcome
 
@@ -144,7 +160,7 @@ class ScriptState:
         home = variables.home.encode() if variables.home else None
         return self.runtime.storage.new_user(
             lua_bytes(self.user), home, int(variables.uid), int(variables.gid),
-            txn.service.encode(), txn.id.encode(), txn.created,
+            txn.service.encode(), txn.id.encode(), int(txn.created),
         )
 
     async def close(self) -> None:
@@ -152,9 +168,8 @@ class ScriptState:
         if not self._loaded:
             return
         self._loaded = False
-        if self.runtime.globals[b"script_deinit"] is None:
+        if not self.defines("script_deinit"):
             return
-        log.debug("%sCalling script_deinit", self.prefix)
         await self.call(b"script_deinit", (), "script_deinit()")
 
     # --- loading -------------------------------------------------------------------------
@@ -167,14 +182,13 @@ class ScriptState:
         if chunk is None:
             self._disable(str(compile_error(self.script.path, message)))
             return
-        outcome = await self.call(chunk, (), f"loading {self.script.path}")
+        outcome = await self.call(chunk, (), f"the top-level code of {self.script.path}")
         if not outcome.ok:
             self._disable(f"{self.script.path} failed while loading")
             return
         self._loaded = True
-        if globals_[b"script_init"] is None:
+        if not self.defines("script_init"):
             return
-        log.debug("%sCalling script_init", self.prefix)
         outcome = await self.call(b"script_init", (self._init_settings(),), "script_init()")
         if not outcome.ok:
             self._disable("script_init() failed")
@@ -193,6 +207,12 @@ class ScriptState:
     def _disable(self, reason: str) -> None:
         self.disabled = reason
         log.error("%sthe lua driver is disabled for this user: %s", self.prefix, reason)
+
+
+@cache
+def _handlers(mask: int) -> Handlers:
+    events = frozenset(name for i, name in enumerate(EVENT_NAMES) if mask & (1 << i))
+    return Handlers(events, bool(mask & _BEGIN_BIT), bool(mask & _END_BIT))
 
 
 def _numeric(value: str | None, default: int) -> str:

@@ -134,9 +134,7 @@ async def check_script(
     driver = LuaDriver(driver_config(script, version), services)
     try:
         state = await driver.state_for(user)
-        defined = tuple(
-            name for name in _FUNCTIONS if state.runtime.globals[name.encode()] is not None
-        )
+        defined = tuple(name for name in _FUNCTIONS if state.defines(name))
     finally:
         await driver.close()
     missing = tuple(name for name in _FUNCTIONS if name not in defined)

@@ -56,7 +56,8 @@ end
 local function kill(call, reason)
   call.killed = true
   call.reason = reason
-  for co in pairs(call.threads) do
+  sethook(call.co, kill_hook, "", 1)
+  for co in pairs(call.threads or {}) do
     if co_status(co) ~= "dead" then sethook(co, kill_hook, "", 1) end
   end
 end
@@ -89,8 +90,14 @@ end
 -- A coroutine of the script joins the running call: same budget, same fate.
 local function adopt(co)
   local call = current
-  if call ~= nil and type(co) == "thread" and not call.threads[co] then
-    call.threads[co] = true
+  if call == nil or type(co) ~= "thread" or co == call.co then return end
+  local threads = call.threads
+  if threads == nil then
+    threads = setmetatable({}, WEAK_KEYS)
+    call.threads = threads
+  end
+  if not threads[co] then
+    threads[co] = true
     hook(call, co)
   end
 end
@@ -132,8 +139,7 @@ function M.start(fn, max_instructions, deadline, timeout_text, ...)
   local co = co_create(fn)
   local call = {
     co = co, used = 0, max_instructions = max_instructions, deadline = deadline,
-    timeout_text = timeout_text, killed = false, reason = nil,
-    threads = setmetatable({ [co] = true }, WEAK_KEYS),
+    timeout_text = timeout_text, killed = false, reason = nil, threads = nil,
   }
   hook(call, co)
   current = call
@@ -163,6 +169,12 @@ function M.answer(ok, ...)
     error(reason, 0)
   end
   return ok, ...
+end
+
+--- Whether the global `name` is a function, read without metamethods
+-- (restrict_global_variables may be on).
+function M.is_function(name)
+  return type(rawget(_G, name)) == "function"
 end
 
 --- The names in `names` that are global functions, as a bitmask (bit i = names[i]).

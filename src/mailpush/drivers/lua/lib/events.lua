@@ -64,9 +64,18 @@ for _, name in ipairs({ "bit", "bit32" }) do
   end
 end
 
-function M.flag_set(names)
+local ORDER = { "\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft", "\\Recent" }
+
+--- A flag set from a bitmask, names in Dovecot's order (dlua_push_flags).
+local function flag_set(bits)
+  local names, bit = {}, 1
+  for i = 1, #ORDER do
+    if bits % (bit * 2) >= bit then names[#names + 1] = ORDER[i] end
+    bit = bit * 2
+  end
   return setmetatable(names, FlagSet)
 end
+M.flag_set = flag_set
 
 function M.mailbox_event(name, user, mailbox, mailbox_old)
   return { name = name, user = user, mailbox = mailbox, mailbox_old = mailbox_old }
@@ -76,19 +85,23 @@ function M.message_event(name, user, mailbox, uid, uid_validity)
   return { name = name, user = user, mailbox = mailbox, uid = uid, uid_validity = uid_validity }
 end
 
+-- Flags arrive as bitmasks, keyword lists as tables or nil (none).
+
 function M.flags_set_event(user, mailbox, uid, uid_validity, flags, keywords)
+  keywords = keywords or {}
   return {
     name = "FlagsSet", user = user, mailbox = mailbox, uid = uid, uid_validity = uid_validity,
-    flags = setmetatable(flags, FlagSet), keywords = keywords, keywords_set = keywords,
+    flags = flag_set(flags), keywords = keywords, keywords_set = keywords,
   }
 end
 
 function M.flags_clear_event(user, mailbox, uid, uid_validity, flags, keywords, flags_old,
                              keywords_old)
+  keywords = keywords or {}
   return {
     name = "FlagsClear", user = user, mailbox = mailbox, uid = uid, uid_validity = uid_validity,
-    flags = setmetatable(flags, FlagSet), keywords = keywords, keywords_clear = keywords,
-    flags_old = setmetatable(flags_old, FlagSet), keywords_old = keywords_old,
+    flags = flag_set(flags), keywords = keywords, keywords_clear = keywords,
+    flags_old = flag_set(flags_old), keywords_old = keywords_old or {},
   }
 end
 
@@ -97,7 +110,7 @@ function M.saved_event(name, user, mailbox, uid, uid_validity, flags, keywords, 
                        subject, snippet, message_id)
   return {
     name = name, user = user, mailbox = mailbox, uid = uid, uid_validity = uid_validity,
-    flags = setmetatable(flags, FlagSet), keywords = keywords, date = date, tz = tz,
+    flags = flag_set(flags), keywords = keywords or {}, date = date, tz = tz,
     from = from, to = to, from_address = from_address, from_display_name = from_display_name,
     to_address = to_address, to_display_name = to_display_name, subject = subject,
     snippet = snippet, message_id = message_id,
