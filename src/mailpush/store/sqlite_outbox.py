@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .changes import Change
 from .models import ClaimedDelivery, DeadLetter, DriverQueueStats, OutboxRecord
@@ -19,7 +19,12 @@ from .sqlite_writer import WriteContext
 
 T = TypeVar("T")
 
-Submit = Callable[[Callable[[WriteContext], T]], Awaitable[tuple[T, list[Change]]]]
+class Submit(Protocol):
+    """`GroupCommitWriter.submit`."""
+
+    def __call__(
+        self, operation: Callable[[WriteContext], T], *, durable: bool = True
+    ) -> Awaitable[tuple[T, list[Change]]]: ...
 Read = Callable[[Callable[[sqlite3.Connection], T]], Awaitable[T]]
 
 #: (driver, user): deliveries with the same key run strictly in commit order.
@@ -27,7 +32,15 @@ DeliveryKey = tuple[str, str]
 
 
 class SqliteOutbox:
-    def __init__(self, submit: Submit[Any], read: Read[Any]) -> None:
+    """The push outbox rows: claiming, finishing, retrying and burying deliveries.
+
+    Claims, completions, retries and releases are written `durable=False`:
+    losing one in a crash only means a delivery is sent again (at-least-once),
+    so they do not pay an fsync that LMTP deliveries would queue behind. Dead
+    letters, replays and the start-up reset are durable.
+    """
+
+    def __init__(self, submit: Submit, read: Read[Any]) -> None:
         self._submit = submit
         self._read = read
 
@@ -81,7 +94,7 @@ class SqliteOutbox:
             )
             return claimed
 
-        return list((await self._submit(op))[0])
+        return list((await self._submit(op, durable=False))[0])
 
     async def complete(self, claims: Sequence[ClaimedDelivery]) -> None:
         """Mark deliveries done, all in one write (the dispatcher batches them)."""
@@ -97,7 +110,7 @@ class SqliteOutbox:
                 [(now, now, claim.outbox_id, claim.driver) for claim in claims],
             )
 
-        await self._submit(op)
+        await self._submit(op, durable=False)
 
     async def retry(self, claim: ClaimedDelivery, next_attempt: float, error: str) -> None:
         def op(ctx: WriteContext) -> None:
@@ -108,7 +121,7 @@ class SqliteOutbox:
                 (time.time(), next_attempt, error, claim.outbox_id, claim.driver),
             )
 
-        await self._submit(op)
+        await self._submit(op, durable=False)
 
     async def bury(self, claim: ClaimedDelivery, error: str) -> None:
         def op(ctx: WriteContext) -> None:
@@ -135,7 +148,7 @@ class SqliteOutbox:
                 pairs,
             )
 
-        await self._submit(op)
+        await self._submit(op, durable=False)
 
     async def replay(
         self, outbox_ids: Iterable[int] | None = None, driver: str | None = None

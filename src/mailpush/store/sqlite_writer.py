@@ -10,6 +10,14 @@ so an acknowledged operation is on disk; concurrent operations share the cost.
 Change records an operation produces are handed to the outbox recorder inside
 its savepoint (the transactional outbox) and returned to the caller with the
 result after commit.
+
+Some writes need no fsync of their own: the push dispatcher's bookkeeping
+(claimed, done, retry at) only decides whether a notification is sent again
+after a crash, and sending again is what at-least-once allows. Such jobs are
+submitted with `durable=False`; a batch made only of them commits with
+`synchronous=NORMAL` (WAL: no fsync; safe against a process crash, and a
+later durable commit syncs them too). Without this every dispatcher round
+cost an fsync of its own, and LMTP deliveries queued behind it.
 """
 
 from __future__ import annotations
@@ -78,6 +86,7 @@ class _Job(Generic[T]):
     operation: Operation[T]
     future: asyncio.Future[tuple[T, list[Change]]]
     loop: asyncio.AbstractEventLoop
+    durable: bool = True
 
 
 _STOP = object()
@@ -98,6 +107,8 @@ class GroupCommitWriter:
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._started = False
+        #: Whether the connection commits with synchronous=FULL (read when it opens).
+        self._full_sync = False
         self.batches = 0
         self.operations = 0
 
@@ -116,18 +127,26 @@ class GroupCommitWriter:
             self._thread.join()
             self._started = False
 
-    async def submit(self, operation: Operation[T]) -> tuple[T, list[Change]]:
+    async def submit(
+        self, operation: Operation[T], *, durable: bool = True
+    ) -> tuple[T, list[Change]]:
+        """Run `operation` in the next batch; answered after its commit.
+
+        `durable=False`: the commit need not be fsynced before answering (see the
+        module docstring); only for writes whose loss a crash may tolerate.
+        """
         if not self._started:
             raise StoreError("the store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[T, list[Change]]] = loop.create_future()
-        self._queue.put(_Job(operation, future, loop))
+        self._queue.put(_Job(operation, future, loop, durable))
         return await future
 
     # --- writer thread -------------------------------------------------------
 
     def _run(self) -> None:
         conn = self._connect()
+        self._full_sync = conn.execute("PRAGMA synchronous").fetchone()[0] >= 2
         try:
             while True:
                 first = self._queue.get()
@@ -151,6 +170,16 @@ class GroupCommitWriter:
             conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job[Any]]) -> None:
+        relaxed = self._full_sync and not any(job.durable for job in batch)
+        if relaxed:
+            conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self._run_transaction(conn, batch)
+        finally:
+            if relaxed:
+                conn.execute("PRAGMA synchronous=FULL")
+
+    def _run_transaction(self, conn: sqlite3.Connection, batch: list[_Job[Any]]) -> None:
         outcomes: list[tuple[bool, Any]] = []
         try:
             self._begin(conn)
