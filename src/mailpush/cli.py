@@ -270,6 +270,13 @@ def _deliver(args: argparse.Namespace) -> int:
     except StoreError as exc:
         print(f"mailpush deliver: temporary failure: {exc}", file=sys.stderr)
         return EX_TEMPFAIL
+    except MailpushError:
+        raise
+    except Exception as exc:
+        # Exit 75 rather than 1: an MTA bounces on 1 but keeps the mail queued on 75.
+        logging.getLogger("mailpush.deliver").exception("delivery failed unexpectedly")
+        print(f"mailpush deliver: internal error, try again later: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
     return 0
 
 

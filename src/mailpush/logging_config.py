@@ -12,7 +12,12 @@ import re
 import sys
 from pathlib import Path
 
-_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/\s:@]*):[^/\s@]*@")
+# The password runs to the LAST `@` of the authority, as URL parsers read it, so
+# `u:se@cret@host` and a raw `/` in a password are masked whole. When a path
+# also holds an `@` this masks too much (the host), never too little.
+_URL_USERINFO = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/\s:@]*):\S*@(?=[^\s@/]*(?:[/?#\s]|$))"
+)
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

@@ -8,7 +8,9 @@ import socket
 
 import pytest
 
+from mailpush.delivery import DeliveryAgent
 from mailpush.errors import MailboxNotFoundError
+from mailpush.lmtp import LmtpOptions, LmtpServer
 from mailpush.server import MailpushServer
 from tests.conftest import lmtp_port
 
@@ -257,3 +259,34 @@ async def test_eight_concurrent_connections_get_unique_increasing_uids(
     assert all(uids == sorted(uids) for uids in results)
     assert server.store is not None
     assert [m.uid for m in await server.store.messages("alice", "INBOX")] == list(range(1, 121))
+
+
+class _BrokenPlanner:
+    """A filing planner with a bug: the server must not turn it into a bounce."""
+
+    async def plan(self, request: object) -> list[object]:
+        raise RuntimeError("planner bug")
+
+
+async def test_an_unexpected_error_is_a_temporary_failure_not_a_bounce(
+    server: MailpushServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert server.store is not None
+    broken = LmtpServer(
+        DeliveryAgent(server.store, _BrokenPlanner()),  # type: ignore[arg-type]
+        lambda address: address.partition("@")[0],
+        LmtpOptions(address="127.0.0.1", port=0),
+    )
+    host, port = await broken.start()
+    try:
+
+        def send() -> tuple[int, bytes]:
+            with smtplib.LMTP(host, port) as client:
+                client.ehlo("client.example")
+                return lmtp_transaction(client, ["alice"], MESSAGE)["alice"]
+
+        code, text = await in_thread(send)
+    finally:
+        await broken.stop(5)
+    assert code == 451 and b"4.3.0" in text
+    assert "failed unexpectedly" in caplog.text and "planner bug" in caplog.text

@@ -131,6 +131,11 @@ class LmtpHandler:
         except StoreError as exc:
             log.error("delivery to %s (from <%s>) failed: %s", rcpt.address, sender, exc)
             return f"451 4.2.0 <{rcpt.address}> Temporary failure saving the message"
+        except Exception:
+            # A bug must never turn into a permanent refusal (the MTA would bounce the
+            # mail): answer "try later", so the message stays queued at the MTA.
+            log.exception("delivery to %s (from <%s>) failed unexpectedly", rcpt.address, sender)
+            return f"451 4.3.0 <{rcpt.address}> Internal error, try again later"
         if not saved:  # discarded by Sieve: accepted, nothing stored
             return f"250 2.0.0 <{rcpt.address}> Saved"
         return f"250 2.0.0 <{rcpt.address}> Saved (uid {saved[-1].messages[0].uid})"
