@@ -246,13 +246,16 @@ class SieveScriptError(SieveError):
 
 
 class SieveRuntimeError(SieveError):
-    """A compiled script failed while running, e.g. it exceeded `sieve_max_actions`."""
+    """A compiled script failed while running, e.g. it exceeded `sieve_max_actions`.
+
+    `line` is 0 when no line is to blame (an unexpected error of mailpush's own).
+    """
 
     def __init__(self, file: str, line: int, reason: str) -> None:
         self.file = file
         self.line = line
         self.reason = reason
-        super().__init__(f"{file}:{line}: {reason}")
+        super().__init__(f"{file}:{line}: {reason}" if line else f"{file}: {reason}")
 
 
 # --- push drivers ----------------------------------------------------------------------

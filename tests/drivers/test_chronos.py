@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from mailpush.auth import add_user
 from mailpush.config import load_settings
 from mailpush.dispatch import FrameworkServices
 from mailpush.drivers import driver_configs
@@ -18,7 +19,7 @@ from mailpush.drivers.chronos import ChronosDriver
 from mailpush.errors import SettingError
 from mailpush.server import MailpushServer
 from mailpush.store import SqliteStore, flags
-from tests.conftest import lmtp_port, write_config
+from tests.conftest import USERS, lmtp_port, write_config
 from tests.drivers.calendar_messages import ics_attachment, invite, plain
 from tests.drivers.ox_endpoints import LOGIN, PASSWORD_IN_URL, OxReceiver
 
@@ -158,15 +159,70 @@ async def test_chronos_ignores_a_second_copy_filed_by_sieve(
 
 
 async def test_chronos_expands_user_variables_in_the_url(
-    receiver: OxReceiver, make_server: Callable[..., object]
+    receiver: OxReceiver, make_server: Callable[..., object], tmp_path: Path
 ) -> None:
+    users = tmp_path / "users"
+    for name in (*USERS, "dave@example.org"):
+        add_user(users, name, "secret", "PLAIN")
     url = receiver.url(suffix="?user=%u&local=%n&domain=%d&long=%{user}")
     server = await start(make_server, chronos_config(url))
-    await asyncio.to_thread(deliver, server, invite(), "bob@example.org")
-    (request,) = await receiver.wait_for(1)
-    assert request.query == {
-        "user": "bob", "local": "bob", "domain": "", "long": "bob",
+    await asyncio.to_thread(deliver, server, invite("<d@example.net>"), "Dave@Example.org")
+    await asyncio.to_thread(deliver, server, invite("<b@example.net>"), "bob@example.org")
+    requests = await receiver.wait_for(2)
+    by_user = {request.json()["user"]: request.query for request in requests}
+    assert by_user == {
+        "dave@example.org": {
+            "user": "dave@example.org", "local": "dave", "domain": "example.org",
+            "long": "dave@example.org",
+        },
+        # A passwd-file entry without a domain: bob@ finds `bob`, whose domain is empty.
+        "bob": {"user": "bob", "local": "bob", "domain": "", "long": "bob"},
     }
+
+
+#: The seed's 2.4 / Pro 3.1 `mail_plugins { }` block.
+MAIL_PLUGINS_2_4 = (
+    "mail_plugins {\n  notify = yes\n  push_notification = yes\n"
+    "  push_notification_chronos = yes\n}\n"
+)
+
+
+async def test_chronos_pushes_with_the_seed_block_form(
+    receiver: OxReceiver, make_server: Callable[..., object]
+) -> None:
+    config = (
+        MAIL_PLUGINS_2_4
+        + "push_notification chronos {\n  driver = chronos\n"
+        f"  url = {receiver.url()}\n  msg_max_size = 500kb\n}}\n"
+        + FAST_RETRIES
+    )
+    server = await start(make_server, config)
+    raw = invite()
+    await asyncio.to_thread(deliver, server, raw)
+    (request,) = await receiver.wait_for(1)
+    assert receiver.rejected == []
+    assert request.json() == {
+        "user": "alice", "event": "MessageNew", "folder": "INBOX", "body": raw.decode("utf-8"),
+    }
+
+
+async def test_chronos_pushes_with_the_2_4_top_level_settings(
+    receiver: OxReceiver, make_server: Callable[..., object]
+) -> None:
+    config = (
+        MAIL_PLUGINS_2_4
+        + f"push_notification_chronos_url = {receiver.url()}\n"
+        "push_notification_chronos_msg_max_size = 4k\n"
+        "push_notification chronos {\n}\n"
+        + FAST_RETRIES
+    )
+    server = await start(make_server, config)
+    await asyncio.to_thread(deliver, server, invite("<big@example.net>", padding=5000))
+    await asyncio.to_thread(deliver, server, invite("<small@example.net>"))
+    (request,) = await receiver.wait_for(1)
+    assert "<small@example.net>" in request.json()["body"]
+    await asyncio.sleep(0.3)
+    assert receiver.rejected == [] and len(receiver.accepted) == 1
 
 
 async def test_chronos_retries_a_refusing_endpoint_and_delivers_once(
@@ -266,20 +322,60 @@ def test_chronos_reads_the_plugin_keys(tmp_path: Path) -> None:
     assert driver.url.expand("alice") == "https://ox.example/chronos/v1/itip/pushmail"
 
 
+def test_chronos_block_values_win_over_the_2_4_top_level_settings(tmp_path: Path) -> None:
+    config = (
+        "push_notification_chronos_url = https://top:pw@ox.example/top\n"
+        "push_notification_chronos_msg_max_size = 2m\n"
+        "push_notification chronos {\n  url = https://block:pw@ox.example/block\n"
+        "  msg_max_size = 500kb\n}\n"
+    )
+    driver = build(tmp_path, config)
+    assert driver.url.expand("alice") == "https://block:pw@ox.example/block"
+    assert driver.msg_max_size == 500 * 1024
+    loaded = load_settings(tmp_path / "mailpush.conf")
+    assert not any("push_notification_chronos" in warning for warning in loaded.warnings)
+
+
+def test_chronos_2_4_top_level_settings_reach_only_chronos_blocks(tmp_path: Path) -> None:
+    config = (
+        "push_notification_chronos_url = https://u:pw@ox.example/x\n"
+        "push_notification chronos {\n}\npush_notification dlog {\n}\n"
+    )
+    settings = load_settings(write_config(tmp_path, config)).settings
+    chronos, dlog = driver_configs(settings)
+    assert chronos.options == {"push_notification_chronos_url": "https://u:pw@ox.example/x"}
+    assert dlog.options == {}
+
+
 def test_chronos_defaults_to_one_mebibyte(tmp_path: Path) -> None:
     driver = build(tmp_path, "plugin {\n  push_notification_driver = chronos:url=http://ox/x\n}\n")
     assert driver.msg_max_size == 1024 * 1024
+
+
+SECRET = "hunter2secret"
 
 
 @pytest.mark.parametrize(
     ("driver_value", "message"),
     [
         ("chronos", "chronos url: Driver requires the url parameter"),
-        ("chronos:url=ftp://ox/x", "chronos url: an http:// or https:// URL is required"),
-        ("chronos:url=http://ox/x msg_max_size=lots", "chronos msg_max_size: expected a size"),
-        ("chronos:url=http://ox/x msg_max_size=0", "chronos msg_max_size: must be more than 0"),
-        ("chronos:url=http://ox/x max_retries=-1", "chronos max_retries: expected a number"),
-        ("chronos:url=http://u:pw@ox/%x", "chronos url: unknown variable '%x'"),
+        (f"chronos:url=ftp://u:{SECRET}@ox/x", "chronos url: an http:// or https:// URL"),
+        (f"chronos:url=u:{SECRET}@ox/x", "chronos url: an http:// or https:// URL"),
+        (f"chronos:url=http://u:{SECRET}@ox:99999/x", "chronos url: not a valid URL"),
+        (f"chronos:url=http://u:{SECRET}@/x", "chronos url: not a valid URL"),
+        (
+            f"chronos:url=http://u:{SECRET}@ox/x msg_max_size=lots",
+            "chronos msg_max_size: expected a size",
+        ),
+        (
+            f"chronos:url=http://u:{SECRET}@ox/x msg_max_size=0",
+            "chronos msg_max_size: must be more than 0",
+        ),
+        (
+            f"chronos:url=http://u:{SECRET}@ox/x max_retries=-1",
+            "chronos max_retries: expected a number",
+        ),
+        (f"chronos:url=http://u:{SECRET}@ox/%x", "chronos url: unknown variable '%x'"),
     ],
 )
 def test_chronos_refuses_bad_settings_naming_the_option(
@@ -288,4 +384,33 @@ def test_chronos_refuses_bad_settings_naming_the_option(
     with pytest.raises(SettingError) as raised:
         build(tmp_path, f"plugin {{\n  push_notification_driver = {driver_value}\n}}\n")
     assert message in str(raised.value)
-    assert "pw" not in str(raised.value)
+    assert SECRET not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            "plugin {\n  push_notification_driver = chronos\n"
+            f"  push_notification_chronos_url = ftp://u:{SECRET}@ox/x\n}}\n",
+            "push_notification_chronos_url: an http:// or https:// URL is required (got "
+            "ftp://u:***@ox/x)",
+        ),
+        (
+            f"push_notification chronos {{\n  url = http://u:{SECRET}@ox:port/x\n}}\n",
+            "chronos url: not a valid URL",
+        ),
+        (
+            f"push_notification_chronos_url = u:{SECRET}@ox/x\npush_notification chronos {{\n}}\n",
+            "chronos push_notification_chronos_url: an http:// or https:// URL is required "
+            "(got u:***@ox/x)",
+        ),
+    ],
+)
+def test_chronos_masks_the_password_of_a_bad_url_in_every_form(
+    tmp_path: Path, config: str, message: str
+) -> None:
+    with pytest.raises(SettingError) as raised:
+        build(tmp_path, config)
+    assert message in str(raised.value)
+    assert SECRET not in str(raised.value)

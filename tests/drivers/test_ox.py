@@ -238,20 +238,38 @@ def test_ox_defaults_follow_dovecot_2_3(tmp_path: Path) -> None:
     assert (driver.timeout, driver.attempts) == (2.0, 2)
 
 
+SECRET = "hunter2secret"
+GOOD_URL = f"http://u:{SECRET}@ox/n"
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [
         ("ox", "ox url: Driver requires the url parameter"),
-        ("ox:url=http://ox/n cache_lifetime=60", "ox cache_lifetime: expected a duration"),
-        ("ox:url=http://ox/n cache_lifetime=0s", "ox cache_lifetime: must be more than 0"),
-        ("ox:url=http://ox/n user_from_metadata=maybe", "ox user_from_metadata: expected yes"),
+        (f"ox:url={GOOD_URL} cache_lifetime=60", "ox cache_lifetime: expected a duration"),
+        (f"ox:url={GOOD_URL} cache_lifetime=0s", "ox cache_lifetime: must be more than 0"),
+        (f"ox:url={GOOD_URL} user_from_metadata=maybe", "ox user_from_metadata: expected yes"),
         ("ox:url=mailto:ox", "ox url: an http:// or https:// URL is required"),
+        (f"ox:url=ftp://u:{SECRET}@ox/n", "ox url: an http:// or https:// URL is required"),
+        (f"ox:url=u:{SECRET}@ox/n", "ox url: an http:// or https:// URL is required"),
+        (f"ox:url=http://u:{SECRET}@ox:99999/n", "ox url: not a valid URL"),
+        (f"ox:url=http://u:{SECRET}@/n", "ox url: not a valid URL"),
+        (f"ox:url=http://u:{SECRET}@ox/%x", "ox url: unknown variable '%x'"),
     ],
 )
 def test_ox_refuses_bad_options_naming_them(tmp_path: Path, value: str, message: str) -> None:
     with pytest.raises(SettingError) as raised:
         build(tmp_path, f"plugin {{\n  push_notification_driver = {value}\n}}\n")
     assert message in str(raised.value)
+    assert SECRET not in str(raised.value)
+
+
+def test_ox_masks_the_password_of_a_bad_url_in_a_block(tmp_path: Path) -> None:
+    with pytest.raises(SettingError) as raised:
+        build(tmp_path, f"push_notification ox {{\n  url = ftp://u:{SECRET}@ox/n\n}}\n")
+    assert "ox url: an http:// or https:// URL is required (got ftp://u:***@ox/n)" in str(
+        raised.value
+    )
 
 
 def test_opt_in_values_are_tab_separated_and_tab_escaped() -> None:

@@ -138,3 +138,44 @@ def test_flag_commands_with_variable_names_are_refused() -> None:
 def test_unterminated_string_is_an_error() -> None:
     error = compile_error('keep;\nif header :is "Subject" "open { keep; }\n')
     assert error.line == 2
+
+
+# --- nesting limits (Pigeonhole: 32 blocks, 32 tests) -------------------------------------
+
+
+def nested_blocks(depth: int) -> str:
+    return "if true {\n" * depth + "keep;\n" + "}\n" * depth
+
+
+def nested_tests(depth: int) -> str:
+    """`depth` tests, each the sub-test of the previous: `not` and `anyof` lists alternate."""
+    chain = "".join("not " if level % 2 else "anyof(false, " for level in range(depth - 1))
+    closing = ")" * ((depth - 1) // 2 + (depth - 1) % 2)
+    return f"if {chain}true{closing} {{ keep; }}"
+
+
+def test_blocks_and_tests_may_nest_32_levels() -> None:
+    blocks = compile_script(nested_blocks(32).encode(), "s.sieve")
+    assert isinstance(blocks.commands[0], IfCommand)
+    tests = compile_script(nested_tests(32).encode(), "s.sieve")
+    assert isinstance(tests.commands[0], IfCommand)
+
+
+@pytest.mark.parametrize("depth", [33, 1000, 5000, 100_000])
+def test_deeper_blocks_are_an_error_at_the_33rd_level(depth: int) -> None:
+    error = compile_error('require "fileinto";\n' + nested_blocks(depth))
+    assert error.line == 34
+    assert error.reason == "cannot nest command blocks deeper than 32 levels"
+
+
+@pytest.mark.parametrize("depth", [33, 1000, 5000, 100_000])
+def test_deeper_tests_are_an_error(depth: int) -> None:
+    error = compile_error(nested_tests(depth))
+    assert (error.line, error.reason) == (1, "cannot nest tests deeper than 32 levels")
+
+
+def test_deep_tests_inside_string_lists_and_test_lists_are_counted_per_chain() -> None:
+    # Commas in string lists and siblings in a test list do not add depth.
+    wide = "anyof(" + ", ".join(['header ["a", "b", "c"] "x"'] * 200) + ")"
+    script = compile_script(f"if {wide} {{ keep; }}".encode(), "s.sieve")
+    assert isinstance(script.commands[0], IfCommand)

@@ -77,3 +77,38 @@ def test_empty_values_mean_no_sieve() -> None:
     assert not has_sieve_settings({"sieve": " ", "push_notification_driver": "x"})
     assert has_sieve_settings({"sieve_after": "/x"})
     assert script_locations({"sieve": ""}, "alice", None) == []
+
+
+def test_percent_h_is_the_home() -> None:
+    settings = {"sieve": "%h/sieve/main.sieve", "sieve_after": "file:/srv/%{home}/after;x=1"}
+    locations = script_locations(settings, "alice", "/home/alice")
+    assert [loc.path for loc in locations] == [
+        Path("/home/alice/sieve/main.sieve"),
+        Path("/srv/home/alice/after"),
+    ]
+
+
+def test_percent_h_without_a_home_is_a_setting_error() -> None:
+    with pytest.raises(SettingError) as caught:
+        script_locations({"sieve_before": "%h/before.sieve"}, "alice", None)
+    assert caught.value.setting == "sieve_before"
+    assert "'%h/before.sieve' needs the user's home directory" in caught.value.reason
+
+
+def test_a_home_containing_percent_is_not_expanded_again() -> None:
+    settings = {"sieve": "~/%n.sieve", "sieve_after": "%h/after.sieve"}
+    locations = script_locations(settings, "alice", "/home/100%u/%d")
+    assert [loc.path for loc in locations] == [
+        Path("/home/100%u/%d/alice.sieve"),
+        Path("/home/100%u/%d/after.sieve"),
+    ]
+
+
+def test_a_literal_percent_h_is_written_as_double_percent() -> None:
+    (location,) = script_locations({"sieve": "/sieve/%%h-%u"}, "alice", None)
+    assert location.path == Path("/sieve/%h-alice")
+
+
+def test_a_tilde_from_the_user_name_is_not_the_home() -> None:
+    (location,) = script_locations({"sieve": "%u/x.sieve"}, "~", "/home/tilde")
+    assert location.path == Path("/home/tilde/~/x.sieve")

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import pytest
 
 from mailpush.delivery import DefaultFilingPlanner, DeliveryRequest
-from mailpush.errors import SettingError
-from mailpush.sieve import SieveFilingPlanner
+from mailpush.errors import PasswdFileError, SettingError
+from mailpush.sieve import SieveFilingPlanner, cache, runner
 from mailpush.store import DeliveryTarget, SqliteStore
 from mailpush.store import flags as F
 
@@ -162,3 +163,75 @@ async def test_redirect_is_logged_and_the_message_kept(
         targets = await planner(store, {"sieve": str(path)}).plan(request())
     assert targets == [DeliveryTarget("INBOX")]
     assert "redirect to <other@example.net> not performed" in caplog.text
+
+
+async def test_too_deeply_nested_script_keeps_in_inbox_and_is_logged(
+    store: SqliteStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await store.create_mailbox("alice", "Deep")
+    path = script(tmp_path, 'if true {\n' * 600 + 'fileinto "Deep";\n' + '}\n' * 600)
+    with caplog.at_level(logging.ERROR, logger="mailpush.sieve"):
+        targets = await planner(store, {"sieve": str(path)}).plan(request())
+    assert targets == [DeliveryTarget("INBOX")]
+    assert f"{path}:34: cannot nest command blocks deeper than 32 levels" in caplog.text
+
+
+async def test_unexpected_error_in_the_runner_keeps_in_inbox_and_is_logged(
+    store: SqliteStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    await store.create_mailbox("alice", "work")
+    path = script(tmp_path, 'fileinto "work";')
+    monkeypatch.setattr(runner._Execution, "run_block", broken)
+    with caplog.at_level(logging.ERROR, logger="mailpush.sieve"):
+        targets = await planner(store, {"sieve": str(path)}).plan(request())
+    assert targets == [DeliveryTarget("INBOX")]
+    assert f"{path}: unexpected error" in caplog.text
+    assert "RecursionError" in caplog.text
+
+
+async def test_unexpected_error_while_loading_keeps_in_inbox_and_names_the_scripts(
+    store: SqliteStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(source: bytes, name: str) -> None:
+        raise MemoryError
+
+    path = script(tmp_path, "discard;")
+    monkeypatch.setattr(cache, "compile_script", broken)
+    with caplog.at_level(logging.ERROR, logger="mailpush.sieve"):
+        targets = await planner(store, {"sieve": str(path)}).plan(request())
+    assert targets == [DeliveryTarget("INBOX")]
+    assert f"delivery to alice: unexpected error with the script(s) {path}" in caplog.text
+
+
+async def test_unreadable_passwd_file_keeps_in_inbox_and_is_logged(
+    store: SqliteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    def fields(user: str) -> Mapping[str, str]:
+        raise PasswdFileError("/etc/mailpush/passwd: Permission denied")
+
+    fallback = DefaultFilingPlanner(store)
+    sieve = SieveFilingPlanner(store, fallback, {"sieve": "/nowhere.sieve"}, fields)
+    with caplog.at_level(logging.ERROR, logger="mailpush.sieve"):
+        assert await sieve.plan(request()) == [DeliveryTarget("INBOX")]
+    assert "delivery to alice: /etc/mailpush/passwd: Permission denied" in caplog.text
+
+
+async def test_userdb_fields_are_read_off_the_event_loop(store: SqliteStore) -> None:
+    threads: list[threading.Thread] = []
+
+    def fields(user: str) -> Mapping[str, str]:
+        threads.append(threading.current_thread())
+        return {}
+
+    sieve = SieveFilingPlanner(store, DefaultFilingPlanner(store), {}, fields)
+    assert await sieve.plan(request()) == [DeliveryTarget("INBOX")]
+    assert threads and threads[0] is not threading.main_thread()

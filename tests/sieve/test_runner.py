@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from mailpush.errors import SieveRuntimeError, SieveScriptError
-from mailpush.sieve import Envelope, SieveMessage, compile_script, run_script, run_sequence
+from mailpush.sieve import Envelope, SieveMessage, compile_script, run_script, run_sequence, runner
 from mailpush.sieve.runner import FileIntoAction, KeepAction, RedirectAction, ScriptOutcome
+from mailpush.sieve.script import Command
 
 REQUIRE = (
     'require ["fileinto", "envelope", "mailbox", "copy", "imap4flags", "body",'
@@ -335,3 +338,27 @@ def test_runtime_failure_drops_that_scripts_actions_and_keeps() -> None:
 def test_discard_everywhere_means_nothing_is_stored() -> None:
     result = run_sequence([compile_script(b"discard;", "only")], message())
     assert result.discarded is True
+
+
+def test_unexpected_error_in_a_script_is_logged_with_its_path_and_keeps(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = compile_script(
+        b'require ["fileinto", "copy"]; fileinto :copy "Before";', "/sieve/before"
+    )
+    user = compile_script(b"discard;", "/home/alice/.dovecot.sieve")
+    real_run = runner._Execution.run
+
+    def run_or_fail(execution: runner._Execution, command: Command) -> None:
+        if execution.script is user:
+            raise ZeroDivisionError("a bug")
+        real_run(execution, command)
+
+    monkeypatch.setattr(runner._Execution, "run", run_or_fail)
+    with caplog.at_level(logging.ERROR, logger="mailpush.sieve"):
+        result = run_sequence([before, user], message())
+    assert [getattr(a, "mailbox", None) for a in result.actions] == ["Before"]
+    assert result.implicit_keep is True
+    assert isinstance(result.failure, SieveRuntimeError)
+    assert "/home/alice/.dovecot.sieve: unexpected error" in caplog.text
+    assert "ZeroDivisionError: a bug" in caplog.text  # the traceback is logged

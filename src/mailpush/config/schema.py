@@ -381,6 +381,26 @@ PUSH_RETENTION = _declare(
     "How long delivered push transactions stay in the outbox (for `mailpush events tail` "
     "and debugging) before they are purged. Dead letters stay until replayed.",
 )
+CHRONOS_URL = _declare(
+    "push_notification_chronos_url",
+    SettingType.STRING,
+    "",
+    "Dovecot 2.4 / Pro 3.1 top-level form of the chronos driver's `url`: the default for "
+    "every `push_notification chronos { }` block, as top-level settings carry into "
+    "driver blocks in 2.4; a `url` in the block wins. Basic-auth credentials go in the URL "
+    "(`https://LOGIN:PASS@HOST:8009/chronos/v1/itip/pushmail`); passwords are masked in "
+    "logs and errors.",
+)
+CHRONOS_MSG_MAX_SIZE = _declare(
+    "push_notification_chronos_msg_max_size",
+    SettingType.SIZE,
+    "1M",
+    "Dovecot 2.4 / Pro 3.1 top-level form of the chronos driver's `msg_max_size`: larger "
+    "invitations are not pushed. The default for every `push_notification chronos { }` "
+    "block; an `msg_max_size` in the block wins.",
+)
+#: Top-level settings that are defaults of a driver's 2.4 blocks (`push_notification_<driver>_*`).
+PUSH_NOTIFICATION_DEFAULTS = (CHRONOS_URL, CHRONOS_MSG_MAX_SIZE)
 
 FREEFORM_BLOCKS: tuple[BlockSpec, ...] = (
     BlockSpec(

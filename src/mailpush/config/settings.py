@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal, TypeVar
@@ -163,6 +163,11 @@ class Settings:
     source_path: Path | None
     #: CAs HTTPS push drivers trust besides the system ones (``ssl_client_ca_file``).
     ssl_client_ca_file: Path | None = None
+    #: Top-level ``push_notification_<driver>_*`` settings given in the file: in 2.4
+    #: they are the defaults of that driver's ``push_notification`` blocks.
+    push_notification_defaults: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     @property
     def fsync_before_ack(self) -> bool:
@@ -240,6 +245,7 @@ def settings_from_tree(
         ),
         source_path=source_path,
         ssl_client_ca_file=reader.path(schema.SSL_CLIENT_CA_FILE),
+        push_notification_defaults=reader.push_notification_defaults(),
     )
     unknown = _unknown_settings(tree)
     if unknown:
@@ -502,6 +508,14 @@ class _Reader:
         for block in self._tree.find("plugin"):
             for entry in block.settings:
                 values[entry.key] = entry.value
+        return MappingProxyType(values)
+
+    def push_notification_defaults(self) -> Mapping[str, str]:
+        values = {}
+        for spec in schema.PUSH_NOTIFICATION_DEFAULTS:
+            raw = self.raw(spec)
+            if raw.where is not None:
+                values[spec.name] = raw.text
         return MappingProxyType(values)
 
     def push_notification_blocks(self) -> tuple[PushNotificationBlock, ...]:

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from ..config import parse_size
 from ..errors import InvalidValueError, MailboxNotFoundError, MessageNotFoundError, SettingError
 from ..events import PushEvent, PushTransaction
+from ..logging_config import mask_secrets
 from .base import DriverConfig, DriverServices, PushDriver
 from .dovecot_json import dovecot_json_object
 from .driver_options import DriverOptions
@@ -66,12 +67,18 @@ class ChronosDriver(PushDriver):
                 "Driver requires the url parameter: set it with "
                 "push_notification_driver = chronos:url=https://LOGIN:PASS@HOST:8009"
                 "/chronos/v1/itip/pushmail, url = … in a push_notification block, or "
-                f"{PLUGIN_URL} in plugin {{}}",
+                f"{PLUGIN_URL} in plugin {{}} or (2.4) at the top level",
+            )
+        option = setting.rpartition(" ")[2]
+        if not url.startswith(("http://", "https://")):
+            # Checked before the template, which would quote a scheme-less value unmasked.
+            raise options.error(
+                option, f"an http:// or https:// URL is required (got {_shown_url(url)})"
             )
         self.url = UrlTemplate(url, setting, where)
         problem = check_http_url(self.url.sample)
         if problem is not None:
-            raise options.error(setting.rpartition(" ")[2], f"{problem} (got {self.url.sample})")
+            raise options.error(option, mask_secrets(f"{problem} (got {self.url.sample})"))
         self.msg_max_size = self._msg_max_size(options, plugin)
         self.timeout = options.duration(
             "timeout", "http_client_request_timeout", default=DEFAULT_TIMEOUT, bare_unit="ms"
@@ -179,3 +186,10 @@ class ChronosDriver(PushDriver):
         if size <= 0:
             raise SettingError(PLUGIN_MSG_MAX_SIZE, f"must be more than 0, got {text!r}")
         return size
+
+
+def _shown_url(url: str) -> str:
+    """`url` for an error message, its password masked even when it lacks the scheme."""
+    if "://" in url:
+        return mask_secrets(url)
+    return mask_secrets(f"x://{url}").removeprefix("x://")

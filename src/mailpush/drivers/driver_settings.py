@@ -5,6 +5,12 @@ Dovecot 2.3: `plugin { push_notification_driver = NAME:k=v k2 ... }` then
 (no gaps), with the legacy `push_notification_backend` keys as a fallback.
 Dovecot 2.4 / Pro 3.x: `push_notification NAME { driver = NAME  key = value }`
 blocks, the driver defaulting to the block's name. Both may be present.
+
+In 2.4 a top-level setting carries into every block, so a top-level
+`push_notification_chronos_url` is the `url` of each chronos block that does
+not set one itself. Top-level `push_notification_<driver>_*` settings are
+therefore merged into the options of that driver's blocks, under their full
+name; drivers read the short name (`url`) first, so the block's value wins.
 """
 
 from __future__ import annotations
@@ -20,11 +26,18 @@ def driver_configs(settings: Settings) -> list[DriverConfig]:
     for block in settings.push_notification_blocks:
         options = dict(block.settings)
         driver = options.pop("driver", "") or options.pop("push_notification_driver", "")
+        driver = (driver or block.name).lower()
+        prefix = f"push_notification_{driver}_"
+        defaults = {
+            key: value
+            for key, value in settings.push_notification_defaults.items()
+            if key.startswith(prefix)
+        }
         configs.append(
             DriverConfig(
                 instance=block.name,
-                driver=(driver or block.name).lower(),
-                options=options,
+                driver=driver,
+                options={**defaults, **options},
                 subsections=dict(block.subsections),
                 where=f"{block.file}:{block.line}",
                 syntax="2.4",

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from ..errors import MailboxNotFoundError
 from ..events import PushEvent, PushTransaction
+from ..logging_config import mask_secrets
 from ..store.mailbox_names import INBOX
 from .base import DriverConfig, DriverServices, PushDriver
 from .dovecot_json import JsonField, dovecot_json_object
@@ -72,10 +73,16 @@ class OxDriver(PushDriver):
                 "or url = … in a push_notification block",
             )
         setting = f"{config.instance} {found[0]}"
-        self.url = UrlTemplate(found[1].strip(), setting, config.where or None)
+        url = found[1].strip()
+        if not url.startswith(("http://", "https://")):
+            # Checked before the template, which would quote a scheme-less value unmasked.
+            raise options.error(
+                found[0], f"an http:// or https:// URL is required (got {_shown_url(url)})"
+            )
+        self.url = UrlTemplate(url, setting, config.where or None)
         problem = check_http_url(self.url.sample)
         if problem is not None:
-            raise options.error(found[0], f"{problem} (got {self.url.sample})")
+            raise options.error(found[0], mask_secrets(f"{problem} (got {self.url.sample})"))
         self.user_from_metadata = options.flag(
             "user_from_metadata", "push_notification_ox_user_from_metadata"
         )
@@ -214,3 +221,10 @@ def _tab_unescape(text: str) -> str:
         out.append(char)
         i += 1
     return "".join(out)
+
+
+def _shown_url(url: str) -> str:
+    """`url` for an error message, its password masked even when it lacks the scheme."""
+    if "://" in url:
+        return mask_secrets(url)
+    return mask_secrets(f"x://{url}").removeprefix("x://")

@@ -11,6 +11,12 @@ sievelib keeps no line numbers on its commands. Each command starts with an
 identifier token and sievelib creates exactly one command per identifier, in
 source order, so a lexer that notes the line of every identifier token gives,
 zipped with a source-order walk of the tree, the line of every command.
+
+Nesting is limited as in Pigeonhole (`SIEVE_MAX_BLOCK_NESTING` and
+`SIEVE_MAX_TEST_NESTING`, both 32): the tree, our builder and the runner all
+recurse per level, so a script nested hundreds of levels deep would exhaust
+Python's stack. The lexer counts the depth as it hands out tokens, so such a
+script is refused at the 33rd level, before anything recursive sees it.
 """
 
 from __future__ import annotations
@@ -61,6 +67,9 @@ _QUANTIFIERS = {"k": 1024, "m": 1024**2, "g": 1024**3}
 _ERROR_LINE = re.compile(r"^line \d+: ")
 _NOT_LOADED = re.compile(r"extension '([^']+)' not loaded")
 _ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+#: Pigeonhole's limits on `{ }` blocks inside blocks and tests inside tests.
+MAX_BLOCK_NESTING = 32
+MAX_TEST_NESTING = 32
 
 
 def compile_script(source: bytes, name: str) -> SieveScript:
@@ -74,6 +83,8 @@ def compile_script(source: bytes, name: str) -> SieveScript:
     parser.lexer = lexer
     try:
         parsed = parser.parse(source)
+    except _TooDeepError as exc:
+        raise SieveScriptError(name, exc.line, exc.reason) from None
     except Exception as exc:  # sievelib bug on odd input: still a broken script, not a crash
         raise SieveScriptError(name, lexer.line, f"cannot parse: {exc}") from exc
     if not parsed:
@@ -94,11 +105,21 @@ def _reason(error: str) -> str:
     return reason
 
 
+class _TooDeepError(Exception):
+    """Raised from inside sievelib's parse loop, so it must not be one of sievelib's errors."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(reason)
+        self.line = line
+        self.reason = reason
+
+
 class _LineLexer(Lexer):  # type: ignore[misc]
     """sievelib's lexer, noting the line of every identifier (= every command) it yields.
 
     Lines are counted incrementally: sievelib's own `curlineno()` rescans the
-    text from the start on every call.
+    text from the start on every call. It also refuses nesting beyond
+    Pigeonhole's limits (see `_Nesting`).
     """
 
     def __init__(self, definitions: Sequence[tuple[bytes, bytes]]) -> None:
@@ -111,10 +132,14 @@ class _LineLexer(Lexer):  # type: ignore[misc]
         self.command_lines = []
         self.line = 1
         self._counted_to = 0
+        nesting = _Nesting()
         for token in super().scan(text):
             self._advance(text)
             if token[0] == "identifier":
                 self.command_lines.append(self.line)
+            reason = nesting.step(token[0])
+            if reason:
+                raise _TooDeepError(self.line, reason)
             yield token
 
     def _advance(self, text: bytes) -> None:
@@ -124,6 +149,53 @@ class _LineLexer(Lexer):  # type: ignore[misc]
         else:  # the parser stepped back one token
             self.line -= text.count(b"\n", pos, self._counted_to)
         self._counted_to = pos
+
+
+class _Nesting:
+    """Block and test depth from the token stream alone, without building anything.
+
+    In Sieve an identifier is either a command (at the start of a statement)
+    or a test; after a command's or a test's identifier, the next identifier
+    at the same parenthesis level is its sub-test (`not not true`), and a
+    comma in a test list starts a sibling. So the test depth is the sum, over
+    the open parentheses, of the identifiers chained at each level.
+    """
+
+    def __init__(self) -> None:
+        self.blocks = 0
+        #: Identifiers chained per open parenthesis; empty between statements.
+        self.chains: list[int] = []
+        self.in_string_list = False
+
+    def step(self, kind: str) -> str | None:
+        """Account for one token; the reason to refuse the script when it nests too deep."""
+        if kind == "identifier":
+            if not self.chains:
+                self.chains = [0]  # a command
+                return None
+            self.chains[-1] += 1
+            if sum(self.chains) > MAX_TEST_NESTING:
+                return f"cannot nest tests deeper than {MAX_TEST_NESTING} levels"
+        elif kind == "left_cbracket":
+            self.chains = []
+            self.blocks += 1
+            if self.blocks > MAX_BLOCK_NESTING:
+                return f"cannot nest command blocks deeper than {MAX_BLOCK_NESTING} levels"
+        elif kind in ("right_cbracket", "semicolon"):
+            self.chains = []
+            if kind == "right_cbracket":
+                self.blocks = max(self.blocks - 1, 0)
+        elif kind == "left_bracket":
+            self.in_string_list = True
+        elif kind == "right_bracket":
+            self.in_string_list = False
+        elif self.chains and kind == "left_parenthesis":
+            self.chains.append(0)
+        elif len(self.chains) > 1 and kind == "right_parenthesis":
+            self.chains.pop()
+        elif len(self.chains) > 1 and kind == "comma" and not self.in_string_list:
+            self.chains[-1] = 0
+        return None
 
 
 class _Builder:

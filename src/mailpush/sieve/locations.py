@@ -5,13 +5,14 @@
 missing number, as Dovecot does. Values are Dovecot script locations:
 `[file:]path[;option=value...]`; for the personal script the `;active=`
 option names the active script (`sieve = file:~/sieve;active=~/.dovecot.sieve`).
-`~` is the user's home, and `%u`, `%n`, `%d` (with `%L`) are expanded as in
-`auth_username_format`. Per-user userdb fields override the global values
+`~` and `%h` are the user's home, and `%u`, `%n`, `%d` (with `%L`) are
+expanded as in `auth_username_format`. Per-user userdb fields override the global values
 before this module sees them.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,18 +95,28 @@ def _path(setting: str, value: str, user: str, home: str | None) -> Path:
 
 
 def _expand(setting: str, text: str, user: str, home: str | None) -> Path:
-    if text == "~" or text.startswith("~/"):
-        if not home:
-            raise SettingError(
-                setting,
-                f"'{text}' needs the user's home directory, and {user} has none "
-                "(set it in the passwd-file or as userdb_home)",
-            )
-        text = home + text[1:]
-    try:
-        text = format_username(text, user)
-    except SettingError as exc:
-        raise SettingError(setting, exc.reason) from exc
+    """`~`, `%h` and the user variables of a location, expanded in one pass over the setting.
+
+    The home and the user name are inserted as they are: a `%` in them is
+    never expanded again, and a `~` coming from them is not the home.
+    """
+    value = text
+    tilde = text == "~" or text.startswith("~/")
+    if tilde:
+        text = text[1:]
+    expanded: list[str] = []
+    start = 0
+    for variable in _HOME_VARIABLE.finditer(text):
+        if variable.group() == "%%":
+            continue  # format_username turns it into "%"
+        expanded.append(_format(setting, text[start : variable.start()], user))
+        home_value = _needs_home(setting, value, user, home)
+        expanded.append(home_value.lower() if "L" in variable.group() else home_value)
+        start = variable.end()
+    expanded.append(_format(setting, text[start:], user))
+    text = "".join(expanded)
+    if tilde:
+        text = _needs_home(setting, value, user, home) + text
     path = Path(text)
     if not path.is_absolute():
         if not home:
@@ -116,3 +127,24 @@ def _expand(setting: str, text: str, user: str, home: str | None) -> Path:
             )
         path = Path(home) / path
     return path
+
+
+#: `%h`/`%{home}` (with `%L`), and `%%` so that `%%h` stays a literal `%h`.
+_HOME_VARIABLE = re.compile(r"%%|%L*(?:h|\{home\})")
+
+
+def _needs_home(setting: str, value: str, user: str, home: str | None) -> str:
+    if not home:
+        raise SettingError(
+            setting,
+            f"'{value}' needs the user's home directory, and {user} has none "
+            "(set it in the passwd-file or as userdb_home)",
+        )
+    return home
+
+
+def _format(setting: str, template: str, user: str) -> str:
+    try:
+        return format_username(template, user)
+    except SettingError as exc:
+        raise SettingError(setting, f"{exc.reason}; Sieve paths also know %h (home)") from exc

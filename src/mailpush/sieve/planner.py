@@ -4,8 +4,10 @@ The planner never loses a message. A broken script, a runtime error, a
 `fileinto` to a mailbox that does not exist (without `:create` or
 `lda_mailbox_autocreate`) or a bad setting all end in the default plan:
 INBOX, or the `+detail` mailbox when `lmtp_save_to_detail_mailbox` is on,
-exactly what delivery does without Sieve. Only an explicit `discard` (with
-no keep left anywhere in the sequence) returns no target at all.
+exactly what delivery does without Sieve. So does an unreadable passwd-file
+and any unexpected exception (a bug of ours), logged with the script paths.
+Only an explicit `discard` (with no keep left anywhere in the sequence)
+returns no target at all.
 
 Every target is saved in one store transaction, each as its own change
 record, so filing into two folders reports two MessageNew, as Dovecot does.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from ..config import Settings
 from ..config.values import parse_int, parse_size
@@ -26,6 +29,7 @@ from ..errors import (
     MailboxExistsError,
     MailboxNotFoundError,
     MailboxNotSelectableError,
+    PasswdFileError,
     SettingError,
     SieveRuntimeError,
     UnknownUserError,
@@ -48,6 +52,11 @@ from .runner import (
 __all__ = ["SieveFilingPlanner", "build_sieve_planner"]
 
 log = logging.getLogger(__name__)
+
+#: Sieve's own worker threads. Every delivery passes through them (the passwd-file
+#: lookup), so they must not queue behind other users of the loop's default
+#: executor: with that one full, deliveries would stall until it drains.
+_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mailpush-sieve")
 
 #: Characters IMAP does not allow in a keyword (RFC 3501 atom-specials and `]`).
 _NOT_IN_KEYWORD = frozenset('(){ %*"\\]')
@@ -87,7 +96,7 @@ class SieveFilingPlanner:
     the user's overrides (userdb `sieve=...` fields), merged like
     `FrameworkServices.user_settings`. `home(user)` gives the home directory
     that `~` in a script path stands for. Users without any Sieve setting go
-    straight to `fallback`, without touching the disk.
+    straight to `fallback` once their fields are read.
     """
 
     def __init__(
@@ -114,32 +123,49 @@ class SieveFilingPlanner:
         _limits(self._plugin, strict=True)
 
     async def plan(self, request: DeliveryRequest) -> Sequence[DeliveryTarget]:
-        settings = {**self._plugin, **self._userdb_fields(request.user)}
-        if not has_sieve_settings(settings):
-            return await self._fallback.plan(request)
-        result = await asyncio.to_thread(self._evaluate, request, settings)
+        # The user's fields come from the passwd-file (a stat, maybe a re-read): off the loop.
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(_THREADS, self._evaluate, request)
         if result is None:
             return await self._fallback.plan(request)
-        return await self._targets(request, result)
+        try:
+            return await self._targets(request, result)
+        except Exception:  # a bug in mailpush must not cost the message
+            log.exception(
+                "sieve: delivery to %s: unexpected error while filing; keeping the message",
+                request.user,
+            )
+            return await self._fallback.plan(request)
 
     # --- on a worker thread: locate, load, compile, run --------------------------------
 
-    def _evaluate(
-        self, request: DeliveryRequest, settings: Mapping[str, str]
-    ) -> SieveResult | None:
+    def _evaluate(self, request: DeliveryRequest) -> SieveResult | None:
+        """What the scripts decided; None for the default plan (no scripts, or no usable ones)."""
         user = request.user
         try:
+            settings = {**self._plugin, **self._userdb_fields(user)}
+            if not has_sieve_settings(settings):
+                return None
             home = self._home(user) if self._home is not None else None
             locations = script_locations(settings, user, home or settings.get("home"))
-        except SettingError as exc:
+        except (SettingError, PasswdFileError) as exc:
             log.error("sieve: delivery to %s: %s; keeping the message", user, exc)
             return None
-        max_actions, max_size = _limits(settings, strict=False)
-        scripts = [loaded for at in locations for loaded in self._load(at, max_size)]
-        if not scripts:
+        try:
+            max_actions, max_size = _limits(settings, strict=False)
+            scripts = [loaded for at in locations for loaded in self._load(at, max_size)]
+            if not scripts:
+                return None
+            message = SieveMessage(request.raw, Envelope(request.sender or "", request.recipient))
+            return run_sequence(scripts, message, max_actions=max_actions)
+        except Exception:  # a bug in mailpush must not cost the message
+            log.exception(
+                "sieve: delivery to %s: unexpected error with the script(s) %s; "
+                "keeping the message",
+                user,
+                ", ".join(str(location.path) for location in locations),
+            )
             return None
-        message = SieveMessage(request.raw, Envelope(request.sender or "", request.recipient))
-        return run_sequence(scripts, message, max_actions=max_actions)
 
     def _load(self, location: ScriptLocation, max_size: int) -> list[LoadedScript]:
         return self._cache.scripts_at(location, max_size)

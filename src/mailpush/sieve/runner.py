@@ -13,11 +13,14 @@ sequence ends at the first script that cancels the implicit keep (so
 `sieve_after` runs only while the keep is still in effect). A script that
 cannot be compiled or fails at run time ends the sequence too; its own
 actions are dropped and the implicit keep applies, so the message is never
-lost to a broken script.
+lost to a broken script. The same holds for a bug of ours: any unexpected
+exception while running a script is logged with the script's path and
+treated like a run-time error of that script.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -58,6 +61,8 @@ __all__ = [
     "run_script",
     "run_sequence",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Dovecot's `sieve_max_actions` default.
 DEFAULT_MAX_ACTIONS = 32
@@ -137,6 +142,10 @@ def run_sequence(
             outcome = run_script(entry, message, max_actions=max_actions)
         except SieveRuntimeError as exc:
             return SieveResult(tuple(actions), True, (), exc)
+        except Exception as exc:  # a bug in mailpush must not cost the message
+            log.exception("sieve: %s: unexpected error while running the script", entry.name)
+            failure = SieveRuntimeError(entry.name, 0, f"unexpected error: {exc!r}")
+            return SieveResult(tuple(actions), True, (), failure)
         actions.extend(outcome.actions)
         flags = outcome.flags
         if not outcome.implicit_keep:
