@@ -11,7 +11,9 @@ HTTP-POST script against a fast (0 ms) and a slow (200 ms) endpoint.
    script, unchanged, and `push_lua_url` pointing at a local endpoint; N
    deliveries over 8 LMTP connections spread over many users; the clock stops
    when the endpoint has received every POST. Run once with an endpoint that
-   answers at once and once with one that sleeps 200 ms per request.
+   answers at once and once with one that sleeps 200 ms per request. As in the
+   seed's configuration, every user's `push_lua_url` is the same URL (one
+   host); `--hosts N` spreads users over 127.0.0.1 … 127.0.0.N instead.
 
 Prints one line:
 
@@ -22,7 +24,7 @@ Prints one line:
 answered 250 (push never holds up delivery). Targets: events_per_s ≥ 20000,
 slow_vs_fast ≥ 0.8.
 
-Usage: python bench/lua.py [--messages N] [--users N] [--transactions N]
+Usage: python bench/lua.py [--messages N] [--users N] [--hosts N] [--transactions N]
 """
 
 from __future__ import annotations
@@ -254,9 +256,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--users", type=int, default=400)
-    parser.add_argument("--hosts", type=int, default=8,
-                        help="endpoint addresses 127.0.0.1…N (the shared HTTP client keeps"
-                             " at most 32 connections per host)")
+    parser.add_argument("--hosts", type=int, default=1,
+                        help="endpoint addresses 127.0.0.1…N (default 1: one URL for every"
+                             " user, as the seed configures it)")
     parser.add_argument("--transactions", type=int, default=20000)
     args = parser.parse_args()
     print(asyncio.run(main_async(args)))

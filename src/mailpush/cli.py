@@ -514,14 +514,21 @@ def _lua_check(args: argparse.Namespace) -> int:
 
 def _lua_run(args: argparse.Namespace) -> int:
     from .dispatch import FrameworkServices
-    from .drivers.lua.tryout import MemoryStoreView, TryoutServices, make_event, run_script
+    from .drivers import driver_configs
+    from .drivers.lua.tryout import (
+        MemoryStoreView,
+        RunReport,
+        TryoutServices,
+        make_event,
+        run_script,
+    )
 
     configure_logging(debug=args.debug)
     fields = dict(_key_values(args.field, "--field"))
     plugin = dict(_key_values(args.plugin, "--plugin"))
     event = make_event(args.event, fields)
 
-    async def run() -> bool:
+    async def run() -> RunReport:
         if args.config is None:
             services = TryoutServices(MemoryStoreView(), plugin)
             try:
@@ -531,16 +538,24 @@ def _lua_run(args: argparse.Namespace) -> int:
                 await services.close()
         settings = _load(args)
         store = open_store(settings)
-        real = FrameworkServices(store, {**settings.plugin, **plugin},
-                                 UserDirectory(settings).user_settings)
+        # The script on the command line, not the configured one, runs.
+        configured = {key: value for key, value in {**settings.plugin, **plugin}.items()
+                      if key != "push_notification_lua_script_file"}
+        real = FrameworkServices(store, configured, UserDirectory(settings).user_settings)
         try:
-            return await run_script(args.script, args.lua_version, real, [event], args.user)
+            return await run_script(args.script, args.lua_version, real, [event], args.user,
+                                    configured=driver_configs(settings))
         finally:
             await real.close()
             await asyncio.to_thread(store.close)
 
-    if not asyncio.run(run()):
+    report = asyncio.run(run())
+    if not report.ran:
         print("the script took no part in the transaction (see the log above)", file=sys.stderr)
+        return 1
+    if not report.ok:
+        failed = [*report.failed, *(f"{call} (skipped)" for call in report.skipped)]
+        print(f"failed: {'; '.join(failed)} (see the log above)", file=sys.stderr)
         return 1
     return 0
 

@@ -9,8 +9,13 @@ import aiohttp
 
 from ..drivers.base import StoreView
 
-#: Connections kept per host by the shared HTTP client.
-HTTP_CONNECTIONS_PER_HOST = 32
+#: Connections the shared HTTP client opens to one host, at least: the default
+#: mailpush_push_concurrency. Each running push transaction waits for one request at a
+#: time, so with as many connections per host as transactions run at once, one slow
+#: endpoint (the usual case: one URL for everyone) is never waited for in a queue.
+HTTP_CONNECTIONS_PER_HOST = 64
+#: aiohttp's default limit over all hosts, kept unless more per host are needed.
+HTTP_CONNECTIONS = 100
 
 
 class FrameworkServices:
@@ -21,9 +26,12 @@ class FrameworkServices:
         userdb_fields: Callable[[str], Mapping[str, str]],
         *,
         ssl_client_ca_file: Path | None = None,
+        push_concurrency: int = HTTP_CONNECTIONS_PER_HOST,
     ) -> None:
         self._store = store
         self._ssl_client_ca_file = ssl_client_ca_file
+        #: mailpush_push_concurrency: how many transactions may wait for HTTP at once.
+        self._connections_per_host = max(HTTP_CONNECTIONS_PER_HOST, push_concurrency)
         self._plugin = dict(plugin)
         self._userdb_fields = userdb_fields
         self._http: aiohttp.ClientSession | None = None
@@ -46,7 +54,10 @@ class FrameworkServices:
 
     def http(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
-            connector = aiohttp.TCPConnector(limit_per_host=HTTP_CONNECTIONS_PER_HOST)
+            connector = aiohttp.TCPConnector(
+                limit=max(HTTP_CONNECTIONS, self._connections_per_host),
+                limit_per_host=self._connections_per_host,
+            )
             self._http = aiohttp.ClientSession(connector=connector)
         return self._http
 

@@ -4,7 +4,9 @@ other drivers' notifications go out as usual."""
 from __future__ import annotations
 
 import asyncio
+import imaplib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from mailpush.server import MailpushServer
 from tests.conftest import free_port
 from tests.http_endpoint import HttpEndpoint
 
-from .conftest import FIXTURES, deliver, lua_server_config, until
+from .conftest import FIXTURES, deliver, imap_port, lua_server_config, until
 
 MISBEHAVING = FIXTURES / "misbehaving.lua"
 
@@ -72,9 +74,12 @@ async def test_a_failing_handler_costs_only_that_users_notification(
     reason: str,
 ) -> None:
     server = await start(make_server, endpoint.url, webhook.url, options)
-    await asyncio.to_thread(deliver, server, ["alice", "bob"], message(subject))
-
+    # Bob first: while alice's script loops, the whole event loop waits (the limits stop
+    # it, they cannot pause it), and a call of bob's waiting meanwhile could time out too.
+    await asyncio.to_thread(deliver, server, ["bob"], message(subject))
     (bob,) = await endpoint.wait_for(1)
+    await asyncio.to_thread(deliver, server, ["alice"], message(subject))
+
     assert bob.body == f"user=bob&subject={subject}".encode()
     hooked = await webhook.wait_for(2)
     assert sorted(r.json()["user"] for r in hooked) == ["alice", "bob"]
@@ -149,3 +154,159 @@ async def test_a_missing_script_stops_start_up_naming_the_setting(
         await make_server(  # type: ignore[operator]
             lua_server_config(tmp_path / "nope.lua", "http://127.0.0.1:9/", imap=False)
         )
+
+
+async def undone(server: MailpushServer) -> tuple[int, int]:
+    """The lua driver's transactions still to deliver (or retry), and dead letters."""
+    assert server.store is not None
+    (stats,) = [s for s in await server.store.outbox.stats(time.time()) if s.driver == "lua"]
+    return stats.retrying + stats.pending + stats.inflight, stats.dead
+
+
+HEADER_FROM_SUBJECT = """\
+local client = dovecot.http.client({})
+function dovecot_lua_notify_begin_txn(user)
+  return {ep = user:plugin_getenv("push_lua_url")}
+end
+function dovecot_lua_notify_event_message_new(ctx, event)
+  ctx.mail = true
+  local request = client:request({url = ctx.ep, method = "POST"})
+  request:add_header("X-Subject", event.subject)
+  request:submit()
+end
+function dovecot_lua_notify_end_txn(ctx)
+  if not ctx.mail then return end  -- e.g. the INBOX being created
+  local request = client:request({url = ctx.ep, method = "POST"})
+  request:set_payload("end_txn")
+  request:submit()
+end
+"""
+
+
+async def test_a_header_value_with_cr_lf_from_a_decoded_subject_is_a_lua_error_not_a_retry(
+    make_server: Callable[..., object],
+    endpoint: HttpEndpoint,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "header.lua"
+    script.write_text(HEADER_FROM_SUBJECT)
+    config = lua_server_config(
+        script, endpoint.url, "mailpush_push_retry_initial = 100ms\n", imap=False
+    )
+    server = await make_server(config)  # type: ignore[operator]
+    assert isinstance(server, MailpushServer)
+    crafted = b"From: a@example.net\r\nSubject: =?UTF-8?Q?hi=0D=0AX-Evil:_1?=\r\n\r\nbody\r\n"
+    await asyncio.to_thread(deliver, server, ["alice"], crafted)
+
+    await until(lambda: bool(errors(caplog)))
+    (failure,) = errors(caplog)
+    assert f"{script}:8: add_header: the value of header 'X-Subject' contains CR, LF" in failure
+    (request,) = await endpoint.wait_for(1)
+    assert request.body == b"end_txn"
+    await asyncio.sleep(0.5)  # a retry would come after 100 ms
+    assert len(endpoint.received) == 1
+    assert await undone(server) == (0, 0)
+
+
+async def test_an_exception_while_sending_is_a_lua_error_the_script_can_catch(
+    make_server: Callable[..., object],
+    endpoint: HttpEndpoint,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:
+    """aiohttp refuses some requests with ValueError; that must not reach the dispatcher."""
+    script = tmp_path / "length.lua"
+    script.write_text(HEADER_FROM_SUBJECT.replace(
+        'request:add_header("X-Subject", event.subject)\n  request:submit()',
+        'request:add_header("Content-Length", "many") request:set_payload("x")\n'
+        '  local ok, problem = pcall(request.submit, request)\n'
+        '  dovecot.i_warning("caught: " .. problem)\n'
+        '  request:submit()',
+    ))
+    config = lua_server_config(
+        script, endpoint.url, "mailpush_push_retry_initial = 100ms\n", imap=False
+    )
+    server = await make_server(config)  # type: ignore[operator]
+    assert isinstance(server, MailpushServer)
+    await asyncio.to_thread(deliver, server, ["alice"], message("length"))
+
+    await until(lambda: bool(errors(caplog)))
+    caught = next(m for m in caplog.messages if "caught" in m)
+    assert caught == (
+        "lua: alice: caught: submit() failed: ValueError: Invalid Content-Length header: 'many'"
+    )
+    (failure,) = errors(caplog)
+    assert f"{script}:11: submit() failed: ValueError: " in failure
+    await endpoint.wait_for(1)
+    await asyncio.sleep(0.5)
+    assert [r.body for r in endpoint.received] == [b"end_txn"]
+    assert await undone(server) == (0, 0)
+
+
+POST_PER_EVENT = """\
+local client = dovecot.http.client({})
+function dovecot_lua_notify_begin_txn(user)
+  return {ep = user:plugin_getenv("push_lua_url")}
+end
+local function post(ctx, event)
+  ctx.mail = true
+  local request = client:request({url = ctx.ep, method = "POST"})
+  request:set_payload("uid=" .. event.uid)
+  request:submit()
+end
+dovecot_lua_notify_event_message_new = post
+dovecot_lua_notify_event_message_append = post
+function dovecot_lua_notify_end_txn(ctx)
+  if ctx.mail then dovecot.i_info("end_txn") end
+end
+"""
+
+
+async def test_a_transaction_longer_than_lua_txn_timeout_is_cut_short_not_sent_twice(
+    make_server: Callable[..., object],
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:
+    """Five POSTs of 0.6 s each would outlast mailpush_push_timeout (3 s): the dispatcher
+    would cancel the transaction and run it again from begin_txn, posting everything twice."""
+    caplog.set_level(logging.INFO, logger="mailpush.push.lua")
+    endpoint = HttpEndpoint()
+    await endpoint.start()
+    try:
+        script = tmp_path / "per_event.lua"
+        script.write_text(POST_PER_EVENT)
+        config = lua_server_config(
+            f"{script} lua_txn_timeout=1500ms", endpoint.url,
+            "mailpush_push_timeout = 3s\nmailpush_push_retry_initial = 100ms\n",
+        )
+        server = await make_server(config)  # type: ignore[operator]
+        assert isinstance(server, MailpushServer)
+        client = await asyncio.to_thread(imaplib.IMAP4, "127.0.0.1", imap_port(server))
+        try:
+            await asyncio.to_thread(client.login, "alice", "secret")
+            for n in range(5):
+                await asyncio.to_thread(client.append, "INBOX", None, None, message(f"m{n}"))
+            await endpoint.wait_for(5)
+            await asyncio.to_thread(client.create, "Work")
+            await asyncio.to_thread(client.select, "INBOX")
+            endpoint.delay = 0.6
+            assert (await asyncio.to_thread(client.copy, "1:5", "Work"))[0] == "OK"
+        finally:
+            await asyncio.to_thread(client.logout)
+        await until(lambda: caplog.messages.count("lua: alice: end_txn") == 6)
+        await asyncio.sleep(2.5)  # a rerun (at 3 s) would have posted again by now
+        copied = [r.body for r in endpoint.received][5:]
+    finally:
+        await endpoint.stop()
+    # Two POSTs fit in 1.5 s, the third is cut off while it waits for its answer, the
+    # last two are skipped; end_txn still runs, and nothing runs twice.
+    assert copied[:2] == [b"uid=1", b"uid=2"]
+    assert copied[2:] in ([], [b"uid=3"])
+    assert caplog.messages.count("lua: alice: end_txn") == 6
+    skipped = next(m for m in caplog.messages if "lua_txn_timeout" in m and "skipped" in m)
+    assert "took longer than 1.5s (lua_txn_timeout): 2 handler call(s) skipped" in skipped
+    assert "mailbox=Work,uid=4" in skipped and "mailbox=Work,uid=5" in skipped
+    cut = next(m for m in caplog.messages if "mailbox=Work,uid=3]) failed" in m)
+    assert "aborted: the transaction took longer than 1.5s (lua_txn_timeout)" in cut
+    assert await undone(server) == (0, 0)

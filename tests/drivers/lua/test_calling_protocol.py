@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import pytest
 
+from mailpush.drivers.lua import state_cache
 from mailpush.errors import PermanentDriverError, RetryableDriverError
 from mailpush.events import PushEvent
+from tests.http_endpoint import HttpEndpoint
 
 from .conftest import FIXTURES, DriverFactory
 from .protocol_helpers import lua_list, message_new, run, transaction
@@ -289,3 +292,125 @@ async def test_a_script_can_turn_a_transaction_into_a_dead_letter(
     """)
     with pytest.raises(PermanentDriverError, match="dead letter: cannot encode Grüße"):
         await run(driver, transaction("alice", message_new()))
+
+
+DEINIT_DROPS_CLIENT = """
+    local client
+    function script_init() client = dovecot.http.client({}) end
+    function script_deinit() client = nil; dovecot.i_info("script_deinit") end
+    function dovecot_lua_notify_begin_txn(user)
+      return {ep = user:plugin_getenv("push_lua_url"), user = user.username}
+    end
+    function dovecot_lua_notify_event_message_new(ctx, event) end
+    function dovecot_lua_notify_end_txn(ctx)
+      local request = client:request({url = ctx.ep, method = "POST"})
+      request:set_payload(ctx.user)
+      request:submit()
+      dovecot.i_info("posted")
+    end
+"""
+
+
+async def test_a_state_is_never_closed_to_make_room_while_its_transaction_runs(
+    make_driver: DriverFactory, endpoint: HttpEndpoint, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mailpush.push.lua")
+    driver = await make_driver(
+        DEINIT_DROPS_CLIENT, options={"lua_max_states": "1"}, plugin={"push_lua_url": endpoint.url}
+    )
+    users = ["alice", "bob", "carol"]
+    await asyncio.gather(*(run(driver, transaction(user, message_new())) for user in users))
+    await asyncio.sleep(0.05)
+    assert sorted(r.body.decode() for r in endpoint.received) == users
+    messages = caplog.messages
+    for user in users[:2]:
+        posted = messages.index(f"lua: {user}: posted")
+        assert posted < messages.index(f"lua: {user}: script_deinit")
+    assert not any("failed" in m for m in messages)
+
+
+async def test_a_script_that_failed_to_load_is_loaded_again_after_the_back_off(
+    make_driver: DriverFactory,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A passing failure of script_init (an endpoint not up yet) must not silence the
+    user until the next restart."""
+    caplog.set_level(logging.INFO, logger="mailpush.push.lua")
+    monkeypatch.setattr(state_cache, "DISABLED_RETRY", 0.3)
+    ready = tmp_path / "ready"
+    driver = await make_driver(RECORDER.replace(
+        "function script_init(settings)\n",
+        f'function script_init(settings)\n  assert(io.open("{ready}"), "not ready yet")\n',
+    ))
+    assert not await run(driver, transaction("alice", message_new(1)))
+    assert not await run(driver, transaction("alice", message_new(2)))
+    skips = [m for m in caplog.messages if "skipped" in m]
+    assert len(skips) == 1  # one line per 10 s, not one per transaction
+    assert skips[0].startswith("lua: alice: transaction txn-")
+    assert "the lua driver is disabled for this user (script_init() failed); the script" \
+           " is loaded again 0.3s after it failed" in skips[0]
+    ready.write_text("")
+    assert not await run(driver, transaction("alice", message_new(3)))  # still backing off
+    await asyncio.sleep(0.3)
+    assert await run(driver, transaction("alice", message_new(4)))
+    assert any(m.startswith("lua: alice: loading the script again (it failed 0.")
+               for m in caplog.messages)
+    assert (await calls(driver))[1:3] == ["begin alice lmtp", "message_new 2 MessageNew INBOX 4"]
+
+
+OOM_REPORTED_WITH_POSITION = """
+    TRANSACTIONS = 0
+    function dovecot_lua_notify_begin_txn(user)
+      TRANSACTIONS = TRANSACTIONS + 1
+      return {}
+    end
+    function dovecot_lua_notify_end_txn(ctx) end
+    function dovecot_lua_notify_event_message_new(ctx, event)
+      if event.uid ~= 1 then return end
+      local ok, problem = pcall(function()
+        local hoard = {}
+        for i = 1, 1e9 do hoard[i] = string.rep("x", 4096) .. i end
+      end)
+      error(problem)  -- "script.lua:12: not enough memory"
+    end
+"""
+
+
+async def test_a_state_that_ran_out_of_memory_is_replaced_even_if_the_script_reraised_it(
+    make_driver: DriverFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    driver = await make_driver(OOM_REPORTED_WITH_POSITION, options={"lua_max_memory": "8M"})
+    await run(driver, transaction("alice", message_new(1)))
+    assert any("not enough memory" in m for m in caplog.messages)
+    await run(driver, transaction("alice", message_new(2)))
+    state = await driver.state_for("alice")
+    assert state.runtime.globals[b"TRANSACTIONS"] == 1  # a fresh state
+    assert state.in_use == 0
+
+
+async def test_past_lua_txn_timeout_handlers_are_skipped_and_end_txn_still_runs(
+    make_driver: DriverFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    driver = await make_driver("""
+        CALLS = {}
+        function dovecot_lua_notify_begin_txn(user) return {} end
+        function dovecot_lua_notify_event_message_new(ctx, event)
+          CALLS[#CALLS + 1] = "new " .. event.uid
+          while true do end
+        end
+        function dovecot_lua_notify_end_txn(ctx, success)
+          CALLS[#CALLS + 1] = "end " .. tostring(success)
+        end
+    """, options={"lua_txn_timeout": "300ms", "lua_max_instructions": "0"})
+    txn = transaction("alice", message_new(1), message_new(2), message_new(3))
+    assert await run(driver, txn)
+    assert await calls(driver) == ["new 1", "end true"]
+    aborted = next(m for m in caplog.messages if "uid=1]) failed" in m)
+    assert "aborted: the transaction took longer than 0.3s (lua_txn_timeout)" in aborted
+    skipped = next(m for m in caplog.messages if "skipped" in m)
+    assert skipped.startswith(
+        f"lua: alice: transaction {txn.id} took longer than 0.3s (lua_txn_timeout):"
+        " 2 handler call(s) skipped: dovecot_lua_notify_event_message_new(ctx,"
+        " event[name=MessageNew,mailbox=INBOX,uid=2]), ")

@@ -95,3 +95,58 @@ async def test_run_with_a_configuration_uses_its_store_and_plugin_settings(
         assert await store.get_metadata("alice", None, "/private/last") == "from-config Hi"
     finally:
         await asyncio.to_thread(store.close)
+
+
+@pytest.mark.parametrize(
+    ("handler", "end_txn", "failed"),
+    [
+        ("error('no endpoint')", "", "dovecot_lua_notify_event_message_new(ctx, event["),
+        ("", "while true do end", "dovecot_lua_notify_end_txn(ctx, true)"),
+    ],
+)
+def test_run_fails_when_a_call_fails_or_hits_a_limit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], handler: str, end_txn: str, failed: str
+) -> None:
+    script = tmp_path / "failing.lua"
+    script.write_text(
+        "function dovecot_lua_notify_begin_txn(user) return {} end\n"
+        f"function dovecot_lua_notify_event_message_new(ctx, event) {handler} end\n"
+        f"function dovecot_lua_notify_end_txn(ctx) {end_txn} end\n"
+    )
+    assert main(["lua", "run", str(script)]) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {failed}" in err
+
+
+async def test_run_with_a_configuration_uses_the_configured_driver_options(
+    tmp_path: Path,
+) -> None:
+    """`lua_path`, limits and lua_settings come from the configured lua driver."""
+    from mailpush.config import load_settings
+    from mailpush.server import open_store
+    from tests.conftest import write_config
+
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "tagger.lua").write_text("return {tag = 'from-module'}\n")
+    script = tmp_path / "tagged.lua"
+    script.write_text(
+        "local tagger = require 'tagger'\n"
+        "function dovecot_lua_notify_begin_txn(user) return {user = user} end\n"
+        "function dovecot_lua_notify_end_txn(ctx) end\n"
+        "function dovecot_lua_notify_event_message_new(ctx, event)\n"
+        "  ctx.user:metadata_set('/private/tag', tagger.tag .. ' ' .. _VERSION)\n"
+        "end\n"
+    )
+    config = write_config(tmp_path, (
+        "plugin {\n"
+        f"  push_notification_driver = lua:file={script} lua_path={modules} lua_version=5.3\n"
+        "}\n"
+    ))
+    argv = ["lua", "run", str(script), "-c", str(config), "--user", "alice"]
+    assert await asyncio.to_thread(main, argv) == 0
+    store = open_store(load_settings(config).settings)
+    try:
+        assert await store.get_metadata("alice", None, "/private/tag") == "from-module Lua 5.3"
+    finally:
+        await asyncio.to_thread(store.close)

@@ -58,3 +58,27 @@ async def test_scripts_of_many_users_wait_for_their_requests_at_the_same_time(
         await slow.stop()
     assert len(slow.received) == 20
     assert elapsed < 0.6
+
+
+async def test_one_slow_endpoint_serves_as_many_users_at_once_as_the_push_concurrency(
+    make_driver: DriverFactory,
+) -> None:
+    """The seed's setup: one URL for everyone. The shared HTTP client must not queue
+    requests to that one host below mailpush_push_concurrency (64 by default)."""
+    slow = HttpEndpoint(delay=0.5)
+    await slow.start()
+    try:
+        driver = await make_driver(
+            (FIXTURES / "simple_http.lua").read_text(), plugin={"push_lua_url": slow.url}
+        )
+        users = [f"u{n}" for n in range(60)]
+        for user in users:
+            await driver.state_for(user)
+        started = time.perf_counter()
+        await asyncio.gather(*(run(driver, transaction(user, message_new())) for user in users))
+        elapsed = time.perf_counter() - started
+    finally:
+        await slow.stop()
+    assert len(slow.received) == 60
+    # 32 connections per host (as before) would take two rounds: 1 s.
+    assert elapsed < 0.9

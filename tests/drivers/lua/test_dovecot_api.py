@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import textwrap
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from mailpush.drivers.lua.http_requests import HttpClientSettings
 from mailpush.store import NewMessage, SqliteStore
 from tests.http_endpoint import HttpEndpoint
 
@@ -148,6 +150,37 @@ async def test_os_exit_is_refused_instead_of_stopping_the_server(
     assert b"os.exit() would stop the whole mail server" in result[b"error"]
 
 
+async def test_commands_that_would_stop_the_server_while_they_run_are_refused(
+    make_driver: DriverFactory,
+) -> None:
+    result = await run_handler(make_driver, """
+        RESULT.execute = select(2, pcall(os.execute, "sleep 5"))
+        RESULT.popen = select(2, pcall(io.popen, "sleep 5"))
+        RESULT.registry = select(2, pcall(debug.getregistry))
+    """)
+    assert b"os.execute() would stop the whole mail server while the command runs" in (
+        result[b"execute"])
+    assert b"io.popen() would stop the whole mail server" in result[b"popen"]
+    assert b"debug.getregistry() is not available" in result[b"registry"]
+
+
+@pytest.mark.parametrize("version", ["luajit", "luajit2.0"])
+async def test_luajit_cannot_switch_its_compiler_back_on_under_the_limits(
+    make_driver: DriverFactory, version: str
+) -> None:
+    result = await run_handler(make_driver, """
+        RESULT.ok, RESULT.error = pcall(jit.on)
+        jit.opt.start(3)
+        RESULT.on = jit.status()
+        local x = 0
+        while true do x = x + 1 end
+    """, options={"lua_version": version, "lua_call_timeout": "300ms"})
+    assert result[b"ok"] is False
+    assert b"jit.on() is not available: compiled code would escape mailpush's limits" in (
+        result[b"error"])
+    assert result[b"on"] is False
+
+
 # --- socket.url and package.path -------------------------------------------------------
 
 
@@ -214,6 +247,25 @@ async def test_plugin_getenv_reads_plugin_settings_overridden_by_userdb_fields(
     assert result[b"url"] == b"http://push.example/bob"
     assert result[b"own"] == b"bobs"
     assert result[b"missing"] is None
+
+
+async def test_plugin_getenv_falls_back_to_the_2_4_lua_settings(
+    make_driver: DriverFactory,
+) -> None:
+    result = await run_handler(
+        make_driver,
+        """
+        RESULT.url = ctx.user:plugin_getenv("push_lua_url")
+        RESULT.token = ctx.user:plugin_getenv("push_lua_token")
+        """,
+        user="bob@example.org",
+        plugin={"push_lua_token": "from-plugin"},
+        subsections={"lua_settings": {"push_lua_url": "http://push/%n",
+                                      "push_lua_token": "from-block"}},
+        syntax="2.4",
+    )
+    assert result[b"url"] == b"http://push/bob"
+    assert result[b"token"] == b"from-plugin"
 
 
 async def test_var_expand_knows_the_users_variables_and_refuses_unknown_ones(
@@ -364,6 +416,19 @@ async def test_connection_failures_are_status_codes_not_errors(
     assert result[b"reason"] == f"connect(127.0.0.1:{port}) failed: Connection refused".encode()
 
 
+async def test_a_proxy_that_refuses_is_named_in_the_reason(make_driver: DriverFactory) -> None:
+    from tests.conftest import free_port
+
+    proxy = free_port()
+    result = await run_handler(make_driver, f"""
+        local client = dovecot.http.client({{proxy_url = "http://127.0.0.1:{proxy}"}})
+        local response = client:request({{url = "http://push.example/x"}}):submit()
+        RESULT.status, RESULT.reason = response:status(), response:reason()
+    """)
+    assert result[b"status"] == 9003
+    assert result[b"reason"] == f"connect(127.0.0.1:{proxy}) failed: Connection refused".encode()
+
+
 async def test_a_request_timeout_is_status_9008(make_driver: DriverFactory) -> None:
     endpoint = HttpEndpoint(delay=2.0)
     await endpoint.start()
@@ -395,6 +460,96 @@ async def test_bad_client_options_and_requests_are_lua_errors_with_dovecots_word
     assert b"Failed to parse url ftp://x/" in result[b"e4"]
 
 
+
+
+async def test_requests_that_cannot_be_sent_are_lua_errors_naming_the_problem(
+    make_driver: DriverFactory, endpoint: HttpEndpoint
+) -> None:
+    result = await run_handler(make_driver, f"""
+        local client = dovecot.http.client({{}})
+        RESULT.ok1, RESULT.e1 = pcall(client.request, client, {{url = "{endpoint.url}",
+          method = "GE T"}})
+        local request = client:request({{url = "{endpoint.url}", method = "POST"}})
+        RESULT.ok2, RESULT.e2 = pcall(request.add_header, request, "X-Subject", "hi\\r\\nX: 1")
+        RESULT.ok3, RESULT.e3 = pcall(request.add_header, request, "X Subject", "hi")
+        RESULT.ok4, RESULT.e4 = pcall(request.add_header, request, "X-Nul", "a\\0b")
+        request:add_header("X-Tab", "a\\tb")
+        request:add_header("Content-Length", "many")
+        request:set_payload("x")
+        RESULT.ok5, RESULT.e5 = pcall(function() local r = request:submit() return r end)
+    """)
+    assert result[b"ok1"] is False
+    assert b'cannot create request: invalid method "GE T"' in result[b"e1"]
+    assert result[b"ok2"] is False
+    assert b"the value of header 'X-Subject' contains CR, LF, NUL" in result[b"e2"]
+    assert b'add_header: invalid header name "X Subject"' in result[b"e3"]
+    assert b"the value of header 'X-Nul' contains" in result[b"e4"]
+    assert result[b"ok5"] is False
+    assert result[b"e5"].endswith(
+        b":16: submit() failed: ValueError: Invalid Content-Length header: 'many'")
+    assert endpoint.received == []
+
+
+async def test_http_clients_are_freed_with_their_lua_objects(make_driver: DriverFactory) -> None:
+    def clients() -> int:
+        gc.collect()
+        return sum(isinstance(o, HttpClientSettings) for o in gc.get_objects())
+
+    before = clients()
+    await run_handler(make_driver, """
+        for i = 1, 2000 do dovecot.http.client({user_agent = "agent " .. i}) end
+        collectgarbage()
+        collectgarbage()
+    """)
+    assert clients() - before < 10
+
+
+@pytest.mark.parametrize("version", ["5.2", "5.3", "5.4", "5.5", "luajit"])
+async def test_submit_works_inside_pcall(
+    make_driver: DriverFactory, endpoint: HttpEndpoint, version: str
+) -> None:
+    result = await run_handler(make_driver, f"""
+        local client = dovecot.http.client({{}})
+        RESULT.ok, RESULT.status = pcall(function()
+          return client:request({{url = "{endpoint.url}", method = "POST"}}):submit():status()
+        end)
+    """, options={"lua_version": version})
+    assert (result[b"ok"], result[b"status"]) == (True, 200)
+    assert len(endpoint.received) == 1
+
+
+@pytest.mark.parametrize(
+    ("version", "where"),
+    [
+        ("5.4", 'string.gsub("x", "x", function() send() end)'),
+        ("5.4", "table.sort({1, 2, 3}, function(a, b) send() return a < b end)"),
+        ("5.4", 'tostring(setmetatable({}, {__tostring = function() send() return "" end}))'),
+        ("luajit", 'string.gsub("x", "x", function() send() end)'),
+        ("5.1", "local _, e = pcall(send) error(e, 0)"),
+        ("5.2", "table.sort({1, 2, 3}, function(a, b) send() return a < b end)"),
+    ],
+)
+async def test_submit_where_lua_cannot_pause_the_script_says_why(
+    make_driver: DriverFactory,
+    endpoint: HttpEndpoint,
+    caplog: pytest.LogCaptureFixture,
+    version: str,
+    where: str,
+) -> None:
+    await run_handler(make_driver, f"""
+        local client = dovecot.http.client({{}})
+        function send() client:request({{url = "{endpoint.url}"}}):submit() end
+        local ok, problem = pcall(function() {where} end)
+        if not ok then error(problem, 0) end
+    """, options={"lua_version": version})
+    failure = next(m for m in caplog.messages if "failed" in m)
+    if version == "5.1":
+        # Lua 5.1 cannot tell in advance: the script sees Lua's own message, and the log
+        # explains it.
+        assert "attempt to yield across metamethod/C-call boundary" in failure
+    assert "cannot wait for the server here: Lua cannot pause a script inside" in failure
+    assert "table.sort comparators" in failure
+    assert endpoint.received == []
 
 
 async def test_submit_works_inside_the_scripts_own_coroutines(

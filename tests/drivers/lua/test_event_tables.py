@@ -204,3 +204,45 @@ async def test_flag_helpers_accept_flag_names_in_every_lua_version(
     assert (result[b"set"], result[b"cleared"]) == (11, 2)
     if version in ("5.2", "luajit", "luajit2.0"):
         assert result[b"band"] == 8
+
+
+ARITHMETIC_FLAGS = """
+    RESULT = {}
+    function dovecot_lua_notify_begin_txn(user) return {} end
+    function dovecot_lua_notify_end_txn(ctx) end
+    function dovecot_lua_notify_event_flags_set(ctx, event)
+      local flags = event.flags
+      RESULT.seen = flags % 16 >= 8
+      RESULT.draft = flags % 32 >= 16
+      RESULT.sum = flags + 1
+      RESULT.half = math.floor(flags / 2)
+      RESULT.shown = "flags=" .. flags
+      RESULT.shown_after = flags .. " set"
+      RESULT.text = tostring(flags)
+      RESULT.number = tonumber(flags)
+      RESULT.formatted = string.format("%d/%s", flags, flags)
+      RESULT.method = ("%d"):format(flags)
+      RESULT.equal_zero = flags == 0
+      RESULT.names = table.concat(flags, " ")
+      RESULT.plain = tonumber("12")
+    end
+"""
+
+
+@pytest.mark.parametrize("version", ["5.1", "5.2", "5.3", "5.4", "5.5", "luajit", "luajit2.0"])
+async def test_flags_work_as_a_number_in_arithmetic_concatenation_and_formatting(
+    make_driver: DriverFactory, version: str
+) -> None:
+    """What scripts written against the documented bitmask do, in every Lua version."""
+    event = PushEvent("FlagsSet", "INBOX", uid=3, uid_validity=9, flags=("\\Flagged", "\\Seen"))
+    driver = await make_driver(ARITHMETIC_FLAGS, options={"lua_version": version})
+    await run(driver, transaction("alice", event))
+    result = (await driver.state_for("alice")).runtime.globals[b"RESULT"]
+    assert (result[b"seen"], result[b"draft"]) == (True, False)
+    assert (result[b"sum"], result[b"half"]) == (11, 5)
+    assert (result[b"shown"], result[b"shown_after"]) == (b"flags=10", b"10 set")
+    assert (result[b"text"], result[b"number"]) == (b"10", 10)
+    assert (result[b"formatted"], result[b"method"]) == (b"10/10", b"10")
+    assert result[b"equal_zero"] is False  # a table is never == a number: documented
+    assert result[b"names"] == b"\\Flagged \\Seen"
+    assert result[b"plain"] == 12

@@ -11,6 +11,7 @@ import pytest
 
 from mailpush.drivers import DriverConfig
 from mailpush.drivers.lua import LUA_VERSIONS, lua_options
+from mailpush.drivers.lua.options import lua_options_for
 from mailpush.errors import SettingError
 from mailpush.server import MailpushServer
 from tests.http_endpoint import HttpEndpoint
@@ -75,6 +76,36 @@ def test_limits_have_documented_defaults_and_zero_means_unlimited() -> None:
     )
     assert (unlimited.max_instructions, unlimited.max_memory) == (0, 0)
     assert lua_options(config(file="/x.lua", lua_version="luajit"), {}).max_memory == 0
+
+
+def test_a_transaction_has_25s_or_five_sixths_of_the_push_timeout() -> None:
+    assert lua_options(config(file="/x.lua"), {}).txn_timeout == 25.0
+    assert lua_options_for(config(file="/x.lua"), {}, push_timeout=None).txn_timeout == 25.0
+    assert lua_options_for(config(file="/x.lua"), {}, push_timeout=60.0).txn_timeout == 25.0
+    short = lua_options_for(config(file="/x.lua"), {}, push_timeout=6.0)
+    assert (short.txn_timeout, short.end_txn_grace) == (5.0, 0.5)
+    given = lua_options(config(file="/x.lua", lua_txn_timeout="90s"), {})
+    assert (given.txn_timeout, given.end_txn_grace) == (90.0, 2.0)
+    with pytest.raises(SettingError, match="lua lua_txn_timeout: .*soon"):
+        lua_options(config(file="/x.lua", lua_txn_timeout="soon"), {})
+
+
+def test_time_limits_beyond_the_push_timeout_are_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Past mailpush_push_timeout the dispatcher reruns the transaction: POSTs twice."""
+    lua_options_for(config(file="/x.lua"), {}, push_timeout=30.0)
+    assert caplog.messages == []
+    lua_options_for(
+        config(file="/x.lua", lua_txn_timeout="30s", lua_call_timeout="40s"), {},
+        push_timeout=30.0,
+    )
+    call, txn = caplog.messages
+    assert call.startswith(
+        "mailpush.conf:7: lua_call_timeout (40s) is not below mailpush_push_timeout (30s)")
+    assert txn.startswith(
+        "mailpush.conf:7: lua_txn_timeout (30s, plus up to 2s for end_txn) is not below"
+        " mailpush_push_timeout (30s): a transaction that long is cancelled and run again")
 
 
 def test_lua_path_accepts_directories_and_templates() -> None:

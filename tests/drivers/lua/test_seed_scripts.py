@@ -141,3 +141,24 @@ async def test_events_script_logs_its_event_lines(
     messages = caplog.messages
     assert "lua: alice: Mail notify status 200" in messages
     assert "lua: alice: Mailbox notify status 200" in messages
+
+
+async def test_simple_script_runs_unchanged_in_a_2_4_block_reading_lua_settings(
+    endpoint: HttpEndpoint, make_server: Callable[..., object]
+) -> None:
+    """The script asks `user:plugin_getenv("push_lua_url")`; in 2.4 the URL lives in the
+    block's `lua_settings`, which plugin_getenv falls back to (expanded per user)."""
+    config = (
+        "push_notification lua {\n"
+        f"  lua_file = {FIXTURES / 'simple_http.lua'}\n"
+        "  lua_settings {\n"
+        f"    push_lua_url = {endpoint.url}?for=%n\n"
+        "  }\n"
+        "}\n"
+    )
+    server = await make_server(config)  # type: ignore[operator]
+    assert isinstance(server, MailpushServer)
+    await asyncio.to_thread(deliver, server, ["alice@example.org"])
+    (request,) = await endpoint.wait_for(1)
+    assert request.body.decode() == SIMPLE_BODY.format(user="alice")
+    assert request.path == "/hook"

@@ -5,12 +5,17 @@ request; the request is awaited here — the event loop keeps serving
 everyone else meanwhile — and the coroutine resumed with the answer. The
 wall-clock limit covers the whole call: Lua code checks it from its
 instruction hook, and I/O is cut off when the remaining time runs out, which
-kills the call.
+kills the call. A call inside a transaction also ends at the transaction's
+deadline (`lua_txn_timeout`), whichever comes first.
+
+Nothing but `asyncio.CancelledError` leaves `run_call`: whatever goes wrong is
+the call's outcome, so a failing script never makes the dispatcher retry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,9 +24,29 @@ from typing import Any
 from .host_api import text
 from .runtime import ScriptRuntime
 
-__all__ = ["CallLimits", "CallOutcome", "run_call"]
+__all__ = ["CallLimits", "CallOutcome", "Deadline", "run_call"]
+
+log = logging.getLogger("mailpush.push.lua")
 
 PerformIO = Callable[[object, tuple[object, ...]], Awaitable[tuple[object, ...]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """When (`time.monotonic()`) a call must have ended, and which limit says so."""
+
+    at: float
+    #: `the call took longer than 20s (lua_call_timeout)`.
+    reason: str
+    #: The error a call gets when it is passed: `aborted: ` + reason, ready for Lua.
+    message: bytes = b""
+
+    @classmethod
+    def of(cls, at: float, reason: str) -> Deadline:
+        return cls(at, reason, f"aborted: {reason}".encode())
+
+    def passed(self) -> bool:
+        return time.monotonic() >= self.at
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +55,23 @@ class CallLimits:
     max_instructions: int
     #: Seconds; 0 = unlimited.
     timeout: float
-    #: How error messages show `timeout`.
-    timeout_text: bytes = b""
+    #: The error a call over `timeout` gets (made once: calls are many).
+    message: bytes = b""
 
     @classmethod
     def of(cls, max_instructions: int, timeout: float) -> CallLimits:
-        return cls(max_instructions, timeout, f"{timeout:g}s".encode())
+        reason = f"aborted: the call took longer than {timeout:g}s (lua_call_timeout)"
+        return cls(max_instructions, timeout, reason.encode())
+
+    def deadline(self, outer: Deadline | None = None) -> tuple[float, bytes]:
+        """When a call starting now must end (0 = never), and the error it gets then:
+        its own timeout, or `outer` if that comes first."""
+        if not self.timeout:
+            return (outer.at, outer.message) if outer is not None else (0.0, b"")
+        own = time.monotonic() + self.timeout
+        if outer is not None and outer.at <= own:
+            return outer.at, outer.message
+        return own, self.message
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,29 +102,36 @@ async def run_call(
     function: object,
     args: tuple[object, ...],
     limits: CallLimits,
+    outer: Deadline | None = None,
 ) -> CallOutcome:
-    """Call `function` (a Lua function, or a global's name as bytes) with `args`."""
-    deadline = time.monotonic() + limits.timeout if limits.timeout else 0.0
+    """Call `function` (a Lua function, or a global's name as bytes) with `args`.
+
+    `outer` is the transaction's deadline, if the call belongs to one.
+    """
+    at, message = limits.deadline(outer)
     try:
         started = _tuple(
-            runtime.calls.start(
-                function, limits.max_instructions, deadline, limits.timeout_text, *args
-            )
+            runtime.calls.start(function, limits.max_instructions, at, message, *args)
         )
         call, answer = started[0], started[1:]
         while answer[0] == b"io":
-            result = await _perform(perform, answer[1], answer[2:], deadline, limits.timeout)
+            result = await _perform(perform, answer[1], answer[2:], at, message)
             answer = _tuple(runtime.calls.resume(call, *result))
     except runtime.memory_error:
         return CallOutcome(error="not enough memory (the state reached lua_max_memory)",
                            out_of_memory=True)
     except runtime.error as exc:
         return CallOutcome(error=str(exc))
+    except Exception as exc:
+        # A Python exception lupa let through (from a host function): still only this
+        # call's failure.
+        log.debug("a Lua call raised %s", exc.__class__.__name__, exc_info=True)
+        return CallOutcome(error=f"{exc.__class__.__name__}: {exc}")
     return _outcome(answer)
 
 
 async def _perform(
-    perform: PerformIO, kind: object, args: tuple[object, ...], deadline: float, timeout: float
+    perform: PerformIO, kind: object, args: tuple[object, ...], deadline: float, message: bytes
 ) -> tuple[object, ...]:
     if not deadline:
         return await perform(kind, args)
@@ -99,11 +142,7 @@ async def _perform(
         async with asyncio.timeout(remaining):
             return await perform(kind, args)
     except TimeoutError:
-        reason = (
-            f"aborted: the call took longer than {timeout:g}s (lua_call_timeout)"
-            f" while waiting for {text(kind)}"
-        )
-        return b"abort", reason.encode()
+        return b"abort", message + f" while waiting for {text(kind)}".encode()
 
 
 _NOTHING = CallOutcome()

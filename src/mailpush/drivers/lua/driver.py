@@ -18,13 +18,21 @@ and neither does mailpush on its own: the same script would fail the same
 way, and handlers that already ran (an HTTP POST sent) would run twice. Only
 the script knows whether its endpoint got the notification, so only the
 script asks for a retry.
+
+For the same reason a transaction must end before the dispatcher's
+`mailpush_push_timeout` cancels it (and runs it again from begin_txn): it has
+`lua_txn_timeout` for begin_txn and the handlers — calls running then are
+aborted, handlers not yet called are skipped and logged — and end_txn always
+runs, for a short grace if the time is up. The transaction then counts as
+delivered, as after any other failure.
 """
 
 from __future__ import annotations
 
 import logging
 import ssl
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +40,10 @@ from ...errors import PermanentDriverError, RetryableDriverError, SettingError
 from ...events import EVENT_NAMES, PushEvent, PushTransaction
 from ..base import DriverConfig, DriverServices, PushDriver
 from ..http_tls import driver_ssl_context
+from . import state_cache
+from .call_runner import Deadline
 from .event_tables import event_table, handler_name
-from .options import LuaOptions, lua_options
+from .options import LuaOptions, lua_options_for
 from .runtime import check_syntax
 from .script_state import (
     BEGIN_TXN,
@@ -55,19 +65,31 @@ _BEGIN_KEY = BEGIN_TXN.encode()
 _END_KEY = END_TXN.encode()
 _END_TRUE = f"{END_TXN}(ctx, true)"
 _END_FALSE = f"{END_TXN}(ctx, false)"
+#: Skipped handler calls named in the log line; the rest are counted.
+_SKIPPED_SHOWN = 10
+#: Seconds between two "transaction skipped, driver disabled" lines of one user.
+_SKIP_LOG_INTERVAL = 10.0
 
 
 @dataclass
 class LuaTransaction:
     """What one transaction carries from begin_txn to end_txn."""
 
+    txn_id: str
+    #: Leased from the cache; released by end_txn.
     state: ScriptState
     #: Whatever `dovecot_lua_notify_begin_txn` returned (a Lua value).
     context: Any
     user: Any
     handlers: Handlers
+    #: lua_txn_timeout from begin_txn on; None = no limit.
+    deadline: Deadline | None
     #: The first retry / dead-letter request the script made.
     signal: tuple[str, str] | None = None
+    #: Handler calls not made because the deadline had passed.
+    skipped: list[str] = field(default_factory=list)
+    #: Calls that failed or hit a limit (already logged): `mailpush lua run` exits 1.
+    failed: list[str] = field(default_factory=list)
 
 
 class LuaDriver(PushDriver):
@@ -75,47 +97,49 @@ class LuaDriver(PushDriver):
 
     def __init__(self, config: DriverConfig, services: DriverServices) -> None:
         super().__init__(config, services)
-        self.options: LuaOptions = lua_options(config, services.plugin_settings())
+        self.options: LuaOptions = lua_options_for(
+            config, services.plugin_settings(), _push_timeout(services)
+        )
         self.script = load_script(self.options, config.where or None)
         self._tls: ssl.SSLContext = driver_ssl_context(config, services)
         self._states = StateCache(
-            self.options.max_states, self._open_state, self.options.state_idle_timeout
+            self.options.max_states, self._open_state, self.options.state_idle_timeout,
+            state_cache.DISABLED_RETRY,
+        )
+        #: Every transaction's deadline reads the same (made once: transactions are many).
+        self._txn_deadline = Deadline.of(
+            0.0, f"the transaction took longer than {self.options.txn_timeout:g}s"
+            " (lua_txn_timeout)",
         )
 
     async def start(self) -> None:
         log.info(
             "push: %s runs %s with Lua %s (limits per call: %s instructions, %gs;"
-            " %s per user)",
+            " %gs per transaction; %s per user)",
             self.config.instance, self.script.path, self.options.version,
             self.options.max_instructions or "unlimited", self.options.call_timeout,
+            self.options.txn_timeout,
             f"{self.options.max_memory // (1024 * 1024)}M memory" if self.options.max_memory
             else "unlimited memory",
         )
 
     async def begin_txn(self, txn: PushTransaction) -> object | None:
-        state = await self._states.get(txn.user)
-        if state.disabled is not None:
-            return None
-        handlers = state.handlers()
-        if not handlers.begin_txn:
-            log.error("%sMissing function %s", state.prefix, BEGIN_TXN)
-            return None
-        if not handlers.events:
-            log.debug("%sNo event handlers found in script", state.prefix)
-            return None
-        user = state.new_user(txn)
-        state.in_use += 1
+        model = self._txn_deadline
+        deadline = Deadline(time.monotonic() + self.options.txn_timeout, model.reason,
+                            model.message)
         try:
-            outcome = await state.call(_BEGIN_KEY, (user,), f"{BEGIN_TXN}({txn.user})")
-        except BaseException:
-            self._release(state)
-            raise
-        if not outcome.ok:
-            self._release(state)
-            if outcome.signal is not None:
-                raise _signal_error(outcome.signal, f"{BEGIN_TXN}()")
+            state = await self._states.get(txn.user)
+        except Exception:
+            log.exception("lua: %s: opening the Lua state failed; transaction %s skipped",
+                          txn.user, txn.id)
             return None
-        return LuaTransaction(state, outcome.value, user, handlers)
+        transaction: LuaTransaction | None = None
+        try:
+            transaction = await self._begin(state, txn, deadline)
+        finally:
+            if transaction is None:
+                self._states.release(state)
+        return transaction
 
     async def process_event(self, state: object, event: PushEvent) -> None:
         assert isinstance(state, LuaTransaction)
@@ -127,30 +151,44 @@ class LuaDriver(PushDriver):
             return describe_event_call(_HANDLERS[event.name], event.name, event.mailbox,
                                        event.uid)
 
+        if state.deadline is not None and state.deadline.passed():
+            state.skipped.append(what())
+            return
         runtime = script.runtime
         try:
             table = event_table(runtime.lua, runtime.events, state.user, event)
         except runtime.error as exc:
             script.exhausted = isinstance(exc, runtime.memory_error)
             log.error("%s%s failed: building the event table: %s", script.prefix, what(), exc)
+            state.failed.append(what())
             return
-        outcome = await script.call(_HANDLER_KEYS[event.name], (state.context, table), what)
+        outcome = await script.call(
+            _HANDLER_KEYS[event.name], (state.context, table), what, state.deadline
+        )
         if outcome.signal is not None and state.signal is None:
             state.signal = outcome.signal
+        elif outcome.error is not None:
+            state.failed.append(what())
 
     async def end_txn(self, state: object, success: bool) -> None:
         assert isinstance(state, LuaTransaction)
         script = state.state
         try:
+            if state.skipped:
+                self._log_skipped(state)
             if state.handlers.end_txn or script.handlers().end_txn:
                 what = _END_TRUE if success else _END_FALSE
-                outcome = await script.call(_END_KEY, (state.context, success), what)
+                outcome = await script.call(
+                    _END_KEY, (state.context, success), what, self._end_deadline(state.deadline)
+                )
                 if outcome.signal is not None and state.signal is None:
                     state.signal = outcome.signal
+                elif outcome.error is not None:
+                    state.failed.append(what)
             else:
                 log.error("%sMissing function %s", script.prefix, END_TXN)
         finally:
-            self._release(script)
+            self._states.release(script)
         if state.signal is not None:
             raise _signal_error(state.signal, "the script")
 
@@ -159,19 +197,88 @@ class LuaDriver(PushDriver):
 
     async def state_for(self, user: str) -> ScriptState:
         """The user's Lua state (opened on first use): for `mailpush lua check` and tests."""
-        return await self._states.get(user)
+        state = await self._states.get(user)
+        self._states.release(state)
+        return state
 
     async def _open_state(self, user: str) -> ScriptState:
         return await ScriptState.open(self.script, user, self.options, self.services, self._tls)
 
-    def _release(self, state: ScriptState) -> None:
-        state.in_use -= 1
-        if state.exhausted and state.in_use == 0:
-            log.warning(
-                "%sthe Lua state ran out of memory (lua_max_memory=%d bytes); it is closed and"
-                " the next transaction starts a fresh one", state.prefix, self.options.max_memory,
-            )
-            self._states.discard(state)
+    async def _begin(
+        self, state: ScriptState, txn: PushTransaction, deadline: Deadline
+    ) -> LuaTransaction | None:
+        """begin_txn, if the script is loaded and defines what Dovecot requires."""
+        if state.disabled is not None:
+            self._log_disabled(state, txn)
+            return None
+        handlers = state.handlers()
+        if not handlers.begin_txn:
+            log.error("%sMissing function %s", state.prefix, BEGIN_TXN)
+            return None
+        if not handlers.events:
+            log.debug("%sNo event handlers found in script", state.prefix)
+            return None
+        if deadline.passed():
+            log.warning("%stransaction %s skipped: loading the script took longer than %gs"
+                        " (lua_txn_timeout)", state.prefix, txn.id, self.options.txn_timeout)
+            return None
+        runtime = state.runtime
+        try:
+            user = state.new_user(txn)
+        except runtime.error as exc:
+            state.exhausted = isinstance(exc, runtime.memory_error)
+            log.error("%s%s(%s) failed: building the mail_user: %s", state.prefix, BEGIN_TXN,
+                      txn.user, exc)
+            return None
+        outcome = await state.call(_BEGIN_KEY, (user,), f"{BEGIN_TXN}({txn.user})", deadline)
+        if outcome.signal is not None:
+            raise _signal_error(outcome.signal, f"{BEGIN_TXN}()")
+        if not outcome.ok:
+            return None
+        return LuaTransaction(txn.id, state, outcome.value, user, handlers, deadline)
+
+    def _end_deadline(self, deadline: Deadline | None) -> Deadline | None:
+        """end_txn always runs, even past the deadline: for up to `end_txn_grace` more."""
+        if deadline is None:
+            return None
+        grace = self.options.end_txn_grace
+        latest = time.monotonic() + grace
+        if latest <= deadline.at:
+            return deadline
+        return Deadline.of(latest, f"{deadline.reason.removesuffix(')')}; end_txn gets"
+                                   f" {grace:g}s more)")
+
+    def _log_skipped(self, state: LuaTransaction) -> None:
+        shown = ", ".join(state.skipped[:_SKIPPED_SHOWN])
+        more = len(state.skipped) - _SKIPPED_SHOWN
+        if more > 0:
+            shown += f" and {more} more"
+        log.error(
+            "%stransaction %s took longer than %gs (lua_txn_timeout): %d handler call(s)"
+            " skipped: %s; end_txn still runs and the transaction is not retried",
+            state.state.prefix, state.txn_id, self.options.txn_timeout, len(state.skipped),
+            shown,
+        )
+
+    def _log_disabled(self, state: ScriptState, txn: PushTransaction) -> None:
+        """Each skipped transaction is counted; a line says so every `_SKIP_LOG_INTERVAL`."""
+        state.skipped += 1
+        now = time.monotonic()
+        if now - state.skip_logged_at < _SKIP_LOG_INTERVAL:
+            return
+        log.info(
+            "%stransaction %s skipped (%d since the last such line): the lua driver is"
+            " disabled for this user (%s); the script is loaded again %gs after it failed",
+            state.prefix, txn.id, state.skipped, state.disabled, self._states.disabled_retry,
+        )
+        state.skipped = 0
+        state.skip_logged_at = now
+
+
+def _push_timeout(services: DriverServices) -> float | None:
+    """mailpush_push_timeout, when the services tell it (the dispatcher applies it)."""
+    value = getattr(services, "push_timeout", None)
+    return float(value) if isinstance(value, int | float) and value > 0 else None
 
 
 def load_script(options: LuaOptions, where: str | None = None) -> LoadedScript:

@@ -60,14 +60,15 @@ class HostApi:
         settings: Callable[[], Mapping[str, str]],
         variables: UserVariables,
         prefix: str,
+        fallback: Mapping[str, str] | None = None,
     ) -> None:
         self.user = user
         self._settings = settings
+        #: The 2.4 block's `lua_settings { }`, for settings the plugin lacks.
+        self._fallback = fallback or {}
         self.variables = variables
         #: Log lines start with this (`lua: alice: `).
         self.prefix = prefix
-        #: Every `dovecot.http.client{}` the script created, by id.
-        self.http_clients: list[HttpClientSettings] = []
 
     def functions(self) -> dict[bytes, Callable[..., Any]]:
         return {
@@ -96,20 +97,27 @@ class HostApi:
         return log.isEnabledFor(logging.DEBUG)
 
     def http_client(self, options: Any) -> tuple[bool, object]:
+        """The client's settings, kept by the Lua object (opaque to the script): freed with it."""
         try:
-            settings = client_settings(options.items())
+            settings: HttpClientSettings = client_settings(options.items())
         except HttpOptionError as exc:
             return False, str(exc).encode()
-        self.http_clients.append(settings)
-        return True, len(self.http_clients) - 1
+        return True, settings
 
     def http_check_url(self, url: bytes) -> bytes | None:
         problem = check_url(text(url))
         return None if problem is None else problem.encode()
 
     def plugin_getenv(self, key: bytes) -> bytes | None:
-        """A plugin {} setting, overridden by the user's userdb field, %-expanded."""
-        value = self._settings().get(text(key))
+        """A plugin {} setting, overridden by the user's userdb field, %-expanded.
+
+        Then the 2.4 `lua_settings { }`: scripts written for 2.3 read their URL
+        with `plugin_getenv`, and in 2.4 it lives in that block.
+        """
+        name = text(key)
+        value = self._settings().get(name)
+        if value is None:
+            value = self._fallback.get(name)
         if value is None:
             return None
         return expand(value, self.variables, strict=False).encode()

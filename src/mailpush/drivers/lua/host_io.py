@@ -5,21 +5,40 @@ runner awaits `HostIO.perform` on the event loop and resumes the script with
 its answer: `(True, results...)`, or `(False, message)` which the Lua side
 raises as an error at the script's line. Network failures of HTTP requests
 are results (status codes 9000–9009), not errors.
+
+Any other exception while doing the I/O (aiohttp refusing a request it
+cannot send, a store failure, a bug here) also becomes `(False, message)`: an
+exception escaping into the dispatcher would make it run the whole
+transaction again — and again, since it would fail the same way.
 """
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ...errors import MailboxNotFoundError, StoreError, UnknownUserError
+from ...logging_config import mask_secrets
 from ...store.models import MailboxStatus
 from ..base import DriverServices
 from .host_api import HostApi, text
-from .http_requests import submit
+from .http_requests import HttpClientSettings, submit
 
 __all__ = ["HostIO", "status_fields"]
+
+log = logging.getLogger("mailpush.push.lua")
+
+#: How error messages name each request (as the script wrote it).
+_REQUEST_NAMES = {
+    b"http": "submit()",
+    b"mailbox_open": "mailbox:open()",
+    b"mailbox_status": "mailbox:status()",
+    b"metadata_get": "metadata_get()",
+    b"metadata_set": "metadata_set()",
+    b"metadata_list": "metadata_list()",
+}
 
 # dovecot.storage STATUS_* items.
 STATUS_MESSAGES = 0x01
@@ -59,7 +78,8 @@ class HostIO:
         }
 
     async def perform(self, kind: object, args: tuple[object, ...]) -> Answer:
-        handler = self._handlers.get(kind) if isinstance(kind, bytes) else None
+        handler_kind = kind if isinstance(kind, bytes) else b""
+        handler = self._handlers.get(handler_kind)
         if handler is None:
             return False, f"unknown I/O request {text(kind)!r}".encode()
         try:
@@ -68,13 +88,18 @@ class HostIO:
             return False, f"{self.user} has no mailboxes yet".encode()
         except StoreError as exc:
             return False, str(exc).encode()
+        except Exception as exc:
+            log.debug("%s%s failed", self._api.prefix, text(kind), exc_info=True)
+            reason = mask_secrets(f"{exc.__class__.__name__}: {exc}")
+            return False, f"{_REQUEST_NAMES[handler_kind]} failed: {reason}".encode()
 
     # --- HTTP -------------------------------------------------------------------------
 
     async def _http(
-        self, client: int, method: bytes, url: bytes, headers: Any, payload: bytes | None
+        self, settings: object, method: bytes, url: bytes, headers: Any, payload: bytes | None
     ) -> Answer:
-        settings = self._api.http_clients[client]
+        if not isinstance(settings, HttpClientSettings):
+            return False, b"submit(): the request does not come from a dovecot.http.client{}"
         flat = [text(headers[i]) for i in range(1, len(headers) + 1)]
         pairs = list(zip(flat[0::2], flat[1::2], strict=True))
         response = await submit(

@@ -210,19 +210,25 @@ async def _attempt(
             TIMED_OUT, f"Request timed out after {settings.request_timeout:g}s", {}, b""
         )
     except aiohttp.ClientError as exc:
-        return _failure(exc, target)
+        # Connection failures are the proxy's when there is one.
+        proxy = URL(settings.proxy_url) if settings.proxy_url else None
+        return _failure(exc, target, proxy if proxy is not None and proxy.host else target)
     except OSError as exc:
         return HttpResponse(CONNECTION_LOST, f"Connection lost: {exc}", {}, b"")
 
 
-def _failure(exc: aiohttp.ClientError, target: URL) -> HttpResponse:
-    """lib-http's status code and reason for an aiohttp failure."""
-    host = f"{target.host}:{target.port}"
+def _failure(exc: aiohttp.ClientError, target: URL, peer: URL) -> HttpResponse:
+    """lib-http's status code and reason for an aiohttp failure.
+
+    `peer` is whom the connection goes to: `target`, or the proxy.
+    """
     tls = tls_failure_reason(exc, None)
     if tls is not None:
-        return HttpResponse(CONNECT_FAILED, f"connect({host}) failed: {tls}", {}, b"")
+        reason = f"connect({target.host}:{target.port}) failed: {tls}"
+        return HttpResponse(CONNECT_FAILED, reason, {}, b"")
+    host = f"{peer.host}:{peer.port}"
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        reason = f"Failed to lookup host {target.host}: {_os_reason(exc.os_error)}"
+        reason = f"Failed to lookup host {peer.host}: {_os_reason(exc.os_error)}"
         return HttpResponse(HOST_LOOKUP_FAILED, reason, {}, b"")
     if isinstance(exc, aiohttp.ClientConnectorError):
         reason = f"connect({host}) failed: {_os_reason(exc.os_error)}"

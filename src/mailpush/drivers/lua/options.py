@@ -6,16 +6,16 @@ Dovecot 2.3; `mail_lua_script` is the fallback when neither is set).
 2.4: `push_notification lua { lua_file = /etc/mailpush/push.lua  lua_settings { k = v } }`.
 
 Everything beyond the script is mailpush's own: the Lua version, extra
-`package.path` entries and the per-call limits. Their defaults are chosen so a
-typical script never meets them while a runaway one is stopped in well under
-a second of CPU.
+`package.path` entries, the per-call limits and the transaction's deadline.
+Their defaults are chosen so a typical script never meets them while a
+runaway one is stopped in well under a second of CPU.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +26,7 @@ from ..driver_options import DriverOptions
 
 __all__ = [
     "DEFAULT_CALL_TIMEOUT",
+    "DEFAULT_TXN_TIMEOUT",
     "DEFAULT_MAX_INSTRUCTIONS",
     "DEFAULT_MAX_MEMORY",
     "DEFAULT_MAX_STATES",
@@ -34,6 +35,7 @@ __all__ = [
     "LUA_VERSIONS",
     "LuaOptions",
     "lua_options",
+    "lua_options_for",
 ]
 
 log = logging.getLogger("mailpush.push.lua")
@@ -57,6 +59,14 @@ DEFAULT_MAX_MEMORY = 64 * 1024 * 1024
 #: Per call, including the time spent waiting for HTTP and the store. Below
 #: mailpush_push_timeout (30s), which bounds a whole transaction.
 DEFAULT_CALL_TIMEOUT = 20.0
+#: Per transaction (begin_txn, every handler, end_txn), plus END_TXN_GRACE. Below
+#: mailpush_push_timeout (30s): past that the dispatcher cancels the transaction
+#: and runs it again from begin_txn, and every POST already sent is sent twice.
+DEFAULT_TXN_TIMEOUT = 25.0
+#: The longest end_txn may still run once lua_txn_timeout has passed: scripts
+#: send their notifications from end_txn, so it always runs (a tenth of the
+#: transaction's time, at most this).
+END_TXN_GRACE = 2.0
 #: Lua states kept (one per user); the least recently used is closed first.
 DEFAULT_MAX_STATES = 1000
 #: A user's state unused this long is closed (script_deinit runs).
@@ -64,7 +74,8 @@ DEFAULT_STATE_IDLE_TIMEOUT = 600.0
 
 _KNOWN = (
     "file", "lua_file", "lua_version", "lua_path", "lua_max_instructions", "lua_max_memory",
-    "lua_call_timeout", "lua_max_states", "lua_state_idle_timeout", "ssl_client_ca_file",
+    "lua_call_timeout", "lua_txn_timeout", "lua_max_states", "lua_state_idle_timeout",
+    "ssl_client_ca_file",
 )
 
 
@@ -83,12 +94,49 @@ class LuaOptions:
     #: Bytes; 0 = unlimited (always unlimited on LuaJIT, whose 64-bit build cannot limit it).
     max_memory: int = DEFAULT_MAX_MEMORY
     call_timeout: float = DEFAULT_CALL_TIMEOUT
+    #: Seconds.
+    txn_timeout: float = DEFAULT_TXN_TIMEOUT
     max_states: int = DEFAULT_MAX_STATES
     #: Seconds.
     state_idle_timeout: float = DEFAULT_STATE_IDLE_TIMEOUT
     #: 2.4 `lua_settings { }`, handed to `script_init(settings)` after %-expansion.
     init_settings: Mapping[str, str] = field(default_factory=dict)
     syntax: Literal["2.3", "2.4"] = "2.3"
+
+    @property
+    def end_txn_grace(self) -> float:
+        """How long end_txn may run past `txn_timeout`."""
+        return min(END_TXN_GRACE, self.txn_timeout / 10)
+
+
+def lua_options_for(config: DriverConfig, plugin: Mapping[str, str],
+                    push_timeout: float | None) -> LuaOptions:
+    """`lua_options`, with the time limits checked against mailpush_push_timeout.
+
+    Without `lua_txn_timeout`, a transaction gets 5/6 of the push timeout (25 s of
+    30 s). Limits that let a transaction outlive the push timeout are logged:
+    the dispatcher would cancel it and run it again, sending its POSTs twice.
+    """
+    options = lua_options(config, plugin)
+    if not push_timeout:
+        return options
+    if DriverOptions(config).find("lua_txn_timeout") is None:
+        options = replace(options, txn_timeout=min(DEFAULT_TXN_TIMEOUT, push_timeout * 5 / 6))
+    where = config.where or config.instance
+    if options.call_timeout >= push_timeout:
+        log.warning(
+            "%s: lua_call_timeout (%gs) is not below mailpush_push_timeout (%gs); the"
+            " transaction deadline (lua_txn_timeout, %gs) ends calls earlier",
+            where, options.call_timeout, push_timeout, options.txn_timeout,
+        )
+    if options.txn_timeout + options.end_txn_grace >= push_timeout:
+        log.warning(
+            "%s: lua_txn_timeout (%gs, plus up to %gs for end_txn) is not below"
+            " mailpush_push_timeout (%gs): a transaction that long is cancelled and run again"
+            " from begin_txn, sending what it already sent twice",
+            where, options.txn_timeout, options.end_txn_grace, push_timeout,
+        )
+    return options
 
 
 def lua_options(config: DriverConfig, plugin: Mapping[str, str]) -> LuaOptions:
@@ -125,6 +173,7 @@ def lua_options(config: DriverConfig, plugin: Mapping[str, str]) -> LuaOptions:
         ),
         max_memory=0 if module.startswith("luajit") else max_memory,
         call_timeout=options.duration("lua_call_timeout", default=DEFAULT_CALL_TIMEOUT),
+        txn_timeout=options.duration("lua_txn_timeout", default=DEFAULT_TXN_TIMEOUT),
         max_states=options.count(
             "lua_max_states", default=DEFAULT_MAX_STATES, minimum=1, maximum=10**7
         ),

@@ -6,9 +6,16 @@ lupa embeds every Lua version as its own module (`lupa.lua54`,
 UTF-8), without lupa's `python` module, and with no access to the attributes
 of the few Python callables it is given: a script can call them, nothing
 more. The standard library stays complete, as in Dovecot, except for the few
-functions that would break the server (`os.exit`) or its limits
-(`debug.sethook`); C modules are not loaded (`package.cpath` is empty),
-because they would be built against another copy of Lua.
+functions that would break the server (`os.exit`; `os.execute` and
+`io.popen`, which wait for a child process with the whole server stopped) or
+its limits (`debug.sethook`, `debug.getregistry`, and LuaJIT's `jit.on` while
+limits are on); C modules are not loaded (`package.cpath` is empty), because
+they would be built against another copy of Lua.
+
+What stays blocking: the state runs on the server's event loop, and the
+limits are checked between Lua instructions, so one long C function (a
+pathological `string.find` pattern, `string.rep` of gigabytes, reading a big
+file with `io`) holds everything up until it returns.
 
 The library itself is Lua, in `lib/`, loaded under chunk names starting with
 `=mailpush/` so error messages and the limit hook can tell it from the script.
@@ -36,7 +43,25 @@ local error = error
 os.exit = function()
   error("os.exit() would stop the whole mail server; it is disabled in mailpush", 2)
 end
+os.execute = function()
+  error("os.execute() would stop the whole mail server while the command runs; it is"
+    .. " disabled in mailpush (send an HTTP request with dovecot.http instead)", 2)
+end
+io.popen = function()
+  error("io.popen() would stop the whole mail server while the command runs; it is"
+    .. " disabled in mailpush (send an HTTP request with dovecot.http instead)", 2)
+end
 package.cpath = ""
+"""
+
+#: LuaJIT with limits: compiled code runs no count hook, so the JIT stays off.
+_JIT_OFF = b"""
+local error = error
+jit.off()
+jit.on = function()
+  error("jit.on() is not available: compiled code would escape mailpush's limits"
+    .. " (lua_max_instructions, lua_call_timeout, lua_txn_timeout)", 2)
+end
 """
 
 
@@ -92,7 +117,7 @@ def new_runtime(
     globals_[b"package"][b"loaded"][b"python"] = None
     lua.execute(_SANDBOX)
     if limits and module_name.startswith("luajit"):
-        lua.execute(b"jit.off()")
+        lua.execute(_JIT_OFF)
     host_table = lua.table_from(dict(host))
     load = _loader(globals_, module_name)
     calls = load("calls")(host_table)

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import ssl
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -20,7 +21,7 @@ from typing import Any
 
 from ...events import EVENT_NAMES, PushTransaction
 from ..base import DriverServices
-from .call_runner import CallLimits, CallOutcome, run_call
+from .call_runner import CallLimits, CallOutcome, Deadline, run_call
 from .event_tables import handler_name
 from .host_api import HostApi, lua_bytes
 from .host_io import HostIO
@@ -82,7 +83,10 @@ class ScriptState:
             gid=_numeric(settings.get("gid"), os.getgid()),
         )
         self.prefix = f"lua: {user}: "
-        self.api = HostApi(user, lambda: services.user_settings(user), self.variables, self.prefix)
+        self.api = HostApi(
+            user, lambda: services.user_settings(user), self.variables, self.prefix,
+            fallback=options.init_settings,
+        )
         self.runtime: ScriptRuntime = new_runtime(
             options.module,
             self.api.functions(),
@@ -94,9 +98,14 @@ class ScriptState:
         self.limits = CallLimits.of(options.max_instructions, options.call_timeout)
         #: Why the driver does nothing for this user (script_init failed), or None.
         self.disabled: str | None = None
+        #: When (time.monotonic()) it was disabled: the cache opens a new state later.
+        self.disabled_at = 0.0
+        #: Transactions skipped since the last log line saying so, and when that was.
+        self.skipped = 0
+        self.skip_logged_at = float("-inf")
         #: The state ran out of memory: drop it once the transaction is over.
         self.exhausted = False
-        #: Transactions between begin_txn and end_txn (never evicted meanwhile).
+        #: Leases (`StateCache.get` … `release`): a leased state is never closed.
         self.in_use = 0
         self._lock = asyncio.Lock()
         self._loaded = False
@@ -127,17 +136,24 @@ class ScriptState:
         return _handlers(int(self.runtime.calls.defined(self._names)))
 
     async def call(
-        self, function: object, args: tuple[object, ...], what: str | Callable[[], str]
+        self,
+        function: object,
+        args: tuple[object, ...],
+        what: str | Callable[[], str],
+        deadline: Deadline | None = None,
     ) -> CallOutcome:
         """Run one call; failures are logged here (script, line, traceback) and returned.
 
-        `what` names the call in log lines (a callable when naming it costs).
+        `what` names the call in log lines (a callable when naming it costs);
+        `deadline` is the transaction's, when it comes before the call's own.
         """
         debug = log.isEnabledFor(logging.DEBUG)
         if debug:
             log.debug("%sCalling %s", self.prefix, what if isinstance(what, str) else what())
         async with self._lock:
-            outcome = await run_call(self.runtime, self.io.perform, function, args, self.limits)
+            outcome = await run_call(
+                self.runtime, self.io.perform, function, args, self.limits, deadline
+            )
         if outcome.ok:
             if debug:
                 log.debug("%sCalled %s", self.prefix, what if isinstance(what, str) else what())
@@ -206,6 +222,7 @@ class ScriptState:
 
     def _disable(self, reason: str) -> None:
         self.disabled = reason
+        self.disabled_at = time.monotonic()
         log.error("%sthe lua driver is disabled for this user: %s", self.prefix, reason)
 
 

@@ -6,7 +6,9 @@ the real driver — `script_init`, `begin_txn`, the handler, `end_txn`,
 `script_deinit` — so HTTP requests really go out. Without a configuration the
 script sees an empty mail store (every mailbox exists and is empty) and
 metadata kept in memory; with `--config` it sees the real store and the
-configured plugin settings.
+configured plugin settings, and runs with the configured lua driver's options
+(`lua_path`, limits, `lua_settings`, …). `run` fails (exit 1) when the
+script took no part, or when any call failed or hit a limit.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import aiohttp
@@ -30,12 +32,12 @@ from ...events import (
 )
 from ...store.models import MailboxStatus
 from ..base import DriverConfig, DriverServices, StoreView
-from .driver import LuaDriver
+from .driver import LuaDriver, LuaTransaction
 from .event_tables import handler_name
 from .script_state import BEGIN_TXN, END_TXN
 
-__all__ = ["MemoryStoreView", "TryoutServices", "ScriptReport", "check_script", "make_event",
-           "run_script"]
+__all__ = ["MemoryStoreView", "RunReport", "ScriptReport", "TryoutServices", "check_script",
+           "driver_config", "make_event", "run_script"]
 
 _FUNCTIONS = ("script_init", "script_deinit", BEGIN_TXN, END_TXN,
               *(handler_name(name) for name in EVENT_NAMES))
@@ -51,6 +53,22 @@ class ScriptReport:
     warnings: tuple[str, ...]
     #: Why the script could not be loaded for a user, if it could not.
     load_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    """How one `mailpush lua run` transaction went (the details are in the log)."""
+
+    #: False: the script took no part (not loaded, no begin_txn, begin_txn failed).
+    ran: bool
+    #: The calls that failed or hit a limit, as the log names them.
+    failed: tuple[str, ...] = ()
+    #: Handler calls skipped because lua_txn_timeout had passed.
+    skipped: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.ran and not self.failed and not self.skipped
 
 
 class MemoryStoreView:
@@ -120,11 +138,31 @@ class TryoutServices:
             await self._session.close()
 
 
-def driver_config(script: Path, version: str | None) -> DriverConfig:
-    options = {"file": str(script)}
+def driver_config(
+    script: Path, version: str | None, configured: Sequence[DriverConfig] = ()
+) -> DriverConfig:
+    """`script` with the options of the configured lua driver that runs it (else the first).
+
+    Without a configured lua driver: the defaults.
+    """
+    lua = [config for config in configured if config.driver == "lua"]
+    base = next((config for config in lua if _runs(config, script)), lua[0] if lua else None)
+    if base is None:
+        options = {"file": str(script)}
+        if version:
+            options["lua_version"] = version
+        return DriverConfig("lua", "lua", options, where="command line")
+    options = {key: value for key, value in base.options.items()
+               if key not in ("file", "lua_file")}
+    options["lua_file" if base.syntax == "2.4" else "file"] = str(script)
     if version:
         options["lua_version"] = version
-    return DriverConfig("lua", "lua", options, where="command line")
+    return replace(base, options=options, where=f"{base.where or base.instance}, run with {script}")
+
+
+def _runs(config: DriverConfig, script: Path) -> bool:
+    named = config.options.get("lua_file") or config.options.get("file") or ""
+    return bool(named.strip()) and Path(named.strip()).resolve() == script.resolve()
 
 
 async def check_script(
@@ -158,9 +196,13 @@ async def run_script(
     events: Sequence[PushEvent],
     user: str,
     service: str = "lmtp",
-) -> bool:
-    """Run one transaction with `events` through the script; False if it was skipped."""
-    driver = LuaDriver(driver_config(script, version), services)
+    configured: Sequence[DriverConfig] = (),
+) -> RunReport:
+    """Run one transaction with `events` through the script.
+
+    `configured`: the configuration's drivers, whose lua driver options are used.
+    """
+    driver = LuaDriver(driver_config(script, version, configured), services)
     txn = PushTransaction(
         id=uuid.uuid4().hex, user=user, mailbox=events[0].mailbox if events else "INBOX",
         service=service, created=time.time(), events=tuple(events),
@@ -169,11 +211,14 @@ async def run_script(
         await driver.start()
         state = await driver.begin_txn(txn)
         if state is None:
-            return False
-        for event in txn.events:
-            await driver.process_event(state, event)
-        await driver.end_txn(state, True)
-        return True
+            return RunReport(ran=False)
+        assert isinstance(state, LuaTransaction)
+        try:
+            for event in txn.events:
+                await driver.process_event(state, event)
+        finally:
+            await driver.end_txn(state, True)
+        return RunReport(True, tuple(state.failed), tuple(state.skipped))
     finally:
         await driver.close()
 

@@ -1,7 +1,7 @@
 -- Every call into a push script runs as a coroutine that Python drives.
 --
 -- Python starts a call with `start(fn_or_name, max_instructions, deadline,
--- timeout_text, ...)` and resumes it with `resume(call, ...)` for as long as
+-- deadline_reason, ...)` and resumes it with `resume(call, ...)` for as long as
 -- the answer is "io": the script asked for I/O (an HTTP request, a mailbox
 -- status, metadata) and yielded; Python performs it on the event loop and
 -- resumes the coroutine with the result. A script waiting for its endpoint
@@ -9,7 +9,8 @@
 -- concurrently.
 --
 -- Limits: a count hook on every coroutine of a call checks the instruction
--- budget and the wall-clock deadline. When one is exceeded the call is
+-- budget and the wall-clock deadline (the call's lua_call_timeout or the
+-- transaction's lua_txn_timeout, whichever comes first). When one is exceeded the call is
 -- "killed": from then on the hook raises on every instruction of script code,
 -- so a script that catches the error with pcall cannot carry on.
 --
@@ -21,6 +22,8 @@ local host = ...
 
 local co_create, co_resume, co_yield, co_status = coroutine.create, coroutine.resume,
   coroutine.yield, coroutine.status
+-- Lua 5.3+ and LuaJIT 2.1; nil on 5.1, 5.2 and LuaJIT 2.0.
+local co_isyieldable = coroutine.isyieldable
 local sethook, getinfo, traceback = debug.sethook, debug.getinfo, debug.traceback
 local error, type, select, tostring, rawget, setmetatable, getmetatable =
   error, type, select, tostring, rawget, setmetatable, getmetatable
@@ -71,7 +74,7 @@ local function limit_hook()
     reason = "aborted: more than " .. call.max_instructions
       .. " Lua instructions in one call (lua_max_instructions)"
   elseif call.deadline > 0 and now() > call.deadline then
-    reason = "aborted: the call took longer than " .. call.timeout_text .. " (lua_call_timeout)"
+    reason = call.deadline_reason
   end
   if reason ~= nil then
     kill(call, reason)
@@ -102,12 +105,31 @@ local function adopt(co)
   end
 end
 
+-- What a script sees when it waits for I/O where Lua cannot pause it.
+local WAITING = { http = "submit()", mailbox_open = "mailbox:open()",
+  mailbox_status = "mailbox:status()", metadata_get = "metadata_get()",
+  metadata_set = "metadata_set()", metadata_list = "metadata_list()" }
+local NOT_YIELDABLE = "cannot wait for the server here: Lua cannot pause a script inside"
+  .. " string.gsub/gmatch callbacks, table.sort comparators, metamethods (__tostring,"
+  .. " __index, ...), the top level of a require'd module, or (Lua 5.1) pcall; call it"
+  .. " outside those (attempt to yield across a C-call boundary)"
+
 local function describe(value)
   if type(value) == "string" then return value end
   local mt = getmetatable(value)
   if type(value) == "table" and mt ~= nil and mt.__tostring ~= nil then return tostring(value) end
+  -- A Python exception raised by a host function arrives as userdata.
+  if type(value) == "userdata" then return tostring(value) end
   if value == nil then return "nil" end
   return "(error object is a " .. type(value) .. " value)"
+end
+
+local function explain(message)
+  if find(message, "attempt to yield across", 1, true) ~= nil
+      and find(message, NOT_YIELDABLE, 1, true) == nil then
+    return message .. " (" .. NOT_YIELDABLE .. ")"
+  end
+  return message
 end
 
 local function finish(call, ok, first, ...)
@@ -120,15 +142,16 @@ local function finish(call, ok, first, ...)
   if type(first) == "table" and first[SIGNAL] ~= nil then
     return "signal", first[SIGNAL], first.reason
   end
-  local message = describe(first)
+  local message = explain(describe(first))
   if call.killed and find(message, call.reason, 1, true) == nil then message = call.reason end
+  -- Also when the script caught the memory error and raised it again with its position.
   return "error", traceback(call.co, message), call.killed and call.reason or nil,
-    message == "not enough memory"
+    find(message, "not enough memory", 1, true) ~= nil
 end
 
 --- Starts a call of `fn` (a function, or the name of a global function).
 -- Returns the call (nil if there is nothing to call) and the first answer.
-function M.start(fn, max_instructions, deadline, timeout_text, ...)
+function M.start(fn, max_instructions, deadline, deadline_reason, ...)
   if type(fn) ~= "function" then
     local name = fn
     fn = rawget(_G, name)
@@ -139,7 +162,7 @@ function M.start(fn, max_instructions, deadline, timeout_text, ...)
   local co = co_create(fn)
   local call = {
     co = co, used = 0, max_instructions = max_instructions, deadline = deadline,
-    timeout_text = timeout_text, killed = false, reason = nil, threads = nil,
+    deadline_reason = deadline_reason, killed = false, reason = nil, threads = nil,
   }
   hook(call, co)
   current = call
@@ -157,6 +180,9 @@ end
 function M.io(kind, ...)
   if current == nil then
     return false, "I/O is only possible inside a push notification call"
+  end
+  if co_isyieldable ~= nil and not co_isyieldable() then
+    return false, (WAITING[kind] or tostring(kind)) .. " " .. NOT_YIELDABLE
   end
   return M.answer(co_yield(IO, kind, ...))
 end
@@ -223,10 +249,15 @@ coroutine.wrap = function(fn)
   return function(...) return unwrap(wrapped_resume(co, ...)) end
 end
 
--- The hooks are the limits: the script may not replace them.
+-- The hooks are the limits: the script may not replace them, nor reach them
+-- through the registry (where Lua keeps the hook functions).
 debug.sethook = function()
   error("debug.sethook() is not available: mailpush uses the hook to enforce its"
     .. " limits (lua_max_instructions, lua_call_timeout)", 2)
+end
+debug.getregistry = function()
+  error("debug.getregistry() is not available: it would let a script remove the hook"
+    .. " mailpush enforces its limits with", 2)
 end
 
 return M

@@ -2,10 +2,13 @@
 --
 -- Dovecot passes `flags` as an array of names ("\\Seen"); its documentation
 -- describes a bitmask (`event.flags & 8`). A flag set is that array with
--- metamethods for the bitwise operators (Lua 5.3+), so scripts written
--- against either description work. On Lua 5.1/5.2/LuaJIT, which have no
--- bitwise operators, `bit.band`/`bit32.band` and `dovecot.has_flag` accept
--- flag sets instead.
+-- metamethods that make it act as the bitmask wherever Lua lets a table do
+-- so: the bitwise operators (Lua 5.3+), arithmetic (`flags % 16 >= 8`),
+-- `..`, `tostring`, `tonumber` and `string.format("%d")`. On Lua 5.1/5.2/
+-- LuaJIT, which have no bitwise operators, `bit.band`/`bit32.band` and
+-- `dovecot.has_flag` accept flag sets instead. What no table can do: be
+-- `==` to a number (`flags == 0` is always false; `tonumber(flags) == 0`
+-- works), nor, on 5.1 and LuaJIT, be compared with `<` to one.
 
 local M = {}
 
@@ -33,6 +36,37 @@ M.mask = mask
 
 FlagSet.__lt = function(a, b) return mask(a) < mask(b) end
 FlagSet.__le = function(a, b) return mask(a) <= mask(b) end
+FlagSet.__add = function(a, b) return mask(a) + mask(b) end
+FlagSet.__sub = function(a, b) return mask(a) - mask(b) end
+FlagSet.__mul = function(a, b) return mask(a) * mask(b) end
+FlagSet.__div = function(a, b) return mask(a) / mask(b) end
+FlagSet.__mod = function(a, b) return mask(a) % mask(b) end
+FlagSet.__pow = function(a, b) return mask(a) ^ mask(b) end
+FlagSet.__unm = function(a) return -mask(a) end
+FlagSet.__tostring = function(a) return tostring(mask(a)) end
+FlagSet.__concat = function(a, b)
+  if getmetatable(a) == FlagSet then a = tostring(mask(a)) end
+  if getmetatable(b) == FlagSet then b = tostring(mask(b)) end
+  return a .. b
+end
+
+-- `tonumber(flags)` and `string.format("%d", flags)` see the bitmask.
+local raw_tonumber, raw_format, select = tonumber, string.format, select
+tonumber = function(value, ...)
+  if getmetatable(value) == FlagSet then return mask(value) end
+  return raw_tonumber(value, ...)
+end
+string.format = function(template, ...)
+  local n = select("#", ...)
+  for i = 1, n do
+    if getmetatable((select(i, ...))) == FlagSet then
+      local args = { ... }
+      for j = i, n do args[j] = mask(args[j]) end
+      return raw_format(template, unpack(args, 1, n))
+    end
+  end
+  return raw_format(template, ...)
+end
 
 -- Lua 5.3+ only: in older versions `&` is not even valid syntax.
 local bitwise = compile([[
@@ -43,6 +77,7 @@ local bitwise = compile([[
   FlagSet.__bnot = function(a) return ~mask(a) end
   FlagSet.__shl = function(a, b) return mask(a) << mask(b) end
   FlagSet.__shr = function(a, b) return mask(a) >> mask(b) end
+  FlagSet.__idiv = function(a, b) return mask(a) // mask(b) end
   return true
 ]], "=mailpush/events.lua(bitwise)")
 if bitwise then bitwise(FlagSet, mask) end

@@ -7,8 +7,15 @@ local host, calls = ...
 
 local M = {}
 
-local type, tostring, setmetatable, getmetatable, error, select, lower =
-  type, tostring, setmetatable, getmetatable, error, select, string.lower
+local type, tostring, setmetatable, getmetatable, error, select, lower, find, format =
+  type, tostring, setmetatable, getmetatable, error, select, string.lower, string.find,
+  string.format
+
+-- RFC 9110 tokens (methods, header names) and the control characters no header
+-- value may carry (a decoded subject can hold CR LF): checked here, so the script
+-- gets an error at its own line instead of a request that cannot be sent.
+local TOKEN = "^[%w!#%$%%&'%*%+%-%.%^_`|~]+$"
+local CONTROL = "[%z\1-\8\10-\31\127]"
 
 local Client = {}
 Client.__index = Client
@@ -30,9 +37,9 @@ function M.client(options)
   if type(options) ~= "table" then
     error("bad argument #1 to 'client' (table expected, got " .. type(options) .. ")", 2)
   end
-  local ok, id = host.http_client(options)
-  if not ok then error(id, 2) end
-  return setmetatable({ _id = id }, Client)
+  local ok, settings = host.http_client(options)
+  if not ok then error(settings, 2) end
+  return setmetatable({ _settings = settings }, Client)
 end
 
 function Client:request(spec)
@@ -45,17 +52,31 @@ function Client:request(spec)
   url = tostring(url)
   if method == nil then method = "GET" end
   method = tostring(method)
+  if not find(method, TOKEN) then
+    error("cannot create request: invalid method " .. format("%q", method)
+      .. " (a token such as GET or POST expected)", 2)
+  end
   local problem = host.http_check_url(url)
   if problem ~= nil then error("Failed to parse url " .. url .. ": " .. problem, 2) end
-  return setmetatable({ _client = self._id, _url = url, _method = method, _headers = {},
+  return setmetatable({ _client = self._settings, _url = url, _method = method, _headers = {},
     _payload = nil }, Request)
 end
 
 function Request:add_header(name, value)
   check(self, Request, "add_header", "request")
+  name, value = tostring(name), tostring(value)
+  if not find(name, TOKEN) then
+    error("add_header: invalid header name " .. format("%q", name)
+      .. " (letters, digits and !#$%&'*+-.^_`|~ only)", 2)
+  end
+  if find(value, CONTROL) then
+    error("add_header: the value of header '" .. name .. "' contains CR, LF, NUL or another"
+      .. " control character (a decoded subject can); remove them first, e.g."
+      .. " value:gsub(\"%c\", \" \")", 2)
+  end
   local headers = self._headers
-  headers[#headers + 1] = tostring(name)
-  headers[#headers + 1] = tostring(value)
+  headers[#headers + 1] = name
+  headers[#headers + 1] = value
 end
 
 function Request:remove_header(name)
