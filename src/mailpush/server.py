@@ -120,7 +120,12 @@ def build_push(
     and install the outbox recorder in the store."""
     registry = registry or default_registry()
     services = FrameworkServices(
-        store, settings.plugin, users.user_settings, ssl_client_ca_file=settings.ssl_client_ca_file
+        store,
+        settings.plugin,
+        users.user_settings,
+        ssl_client_ca_file=settings.ssl_client_ca_file,
+        push_concurrency=settings.push.concurrency,
+        push_timeout=settings.push.timeout,
     )
     drivers: dict[str, PushDriver] = {}
     for config in driver_configs(settings):

@@ -27,8 +27,11 @@ class FrameworkServices:
         *,
         ssl_client_ca_file: Path | None = None,
         push_concurrency: int = HTTP_CONNECTIONS_PER_HOST,
+        push_timeout: float | None = None,
     ) -> None:
         self._store = store
+        #: mailpush_push_timeout: drivers keep their own limits below it (Lua).
+        self._push_timeout = push_timeout
         self._ssl_client_ca_file = ssl_client_ca_file
         #: mailpush_push_concurrency: how many transactions may wait for HTTP at once.
         self._connections_per_host = max(HTTP_CONNECTIONS_PER_HOST, push_concurrency)
@@ -43,6 +46,10 @@ class FrameworkServices:
     @property
     def ssl_client_ca_file(self) -> Path | None:
         return self._ssl_client_ca_file
+
+    @property
+    def push_timeout(self) -> float | None:
+        return self._push_timeout
 
     def plugin_settings(self) -> Mapping[str, str]:
         return self._plugin

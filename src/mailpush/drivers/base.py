@@ -86,6 +86,11 @@ class DriverServices(Protocol):
         ...
 
     @property
+    def push_timeout(self) -> float | None:
+        """`mailpush_push_timeout`, which bounds a whole transaction (None: unknown)."""
+        ...
+
+    @property
     def ssl_client_ca_file(self) -> Path | None:
         """`ssl_client_ca_file`: CAs HTTPS drivers trust besides the system ones."""
         ...

@@ -116,6 +116,8 @@ class TryoutServices:
     store_view: StoreView
     plugin: Mapping[str, str] = field(default_factory=dict)
     ssl_client_ca_file: Path | None = None
+    #: No dispatcher runs a tryout, so nothing bounds a whole transaction.
+    push_timeout: float | None = None
     _session: aiohttp.ClientSession | None = None
 
     @property
