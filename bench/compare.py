@@ -49,7 +49,9 @@ from mailpush_instance import MailpushInstance
 
 BENCH = Path(__file__).resolve().parent
 RECORD_SCRIPT = BENCH / "lua" / "record.lua"
-SEED_HTTP_SCRIPT = BENCH / "lua" / "seed_http_post.lua"
+# The seed document's first example, verbatim; tests/drivers/lua/test_seed_scripts.py
+# checks this copy against the document.
+SEED_HTTP_SCRIPT = BENCH.parent / "tests" / "drivers" / "lua" / "fixtures" / "simple_http.lua"
 DOVECOT_LUA_PLUGIN = Path("/usr/lib/dovecot/modules/lib22_push_notification_lua_plugin.so")
 # Where Debian's lua-socket puts socket.url for Dovecot's Lua 5.4.
 LUA_SOCKET_URL = ("/usr/share/lua/5.4/socket/url.lua", "/usr/local/share/lua/5.4/socket/url.lua")

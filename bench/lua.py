@@ -49,7 +49,8 @@ from mailpush.drivers.lua import LuaDriver  # noqa: E402
 from mailpush.drivers.lua.tryout import MemoryStoreView, TryoutServices  # noqa: E402
 from mailpush.events import MessageData, PushEvent, PushTransaction  # noqa: E402
 
-SEED_SCRIPT = BENCH / "lua" / "seed_http_post.lua"
+# The seed document's first example, verbatim (the copy the tests check).
+SEED_SCRIPT = BENCH.parent / "tests" / "drivers" / "lua" / "fixtures" / "simple_http.lua"
 
 #: Every handler defined; each event becomes one line kept in memory.
 RECORDING_SCRIPT = """

@@ -277,8 +277,8 @@ class LuaDriver(PushDriver):
 
 def _push_timeout(services: DriverServices) -> float | None:
     """mailpush_push_timeout, when the services tell it (the dispatcher applies it)."""
-    value = getattr(services, "push_timeout", None)
-    return float(value) if isinstance(value, int | float) and value > 0 else None
+    value = services.push_timeout
+    return value if value is not None and value > 0 else None
 
 
 def load_script(options: LuaOptions, where: str | None = None) -> LoadedScript:
