@@ -22,6 +22,8 @@ from . import __version__
 from .auth import add_user, delete_user, list_users, set_password, supported_schemes
 from .config import LoadedConfig, Settings, load_settings
 from .delivery import DeliveryRequest
+from .dispatch.outbox_recorder import push_service_plan
+from .drivers import driver_configs
 from .errors import ConfigError, MailpushError, StoreError
 from .events import transaction_from_json, transaction_to_dict
 from .lmtp import split_detail
@@ -259,7 +261,9 @@ def _deliver(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EX_DATAERR
-    local, detail = split_detail(args.user, settings.lmtp.recipient_delimiter)
+    # dovecot-lda's service name: `protocol lda { }` values apply, pushes carry "lda".
+    lda = settings.for_protocol("lda")
+    local, detail = split_detail(args.user, lda.lmtp.recipient_delimiter)
     user = UserDirectory(settings).resolve(local)
     if user is None:
         print(f"mailpush deliver: unknown user {args.user!r}", file=sys.stderr)
@@ -285,8 +289,8 @@ async def _deliver_once(settings: Settings, request: DeliveryRequest) -> None:
     try:
         # Queues the push transactions; the running server's dispatcher sends them.
         users = UserDirectory(settings)
-        build_push(settings, store, users)
-        await build_delivery_agent(settings, store, users).deliver(request)
+        build_push(settings, store, users, delivery_service="lda")
+        await build_delivery_agent(settings.for_protocol("lda"), store, users).deliver(request)
     finally:
         await asyncio.to_thread(store.close)
 
@@ -583,6 +587,8 @@ def _config_check(args: argparse.Namespace) -> int:
     print(f"users: {settings.auth.passdb.path}")
     for listener in settings.listeners:
         print(f"{listener.service}: {listener.address}:{listener.port}")
+    configured = {config.instance: config.driver for config in driver_configs(settings)}
+    print(f"push: {push_service_plan(settings, configured).describe()}")
     return 0
 
 

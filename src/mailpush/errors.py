@@ -22,8 +22,10 @@ admin what was wrong and what to do about it.
     │   ├── MailboxNotFoundError
     │   ├── MailboxExistsError
     │   ├── InvalidMailboxNameError
+    │   ├── TooManyMailboxesError    the user already has `quota_mailbox_count` mailboxes
     │   ├── MailboxNotSelectableError
     │   ├── MessageTooLargeError
+    │   ├── StoreFullError           the disk under the store is full: writes fail, reads work
     │   ├── MessageNotFoundError     no such UID (expunged before a push read it)
     │   ├── InvalidMetadataEntryError   not an RFC 5464 entry name (/private/... or /shared/...)
     │   ├── MetadataValueTooLargeError  a METADATA value over the store's size limit
@@ -34,7 +36,8 @@ admin what was wrong and what to do about it.
     │   └── SieveRuntimeError        the script failed while running (action limit...)
     └── DriverError                  a push driver could not deliver a transaction
         ├── RetryableDriverError     try again later (network error, 5xx, 429, timeout)
-        │   └── EndpointCertificateError  an HTTPS endpoint's certificate was not accepted
+        │   ├── EndpointCertificateError  an HTTPS endpoint's certificate was not accepted
+        │   └── EndpointTimeoutError  no answer in time: the request may have arrived
         └── PermanentDriverError     retrying cannot help (4xx, broken script): dead letter
 """
 
@@ -160,6 +163,22 @@ class InvalidMailboxNameError(StoreError):
     """A mailbox name the store will not accept (empty levels, control characters...)."""
 
 
+class TooManyMailboxesError(StoreError):
+    """Creating a mailbox would give the user more than `quota_mailbox_count` of them.
+
+    IMAP answers `NO [LIMIT]` with Dovecot's text; a delivery that would have
+    created the mailbox saves into INBOX instead, as Dovecot's LDA falls back.
+    """
+
+    def __init__(self, user: str, limit: int) -> None:
+        self.user = user
+        self.limit = limit
+        super().__init__(
+            f"{user} already has the most mailboxes allowed ({limit}, quota_mailbox_count);"
+            " delete some before creating new ones"
+        )
+
+
 class MailboxNotSelectableError(StoreError):
     """The mailbox exists only as a \\Noselect parent of other mailboxes."""
 
@@ -171,6 +190,15 @@ class MessageTooLargeError(StoreError):
         self.size = size
         self.limit = limit
         super().__init__(f"message of {size} bytes exceeds the limit of {limit} bytes")
+
+
+class StoreFullError(StoreError):
+    """A write failed because the disk (or filesystem quota) under the store is full.
+
+    Nothing was changed; reads still work. IMAP answers `NO [OVERQUOTA]` as
+    Dovecot does for ENOSPC, LMTP a temporary failure: retrying after space
+    was freed succeeds.
+    """
 
 
 class MessageNotFoundError(StoreError):
@@ -274,6 +302,15 @@ class EndpointCertificateError(RetryableDriverError):
 
     Retried like any outage (the endpoint's certificate may be fixed), but never
     again within the same attempt: the same certificate fails the same way.
+    """
+
+
+class EndpointTimeoutError(RetryableDriverError):
+    """An endpoint did not answer within the driver's timeout.
+
+    The request may have arrived and been acted on (an invitation imported), so
+    it is not repeated within the same attempt; the dispatcher's retry counts it
+    against the driver's `delivery_attempts`.
     """
 
 

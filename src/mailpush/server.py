@@ -14,8 +14,9 @@ import logging
 import signal
 import ssl
 from dataclasses import dataclass
+from typing import Literal
 
-from .auth import PasswdFile, resolve_user, verify_password_async
+from .auth import AuthPenalty, PasswdFile, PasswdFileAuthenticator, resolve_user
 from .config import Settings
 from .delivery import DefaultFilingPlanner, DeliveryAgent
 from .dispatch import (
@@ -26,9 +27,12 @@ from .dispatch import (
     PushRecorder,
     RetryPolicy,
 )
+from .dispatch.outbox_recorder import PushServicePlan, push_service_plan
 from .drivers import DriverRegistry, PushDriver, default_registry, driver_configs
 from .errors import SettingError
 from .imap import ImapOptions, ImapServer
+from .imap.heavy_work import HeavyWork
+from .imap.server import UserIpConnections
 from .lmtp import LmtpOptions, LmtpServer
 from .sieve import build_sieve_planner
 from .store import SqliteStore
@@ -47,7 +51,11 @@ class BoundListener:
 
 def open_store(settings: Settings) -> SqliteStore:
     """The store the settings name, opened (schema created or checked)."""
-    store = SqliteStore(settings.data_dir / STORE_FILE, fsync=settings.mail_fsync)
+    store = SqliteStore(
+        settings.data_dir / STORE_FILE,
+        fsync=settings.mail_fsync,
+        mailbox_count_limit=settings.quota_mailbox_count,
+    )
     store.open()
     return store
 
@@ -59,6 +67,8 @@ class UserDirectory:
         self._passwd = PasswdFile(settings.auth.passdb.path)
         self._format = settings.auth.passdb.username_format or settings.auth.username_format
         self._scheme = settings.auth.passdb.scheme
+        # Dovecot's passwd-file default scheme is CRYPT.
+        self._logins = PasswdFileAuthenticator(self._passwd, self._format, self._scheme or "CRYPT")
 
     def resolve(self, address: str) -> str | None:
         record = resolve_user(self._passwd, address, self._format)
@@ -67,15 +77,10 @@ class UserDirectory:
     async def authenticate(self, login: str, password: str) -> str | None:
         """The user name for a correct login and password, else None.
 
-        Hash verification runs off the event loop (Argon2 takes tens of ms).
+        Hash verification runs off the event loop (Argon2 takes tens of ms), and
+        an unknown user costs the same verification (see `PasswdFileAuthenticator`).
         """
-        record = resolve_user(self._passwd, login, self._format)
-        if record is None or "nologin" in record.extra_fields:
-            return None
-        scheme = self._scheme or "CRYPT"  # Dovecot passwd-file default
-        if not await verify_password_async(record.password, password, scheme):
-            return None
-        return record.username
+        return await self._logins.authenticate(login, password)
 
     def has_users(self) -> bool:
         return bool(self._passwd.users())
@@ -108,6 +113,8 @@ class PushSetup:
     services: FrameworkServices
     metrics: PushMetrics
     recorder: PushRecorder | None
+    #: Which drivers each service (lmtp, imap, lda) pushes to, from its `mail_plugins`.
+    plan: PushServicePlan
 
 
 def build_push(
@@ -115,9 +122,13 @@ def build_push(
     store: SqliteStore,
     users: UserDirectory,
     registry: DriverRegistry | None = None,
+    delivery_service: str = "lmtp",
 ) -> PushSetup:
     """Instantiate every configured driver (bad driver settings stop start-up here)
-    and install the outbox recorder in the store."""
+    and install the outbox recorder in the store.
+
+    ``delivery_service`` is the service this process delivers as: ``lmtp`` for the
+    server, ``lda`` for `mailpush deliver`."""
     registry = registry or default_registry()
     services = FrameworkServices(
         store,
@@ -126,15 +137,21 @@ def build_push(
         ssl_client_ca_file=settings.ssl_client_ca_file,
         push_concurrency=settings.push.concurrency,
         push_timeout=settings.push.timeout,
+        outbox=store.outbox,
     )
     drivers: dict[str, PushDriver] = {}
     for config in driver_configs(settings):
         driver_class = registry.get(config.driver, "push_notification_driver", config.where)
         drivers[config.instance] = driver_class(config, services)
     metrics = PushMetrics()
-    recorder = PushRecorder(drivers, metrics) if drivers else None
+    plan = push_service_plan(settings, {name: driver.name for name, driver in drivers.items()})
+    recorder = (
+        PushRecorder(drivers, metrics, plan=plan, delivery_service=delivery_service)
+        if drivers
+        else None
+    )
     store.set_recorder(recorder)
-    return PushSetup(drivers, services, metrics, recorder)
+    return PushSetup(drivers, services, metrics, recorder, plan)
 
 
 def build_tls_context(settings: Settings) -> ssl.SSLContext | None:
@@ -168,10 +185,27 @@ def imap_options(
         port=port,
         tls=tls if implicit_tls else None,
         starttls=None if implicit_tls else tls,
-        allow_plaintext_auth="loopback" if settings.auth.disable_plaintext_auth else "always",
+        allow_plaintext_auth=plaintext_auth_policy(settings),
         max_line_length=settings.imap_max_line_length,
         max_literal_size=settings.max_message_size,
+        max_heavy_commands_per_user=settings.imap_max_heavy_commands,
+        temp_dir=str(settings.mail_temp_dir),
+        mail_max_userip_connections=settings.mail_max_userip_connections,
+        auth_failure_delay=settings.auth_failure_delay,
     )
+
+
+def plaintext_auth_policy(settings: Settings) -> Literal["always", "loopback", "never"]:
+    """Where LOGIN and AUTHENTICATE PLAIN work without TLS.
+
+    `ssl = required` refuses them everywhere, loopback included: stricter than
+    Dovecot, which counts a connection whose remote IP equals its local IP as
+    secured, because an admin who requires TLS should not find a plaintext
+    login path left open. `disable_plaintext_auth` alone keeps loopback open.
+    """
+    if settings.ssl.mode == "required":
+        return "never"
+    return "loopback" if settings.auth.disable_plaintext_auth else "always"
 
 
 def build_delivery_agent(
@@ -202,6 +236,7 @@ class MailpushServer:
         self.dispatcher: Dispatcher | None = None
         self.lmtp: list[LmtpServer] = []
         self.imap: list[ImapServer] = []
+        self._imap_heavy: HeavyWork | None = None
         self.metrics_endpoint: MetricsEndpoint | None = None
         self.listeners: list[BoundListener] = []
 
@@ -220,7 +255,8 @@ class MailpushServer:
                 f" --config {settings.source_path}" if settings.source_path else "",
             )
         try:
-            agent = build_delivery_agent(settings, self.store, users)
+            # Deliveries see `protocol lmtp { }` values (Sieve's plugin settings...).
+            agent = build_delivery_agent(settings.for_protocol("lmtp"), self.store, users)
             await self._start_push(settings, self.store, users)
             await self._start_metrics(settings)
             for listener in settings.listeners:
@@ -230,7 +266,7 @@ class MailpushServer:
                     address=listener.address,
                     port=listener.port,
                     max_message_size=settings.max_message_size,
-                    recipient_delimiter=settings.lmtp.recipient_delimiter,
+                    recipient_delimiter=settings.for_protocol("lmtp").lmtp.recipient_delimiter,
                 )
                 server = LmtpServer(agent, users.resolve, options)
                 host, port = await server.start()
@@ -251,11 +287,26 @@ class MailpushServer:
     ) -> None:
         if "imap" not in settings.protocols:
             return
+        # One failure penalty and one connection count for all IMAP listeners, as in Dovecot.
+        penalty = AuthPenalty(initial=settings.auth_failure_delay)
+        user_ip_connections = UserIpConnections()
+        # One worker pool and one heavy-command bound per user across IMAP and IMAPS.
+        heavy = HeavyWork(settings.for_protocol("imap").imap_max_heavy_commands)
+        self._imap_heavy = heavy
         for listener in settings.listeners:
             if listener.service not in ("imap", "imaps"):
                 continue
-            options = imap_options(settings, listener.address, listener.port, listener.ssl, tls)
-            server = ImapServer(store, users.authenticate, options)
+            options = imap_options(
+                settings.for_protocol("imap"), listener.address, listener.port, listener.ssl, tls
+            )
+            server = ImapServer(
+                store,
+                users.authenticate,
+                options,
+                penalty=penalty,
+                user_ip_connections=user_ip_connections,
+                heavy=heavy,
+            )
             host, port = await server.start()
             self.imap.append(server)
             self.listeners.append(BoundListener(listener.service, host, port))
@@ -286,10 +337,12 @@ class MailpushServer:
         if not self.push.drivers:
             log.info("push: no push_notification drivers configured")
             return
-        if "push_notification" not in settings.mail_plugins:
+        log.info("push: %s", self.push.plan.describe())
+        if not self.push.plan.pushes:
             log.warning(
-                "push: drivers are configured but mail_plugins lacks push_notification"
-                " (Dovecot would not load them); mailpush runs them anyway"
+                "push: drivers are configured but no service's mail_plugins loads them"
+                " (push_notification, and mail_lua push_notification_lua for lua):"
+                " nothing will be pushed"
             )
         push = settings.push
         policy = RetryPolicy(push.retry_initial, push.retry_max_interval, push.max_age)
@@ -315,6 +368,9 @@ class MailpushServer:
         )
         self.lmtp.clear()
         self.imap.clear()
+        if self._imap_heavy is not None:
+            self._imap_heavy.close()
+            self._imap_heavy = None
         if self.metrics_endpoint is not None:
             await self.metrics_endpoint.stop()
             self.metrics_endpoint = None

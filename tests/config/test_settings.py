@@ -125,7 +125,8 @@ def test_no_config_file_gives_safe_loopback_defaults(
     assert settings.auth.disable_plaintext_auth is True
     assert settings.lmtp.recipient_delimiter == "+"
     assert settings.lmtp.save_to_detail_mailbox is False
-    assert settings.mail_plugins == ()
+    # Written nowhere: every service loads the push plugins (schema default).
+    assert settings.mail_plugins == ("push_notification", "mail_lua", "push_notification_lua")
     assert dict(settings.plugin) == {}
     assert settings.mail_fsync == "optimized" and settings.fsync_before_ack
     assert settings.mail_debug is False
@@ -445,7 +446,7 @@ def test_unknown_settings_and_sections_produce_one_warning_naming_each(tmp_path:
         mail_locaton = maildir:~/Maildir
         protocols = imap lmtp
         first_valid_uid = 1000
-        protocol lmtp {
+        protocol pop3 {
           mail_plugins = $mail_plugins sieve
         }
         service lmtp {
@@ -467,7 +468,7 @@ def test_unknown_settings_and_sections_produce_one_warning_naming_each(tmp_path:
     for expected in (
         f"mail_locaton ({conf}:1)",
         f"first_valid_uid ({conf}:3)",
-        f"protocol lmtp {{ }} ({conf}:4)",
+        f"protocol pop3 {{ }} ({conf}:4)",
         f"user ({conf}:8)",
         f"unix_listener lmtp {{ }} ({conf}:12)",
     ):

@@ -31,7 +31,7 @@ async def test_sigkill_with_2000_pending_transactions_loses_none(tmp_path: Path)
     port = free_port()
     config = write_config(
         tmp_path,
-        f"plugin {{\n  push_notification_driver = webhook:url={endpoint.url}\n}}\n"
+        f"plugin {{\n  push_notification_driver = webhook:url={endpoint.url} ordered=yes\n}}\n"
         "mailpush_push_retry_initial = 50ms\nmailpush_push_retry_max_interval = 500ms\n",
         lmtp_port=port,
     )

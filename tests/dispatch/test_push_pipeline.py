@@ -27,9 +27,10 @@ async def endpoint() -> AsyncIterator[HttpEndpoint]:
 
 
 def webhook_config(url: str, extra: str = "") -> str:
+    """A webhook that keeps each user's commit order (`ordered=yes`), as these tests check."""
     return (
         "mail_plugins = $mail_plugins notify push_notification\n"
-        f"plugin {{\n  push_notification_driver = webhook:url={url}\n}}\n"
+        f"plugin {{\n  push_notification_driver = webhook:url={url} ordered=yes\n}}\n"
         "mailpush_push_retry_initial = 100ms\n"
         "mailpush_push_retry_max_interval = 1s\n" + extra
     )

@@ -24,6 +24,8 @@ from tests.drivers.calendar_messages import ics_attachment, invite, plain
 from tests.drivers.ox_endpoints import LOGIN, PASSWORD_IN_URL, OxReceiver
 
 FAST_RETRIES = "mailpush_push_retry_initial = 100ms\nmailpush_push_retry_max_interval = 500ms\n"
+#: Chronos's own backoff (30 s, then doubling) would outlast the tests.
+FAST_CHRONOS_RETRIES = "retry_initial=100ms retry_max_interval=500ms"
 
 
 def deliver(server: MailpushServer, raw: bytes, rcpt: str = "alice") -> None:
@@ -39,7 +41,8 @@ def chronos_config(url: str, options: str = "", extra: str = "", plugins: str = 
     return (
         "mail_plugins = $mail_plugins notify push_notification push_notification_chronos"
         f"{plugins}\n"
-        f"plugin {{\n  push_notification_driver = chronos:url={url} {options}\n{extra}}}\n"
+        f"plugin {{\n  push_notification_driver = chronos:url={url} {FAST_CHRONOS_RETRIES}"
+        f" {options}\n{extra}}}\n"
         + FAST_RETRIES
     )
 
@@ -259,7 +262,7 @@ async def test_chronos_sends_nothing_for_an_invite_expunged_before_its_retry(
 ) -> None:
     caplog.set_level(logging.INFO, logger="mailpush.push.chronos")
     receiver.fail_next = 1_000_000  # down until the invite is gone
-    server = await start(make_server, chronos_config(receiver.url()))
+    server = await start(make_server, chronos_config(receiver.url(), "delivery_attempts=0"))
     await asyncio.to_thread(deliver, server, invite())
     for _ in range(100):
         if receiver.attempts >= 2:

@@ -119,7 +119,8 @@ async def test_webhook_requests_are_signed_and_keep_their_ids_through_refusals(
     receiver: VerifyingReceiver, make_server: Callable[..., object]
 ) -> None:
     receiver.refusing = True
-    server = await start(make_server, webhook_config(receiver.url, f"secret={SECRET}"))
+    # ordered=yes: the subjects below come in commit order.
+    server = await start(make_server, webhook_config(receiver.url, f"secret={SECRET} ordered=yes"))
     for n in range(3):
         await asyncio.to_thread(deliver, server, "alice", f"alice {n}")
     await asyncio.to_thread(deliver, server, "bob", "bob 0")

@@ -11,7 +11,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from mailpush.events import MessageData, PushEvent, PushTransaction, transactions_for_change
+from mailpush.events import (
+    MessageData,
+    PushEvent,
+    PushTransaction,
+    transactions_for_change,
+    transactions_for_operation,
+)
 from mailpush.store import flags as F
 from mailpush.store.changes import (
     Change,
@@ -24,6 +30,7 @@ from mailpush.store.changes import (
     MessagesSaved,
     SavedMessage,
     SubscriptionChanged,
+    TransactionRolledBack,
 )
 
 USER = "alice"
@@ -515,3 +522,64 @@ def test_default_ids_are_unique_hex() -> None:
 def test_unknown_change_record_is_a_programming_error() -> None:
     with pytest.raises(TypeError, match="unsupported change record 'str'"):
         transactions_for_change("CREATE INBOX")  # type: ignore[arg-type]
+
+
+# --- one operation, one group (items 4, 5, 34) ---------------------------------------------
+
+
+def operation(*changes: Change) -> list[PushTransaction]:
+    ids = (f"t{n}" for n in itertools.count(1))
+    return transactions_for_operation(changes, new_id=lambda: next(ids), now=lambda: CREATED)
+
+
+def shape(txns: list[PushTransaction]) -> list[tuple[str, str, int, int, bool]]:
+    return [(t.events[0].name if t.events else "-", t.group, t.group_size, t.group_index,
+             t.deferred) for t in txns]
+
+
+def test_item4_move_is_one_group_of_two_deferred_transactions_destination_first() -> None:
+    txns = operation(
+        MessagesSaved(USER, "Work", UIDVALIDITY, (saved(1),), False, source_mailbox="INBOX"),
+        MessagesExpunged(USER, "INBOX", UIDVALIDITY, (3,), 4),
+    )
+    assert shape(txns) == [
+        ("MessageAppend", "t3", 2, 0, True),
+        ("MessageExpunge", "t3", 2, 1, True),
+    ]
+
+
+def test_item4_sieve_into_two_new_folders_defers_the_saves_not_the_creations() -> None:
+    txns = operation(
+        MailboxCreated(USER, "Filtered/One", 1, delivery=True),
+        MessagesSaved(USER, "Filtered/One", 1, (saved(1),), True),
+        MailboxCreated(USER, "Filtered/Two", 2, delivery=True),
+        MessagesSaved(USER, "Filtered/Two", 2, (saved(1),), True),
+    )
+    assert [(t.mailbox, t.group_index, t.deferred) for t in txns] == [
+        ("Filtered/One", 0, False),
+        ("Filtered/One", 1, True),
+        ("Filtered/Two", 2, False),
+        ("Filtered/Two", 3, True),
+    ]
+    assert {t.group for t in txns} == {"t5"} and {t.group_size for t in txns} == {4}
+
+
+def test_item34_delete_commits_its_expunges_before_the_mailbox_goes() -> None:
+    txns = operation(
+        MessagesExpunged(USER, "Work", UIDVALIDITY, (1, 2), 3),
+        MailboxDeleted(USER, "Work"),
+    )
+    assert [(t.events[0].name, t.deferred) for t in txns] == [
+        ("MessageExpunge", False),
+        ("MailboxDelete", False),
+    ]
+
+
+def test_a_lone_transaction_has_no_group() -> None:
+    (txn,) = operation(MessagesSaved(USER, "INBOX", UIDVALIDITY, (saved(1),), True))
+    assert (txn.group, txn.group_size, txn.group_index) == ("", 1, 0)
+
+
+def test_item5_rollback_is_a_transaction_without_events_that_rolled_back() -> None:
+    (txn,) = operation(TransactionRolledBack(USER, "INBOX"))
+    assert (txn.mailbox, txn.service, txn.events, txn.rolled_back) == ("INBOX", "imap", (), True)

@@ -189,9 +189,13 @@ ROWS = [
     Row(
         "imap-append-is-MessageAppend-with-flags-and-keywords",
         lambda c: c.append("INBOX", "(\\Seen $Label)", "appended"),
-        [("imap", "INBOX", [{"name": "MessageAppend", "mailbox": "INBOX", "uid": 1,
-                             "flags": ["\\Seen"], "keywords": ["$Label"],
-                             "subject": "appended"}])],
+        [
+            # INBOX is created on first use, here the APPEND, not at LOGIN (observed item 39).
+            ("imap", "INBOX", [{"name": "MailboxCreate", "mailbox": "INBOX"}]),
+            ("imap", "INBOX", [{"name": "MessageAppend", "mailbox": "INBOX", "uid": 1,
+                                "flags": ["\\Seen"], "keywords": ["$Label"],
+                                "subject": "appended"}]),
+        ],
     ),
     Row(
         "imap-append-that-fails-fires-nothing",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -20,6 +21,7 @@ from mailpush.events import (
     transaction_to_json,
     transactions_for_change,
 )
+from mailpush.store import MailboxStatus
 from mailpush.store import flags as F
 from mailpush.store.changes import (
     FlagChange,
@@ -425,3 +427,33 @@ def test_tail_view_of_flags_clear_keeps_empty_lists() -> None:
         "flags_old": ["\\Recent"],
         "keywords_old": [],
     }
+
+
+# --- groups, rollbacks and the committed status ---------------------------------------------
+
+
+def test_group_rollback_and_status_round_trip_and_are_left_out_at_defaults() -> None:
+    status = MailboxStatus("INBOX", 4, 4, 3, 5, UIDVALIDITY, 9, 2, ("$Label1",))
+    grouped = dataclasses.replace(
+        transaction(), group="g1", group_size=2, group_index=1, deferred=True, status=status
+    )
+    rolled_back = dataclasses.replace(transaction(), rolled_back=True)
+    for txn in (grouped, rolled_back):
+        assert transaction_from_json(transaction_to_json(txn)) == txn
+    plain = json.loads(transaction_to_json(transaction()))
+    assert not {"group", "group_size", "group_index", "deferred", "rolled_back",
+                "status"} & plain.keys()
+
+
+def test_rows_written_before_groups_existed_read_as_lone_committed_transactions() -> None:
+    old = b'{"v":1,"id":"x","user":"alice","mailbox":"INBOX","service":"imap","created":1}'
+    txn = transaction_from_json(old)
+    assert (txn.group, txn.group_size, txn.group_index, txn.deferred, txn.rolled_back,
+            txn.status) == ("", 1, 0, False, False, None)
+
+
+def test_a_group_place_outside_the_group_is_refused() -> None:
+    bad = (b'{"v":1,"id":"x","user":"alice","mailbox":"INBOX","service":"imap","created":1,'
+           b'"group":"g","group_size":2,"group_index":2}')
+    with pytest.raises(EventFormatError, match="group_index 2"):
+        transaction_from_json(bad)

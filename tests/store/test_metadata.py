@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ from mailpush.errors import (
 )
 from mailpush.store import Change, OutboxEntry, SqliteStore
 from mailpush.store.sqlite_store import SCHEMA_VERSION
+from mailpush.store.sqlite_writer import StatusAt
 
 OX_OPT_IN = "/private/vendor/vendor.dovecot/http-notify"
 
@@ -146,9 +147,9 @@ async def test_metadata_writes_record_no_change_and_no_push_transaction(
 ) -> None:
     recorded: list[Change] = []
 
-    def recorder(change: Change) -> list[OutboxEntry]:
-        recorded.append(change)
-        return [OutboxEntry(change.user, b"x", ("lua",))]
+    def recorder(changes: Sequence[Change], status: StatusAt) -> list[OutboxEntry]:
+        recorded.extend(changes)
+        return [OutboxEntry(change.user, b"x", ("lua",)) for change in changes]
 
     store = SqliteStore(tmp_path / "mail.db", fsync="never", recorder=recorder)
     store.open()
@@ -227,4 +228,4 @@ async def test_a_version_1_database_gains_the_metadata_tables(tmp_path: Path) ->
     finally:
         await asyncio.to_thread(store.close)
     version = sqlite3.connect(path).execute("SELECT version FROM schema_version").fetchone()
-    assert version[0] == SCHEMA_VERSION == 2
+    assert version[0] == SCHEMA_VERSION == 3

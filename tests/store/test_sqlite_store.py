@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -28,6 +28,7 @@ from mailpush.store import (
     SqliteStore,
 )
 from mailpush.store import flags as F
+from mailpush.store.sqlite_writer import StatusAt
 
 MESSAGE = b"From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
 
@@ -317,7 +318,8 @@ async def test_a_failing_operation_changes_nothing(store: SqliteStore) -> None:
 async def test_outbox_entries_are_written_in_the_same_transaction(
     tmp_path: Path,
 ) -> None:
-    def recorder(change: Change) -> list[OutboxEntry]:
+    def recorder(changes: Sequence[Change], status: StatusAt) -> list[OutboxEntry]:
+        change = changes[0]
         if isinstance(change, MessagesSaved):
             return [OutboxEntry(change.user, b"saved:%d" % change.messages[0].uid)]
         if isinstance(change, FlagsChanged):

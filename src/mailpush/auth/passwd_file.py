@@ -25,14 +25,16 @@ import os
 import stat
 import tempfile
 import threading
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from mailpush.auth.password_schemes import hash_password
+from mailpush.auth.password_schemes import hash_cost, hash_password
 from mailpush.errors import (
+    AuthError,
     InvalidPasswordError,
     NoSuchUserError,
     PasswdFileError,
@@ -111,6 +113,8 @@ class PasswdFile:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._snapshot = _Snapshot.empty()
+        #: (snapshot, default scheme) → `typical_password`'s answer for it.
+        self._typical: tuple[_Snapshot, str, str | None] | None = None
 
     def lookup(self, username: str) -> UserRecord | None:
         """The user named exactly `username`, else the one entry equal ignoring case.
@@ -126,6 +130,31 @@ class PasswdFile:
     def users(self) -> list[UserRecord]:
         """Every user, in file order."""
         return list(self._current().records)
+
+    def typical_password(self, default_scheme: str) -> str | None:
+        """The stored password whose scheme and cost (`hash_cost`) most users share.
+
+        A login for an unknown user is checked against a dummy hash made like this
+        one, so that it takes as long as a real user's failed login. None when no
+        user has a usable password. Computed once per version of the file; it reads
+        every entry, so call it off the event loop.
+        """
+        snapshot = self._current()
+        cached = self._typical
+        if cached is not None and cached[0] is snapshot and cached[1] == default_scheme:
+            return cached[2]
+        costs: Counter[tuple[str, str]] = Counter()
+        example: dict[tuple[str, str], str] = {}
+        for record in snapshot.records:
+            try:
+                cost = hash_cost(record.password, default_scheme)
+            except AuthError:
+                continue
+            costs[cost] += 1
+            example.setdefault(cost, record.password)
+        typical = example[costs.most_common(1)[0][0]] if costs else None
+        self._typical = (snapshot, default_scheme, typical)
+        return typical
 
     def _current(self) -> _Snapshot:
         key = _stat_key(self.path)

@@ -33,6 +33,8 @@ from passlib.hash import bcrypt, des_crypt, md5_crypt, sha256_crypt, sha512_cryp
 from mailpush.errors import InvalidPasswordError, UnknownPasswordSchemeError
 
 __all__ = [
+    "dummy_hash_like",
+    "hash_cost",
     "hash_password",
     "stored_scheme",
     "supported_schemes",
@@ -90,6 +92,40 @@ def hash_password(password: str, scheme: str = "ARGON2ID") -> str:
     except ValueError as exc:  # passlib: NUL bytes, longer than 4096 bytes
         raise InvalidPasswordError(f"{name} cannot hash this password: {exc}") from exc
     return f"{{{name}}}{data}"
+
+
+def hash_cost(stored: str, default_scheme: str = "PLAIN") -> tuple[str, str]:
+    """What verifying against `stored` costs: its scheme and cost parameters, no salt.
+
+    `{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$...` → `("ARGON2ID", "m=65536,t=3,p=1")`,
+    a SHA512-CRYPT hash → `("SHA512-CRYPT", "rounds=5000")`. Two stored values with
+    the same answer take the same time to verify. Raises `UnknownPasswordSchemeError`
+    as `verify_password` would.
+    """
+    name, data = _split_scheme(stored, default_scheme)
+    scheme, _ = _lookup_scheme(name)
+    return scheme.name, ",".join(f"{k}={v}" for k, v in sorted(_cost_settings(data).items()))
+
+
+def dummy_hash_like(stored: str, default_scheme: str = "PLAIN") -> str:
+    """A hash of a random password with the scheme and cost of `stored`.
+
+    A login for a user who does not exist verifies against this, so that it takes
+    as long as a wrong password for one who does: otherwise the answer's timing
+    tells an attacker which user names are real. The random password is never
+    kept, so nothing can match the result.
+    """
+    name, data = _split_scheme(stored, default_scheme)
+    scheme, encoding = _lookup_scheme(name)
+    secret = secrets.token_urlsafe(16).encode("ascii")
+    cost = _cost_settings(data)
+    if scheme.name in _ARGON2_HASHERS and cost:
+        hasher = argon2.PasswordHasher.from_parameters(argon2.extract_parameters(data))
+        return f"{{{scheme.name}}}{hasher.hash(secret)}"
+    handler = _crypt_handler(data) if scheme.expensive else None
+    if handler is not None and cost:
+        return f"{{{scheme.name}}}{handler.using(**cost).hash(secret)}"
+    return f"{{{scheme.name}}}{scheme.hash(secret, encoding)}"
 
 
 def stored_scheme(stored: str, default_scheme: str = "PLAIN") -> str:
@@ -294,6 +330,37 @@ def _crypt_verify(secret: bytes, data: str, _encoding: _Encoding | None) -> bool
         except (ValueError, TypeError):
             return False
     return False
+
+
+def _crypt_handler(data: str) -> Any:
+    """The passlib handler for a crypt(3) string, or None."""
+    for handler in _CRYPT_HANDLERS:
+        try:
+            if handler.identify(data):
+                return handler
+        except (ValueError, TypeError):
+            return None
+    return None
+
+
+def _cost_settings(data: str) -> dict[str, Any]:
+    """The cost parameters a stored hash carries (Argon2's m, t, p; crypt rounds),
+    as keyword settings for its hasher; empty for schemes without any or on garbage."""
+    if data.startswith("$argon2"):
+        try:
+            params = argon2.extract_parameters(data)
+        except (argon2.exceptions.InvalidHashError, ValueError):
+            return {}
+        return {"m": params.memory_cost, "t": params.time_cost, "p": params.parallelism}
+    handler = _crypt_handler(data)
+    if handler is None or "rounds" not in handler.setting_kwds:
+        return {}
+    if handler is bcrypt and not _bcrypt_available():
+        return {}
+    try:
+        return {"rounds": handler.from_string(data).rounds}
+    except (ValueError, TypeError):
+        return {}
 
 
 def _crypt_scheme(name: str, handler: Any, **settings: Any) -> _Scheme:

@@ -34,6 +34,8 @@ class SettingType(enum.Enum):
     PATH = "path"
     CHOICE = "choice"
     COUNT = "count"
+    #: A count where 0 means "no limit".
+    LIMIT = "limit"
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,9 @@ SSL = _declare(
     SettingType.CHOICE,
     "yes",
     "`yes`: offer TLS when a certificate is configured; `required`: also refuse "
-    "authentication without TLS (a certificate must then be set); `no`: never TLS.",
+    "authentication without TLS (a certificate must then be set), from loopback too "
+    "(stricter than Dovecot, which lets a client on the server's own IP log in); `no`: "
+    "never TLS.",
     choices=("yes", "no", "required"),
 )
 SSL_CERT = _declare(
@@ -204,6 +208,17 @@ DISABLE_PLAINTEXT_AUTH = _declare(
     "yes",
     "Refuse LOGIN and AUTHENTICATE PLAIN on connections without TLS. Connections from "
     "loopback are always allowed, as in Dovecot, so local tools keep working.",
+)
+AUTH_FAILURE_DELAY = _declare(
+    "auth_failure_delay",
+    SettingType.DURATION,
+    "2s",
+    "How long a failed IMAP login waits before its `NO`. It is also the unit of the "
+    "per-IP failure penalty (Dovecot's auth_penalty, whose unit is fixed at 2 s): after "
+    "1, 2, 3 failures the next login from that IP, on any connection, waits 2, 4, 8 "
+    "times this value (at most 15 s; with the default 4, 8, 15 s) before its password "
+    "is checked, until a success or until that longest wait passed without failures. "
+    "`0` turns both off.",
 )
 AUTH_USERNAME_FORMAT = _declare(
     "auth_username_format",
@@ -277,10 +292,17 @@ LDA_MAILBOX_AUTOSUBSCRIBE = _declare(
 MAIL_PLUGINS = _declare(
     "mail_plugins",
     SettingType.LIST,
-    "",
+    "push_notification mail_lua push_notification_lua",
     "Plugins to load, e.g. `$mail_plugins notify push_notification`. The Dovecot 2.4 "
     "block form `mail_plugins { notify = yes  old = no }` adds the plugins set to `yes` "
-    "and removes those set to `no`.",
+    "and removes those set to `no`. A `protocol lmtp|imap|lda { mail_plugins = ... }` "
+    "section sets it for that service only (`lda` is `mailpush deliver`), and a change "
+    "is pushed only when the service that made it loads `push_notification` (for the Lua "
+    "driver also `mail_lua` and `push_notification_lua`). The default applies only while "
+    "`mail_plugins` is written nowhere (not globally, not in a `protocol` section, not as "
+    "a block), so that short configurations push from every service; once it is written "
+    "anywhere, only what is written is loaded, as in Dovecot, and `$mail_plugins` starts "
+    "from empty.",
 )
 MAIL_FSYNC = _declare(
     "mail_fsync",
@@ -308,8 +330,44 @@ IMAP_MAX_LINE_LENGTH = _declare(
     "64k",
     "Longest IMAP command line accepted (literals not counted); longer lines are refused.",
 )
+MAIL_TEMP_DIR = _declare(
+    "mail_temp_dir",
+    SettingType.PATH,
+    "/tmp",
+    "Directory for temporary files: an IMAP APPEND literal over 1 MB is written to an "
+    "unlinked file there as it arrives instead of being held in memory.",
+)
+MAIL_MAX_USERIP_CONNECTIONS = _declare(
+    "mail_max_userip_connections",
+    SettingType.LIMIT,
+    "10",
+    "Most IMAP connections one user may have logged in from one IP address; a login "
+    "beyond it is answered `NO [UNAVAILABLE] Maximum number of connections from user+IP "
+    "exceeded` and disconnected, as in Dovecot. `0` means no limit. Only the global "
+    "value is read (not one inside `protocol imap { }`).",
+)
+QUOTA_MAILBOX_COUNT = _declare(
+    "quota_mailbox_count",
+    SettingType.LIMIT,
+    "10000",
+    "Most mailboxes one user may have (the name of Dovecot 2.4's quota setting; Dovecot "
+    "2.3 has no such limit). CREATE beyond it is answered `NO [LIMIT] Maximum "
+    "number of mailboxes reached`, as in Dovecot; a delivery that would create a mailbox "
+    "(`lda_mailbox_autocreate`, Sieve `fileinto :create`) saves into INBOX instead. "
+    "Mailboxes from `mailbox NAME { auto = create }` are not refused. `0` means no limit, "
+    "Dovecot's default; mailpush limits by default because LIST's cost grows with it.",
+)
 
 # --- mailpush's own ---------------------------------------------------------------------
+
+IMAP_MAX_HEAVY_COMMANDS = _declare(
+    "mailpush_imap_max_heavy_commands",
+    SettingType.COUNT,
+    "4",
+    "IMAP commands that parse stored mail (SEARCH on headers or text, FETCH of ENVELOPE, "
+    "BODYSTRUCTURE or a BODY[] section) one user may run at once; more wait their turn. "
+    "They run in worker processes, off the event loop.",
+)
 
 DATA_DIR = _declare(
     "mailpush_data_dir",
@@ -345,34 +403,42 @@ PUSH_CONCURRENCY = _declare(
     SettingType.COUNT,
     "64",
     "How many users' push transactions drivers work on at once. Transactions of one user "
-    "always run one after another, in commit order.",
+    "run one after another, in commit order, for the drivers that keep order (lua, dlog, a "
+    "webhook with `ordered = yes`); for chronos, ox and an unordered webhook a failing one "
+    "is retried on its own, without holding back the later ones.",
 )
 PUSH_TIMEOUT = _declare(
     "mailpush_push_timeout",
     SettingType.DURATION,
     "30s",
-    "How long one driver may take for one push transaction before the attempt counts as "
-    "failed (and is retried).",
+    "How long one driver may take for one push transaction, per event it carries (at "
+    "least one; summed over the transactions of one operation, which run together), before "
+    "the attempt counts as failed (and is retried). Per event because a script's work is: "
+    "the seed's first example POSTs each copied message from `end_txn`.",
 )
 PUSH_RETRY_INITIAL = _declare(
     "mailpush_push_retry_initial",
     SettingType.DURATION,
     "1s",
     "Delay before the first retry of a failed push transaction; it doubles at each further "
-    "failure (with ±20% jitter) up to `mailpush_push_retry_max_interval`.",
+    "failure (with ±20% jitter) up to `mailpush_push_retry_max_interval`. A driver's "
+    "`retry_initial` option replaces it for that driver (chronos: 30s, ox: 10s).",
 )
 PUSH_RETRY_MAX_INTERVAL = _declare(
     "mailpush_push_retry_max_interval",
     SettingType.DURATION,
     "5min",
-    "Longest delay between two attempts of a failing push transaction.",
+    "Longest delay between two attempts of a failing push transaction. A driver's "
+    "`retry_max_interval` option replaces it for that driver (chronos: 5min, ox: 1min).",
 )
 PUSH_MAX_AGE = _declare(
     "mailpush_push_max_age",
     SettingType.DURATION,
     "1d",
     "A push transaction still failing this long after its first attempt becomes a dead "
-    "letter (`mailpush queue dead` lists them, `mailpush queue replay` sends them again).",
+    "letter (`mailpush queue dead` lists them, `mailpush queue replay` sends them again). A "
+    "driver's `max_age` option replaces it for that driver (chronos: 1h, ox: 15min), and "
+    "its `delivery_attempts` limits the attempts (chronos, ox: 3).",
 )
 PUSH_RETENTION = _declare(
     "mailpush_push_retention",
@@ -401,6 +467,16 @@ CHRONOS_MSG_MAX_SIZE = _declare(
 )
 #: Top-level settings that are defaults of a driver's 2.4 blocks (`push_notification_<driver>_*`).
 PUSH_NOTIFICATION_DEFAULTS = (CHRONOS_URL, CHRONOS_MSG_MAX_SIZE)
+#: Settings a `protocol lmtp|imap|lda { }` section may set for that service alone
+#: (Dovecot's protocol filter); anything else written there is reported as unused.
+PROTOCOL_SETTINGS = (
+    MAIL_PLUGINS,
+    RECIPIENT_DELIMITER,
+    LMTP_SAVE_TO_DETAIL_MAILBOX,
+    LDA_MAILBOX_AUTOCREATE,
+    LDA_MAILBOX_AUTOSUBSCRIBE,
+    IMAP_MAX_LINE_LENGTH,
+)
 
 FREEFORM_BLOCKS: tuple[BlockSpec, ...] = (
     BlockSpec(
@@ -425,6 +501,19 @@ FREEFORM_BLOCKS: tuple[BlockSpec, ...] = (
         "mail_plugins",
         named=False,
         doc="Dovecot 2.4 block form of `mail_plugins`: each key is a plugin, set to `yes` or `no`.",
+    ),
+    BlockSpec(
+        "protocol",
+        named=True,
+        doc="`protocol lmtp { }`, `protocol imap { }` and `protocol lda { }` (`mailpush "
+        "deliver`): values for that service only, winning over the global ones wherever "
+        "they are written, as Dovecot's protocol filters. They may set `mail_plugins` "
+        "(`$mail_plugins` there is the global value, or that of an earlier section for the "
+        "same protocol), `recipient_delimiter`, `lmtp_save_to_detail_mailbox`, "
+        "`lda_mailbox_autocreate`, `lda_mailbox_autosubscribe`, `imap_max_line_length`, a "
+        "`mail_plugins { }` block and a `plugin { }` block merged over the global one "
+        "(Sieve reads it for deliveries; push drivers are read from the global `plugin { }` "
+        "only). Sections for other protocols (pop3, submission...) are reported as unused.",
     ),
 )
 

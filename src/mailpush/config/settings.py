@@ -4,13 +4,18 @@ Values are read through the declarations in `schema.py`; a value that cannot be 
 raises `SettingError` naming the setting and its ``file:line``. Settings mailpush does
 not know are not fatal - a Dovecot configuration carries many - but they are all
 named, with their places, in ONE warning, so that a typo is not silently ignored.
+
+``protocol lmtp|imap|lda { }`` sections are Dovecot's protocol filters: a value
+written there wins, for that service only, over the global one wherever either
+is written (``doveconf -f protocol=lmtp`` on 2.3.19 shows the same). `Settings`
+holds the global values; `Settings.for_protocol` gives what one service sees.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal, TypeVar
@@ -33,7 +38,9 @@ __all__ = [
     "Listener",
     "LmtpSettings",
     "LoadedConfig",
+    "PROTOCOL_SERVICES",
     "PassdbSettings",
+    "ProtocolOverrides",
     "PushNotificationBlock",
     "Settings",
     "SslSettings",
@@ -50,6 +57,9 @@ FsyncMode = Literal["optimized", "always", "never"]
 SUPPORTED_PROTOCOLS = ("imap", "lmtp")
 SUPPORTED_PASSDB_DRIVERS = ("passwd-file",)
 SUPPORTED_USERDB_DRIVERS = ("passwd-file", "static")
+#: Services whose ``protocol NAME { }`` sections are read: the two front ends, and
+#: ``lda``, the service `mailpush deliver` runs as (dovecot-lda's name).
+PROTOCOL_SERVICES = ("lmtp", "imap", "lda")
 
 
 @dataclass(frozen=True)
@@ -139,8 +149,25 @@ class PushNotificationBlock:
 
 
 @dataclass(frozen=True)
+class ProtocolOverrides:
+    """What one service sees of the settings a ``protocol NAME { }`` section may set.
+
+    Absolute values (globals with the section applied), not differences, so that
+    applying them needs no knowledge of how they were computed.
+    """
+
+    mail_plugins: tuple[str, ...]
+    plugin: Mapping[str, str]
+    lmtp: LmtpSettings
+    imap_max_line_length: int
+
+
+@dataclass(frozen=True)
 class Settings:
-    """Everything mailpush reads from its configuration, typed and checked."""
+    """Everything mailpush reads from its configuration, typed and checked.
+
+    The fields hold the global values; `for_protocol` gives one service's view.
+    """
 
     protocols: tuple[str, ...]
     listeners: tuple[Listener, ...]
@@ -168,6 +195,36 @@ class Settings:
     push_notification_defaults: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    #: Per service in `PROTOCOL_SERVICES`: the values its ``protocol { }`` sections give.
+    protocol_overrides: Mapping[str, ProtocolOverrides] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    #: Logged-in IMAP connections per user and IP (0: unlimited).
+    mail_max_userip_connections: int = 10
+    #: Most mailboxes per user (`quota_mailbox_count`, 0: unlimited).
+    quota_mailbox_count: int = 10000
+    #: Seconds a failed login waits; also the unit of the per-IP failure penalty.
+    auth_failure_delay: float = 2.0
+    #: Where IMAP spools large APPEND literals (``mail_temp_dir``).
+    mail_temp_dir: Path = Path("/tmp")
+    #: Heavy IMAP commands one user runs at once (``mailpush_imap_max_heavy_commands``).
+    imap_max_heavy_commands: int = 4
+
+    def for_protocol(self, protocol: str) -> Settings:
+        """The settings as service ``protocol`` (``lmtp``, ``imap``, ``lda``) sees them.
+
+        A service without overrides (or an unknown name) sees the global values.
+        """
+        view = self.protocol_overrides.get(protocol)
+        if view is None:
+            return self
+        return replace(
+            self,
+            mail_plugins=view.mail_plugins,
+            plugin=view.plugin,
+            lmtp=view.lmtp,
+            imap_max_line_length=view.imap_max_line_length,
+        )
 
     @property
     def fsync_before_ack(self) -> bool:
@@ -218,19 +275,19 @@ def settings_from_tree(
         listeners=reader.listeners(protocols, ssl, warnings),
         ssl=ssl,
         auth=auth,
-        lmtp=LmtpSettings(
-            recipient_delimiter=reader.string(schema.RECIPIENT_DELIMITER),
-            save_to_detail_mailbox=reader.boolean(schema.LMTP_SAVE_TO_DETAIL_MAILBOX),
-            mailbox_autocreate=reader.boolean(schema.LDA_MAILBOX_AUTOCREATE),
-            mailbox_autosubscribe=reader.boolean(schema.LDA_MAILBOX_AUTOSUBSCRIBE),
-        ),
-        mail_plugins=reader.mail_plugins(),
-        plugin=reader.plugin(),
+        lmtp=reader.lmtp(None),
+        mail_plugins=reader.mail_plugins(None),
+        plugin=reader.plugin(None),
         push_notification_blocks=reader.push_notification_blocks(),
         mail_fsync=reader.fsync(),
         mail_debug=reader.boolean(schema.MAIL_DEBUG),
         log_path=reader.path(schema.LOG_PATH),
         imap_max_line_length=reader.size(schema.IMAP_MAX_LINE_LENGTH),
+        mail_max_userip_connections=reader.limit(schema.MAIL_MAX_USERIP_CONNECTIONS),
+        quota_mailbox_count=reader.limit(schema.QUOTA_MAILBOX_COUNT),
+        auth_failure_delay=reader.duration(schema.AUTH_FAILURE_DELAY),
+        mail_temp_dir=reader.path(schema.MAIL_TEMP_DIR) or Path("/tmp"),
+        imap_max_heavy_commands=reader.count(schema.IMAP_MAX_HEAVY_COMMANDS),
         data_dir=data_dir,
         max_message_size=reader.size(schema.MAX_MESSAGE_SIZE),
         metrics_listen=reader.host_port(schema.METRICS_LISTEN),
@@ -246,7 +303,11 @@ def settings_from_tree(
         source_path=source_path,
         ssl_client_ca_file=reader.path(schema.SSL_CLIENT_CA_FILE),
         push_notification_defaults=reader.push_notification_defaults(),
+        protocol_overrides=MappingProxyType(
+            {name: reader.protocol_overrides(name) for name in PROTOCOL_SERVICES}
+        ),
     )
+    warnings.extend(_protocol_push_driver_warnings(tree))
     unknown = _unknown_settings(tree)
     if unknown:
         warnings.insert(0, "ignoring settings mailpush does not know or use: " + ", ".join(unknown))
@@ -268,6 +329,7 @@ def parse_setting_value(spec: SettingSpec, text: str) -> object:
         SettingType.LIST: parse_list,
         SettingType.CHOICE: lambda value: _parse_choice(spec, value),
         SettingType.COUNT: lambda value: parse_int(value, minimum=1, maximum=1_000_000),
+        SettingType.LIMIT: lambda value: parse_int(value, minimum=0, maximum=1_000_000),
     }
     return parsers[spec.type](text)
 
@@ -293,8 +355,16 @@ class _Reader:
 
     # generic, by declared type
 
-    def raw(self, spec: SettingSpec, within: Sequence[ConfigSection] | None = None) -> _Raw:
+    def raw(
+        self,
+        spec: SettingSpec,
+        within: Sequence[ConfigSection] | None = None,
+        protocol: str | None = None,
+    ) -> _Raw:
+        """The winning entry of ``spec``; with ``protocol``, its sections win over globals."""
         sections = _sections_at(self._tree, spec.section) if within is None else within
+        if protocol is not None:
+            sections = [*sections, *self._tree.find("protocol", protocol)]
         entry: ConfigEntry | None = None
         for section in sections:
             entry = section.get(spec.name) or entry
@@ -314,11 +384,21 @@ class _Reader:
                 spec.qualified_name, f"cannot read the value from {path}: {exc}", entry.where
             ) from exc
 
-    def string(self, spec: SettingSpec, within: Sequence[ConfigSection] | None = None) -> str:
-        return self.raw(spec, within).text
+    def string(
+        self,
+        spec: SettingSpec,
+        within: Sequence[ConfigSection] | None = None,
+        protocol: str | None = None,
+    ) -> str:
+        return self.raw(spec, within, protocol).text
 
-    def boolean(self, spec: SettingSpec, within: Sequence[ConfigSection] | None = None) -> bool:
-        raw = self.raw(spec, within)
+    def boolean(
+        self,
+        spec: SettingSpec,
+        within: Sequence[ConfigSection] | None = None,
+        protocol: str | None = None,
+    ) -> bool:
+        raw = self.raw(spec, within, protocol)
         return _convert(spec, raw, parse_bool)
 
     def port(self, spec: SettingSpec, within: Sequence[ConfigSection] | None = None) -> int:
@@ -328,11 +408,15 @@ class _Reader:
     def host_port(self, spec: SettingSpec) -> tuple[str, int] | None:
         return _convert(spec, self.raw(spec), parse_host_port)
 
-    def size(self, spec: SettingSpec) -> int:
-        return _convert(spec, self.raw(spec), parse_size)
+    def size(self, spec: SettingSpec, protocol: str | None = None) -> int:
+        return _convert(spec, self.raw(spec, protocol=protocol), parse_size)
 
     def count(self, spec: SettingSpec) -> int:
         return _convert(spec, self.raw(spec), lambda text: parse_int(text, minimum=1,
+                                                                        maximum=1_000_000))
+
+    def limit(self, spec: SettingSpec) -> int:
+        return _convert(spec, self.raw(spec), lambda text: parse_int(text, minimum=0,
                                                                         maximum=1_000_000))
 
     def duration(self, spec: SettingSpec) -> float:
@@ -487,25 +571,63 @@ class _Reader:
             driver.where or blocks[0].where,
         )
 
-    def mail_plugins(self) -> tuple[str, ...]:
-        plugins = dict.fromkeys(self.words(schema.MAIL_PLUGINS).values)
-        for block in self._tree.find("mail_plugins"):
-            for entry in block.settings:
-                try:
-                    enabled = parse_bool(entry.value)
-                except InvalidValueError as exc:
-                    raise SettingError(
-                        f"mail_plugins {{ {entry.key} }}", str(exc), entry.where
-                    ) from exc
-                if enabled:
-                    plugins[entry.key] = None
-                else:
-                    plugins.pop(entry.key, None)
+    def lmtp(self, protocol: str | None) -> LmtpSettings:
+        return LmtpSettings(
+            recipient_delimiter=self.string(schema.RECIPIENT_DELIMITER, protocol=protocol),
+            save_to_detail_mailbox=self.boolean(
+                schema.LMTP_SAVE_TO_DETAIL_MAILBOX, protocol=protocol
+            ),
+            mailbox_autocreate=self.boolean(schema.LDA_MAILBOX_AUTOCREATE, protocol=protocol),
+            mailbox_autosubscribe=self.boolean(
+                schema.LDA_MAILBOX_AUTOSUBSCRIBE, protocol=protocol
+            ),
+        )
+
+    def protocol_overrides(self, protocol: str) -> ProtocolOverrides:
+        return ProtocolOverrides(
+            mail_plugins=self.mail_plugins(protocol),
+            plugin=self.plugin(protocol),
+            lmtp=self.lmtp(protocol),
+            imap_max_line_length=self.size(schema.IMAP_MAX_LINE_LENGTH, protocol),
+        )
+
+    def mail_plugins(self, protocol: str | None) -> tuple[str, ...]:
+        """The plugins the global scope (``None``) or service ``protocol`` loads.
+
+        The declared default counts only while `mail_plugins` is written nowhere;
+        otherwise the global value is what the file says (empty if only protocol
+        sections set it), as in Dovecot. A protocol section's value was expanded
+        from the global one by the parser and replaces it; its 2.4 block edits it.
+        """
+        sections = self._tree.find("protocol", protocol) if protocol is not None else ()
+        plugins = dict.fromkeys(self._global_mail_plugins())
+        _apply_plugin_blocks(plugins, self._tree.find("mail_plugins"))
+        for section in sections:
+            entry = section.get(schema.MAIL_PLUGINS.name)
+            if entry is not None:
+                plugins = dict.fromkeys(parse_list(entry.value))
+            _apply_plugin_blocks(plugins, section.find("mail_plugins"))
         return tuple(plugins)
 
-    def plugin(self) -> Mapping[str, str]:
+    def _global_mail_plugins(self) -> tuple[str, ...]:
+        name = schema.MAIL_PLUGINS.name
+        written = any(
+            section.get(name) is not None or section.find(name)
+            for section in (self._tree, *self._tree.find("protocol"))
+        )
+        if not written:
+            return parse_list(schema.MAIL_PLUGINS.default)
+        entry = self._tree.get(name)
+        return () if entry is None else parse_list(entry.value)
+
+    def plugin(self, protocol: str | None) -> Mapping[str, str]:
+        """Global ``plugin { }`` values, with ``protocol``'s own ``plugin { }`` merged over them."""
         values: dict[str, str] = {}
-        for block in self._tree.find("plugin"):
+        blocks = list(self._tree.find("plugin"))
+        if protocol is not None:
+            for section in self._tree.find("protocol", protocol):
+                blocks.extend(section.find("plugin"))
+        for block in blocks:
             for entry in block.settings:
                 values[entry.key] = entry.value
         return MappingProxyType(values)
@@ -542,6 +664,37 @@ _T = TypeVar("_T")
 class _Words:
     values: tuple[str, ...]
     where: str | None
+
+
+def _apply_plugin_blocks(plugins: dict[str, None], blocks: Sequence[ConfigSection]) -> None:
+    """Dovecot 2.4 ``mail_plugins { name = yes|no }``: add or remove, in written order."""
+    for block in blocks:
+        for entry in block.settings:
+            try:
+                enabled = parse_bool(entry.value)
+            except InvalidValueError as exc:
+                raise SettingError(
+                    f"mail_plugins {{ {entry.key} }}", str(exc), entry.where
+                ) from exc
+            if enabled:
+                plugins[entry.key] = None
+            else:
+                plugins.pop(entry.key, None)
+
+
+def _protocol_push_driver_warnings(tree: ConfigSection) -> list[str]:
+    """Push drivers named in a protocol's ``plugin { }`` are not per service in mailpush."""
+    warnings = []
+    for section in tree.find("protocol"):
+        for block in section.find("plugin"):
+            for entry in block.settings:
+                if entry.key.startswith(("push_notification_driver", "push_notification_backend")):
+                    warnings.append(
+                        f"{entry.where}: {entry.key} inside protocol {section.name} {{ plugin "
+                        "{ } } is not read: mailpush takes push drivers from the global plugin "
+                        "{ } and chooses per service with mail_plugins; move it there"
+                    )
+    return warnings
 
 
 def _convert(spec: SettingSpec, raw: _Raw, parse: Callable[[str], _T]) -> _T:
@@ -622,6 +775,12 @@ def _walk_unknown(
         if len(spec.section) > len(path) and spec.section[: len(path)] == path
     }
     for sub in section.sections:
+        if not path and sub.type == "protocol":
+            if sub.name in PROTOCOL_SERVICES:
+                _walk_unknown_protocol(sub, found)
+            else:
+                found.append(f"{sub.label} {{ }} ({sub.where})")
+            continue
         if not path and sub.type in freeform:
             continue
         element = next((e for e in sorted(child_elements) if _matches(sub, e)), None)
@@ -629,3 +788,14 @@ def _walk_unknown(
             found.append(f"{sub.label} {{ }} ({sub.where})")
         else:
             _walk_unknown(sub, (*path, element), freeform, found)
+
+
+def _walk_unknown_protocol(section: ConfigSection, found: list[str]) -> None:
+    """Inside ``protocol lmtp|imap|lda { }`` only the per-service settings are read."""
+    known_keys = {spec.name for spec in schema.PROTOCOL_SETTINGS}
+    for entry in section.settings:
+        if entry.key not in known_keys:
+            found.append(f"{entry.key} ({entry.where})")
+    for sub in section.sections:
+        if sub.type not in ("plugin", "mail_plugins"):
+            found.append(f"{sub.label} {{ }} ({sub.where})")

@@ -25,8 +25,11 @@ Grammar, line by line:
 * ``key = <path`` means "the contents of file path"; the parser keeps the path and
   sets `ConfigEntry.from_file`, it does not read the file.
 * ``$name`` in an unquoted value is replaced by the value ``name`` already has in
-  the same section or an enclosing one. A reference of a key to itself that is
-  not yet set is empty (``mail_plugins = $mail_plugins quota`` as the first
+  the same section, in an earlier section of the same type and name (repeated
+  blocks merge, so a second ``protocol lmtp { }`` continues the first, as
+  Dovecot's filters do), or in an enclosing one - inside ``protocol lmtp { }``,
+  ``$mail_plugins`` is the global value written so far. A reference of a key to
+  itself that is not yet set is empty (``mail_plugins = $mail_plugins quota`` as the first
   ``mail_plugins``). Any other ``$`` is left as written, because URLs and secrets
   may contain ``$``.
 * ``!include PATH`` and ``!include_try PATH`` splice other files into the current
@@ -177,11 +180,21 @@ class _SectionBuilder:
     def lookup(self, key: str) -> str | None:
         scope: _SectionBuilder | None = self
         while scope is not None:
-            for entry in reversed(scope.settings):
-                if entry.key == key:
-                    return entry.value
+            for merged in scope._merged_scopes():
+                for entry in reversed(merged.settings):
+                    if entry.key == key:
+                        return entry.value
             scope = scope.parent
         return None
+
+    def _merged_scopes(self) -> Iterator[_SectionBuilder]:
+        """This section, then earlier siblings of the same type and name, latest first."""
+        yield self
+        if self.parent is None:
+            return
+        for sibling in reversed(self.parent.sections):
+            if sibling is not self and (sibling.type, sibling.name) == (self.type, self.name):
+                yield sibling
 
     def freeze(self) -> ConfigSection:
         return ConfigSection(

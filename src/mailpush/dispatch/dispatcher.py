@@ -1,15 +1,49 @@
 """Hands committed push transactions to drivers: ordered per user, bounded, retried.
 
 The dispatcher claims due deliveries from the outbox (a database row per
-transaction and driver instance), groups them by (driver, user) and runs each
-group strictly in commit order in its own task; different groups run
-concurrently, at most `concurrency` at a time. It wakes on every commit (the
-change hub) and otherwise every `poll_interval` seconds for retries that fell
-due and for transactions written by other processes (`mailpush deliver`).
+transaction and driver instance). For a driver whose transactions depend on
+each other (`PushDriver.ordered`: lua, dlog, a webhook with `ordered = yes`)
+it groups them by (driver, user) and runs each group strictly in commit order
+in its own task, a failing transaction holding back the user's later ones.
+Every other delivery (chronos, ox, an unordered webhook, and requests the
+Lua option `http_resend` journaled) is retried on its own: those claimed
+together still run in commit order, one after another, but a failure does
+not stop the group, and a retry runs beside the user's newer deliveries, not
+before them. At most `concurrency` groups run at once. It wakes on every commit (the change hub)
+and otherwise every `poll_interval` seconds for retries that fell due and for
+transactions written by other processes (`mailpush deliver`).
+
+Retries follow each driver instance's policy: the global one narrowed by the
+driver's retry options (`delivery_attempts`, `retry_initial`,
+`retry_max_interval`, `max_age`; see retry_policy.py).
+
+The framework, not each driver, decides the order of a driver's calls, as
+Dovecot makes them (dovecot-observed.md items 4 and 5). The transactions one
+store operation produced form an operation group (events/model.py), run and
+settled (completed, retried, buried) as one unit by an ordered driver:
+walking the group in order, a transaction that completes at once (a mailbox
+operation) gets begin_txn, its events and end_txn where it stands; a
+`deferred` one (a message transaction, committed with the operation) gets
+begin_txn where it stands and its events and end_txn after the walk, in the
+order they began. MOVE thus gives begin(dest), begin(source), dest events,
+end, source events, end; with at most one deferred transaction this is
+simply one transaction after another. A rolled-back transaction gets
+begin_txn and end_txn(false), no event. A claim that the claim limit cut in
+the middle of a group gives the group's tail back, to be taken whole in the
+next round. Unordered drivers run each transaction on its own.
+
+Time limits: `mailpush_push_timeout` bounds one attempt per event it carries
+(at least one per transaction, summed over a group). The seed's first script
+sends one POST per message from end_txn, so a 150-message COPY takes 150
+times as long as one delivery and must not be cut (and sent again) for that;
+a stuck one is still cut, at that bound.
 
 Nothing is lost on a crash: a claim is only a state in the database, and
 claims left `inflight` by a dead process are reset to pending at start.
 Delivery is at-least-once; every transaction keeps its id across attempts.
+No crash loops either: a delivery is marked started just before it runs, and
+one that was running each time the process died, twice, is a dead letter at
+start rather than run a third time — its answer may be what kills the server.
 
 Successful deliveries are marked done in batches, written by one flusher
 task while the next transactions already run: the store's writer is shared
@@ -22,22 +56,55 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from ..drivers.base import PushDriver
+from ..drivers.http_tls import driver_ssl_context
 from ..errors import PermanentDriverError, RetryableDriverError
 from ..events import PushTransaction, transaction_from_json
 from ..logging_config import mask_secrets
 from ..store.models import ClaimedDelivery
-from ..store.sqlite_outbox import DeliveryKey, SqliteOutbox
+from ..store.sqlite_outbox import HTTP_REQUEST, DeliveryKey, SqliteOutbox
 from .metrics import PushMetrics
+from .request_journal import resend
 from .retry_policy import RetryPolicy
 
 log = logging.getLogger("mailpush.push")
 
 CLAIM_LIMIT = 1000
 PURGE_INTERVAL = 60.0
+#: The longest error text kept with a delivery (dead letters, logs); the rest is cut.
+MAX_ERROR_LENGTH = 1000
+
+#: (driver, user, outbox id): what one task works on. The outbox id is 0 for an
+#: ordered (driver, user) group (one at a time), else the group's first delivery's.
+GroupKey = tuple[str, str, int]
+
+
+@dataclass(slots=True)
+class _Unit:
+    """What is delivered and settled together: one claim, or an operation group's."""
+
+    claims: list[ClaimedDelivery]
+    #: Their transactions, in order; empty for a journaled request.
+    txns: list[PushTransaction] = field(default_factory=list)
+    #: Why the (one) claim's payload cannot be read, if it cannot.
+    unreadable: str | None = None
+
+    @property
+    def group(self) -> str:
+        return self.txns[-1].group if self.txns else ""
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """How one transaction of a unit went: delivered, failed with `error`, or not run."""
+
+    done: bool = False
+    error: Exception | None = None
 
 
 class Dispatcher:
@@ -55,14 +122,23 @@ class Dispatcher:
     ) -> None:
         self._outbox = outbox
         self._drivers = dict(drivers)
-        self._policy = policy or RetryPolicy()
+        base = policy or RetryPolicy()
+        self._policies = {
+            name: base.with_options(driver.retry) for name, driver in self._drivers.items()
+        }
+        #: Drivers whose deliveries need not wait for each other, and those that must.
+        self._independent = frozenset(
+            name for name, driver in self._drivers.items() if not driver.ordered
+        )
+        self._ordered = frozenset(self._drivers) - self._independent
+        self._tls: dict[str, ssl.SSLContext] = {}
         self._slots = asyncio.Semaphore(concurrency)
         self._call_timeout = call_timeout
         self._retention = retention
         self._poll_interval = poll_interval
         self.metrics = metrics or PushMetrics()
         self._wake = asyncio.Event()
-        self._active: dict[DeliveryKey, asyncio.Task[None]] = {}
+        self._active: dict[GroupKey, asyncio.Task[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._last_purge = 0.0
@@ -72,9 +148,19 @@ class Dispatcher:
     # --- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
-        reset = await self._outbox.reset_inflight()
-        if reset:
-            log.info("push: %d deliveries left in flight by the last run are pending again", reset)
+        recovery = await self._outbox.reset_inflight()
+        if recovery.pending_again:
+            log.info("push: %d deliveries left in flight by the last run are pending again",
+                     recovery.pending_again)
+        for letter in recovery.buried:
+            self.metrics.dead_letters.labels(letter.driver).inc()
+            self.metrics.transactions.labels(letter.driver, "dead").inc()
+            log.error(
+                "push: %s for %s, %s %s is a dead letter: %s (list: mailpush queue dead;"
+                " retry: mailpush queue replay %d)",
+                letter.driver, letter.user, _what(letter.kind), letter.txn_id, letter.last_error,
+                letter.outbox_id,
+            )
         for driver in self._drivers.values():
             await driver.start()
         self._loop_task = asyncio.create_task(self._run(), name="push-dispatcher")
@@ -121,17 +207,54 @@ class Dispatcher:
                 pass
 
     async def _claim_and_start(self) -> None:
-        claims = await self._outbox.claim_due(time.time(), CLAIM_LIMIT, busy=set(self._active))
-        groups: dict[DeliveryKey, list[ClaimedDelivery]] = {}
-        for claim in claims:
-            if claim.driver not in self._drivers:
-                # Configured before, not any more: keep it for when it comes back.
-                await self._outbox.release([claim])
-                continue
-            groups.setdefault((claim.driver, claim.user), []).append(claim)
-        for key, group in groups.items():
-            task = asyncio.create_task(self._run_group(key, group), name=f"push-{key[0]}-{key[1]}")
-            self._active[key] = task
+        busy: set[DeliveryKey] = {(key[0], key[1]) for key in self._active if not key[2]}
+        claims = await self._outbox.claim_due(
+            time.time(), CLAIM_LIMIT, busy,
+            ordered=self._ordered, independent=self._independent,
+        )
+        units = [_read_unit(claim) for claim in claims]
+        if len(claims) >= CLAIM_LIMIT:
+            units = await self._release_cut_group(units)
+        ordered: dict[DeliveryKey, list[_Unit]] = {}
+        independent: dict[tuple[str, str, str], list[_Unit]] = {}
+        for unit in units:
+            claim = unit.claims[0]
+            if claim.kind == HTTP_REQUEST or claim.driver in self._independent:
+                independent.setdefault((claim.driver, claim.user, claim.kind), []).append(unit)
+            else:
+                _add_to(ordered.setdefault((claim.driver, claim.user), []), unit)
+        for (driver, user), group in ordered.items():
+            self._start_group((driver, user, 0), group, stop_at_failure=True)
+        for (driver, user, _), group in independent.items():
+            # Still one after another, in commit order (the copies of one delivery come
+            # out as Dovecot sends them), but past failures, and beside other groups
+            # of the user: a retry never waits for anything, nor anything for it.
+            group.sort(key=lambda unit: unit.claims[0].outbox_id)
+            first = group[0].claims[0].outbox_id
+            self._start_group((driver, user, first), group, stop_at_failure=False)
+
+    async def _release_cut_group(self, units: list[_Unit]) -> list[_Unit]:
+        """A full claim may end inside an operation group: give its tail back, so that
+        the whole group is claimed next round (unless it is all there is)."""
+        last = max(units, key=lambda unit: unit.claims[0].outbox_id)
+        cut = last.group
+        if not cut or last.txns[-1].last_in_group:
+            return units
+        kept = [unit for unit in units if unit.group != cut]
+        if not kept:
+            return units
+        await self._outbox.release(
+            [claim for unit in units if unit.group == cut for claim in unit.claims]
+        )
+        return kept
+
+    def _start_group(
+        self, key: GroupKey, group: list[_Unit], *, stop_at_failure: bool
+    ) -> None:
+        task = asyncio.create_task(
+            self._run_group(key, group, stop_at_failure), name=f"push-{key[0]}-{key[1]}"
+        )
+        self._active[key] = task
 
     async def _purge_now_and_then(self) -> None:
         now = time.time()
@@ -147,20 +270,25 @@ class Dispatcher:
                 stats.pending + stats.inflight + stats.retrying
             )
 
-    async def _run_group(self, key: DeliveryKey, group: list[ClaimedDelivery]) -> None:
+    async def _run_group(
+        self, key: GroupKey, group: list[_Unit], stop_at_failure: bool
+    ) -> None:
         done = 0
         try:
             async with self._slots:
-                for claim in group:
+                for unit in group:
                     if self._stopping and done:
                         break
-                    delivered = await self._deliver(claim)
+                    for claim in unit.claims:
+                        await self._outbox.mark_started(claim)
+                    delivered = await self._deliver(unit)
                     done += 1
-                    if not delivered:
+                    if not delivered and stop_at_failure:
                         break  # later transactions of this user wait for this one
         finally:
             try:
-                await asyncio.shield(self._outbox.release(group[done:]))
+                rest = [claim for unit in group[done:] for claim in unit.claims]
+                await asyncio.shield(self._outbox.release(rest))
             finally:
                 self._active.pop(key, None)
                 if not self._stopping:
@@ -168,34 +296,68 @@ class Dispatcher:
 
     # --- one delivery -------------------------------------------------------------------
 
-    async def _deliver(self, claim: ClaimedDelivery) -> bool:
-        """Run one transaction through one driver; True if it may be followed by the next."""
-        driver = self._drivers[claim.driver]
-        try:
-            txn = transaction_from_json(claim.payload)
-        except ValueError as exc:
-            await self._bury(claim, f"unreadable outbox payload: {exc}")
+    async def _deliver(self, unit: _Unit) -> bool:
+        """Run one unit through its driver; True if it may be followed by the next.
+
+        Each transaction of an operation group is settled on its own: those that
+        ran are completed, a failed one is retried or buried, and those the
+        failure kept from running (or ended unsuccessfully) are given back.
+        """
+        claims = unit.claims
+        driver = self._drivers[claims[0].driver]
+        if unit.unreadable is not None:
+            await self._bury(claims[0], f"unreadable outbox payload: {unit.unreadable}")
             return True
+        outcomes = [_Outcome() for _ in claims]
+        if not unit.txns:
+            work = self._resend_as(driver, claims[0], outcomes[0])
+            timeout = self._call_timeout
+            limit = f"{timeout:g}s (mailpush_push_timeout)"
+        else:
+            work = self._run_driver(driver, unit.txns, outcomes)
+            events = sum(max(1, len(txn.events)) for txn in unit.txns)
+            timeout = self._call_timeout * events
+            per = ", per event" if events > 1 else ""
+            limit = f"{timeout:g}s (mailpush_push_timeout{per})"
+        timed_out = None
         try:
-            await asyncio.wait_for(self._run_driver(driver, txn), self._call_timeout)
-        except PermanentDriverError as exc:
-            await self._bury(claim, str(exc))
-            return True
+            await asyncio.wait_for(work, timeout)
         except TimeoutError:
-            return await self._retry_or_bury(
-                claim, f"no result within {self._call_timeout:g}s (mailpush_push_timeout)"
-            )
-        except asyncio.CancelledError:
-            raise
-        except RetryableDriverError as exc:
-            return await self._retry_or_bury(claim, str(exc))
-        except Exception as exc:
-            log.exception("push: driver %s raised unexpectedly", claim.driver)
-            return await self._retry_or_bury(claim, f"{exc.__class__.__name__}: {exc}")
-        self._mark_completed(claim)
-        self.metrics.transactions.labels(claim.driver, "delivered").inc()
-        self.metrics.latency.labels(claim.driver).observe(max(0.0, time.time() - claim.created))
-        return True
+            timed_out = f"no result within {limit}"
+        return await self._settle(claims, outcomes, timed_out)
+
+    async def _settle(
+        self, claims: Sequence[ClaimedDelivery], outcomes: Sequence[_Outcome],
+        timed_out: str | None,
+    ) -> bool:
+        """Record each claim's outcome; True unless one is to be retried or was not run."""
+        follow_on = True
+        not_run: list[ClaimedDelivery] = []
+        for claim, outcome in zip(claims, outcomes, strict=True):
+            error = outcome.error
+            if outcome.done:
+                self._mark_completed(claim)
+                self.metrics.transactions.labels(claim.driver, "delivered").inc()
+                self.metrics.latency.labels(claim.driver).observe(
+                    max(0.0, time.time() - claim.created)
+                )
+            elif isinstance(error, PermanentDriverError):
+                await self._bury(claim, str(error))
+            elif isinstance(error, RetryableDriverError):
+                follow_on &= await self._retry_or_bury(claim, str(error))
+            elif error is not None:
+                log.error("push: driver %s raised unexpectedly", claim.driver, exc_info=error)
+                follow_on &= await self._retry_or_bury(
+                    claim, f"{error.__class__.__name__}: {error}"
+                )
+            elif timed_out is not None:
+                follow_on &= await self._retry_or_bury(claim, timed_out)
+            else:
+                not_run.append(claim)
+        if not_run:
+            await self._outbox.release(not_run)
+            follow_on = False
+        return follow_on
 
     def _mark_completed(self, claim: ClaimedDelivery) -> None:
         self._completed.append(claim)
@@ -212,43 +374,151 @@ class Dispatcher:
                 # Still `inflight`: reset to pending at the next start and delivered again.
                 log.exception("push: could not mark %d deliveries done", len(batch))
 
-    async def _run_driver(self, driver: PushDriver, txn: PushTransaction) -> None:
-        state = await driver.begin_txn(txn)
-        if state is None:
-            return
+    async def _run_driver(
+        self, driver: PushDriver, txns: Sequence[PushTransaction], outcomes: list[_Outcome]
+    ) -> None:
+        """Run the transactions of one operation group in Dovecot's order (module docstring),
+        recording each one's outcome; after a failure, what has not begun waits."""
+        begun: list[tuple[int, PushTransaction, object]] = []
         try:
-            for event in txn.events:
-                if driver.subscribes(event.name):
-                    await driver.process_event(state, event)
+            for index, txn in enumerate(txns):
+                try:
+                    state = await driver.begin_txn(txn)
+                except Exception as exc:
+                    outcomes[index].error = exc
+                    break
+                if state is None:
+                    outcomes[index].done = True
+                elif txn.deferred:
+                    begun.append((index, txn, state))
+                elif not await _finish(driver, txn, state, outcomes[index]):
+                    break
+            failed = any(outcome.error is not None for outcome in outcomes)
+            while begun:
+                index, txn, state = begun.pop(0)
+                if failed:
+                    await _end_unsuccessfully(driver, state)
+                elif not await _finish(driver, txn, state, outcomes[index]):
+                    failed = True
         except BaseException:
-            await driver.end_txn(state, False)
+            for _, _, state in begun:
+                await _end_unsuccessfully(driver, state)
             raise
-        await driver.end_txn(state, True)
+
+    async def _resend_as(
+        self, driver: PushDriver, claim: ClaimedDelivery, outcome: _Outcome
+    ) -> None:
+        try:
+            await self._resend(driver, claim)
+        except Exception as exc:
+            outcome.error = exc
+        else:
+            outcome.done = True
+
+    async def _resend(self, driver: PushDriver, claim: ClaimedDelivery) -> None:
+        """Send a request the driver journaled, with the TLS settings of its own requests."""
+        name = driver.config.instance
+        if name not in self._tls:
+            self._tls[name] = driver_ssl_context(driver.config, driver.services)
+        await resend(driver.services.http(), self._tls[name], claim.payload, self._call_timeout)
 
     async def _retry_or_bury(self, claim: ClaimedDelivery, error: str) -> bool:
         now = time.time()
-        error = mask_secrets(error)
+        error = _kept(error)
         first = claim.first_attempt if claim.first_attempt is not None else now
-        if self._policy.gives_up(first, now):
-            await self._bury(claim, f"{error} (gave up after {claim.attempts + 1} attempts)")
+        policy = self._policies[claim.driver]
+        attempts = claim.attempts + 1
+        if policy.gives_up(first, now, attempts):
+            await self._bury(claim, f"{error} ({policy.limits(attempts)})")
             return True
-        delay = self._policy.delay(claim.attempts + 1)
+        delay = policy.delay(attempts)
         await self._outbox.retry(claim, now + delay, error)
         self.metrics.retries.labels(claim.driver).inc()
         self.metrics.transactions.labels(claim.driver, "retry").inc()
         log.warning(
-            "push: %s for %s, transaction %s: %s; retry %d in %.1fs",
-            claim.driver, claim.user, claim.txn_id, error, claim.attempts + 1, delay,
+            "push: %s for %s, %s %s: %s; retry %d in %.1fs",
+            claim.driver, claim.user, _what(claim.kind), claim.txn_id, error, attempts, delay,
         )
         return False
 
     async def _bury(self, claim: ClaimedDelivery, error: str) -> None:
-        error = mask_secrets(error)
+        error = _kept(error)
         await self._outbox.bury(claim, error)
         self.metrics.dead_letters.labels(claim.driver).inc()
         self.metrics.transactions.labels(claim.driver, "dead").inc()
         log.error(
-            "push: %s for %s, transaction %s is a dead letter: %s"
+            "push: %s for %s, %s %s is a dead letter: %s"
             " (list: mailpush queue dead; retry: mailpush queue replay %d)",
-            claim.driver, claim.user, claim.txn_id, error, claim.outbox_id,
+            claim.driver, claim.user, _what(claim.kind), claim.txn_id, error, claim.outbox_id,
         )
+
+
+async def _finish(
+    driver: PushDriver, txn: PushTransaction, state: object, outcome: _Outcome
+) -> bool:
+    """A begun transaction's events, then end_txn (false, and no events, if rolled back);
+    True if it went through."""
+    try:
+        if not txn.rolled_back:
+            try:
+                for event in txn.events:
+                    if driver.subscribes(event.name):
+                        await driver.process_event(state, event)
+            except Exception as exc:
+                outcome.error = exc
+                await driver.end_txn(state, False)
+                return False
+            except BaseException:
+                await _end_unsuccessfully(driver, state)
+                raise
+        await driver.end_txn(state, not txn.rolled_back)
+    except Exception as exc:
+        outcome.error = outcome.error or exc
+        return False
+    outcome.done = True
+    return True
+
+
+async def _end_unsuccessfully(driver: PushDriver, state: object) -> None:
+    """end_txn(false) for a transaction that cannot go on: a driver releases in end_txn
+    what begin_txn took (a Lua state)."""
+    try:
+        await driver.end_txn(state, False)
+    except Exception:
+        log.exception("push: %s: end_txn after a failure failed", driver.config.instance)
+
+
+def _read_unit(claim: ClaimedDelivery) -> _Unit:
+    if claim.kind == HTTP_REQUEST:
+        return _Unit([claim])
+    try:
+        return _Unit([claim], [transaction_from_json(claim.payload)])
+    except ValueError as exc:
+        return _Unit([claim], unreadable=str(exc))
+
+
+def _add_to(units: list[_Unit], unit: _Unit) -> None:
+    """Append `unit` to an ordered task's list, joining the previous one of its operation."""
+    previous = units[-1] if units else None
+    if previous is not None and unit.group and previous.group == unit.group:
+        previous.claims += unit.claims
+        previous.txns += unit.txns
+    else:
+        units.append(unit)
+
+
+def _what(kind: str) -> str:
+    return "journaled request" if kind == HTTP_REQUEST else "transaction"
+
+
+def _kept(error: str) -> str:
+    """An error as kept and logged: passwords masked, at most `MAX_ERROR_LENGTH` long.
+
+    A script's reason can be megabytes. It is cut before masking too (with room
+    to spare, so that a URL across the final cut is still masked whole): masking
+    costs more than linear time in the length of the text.
+    """
+    error = mask_secrets(error[: 4 * MAX_ERROR_LENGTH])
+    if len(error) <= MAX_ERROR_LENGTH:
+        return error
+    return error[: MAX_ERROR_LENGTH - 1] + "…"

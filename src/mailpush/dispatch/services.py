@@ -1,4 +1,5 @@
-"""What the framework lends drivers: the store (read-only), per-user settings, HTTP."""
+"""What the framework lends drivers: the store (read-only), per-user settings, HTTP,
+and (Lua `http_resend`) a journal for failed requests in the outbox."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 
 import aiohttp
 
-from ..drivers.base import StoreView
+from ..drivers.base import DriverServices, RequestJournal, StoreView
+from .request_journal import JournalingServices, RequestOutbox
 
 #: Connections the shared HTTP client opens to one host, at least: the default
 #: mailpush_push_concurrency. Each running push transaction waits for one request at a
@@ -28,8 +30,11 @@ class FrameworkServices:
         ssl_client_ca_file: Path | None = None,
         push_concurrency: int = HTTP_CONNECTIONS_PER_HOST,
         push_timeout: float | None = None,
+        outbox: RequestOutbox | None = None,
     ) -> None:
         self._store = store
+        #: Where journaled requests go; None: nothing is journaled (`http_resend` is inert).
+        self._outbox = outbox
         #: mailpush_push_timeout: drivers keep their own limits below it (Lua).
         self._push_timeout = push_timeout
         self._ssl_client_ca_file = ssl_client_ca_file
@@ -53,6 +58,14 @@ class FrameworkServices:
 
     def plugin_settings(self) -> Mapping[str, str]:
         return self._plugin
+
+    def journal_requests(self, driver: str) -> DriverServices:
+        if self._outbox is None:
+            return self
+        return JournalingServices(self, self._outbox, driver)
+
+    def request_journal(self, user: str) -> RequestJournal | None:
+        return None
 
     def user_settings(self, user: str) -> Mapping[str, str]:
         merged = dict(self._plugin)

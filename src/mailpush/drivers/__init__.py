@@ -1,6 +1,7 @@
 """Push drivers behind one small interface, and the registry that names them."""
 
-from .base import DriverConfig, DriverServices, PushDriver, StoreView
+from .base import DriverConfig, DriverServices, PushDriver, RequestJournal, StoreView
+from .driver_options import RetryOptions
 from .driver_settings import driver_configs, parse_driver_value
 from .registry import DriverRegistry, default_registry
 
@@ -9,6 +10,8 @@ __all__ = [
     "DriverRegistry",
     "DriverServices",
     "PushDriver",
+    "RequestJournal",
+    "RetryOptions",
     "StoreView",
     "default_registry",
     "driver_configs",

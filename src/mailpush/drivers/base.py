@@ -5,19 +5,21 @@ skip it), `process_event` for each event it subscribes to, `end_txn`. The
 dispatcher owns settings parsing, ordering, retries, dead letters and
 metrics; a driver only says whether a failure is worth retrying by raising
 `RetryableDriverError` or `PermanentDriverError` (anything else raised counts
-as retryable).
+as retryable), whether its transactions depend on each other (`ordered`),
+and how often a failed one may be repeated (`retry_defaults`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 from ..events import EventName, PushEvent, PushTransaction
 from ..store.models import MailboxStatus
+from .driver_options import DriverOptions, RetryOptions
 
 if TYPE_CHECKING:
     import aiohttp
@@ -67,6 +69,27 @@ class StoreView(Protocol):
         ...
 
 
+class RequestJournal(Protocol):
+    """Keeps an HTTP request that failed, for the framework to send again (Lua `http_resend`).
+
+    Bound to one driver instance and user. `record` returns once the request is
+    stored durably in the outbox; the dispatcher then resends it with the
+    driver's backoff until it is answered 2xx or becomes a dead letter.
+    """
+
+    async def record(
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes | None,
+        *,
+        timeout: float,
+        user_agent: str | None = None,
+        proxy_url: str | None = None,
+    ) -> None: ...
+
+
 class DriverServices(Protocol):
     """What the framework lends a driver."""
 
@@ -95,15 +118,37 @@ class DriverServices(Protocol):
         """`ssl_client_ca_file`: CAs HTTPS drivers trust besides the system ones."""
         ...
 
+    def journal_requests(self, driver: str) -> DriverServices:
+        """These services, with `request_journal` keeping `driver`'s failed requests
+        (itself where nothing can be journaled, e.g. `mailpush lua run`)."""
+        ...
+
+    def request_journal(self, user: str) -> RequestJournal | None:
+        """Where failed requests made for `user` are kept; None: they are not kept."""
+        ...
+
 
 class PushDriver(ABC):
     """Base of every driver. Subclasses set `name` and validate options in `__init__`."""
 
     name: ClassVar[str]
+    #: Whether a user's transactions must reach this driver one after another, in
+    #: commit order: then one that keeps failing holds back the user's later ones.
+    #: Drivers whose requests do not depend on each other (chronos, ox, an unordered
+    #: webhook) say False, and each transaction is retried on its own.
+    ordered: bool = True
+    #: This driver's defaults for the retry options; None: the global mailpush_push_*.
+    retry_defaults: ClassVar[RetryOptions] = RetryOptions()
+    #: Whether this driver reads a transaction's mailbox status (Lua `mailbox:status()`):
+    #: then the outbox recorder captures the status the transaction committed, in its
+    #: database transaction, and `PushTransaction.status` carries it.
+    wants_mailbox_status: ClassVar[bool] = False
 
     def __init__(self, config: DriverConfig, services: DriverServices) -> None:
         self.config = config
         self.services = services
+        #: delivery_attempts, retry_initial, retry_max_interval, max_age (the dispatcher's).
+        self.retry = DriverOptions(config).retry(self.retry_defaults)
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Called once before the first transaction (load scripts, open clients)."""

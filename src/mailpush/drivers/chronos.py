@@ -13,8 +13,13 @@ Where mailpush differs from Dovecot's driver (spec §4, §6 item 13), on purpose
   already knows size and calendar parts), so no outbox row is written for it;
 - `event` is `MessageNew` as the seed document shows (Dovecot's code sends
   `messageNew`; the OX receiver compares case-insensitively);
-- failed requests are retried through the outbox until
-  `mailpush_push_max_age` instead of being lost after `max_retries`.
+- failed requests are retried through the outbox instead of being lost
+  after `max_retries`, but few times: each retry may import the invitation
+  again (a timeout may hide a request that arrived), so by default a
+  notification is attempted at most 3 times (`delivery_attempts`), 30 s,
+  then 60 s apart, for at most an hour (`max_age`);
+- invitations are independent of each other (`ordered = False`): one that
+  keeps failing never holds back the user's later ones.
 """
 
 from __future__ import annotations
@@ -28,8 +33,8 @@ from ..events import PushEvent, PushTransaction
 from ..logging_config import mask_secrets
 from .base import DriverConfig, DriverServices, PushDriver
 from .dovecot_json import dovecot_json_object
-from .driver_options import DriverOptions
-from .http_target import HttpTarget, check_http_url
+from .driver_options import DriverOptions, RetryOptions
+from .http_target import HttpTarget, check_http_url, response_max_size
 from .http_tls import driver_ca_file, driver_ssl_context
 from .url_template import UrlTemplate
 
@@ -50,6 +55,8 @@ EVENT = "MessageNew"
 
 class ChronosDriver(PushDriver):
     name = "chronos"
+    ordered = False
+    retry_defaults = RetryOptions(attempts=3, initial=30.0, max_interval=300.0, max_age=3600.0)
 
     def __init__(self, config: DriverConfig, services: DriverServices) -> None:
         super().__init__(config, services)
@@ -84,6 +91,7 @@ class ChronosDriver(PushDriver):
             "timeout", "http_client_request_timeout", default=DEFAULT_TIMEOUT, bare_unit="ms"
         )
         self.attempts = options.attempts(default_retries=DEFAULT_MAX_RETRIES)
+        self.response_max_size = response_max_size(options)
         self.dedup_retention = options.duration(
             "dedup_retention", default=DEFAULT_DEDUP_RETENTION
         )
@@ -131,6 +139,7 @@ class ChronosDriver(PushDriver):
             ca_file=self.ca_file,
             timeout=self.timeout,
             attempts=self.attempts,
+            response_max_size=self.response_max_size,
         )
         await target.send(self.services.http(), "PUT", body, {"Content-Type": CONTENT_TYPE})
 

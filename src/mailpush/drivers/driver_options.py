@@ -11,13 +11,40 @@ or `2s` mean the same everywhere.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..config import parse_bool, parse_duration, parse_size
 from ..config.values import parse_int
 from ..errors import InvalidValueError, SettingError
-from .base import DriverConfig
 
-__all__ = ["DriverOptions"]
+if TYPE_CHECKING:
+    # Only a type here: `base` reads every driver's retry options through this module.
+    from .base import DriverConfig
+
+__all__ = ["DriverOptions", "RetryOptions"]
+
+#: The most `delivery_attempts` accepted (0 is no limit).
+MAX_DELIVERY_ATTEMPTS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class RetryOptions:
+    """One driver instance's limits for the framework's retries; None: the global setting.
+
+    Read from the driver options `delivery_attempts`, `retry_initial`,
+    `retry_max_interval` and `max_age`; a driver class states its own defaults
+    (`PushDriver.retry_defaults`), because what a repeat costs differs by
+    driver: a repeated Chronos PUT imports an invitation again, a repeated
+    webhook POST is dropped by its `webhook-id`.
+    """
+
+    #: Attempts of one delivery in all, the first included; an attempt that timed out
+    #: counts (its request may have arrived). 0: no limit but the age.
+    attempts: int | None = None
+    initial: float | None = None
+    max_interval: float | None = None
+    max_age: float | None = None
 
 
 class DriverOptions:
@@ -98,6 +125,23 @@ class DriverOptions:
         return self.count(
             "http_client_request_max_attempts", default=default_retries + 1, minimum=1
         )
+
+    def retry(self, defaults: RetryOptions) -> RetryOptions:
+        """This instance's retry options; each one not given keeps `defaults`' value."""
+        attempts = defaults.attempts
+        if self.find("delivery_attempts") is not None:
+            attempts = self.count("delivery_attempts", default=0, maximum=MAX_DELIVERY_ATTEMPTS)
+        return RetryOptions(
+            attempts,
+            self._optional_duration("retry_initial", defaults.initial),
+            self._optional_duration("retry_max_interval", defaults.max_interval),
+            self._optional_duration("max_age", defaults.max_age),
+        )
+
+    def _optional_duration(self, name: str, default: float | None) -> float | None:
+        if self.find(name) is None:
+            return default
+        return self.duration(name, default=0.0)
 
     def words(self, *names: str) -> tuple[str, ...]:
         """Words separated by commas (2.3 values cannot hold spaces) or spaces (2.4)."""

@@ -8,9 +8,16 @@ network errors and timeouts are worth retrying; other statuses are not),
 and error messages that never show a password.
 
 `attempts` are made at once, within one dispatcher call, like Dovecot's
-`max_retries` (lib-http attempts); when they are used up the transaction
-goes back to the outbox and the framework retries it with backoff until
-`mailpush_push_max_age`.
+`max_retries` (lib-http attempts), but never after a timeout: a request that
+timed out may have arrived, and repeating it at once is how one slow
+Chronos endpoint got the same invitation eight times. When they are used up
+the transaction goes back to the outbox and the framework retries it with
+the driver's backoff, up to its `delivery_attempts` and `max_age`.
+
+An answer's body is read up to `response_max_size` (option of the same name,
+default 64 KiB); a longer one is cut there and its connection dropped, not
+drained: an endpoint answering with a huge or endless body costs neither
+memory nor time. Error messages quote its first 200 characters.
 """
 
 from __future__ import annotations
@@ -26,11 +33,17 @@ from pathlib import Path
 import aiohttp
 from yarl import URL
 
-from ..errors import EndpointCertificateError, PermanentDriverError, RetryableDriverError
+from ..errors import (
+    EndpointCertificateError,
+    EndpointTimeoutError,
+    PermanentDriverError,
+    RetryableDriverError,
+)
 from ..logging_config import mask_secrets
+from .driver_options import DriverOptions
 from .http_tls import tls_failure_reason
 
-__all__ = ["HttpTarget", "check_http_url"]
+__all__ = ["DEFAULT_RESPONSE_MAX_SIZE", "HttpTarget", "check_http_url", "response_max_size"]
 
 log = logging.getLogger("mailpush.push.http")
 
@@ -38,6 +51,10 @@ log = logging.getLogger("mailpush.push.http")
 FIRST_RETRY_DELAY = 0.1
 #: How much of an error response's body an error message quotes.
 QUOTED_RESPONSE = 200
+#: The most of an answer's body read (option `response_max_size`).
+DEFAULT_RESPONSE_MAX_SIZE = 64 * 1024
+#: Bytes asked of the connection at a time while reading a body.
+_READ_CHUNK = 16 * 1024
 
 
 def check_http_url(url: str) -> str | None:
@@ -53,6 +70,11 @@ def check_http_url(url: str) -> str | None:
     return None
 
 
+def response_max_size(options: DriverOptions) -> int:
+    """The option `response_max_size`: how much of an answer's body is read."""
+    return options.size("response_max_size", default=DEFAULT_RESPONSE_MAX_SIZE)
+
+
 @dataclass(frozen=True, slots=True)
 class HttpTarget:
     """An endpoint: the URL without its userinfo, the credentials apart."""
@@ -66,6 +88,8 @@ class HttpTarget:
     ca_file: Path | None
     timeout: float
     attempts: int
+    #: Bytes of an answer's body read at most; the connection is dropped past them.
+    response_max_size: int = DEFAULT_RESPONSE_MAX_SIZE
 
     @classmethod
     def from_url(
@@ -76,6 +100,7 @@ class HttpTarget:
         ca_file: Path | None,
         timeout: float,
         attempts: int,
+        response_max_size: int = DEFAULT_RESPONSE_MAX_SIZE,
     ) -> HttpTarget:
         """`url` may carry `login:password@` (percent-encoded), sent as Basic auth."""
         parsed = URL(url)
@@ -85,7 +110,7 @@ class HttpTarget:
             authorization = "Basic " + base64.b64encode(credentials).decode("ascii")
         return cls(
             parsed.with_user(None), authorization, mask_secrets(url), ssl_context, ca_file, timeout,
-            max(1, attempts),
+            max(1, attempts), response_max_size,
         )
 
     async def send(
@@ -95,10 +120,11 @@ class HttpTarget:
         body: bytes,
         headers: Mapping[str, str],
     ) -> int:
-        """Send until success or `attempts` are used up; the 2xx status on success.
+        """Send until success, a timeout, or `attempts` are used up; the 2xx status.
 
-        Raises RetryableDriverError or PermanentDriverError with a message
-        naming the method, the (masked) URL and what went wrong.
+        Raises RetryableDriverError (EndpointTimeoutError after a timeout) or
+        PermanentDriverError with a message naming the method, the (masked) URL
+        and what went wrong.
         """
         error: RetryableDriverError | None = None
         for attempt in range(self.attempts):
@@ -106,7 +132,7 @@ class HttpTarget:
                 await asyncio.sleep(FIRST_RETRY_DELAY * 2 ** (attempt - 1))
             try:
                 return await self._send_once(session, method, body, headers)
-            except EndpointCertificateError:
+            except (EndpointCertificateError, EndpointTimeoutError):
                 raise
             except RetryableDriverError as exc:
                 error = exc
@@ -137,15 +163,19 @@ class HttpTarget:
             ) as response:
                 status = response.status
                 reason = response.reason or ""
-                answer = await response.read()
+                answer, whole = await _read_at_most(response, self.response_max_size)
+                if not whole:
+                    # Closing rather than releasing drops the connection unread.
+                    response.close()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             tls = tls_failure_reason(exc, self.ca_file)
             if tls is not None:
                 raise EndpointCertificateError(f"{what} failed: {tls}") from None
             if isinstance(exc, TimeoutError):
-                detail = f"no answer within {self.timeout:g}s (timeout)"
-            else:
-                detail = f"{exc.__class__.__name__}: {mask_secrets(str(exc))}"
+                raise EndpointTimeoutError(
+                    f"{what} failed: no answer within {self.timeout:g}s (timeout)"
+                ) from None
+            detail = f"{exc.__class__.__name__}: {mask_secrets(str(exc))}"
             raise RetryableDriverError(f"{what} failed: {detail}") from None
         if 200 <= status < 300:
             log.debug("%s: Notification sent successfully: %d %s", what, status, reason)
@@ -160,3 +190,18 @@ class HttpTarget:
             where = response.headers.get("Location", "")
             message += f" (redirects are not followed; point the url at {where or 'the target'})"
         raise PermanentDriverError(message)
+
+
+async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+    """(the body, True) if it is at most `limit` bytes, else (its first `limit`, False)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await response.content.read(min(_READ_CHUNK, limit + 1 - size))
+        if not chunk:
+            return b"".join(chunks), True
+        chunks.append(chunk)
+        size += len(chunk)
+    log.debug("%s %s: answer longer than %d bytes (response_max_size); connection dropped",
+              response.method, response.url, limit)
+    return b"".join(chunks)[:limit], False

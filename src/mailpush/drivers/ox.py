@@ -18,8 +18,12 @@ entry is read again (misses are never cached); `max_retries` (default 1) /
 `http_client_request_timeout`; `ssl_client_ca_file`.
 
 Unlike Dovecot, failed requests are not lost: after the attempts they go back
-to the outbox and are retried until `mailpush_push_max_age`. The 2.4
-`cache_ttl` bug (milliseconds read as seconds) is not reproduced.
+to the outbox and are retried, but a new-mail notification is worth little
+late and a repeat shows twice, so by default at most 3 times in all
+(`delivery_attempts`), 10 s then 20 s apart, for at most 15 minutes
+(`max_age`). Notifications are independent of each other (`ordered =
+False`): one that keeps failing never holds back the user's later ones. The
+2.4 `cache_ttl` bug (milliseconds read as seconds) is not reproduced.
 """
 
 from __future__ import annotations
@@ -34,8 +38,8 @@ from ..logging_config import mask_secrets
 from ..store.mailbox_names import INBOX
 from .base import DriverConfig, DriverServices, PushDriver
 from .dovecot_json import JsonField, dovecot_json_object
-from .driver_options import DriverOptions
-from .http_target import HttpTarget, check_http_url
+from .driver_options import DriverOptions, RetryOptions
+from .http_target import HttpTarget, check_http_url, response_max_size
 from .http_tls import driver_ca_file, driver_ssl_context
 from .url_template import UrlTemplate
 
@@ -60,6 +64,8 @@ class OptIn:
 
 class OxDriver(PushDriver):
     name = "ox"
+    ordered = False
+    retry_defaults = RetryOptions(attempts=3, initial=10.0, max_interval=60.0, max_age=900.0)
 
     def __init__(self, config: DriverConfig, services: DriverServices) -> None:
         super().__init__(config, services)
@@ -99,6 +105,7 @@ class OxDriver(PushDriver):
             )
         )
         self.attempts = options.attempts(default_retries=DEFAULT_MAX_RETRIES)
+        self.response_max_size = response_max_size(options)
         self.tls = driver_ssl_context(config, services)
         self.ca_file = driver_ca_file(config, services)
         #: user → (opt-in value, when it was read); only values found are kept.
@@ -159,6 +166,7 @@ class OxDriver(PushDriver):
             ca_file=self.ca_file,
             timeout=self.timeout,
             attempts=self.attempts,
+            response_max_size=self.response_max_size,
         )
         await target.send(
             self.services.http(), "PUT", dovecot_json_object(fields),

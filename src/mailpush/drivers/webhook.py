@@ -12,7 +12,12 @@ Options (2.3 `webhook:url=… secret=whsec_… events=MessageNew,MessageRead`, o
   patterns (`*` any text, `%` within one hierarchy level) to send events of
   (default: all). A transaction left with no event is not sent at all.
 - `timeout` (default 10s), `max_retries` (default 0: retries are the
-  outbox's job), `ssl_client_ca_file`.
+  outbox's job), `ssl_client_ca_file`, `response_max_size` (default 64k).
+- `ordered` (default no): with `yes` a user's transactions are sent one after
+  another in commit order, and one that keeps failing holds back the later
+  ones; without it each is sent and retried on its own, so a receiver may see
+  them out of order (`webhook-timestamp` is per attempt; the payload's
+  `created` tells the order).
 
 `webhook-id` is the push transaction id: stable across retries and restarts,
 so a receiver drops duplicates of the framework's at-least-once delivery.
@@ -37,7 +42,7 @@ from ..events import EVENT_NAMES, PushEvent, PushTransaction, transaction_to_dic
 from ..store.mailbox_names import INBOX
 from .base import DriverConfig, DriverServices, PushDriver
 from .driver_options import DriverOptions
-from .http_target import HttpTarget, check_http_url
+from .http_target import HttpTarget, check_http_url, response_max_size
 from .http_tls import driver_ca_file, driver_ssl_context
 
 SECRET_PREFIX = "whsec_"
@@ -58,6 +63,7 @@ class WebhookDriver(PushDriver):
         self.secrets = tuple(_signing_key(options, text) for text in options.words("secret"))
         self.events = _event_filter(options)
         self.mailboxes = tuple(MailboxPattern.parse(p) for p in options.words("mailboxes"))
+        self.ordered = options.flag("ordered")
         self.target = HttpTarget.from_url(
             url,
             ssl_context=driver_ssl_context(config, services),
@@ -66,6 +72,7 @@ class WebhookDriver(PushDriver):
                 "timeout", "http_client_request_timeout", default=DEFAULT_TIMEOUT
             ),
             attempts=options.attempts(default_retries=DEFAULT_MAX_RETRIES),
+            response_max_size=response_max_size(options),
         )
 
     def accepts(self, txn: PushTransaction) -> bool:

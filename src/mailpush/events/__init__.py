@@ -4,7 +4,7 @@ Everything a driver or the dispatcher needs from this package is importable
 from here; the submodules are an implementation detail of layout.
 """
 
-from mailpush.events.mapping import transactions_for_change
+from mailpush.events.mapping import transactions_for_change, transactions_for_operation
 from mailpush.events.model import (
     EVENT_NAMES,
     MAILBOX_EVENTS,
@@ -34,4 +34,5 @@ __all__ = [
     "transaction_to_dict",
     "transaction_to_json",
     "transactions_for_change",
+    "transactions_for_operation",
 ]

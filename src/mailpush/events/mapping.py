@@ -11,7 +11,19 @@ source, what it did (dovecot-observed.md items 15, 22, 25-34):
   (Dovecot: one per storage transaction, i.e. per command per mailbox);
 * per message, flag events come in the plugin's fixed order FlagsClear,
   FlagsSet, MessageRead, MessageTrash, and FlagsClear is there for every
-  flag or keyword change, even when nothing was cleared.
+  flag or keyword change, even when nothing was cleared;
+* a rolled-back mail transaction (`TransactionRolledBack`) is a transaction
+  without events that ends unsuccessfully (item 5).
+
+`transactions_for_operation` maps the changes of one store operation as one
+*operation group*, in the order Dovecot opens their transactions (item 4): a
+mailbox operation completes where it happens; a message transaction opens
+there and commits with the operation, so it is `deferred` — unless a later
+change of the operation deletes or renames its mailbox, which Dovecot can only
+do once the transaction committed (item 34: a DELETE's expunges come first,
+complete). MOVE thus opens the destination's transaction, then the source's,
+and commits them in that order; a Sieve delivery into two new folders gives
+create One, open One, create Two, open Two, commit One, commit Two.
 
 Being pure (ids and clock injected) keeps it deterministic under test and
 lets the caller run it while holding the store's write lock.
@@ -19,10 +31,12 @@ lets the caller run it while holding the store's write lock.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 from mailpush.events.model import EventName, MessageData, PushEvent, PushTransaction
 from mailpush.mime import summarize
@@ -38,9 +52,10 @@ from mailpush.store.changes import (
     MessagesSaved,
     SavedMessage,
     SubscriptionChanged,
+    TransactionRolledBack,
 )
 
-__all__ = ["transactions_for_change"]
+__all__ = ["transactions_for_change", "transactions_for_operation"]
 
 #: Front ends as Lua's `user.service` names them.
 _SERVICE_LMTP = "lmtp"
@@ -49,6 +64,36 @@ _SERVICE_IMAP = "imap"
 
 def _random_id() -> str:
     return uuid.uuid4().hex
+
+
+def transactions_for_operation(
+    changes: Sequence[Change],
+    *,
+    new_id: Callable[[], str] = _random_id,
+    now: Callable[[], float] = time.time,
+) -> list[PushTransaction]:
+    """The push transactions of one store operation's `changes`, as one group.
+
+    Each transaction is what `transactions_for_change` makes, marked
+    `deferred` as the module docstring says; when there are several, they
+    share a new group id and carry their size and places.
+    """
+    mapped: list[PushTransaction] = []
+    for position, change in enumerate(changes):
+        deferred = _is_message_change(change) and not _mailbox_goes_later(
+            change.mailbox, changes[position + 1 :]
+        )
+        mapped.extend(
+            dataclasses.replace(txn, deferred=deferred)
+            for txn in transactions_for_change(change, new_id=new_id, now=now)
+        )
+    if len(mapped) < 2:
+        return mapped
+    group = new_id()
+    return [
+        dataclasses.replace(txn, group=group, group_size=len(mapped), group_index=index)
+        for index, txn in enumerate(mapped)
+    ]
 
 
 def transactions_for_change(
@@ -88,9 +133,27 @@ def transactions_for_change(
         return _flag_transactions(change, new_id, now)
     if isinstance(change, MessagesExpunged):
         return _expunge_transactions(change, new_id, now)
+    if isinstance(change, TransactionRolledBack):
+        txn = _transaction(change.user, change.mailbox, _SERVICE_IMAP, [], new_id, now)
+        return [dataclasses.replace(txn, rolled_back=True)]
     raise TypeError(
         f"transactions_for_change: unsupported change record {type(change).__name__!r}"
         " (expected one of the types in mailpush.store.changes)"
+    )
+
+
+def _is_message_change(
+    change: Change,
+) -> TypeGuard[MessagesSaved | FlagsChanged | MessagesExpunged]:
+    return isinstance(change, MessagesSaved | FlagsChanged | MessagesExpunged)
+
+
+def _mailbox_goes_later(mailbox: str, later: Sequence[Change]) -> bool:
+    """Whether one of `later` deletes or renames `mailbox` (its transaction commits first)."""
+    return any(
+        (isinstance(change, MailboxDeleted) and change.mailbox == mailbox)
+        or (isinstance(change, MailboxRenamed) and change.old == mailbox)
+        for change in later
     )
 
 

@@ -3,13 +3,24 @@
 A `PushTransaction` is what Dovecot calls a push txn: the events of one
 storage transaction in one mailbox (or of one mailbox operation). It is
 built inside the database transaction of the change (the outbox) and stored
-as JSON, so everything a driver may need is captured at that moment.
+as JSON, so everything a driver may need is captured at that moment —
+including, for drivers that ask for it, the mailbox's status as of the
+commit (`status`), which a script reads with `mailbox:status()`.
+
+The transactions one store operation produced form an *operation group*
+(`group`, `group_size`, `group_index`). Dovecot opens a message transaction
+at its first change and commits it at the end of the operation, so with
+several open at once their calls interleave (dovecot-observed.md item 4):
+the dispatcher runs a group's `deferred` transactions' begin at their
+place, and their events and end after the whole group.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Final, Literal, get_args
+
+from mailpush.store.models import MailboxStatus
 
 EventName = Literal[
     "FlagsClear",
@@ -102,3 +113,19 @@ class PushTransaction:
     service: str
     created: float
     events: tuple[PushEvent, ...] = field(default_factory=tuple)
+    #: The operation group: id shared by the transactions of one store operation
+    #: ("" for a transaction that is alone), their number, and this one's place.
+    group: str = ""
+    group_size: int = 1
+    group_index: int = 0
+    #: Committed at the end of its group (message transactions): its begin_txn runs
+    #: at its place in the group, its events and end_txn after the group's walk.
+    deferred: bool = False
+    #: Rolled back (a MULTIAPPEND that failed part-way): no events, end_txn(false).
+    rolled_back: bool = False
+    #: `mailbox`'s status as the transaction committed it, for drivers that want it.
+    status: MailboxStatus | None = None
+
+    @property
+    def last_in_group(self) -> bool:
+        return self.group_index + 1 >= self.group_size

@@ -16,7 +16,12 @@ Two shapes, for two readers:
 Stored form, version 1 (keys in `[]` are omitted at their default)::
 
     {"v": 1, "id": str, "user": str, "mailbox": str, "service": str,
-     "created": number, ["events": [event, ...]]}
+     "created": number, ["events": [event, ...]], ["group": str],
+     ["group_size": int], ["group_index": int], ["deferred": bool],
+     ["rolled_back": bool], ["status": status]}
+    status  = {"messages": int, "recent": int, "unseen": int, "uidnext": int,
+               "uidvalidity": int, "highestmodseq": int,
+               ["first_unseen_uid": int], ["keywords": [str]]}
     event   = {"name": str, "mailbox": str, ["mailbox_old": str],
                ["uid": int], ["uid_validity": int], ["flags": [str]],
                ["keywords": [str]], ["flags_old": [str]], ["keywords_old": [str]],
@@ -28,7 +33,10 @@ Stored form, version 1 (keys in `[]` are omitted at their default)::
                ["size": int], ["has_calendar": bool]}
 
 Defaults: `""` for plain strings, absent (None) for `subject`, `subject_raw`,
-`message_id`, `mailbox_old`, `uid`, `uid_validity`; `0`, `false`, `[]`.
+`message_id`, `mailbox_old`, `uid`, `uid_validity`, `status`,
+`first_unseen_uid`; `group_size` 1; `0`, `false`, `[]`. Rows written before
+the group, rollback and status fields existed read as lone, committed
+transactions without a status, which is what they were.
 An empty `subject` is therefore written, so "no Subject header" (absent) and
 "empty Subject" (`""`) stay different, as they are for Lua (nil vs "").
 """
@@ -39,6 +47,7 @@ import json
 from typing import Final, TypeVar, cast
 
 from mailpush.events.model import EVENT_NAMES, MessageData, PushEvent, PushTransaction
+from mailpush.store.models import MailboxStatus
 
 __all__ = [
     "FORMAT_VERSION",
@@ -74,6 +83,18 @@ def transaction_to_json(txn: PushTransaction) -> bytes:
     }
     if txn.events:
         document["events"] = [_event_document(event) for event in txn.events]
+    if txn.group:
+        document["group"] = txn.group
+    if txn.group_size != 1:
+        document["group_size"] = txn.group_size
+    if txn.group_index:
+        document["group_index"] = txn.group_index
+    if txn.deferred:
+        document["deferred"] = True
+    if txn.rolled_back:
+        document["rolled_back"] = True
+    if txn.status is not None:
+        document["status"] = _status_document(txn.status)
     try:
         text = json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except ValueError as exc:
@@ -118,12 +139,29 @@ def transaction_from_json(data: bytes) -> PushTransaction:
     service = reader.required("service", str)
     created = float(reader.required("created", float))
     raw_events = reader.optional("events", list, [])
+    group = reader.optional("group", str, "")
+    group_size = reader.optional("group_size", int, 1)
+    group_index = reader.optional("group_index", int, 0)
+    if group_size < 1 or not 0 <= group_index < group_size:
+        raise EventFormatError(
+            f"{reader.where}: group_index {group_index} is not a place in a group of"
+            f" {group_size}"
+        )
+    deferred = reader.optional("deferred", bool, False)
+    rolled_back = reader.optional("rolled_back", bool, False)
+    raw_status = reader.optional("status", dict, None)
     reader.finish()
     events = tuple(
         _read_event(raw, f"{reader.where}, event {index}") for index, raw in enumerate(raw_events)
     )
+    status = (
+        None if raw_status is None
+        else _read_status(raw_status, mailbox, f"{reader.where}, status")
+    )
     return PushTransaction(
-        id=txn_id, user=user, mailbox=mailbox, service=service, created=created, events=events
+        id=txn_id, user=user, mailbox=mailbox, service=service, created=created, events=events,
+        group=group, group_size=group_size, group_index=group_index, deferred=deferred,
+        rolled_back=rolled_back, status=status,
     )
 
 
@@ -142,6 +180,7 @@ def transaction_to_dict(txn: PushTransaction) -> dict[str, object]:
         "service": txn.service,
         "created": txn.created,
         "events": [_dovecot_event(event) for event in txn.events],
+        **({"rolled_back": True} if txn.rolled_back else {}),
     }
 
 
@@ -201,6 +240,33 @@ def _message_document(message: MessageData) -> dict[str, object]:
     if message.has_calendar:
         document["has_calendar"] = True
     return document
+
+
+_STATUS_INT_FIELDS: Final = (
+    "messages", "recent", "unseen", "uidnext", "uidvalidity", "highestmodseq",
+)
+
+
+def _status_document(status: MailboxStatus) -> dict[str, object]:
+    document: dict[str, object] = {key: getattr(status, key) for key in _STATUS_INT_FIELDS}
+    if status.first_unseen_uid is not None:
+        document["first_unseen_uid"] = status.first_unseen_uid
+    if status.keywords:
+        document["keywords"] = list(status.keywords)
+    return document
+
+
+def _read_status(raw: dict[str, object], mailbox: str, where: str) -> MailboxStatus:
+    reader = _Reader(raw, where)
+    numbers = {key: reader.required(key, int) for key in _STATUS_INT_FIELDS}
+    status = MailboxStatus(
+        mailbox=mailbox,
+        first_unseen_uid=reader.optional("first_unseen_uid", int, None),
+        keywords=reader.optional_names("keywords"),
+        **numbers,
+    )
+    reader.finish()
+    return status
 
 
 def _read_event(raw: object, where: str) -> PushEvent:

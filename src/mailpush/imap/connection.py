@@ -26,8 +26,12 @@ from ..errors import (
     MailboxNotSelectableError,
     MessageTooLargeError,
     StoreError,
+    StoreFullError,
+    UnknownUserError,
 )
 from ..store import Change, MailStore
+from ..store.mailbox_names import INBOX
+from .literal_spool import SpooledLiteral
 from .parser import (
     Command,
     CommandSyntaxError,
@@ -95,7 +99,13 @@ class ImapConnection:
         self._shutdown = False
         self._bad_in_a_row = 0
         self._auth_failures = 0
+        #: Whether this connection counts towards mail_max_userip_connections.
+        self._counted_user_ip = False
+        #: INBOX is known to exist (it is created on first use, not at login).
+        self._inbox_exists = False
         self._recent_claim: asyncio.Task[None] | None = None
+        #: The current command's literals that went to spool files, by offset in it.
+        self.spooled: dict[int, SpooledLiteral] = {}
         peer = stream.peer
         self.peer_host = peer[0] if peer else "unknown"
 
@@ -127,6 +137,7 @@ class ImapConnection:
                     await self._execute(data)
                 finally:
                     self._busy = False
+                    self.discard_spooled()
                 if self._too_many_bad():
                     self.out.line("* BYE Too many invalid IMAP commands.")
                     break
@@ -149,6 +160,10 @@ class ImapConnection:
             self.stream.close()
 
     def _close(self) -> None:
+        self.discard_spooled()
+        if self._counted_user_ip and self.user is not None:
+            self.server.user_ip_connections.remove(self.user, self.peer_host)
+            self._counted_user_ip = False
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -173,10 +188,13 @@ class ImapConnection:
         line_budget = self.options.max_line_length
         literal_total = 0
         parts: list[bytes] = []
+        offset = 0
+        self.discard_spooled()
         while True:
             line = await self.stream.readline(line_budget)
             line_budget -= len(line)
             parts.append(line)
+            offset += len(line)
             announced = literal_at_end(line)
             if announced is None:
                 return b"".join(parts)
@@ -184,6 +202,7 @@ class ImapConnection:
             literal_total += size
             if literal_total > literal_limit:
                 tag = extract_tag(parts[0])
+                self.discard_spooled()
                 if not synchronising:
                     await self.stream.skip(size)
                     await self._skip_rest_of_command()
@@ -191,9 +210,27 @@ class ImapConnection:
             if synchronising:
                 self.stream.write(b"+ OK\r\n")
             parts.append(b"\r\n")
-            parts.append(await self.stream.readexactly(size))
+            offset += 2
+            spool = self.server.append_spool
+            if authenticated and spool.wants(size) and _names_append(parts[0]):
+                # Only the `{n}` header stays in the command; APPEND finds the file by offset.
+                try:
+                    self.spooled[offset] = await spool.receive(self.stream, size)
+                except BaseException:
+                    self.discard_spooled()
+                    raise
+            else:
+                parts.append(await self.stream.readexactly(size))
+                offset += size
             if line_budget <= 0:
+                self.discard_spooled()
                 raise LineTooLongError(parts[0][:64])
+
+    def discard_spooled(self) -> None:
+        """Delete the spool files of the command read last (it has been answered)."""
+        for spooled in self.spooled.values():
+            spooled.close()
+        self.spooled.clear()
 
     async def _skip_rest_of_command(self) -> None:
         while True:
@@ -284,36 +321,93 @@ class ImapConnection:
         except ValueError:
             return False
 
-    async def login(self, login: str, password: str) -> str:
-        """Check credentials; on success enter the authenticated state."""
+    async def login(self, login: str, password: str, mechanism: str = "PLAIN") -> str:
+        """Check credentials; on success enter the authenticated state.
+
+        LOGIN is PLAIN underneath, as in Dovecot (and so logged as `method=PLAIN`).
+        Before the password is checked, the client waits out its IP's failure
+        penalty; each failure and success is logged with user, IP and mechanism.
+        """
         if not self.plaintext_allowed():
+            self._log_auth("Login refused (plaintext authentication disabled)", login, mechanism)
             raise CommandFailedError(
                 "[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure"
                 " (SSL/TLS) connections."
             )
+        penalty = self.server.penalty
+        wait = penalty.delay(self.peer_host)
+        if wait > 0:
+            await asyncio.sleep(wait)
         user = await self.server.authenticate(login, password) if login else None
         if user is None:
+            penalty.failed(self.peer_host, login, password)
             self._auth_failures += 1
+            self._log_auth("Login failed (auth failed)", login, mechanism)
             await asyncio.sleep(self.options.auth_failure_delay)
             if self._auth_failures >= self.options.max_auth_failures:
                 self.state = State.LOGOUT
                 self.out.line("* BYE Too many invalid authentication attempts.")
             raise CommandFailedError("[AUTHENTICATIONFAILED] Authentication failed.")
+        penalty.succeeded(self.peer_host)
+        limit = self.options.mail_max_userip_connections
+        connections = self.server.user_ip_connections
+        if limit and connections.count(user, self.peer_host) >= limit:
+            # Dovecot answers so and disconnects; the password was right, so no penalty.
+            self._log_auth(
+                f"Login refused (mail_max_userip_connections={limit} reached)", user, mechanism
+            )
+            self.state = State.LOGOUT
+            raise CommandFailedError(
+                "[UNAVAILABLE] Maximum number of connections from user+IP exceeded"
+                f" (mail_max_userip_connections={limit})"
+            )
+        connections.add(user, self.peer_host)
+        self._counted_user_ip = True
+        self._log_auth("Login", user, mechanism)
         self.user = user
         self.state = State.AUTHENTICATED
         self._unsubscribe = self.store.hub.subscribe(self._on_change, user=user)
         await self.ensure_default_mailboxes()
         return f"OK [CAPABILITY {self.capabilities()}] Logged in"
 
+    def _log_auth(self, what: str, user: str, mechanism: str) -> None:
+        """One line per authentication outcome, in Dovecot's `imap-login` words."""
+        secured = ", TLS" if self.stream.tls else ""
+        log.info(
+            "imap: %s: user=<%s>, method=%s, rip=%s%s",
+            what, user, mechanism, self.peer_host, secured,
+        )  # fmt: skip
+
     async def ensure_default_mailboxes(self) -> None:
-        """INBOX and the SPECIAL-USE mailboxes exist from the first login on."""
+        """The SPECIAL-USE mailboxes exist from the first login on (without push events).
+
+        Not INBOX: Dovecot creates it when it is first used (`ensure_inbox`),
+        and that creation is what a push script sees (MailboxCreate INBOX at
+        the first SELECT, dovecot-observed.md item 39).
+        """
         assert self.user is not None
-        wanted = self.options.default_mailboxes
+        wanted = [(name, use) for name, use in self.options.default_mailboxes
+                  if name.upper() != INBOX]
         if not wanted:
             return
         existing = {box.name for box in await self.store.list_mailboxes(self.user)}
         if any(name not in existing for name, _ in wanted):
-            await self.store.ensure_mailboxes(self.user, list(wanted))
+            await self.store.ensure_mailboxes(self.user, wanted)
+
+    async def ensure_inbox(self, name: str) -> None:
+        """Create INBOX on first use, if `name` is INBOX (SELECT, EXAMINE, STATUS, APPEND,
+        COPY, MOVE): the MailboxCreate push event fires then, as in Dovecot.
+
+        Once per connection a read checks it exists; only a missing INBOX costs a write.
+        """
+        if self._inbox_exists or name.upper() != INBOX:
+            return
+        assert self.user is not None
+        try:
+            await self.store.mailbox(self.user, INBOX)
+        except (MailboxNotFoundError, UnknownUserError):
+            await self.store.ensure_mailboxes(self.user, [(INBOX, None)])
+        self._inbox_exists = True
 
     def begin_select(self) -> None:
         """Start buffering hub changes: a SELECT is about to read the mailbox."""
@@ -470,6 +564,7 @@ class ImapConnection:
         if mechanism != "PLAIN":
             raise CommandFailedError("Unsupported authentication mechanism.")
         if not self.plaintext_allowed():
+            self._log_auth("Login refused (plaintext authentication disabled)", "", mechanism)
             raise CommandFailedError(
                 "[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure"
                 " (SSL/TLS) connections."
@@ -492,7 +587,7 @@ class ImapConnection:
         authzid, authcid, password = (f.decode("utf-8", "replace") for f in fields)
         if authzid and authzid != authcid:
             raise CommandFailedError("[AUTHORIZATIONFAILED] Authorization failed.")
-        return await self.login(authcid, password)
+        return await self.login(authcid, password, mechanism)
 
 
 class _AlreadyAnswered(Exception):  # noqa: N818 - control flow, not an error
@@ -512,8 +607,17 @@ def store_error_text(exc: StoreError, trycreate: bool = False) -> str:
         return f"[CANNOT] {exc}"
     if isinstance(exc, MessageTooLargeError):
         return f"[TOOBIG] {exc}"
+    if isinstance(exc, StoreFullError):
+        # Dovecot 2.3 maps ENOSPC (and EDQUOT) to MAIL_ERROR_NOQUOTA: this code and text.
+        return "[OVERQUOTA] Not enough disk quota"
     log.error("imap: store error: %s", exc)
     return "[SERVERBUG] Internal error occurred. Refer to server log for more information."
+
+
+def _names_append(first_line: bytes) -> bool:
+    """Whether a command's first line is an APPEND (`tag APPEND ...`)."""
+    words = first_line.split(b" ", 2)
+    return len(words) > 1 and words[1].upper() == b"APPEND"
 
 
 def _handler_for(name: str) -> tuple[Handler | None, frozenset[State]]:

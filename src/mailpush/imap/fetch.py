@@ -4,7 +4,9 @@ Parsing a message is only paid for when an item needs the raw bytes
 (ENVELOPE, BODY..., RFC822...); FLAGS and UID come from the session's view
 and INTERNALDATE/RFC822.SIZE from the store's metadata. ENVELOPE and
 BODYSTRUCTURE are immutable per message, so their rendered form is kept in
-a shared `StructureCache`.
+a shared `StructureCache`. A plan that `parses` (structure, a part, a header)
+is rendered off the event loop by `heavy_work`; BODY[] and RFC822 are the
+stored bytes as they are and are rendered in place.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ _NEEDS_RAW = frozenset({"ENVELOPE", "BODYSTRUCTURE", "BODY", "RFC822", "RFC822.H
                         "RFC822.TEXT", "SECTION"})
 _ITEM_NAME_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-"
 _SECTION_KINDS = ("HEADER.FIELDS.NOT", "HEADER.FIELDS", "HEADER", "TEXT", "MIME")
+_PARSED = frozenset({"ENVELOPE", "BODYSTRUCTURE", "BODY", "RFC822.HEADER", "RFC822.TEXT"})
+_WHOLE = SectionSpec()
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +65,9 @@ class FetchPlan:
     sets_seen: bool
     #: Whether only ENVELOPE/BODYSTRUCTURE need the raw bytes (a cache can answer).
     structure_only: bool
+    #: Whether answering parses the message (structure, a part, a header): work whose
+    #: cost the client controls, run off the event loop. BODY[] and RFC822 only copy.
+    parses: bool = False
 
 
 def parse_fetch_items(tokens: Tokenizer, uid_command: bool) -> FetchPlan:
@@ -85,12 +92,17 @@ def parse_fetch_items(tokens: Tokenizer, uid_command: bool) -> FetchPlan:
     structure_only = needs_raw and names <= {
         "ENVELOPE", "BODYSTRUCTURE", "BODY", "FLAGS", "UID", "INTERNALDATE", "RFC822.SIZE",
     }
+    parses = any(
+        item.name in _PARSED or (item.name == "SECTION" and item.section != _WHOLE)
+        for item in items
+    )
     return FetchPlan(
         tuple(items),
         needs_raw,
         bool(names & {"INTERNALDATE", "RFC822.SIZE"}),
         sets_seen,
         structure_only,
+        parses,
     )
 
 
@@ -224,15 +236,19 @@ def render_fetch(
             parts.append(name.encode() + b" " + structure[index])
         else:
             assert raw is not None
-            if entity is None:
-                entity = parse_message(raw)
-            if name == "SECTION":
+            if name in ("SECTION", "RFC822") and item.section in (None, _WHOLE):
+                data: bytes | None = raw  # the whole message: nothing to parse
+                label = item.label if name == "SECTION" else b"RFC822"
+            elif name == "SECTION":
                 assert item.section is not None
+                if entity is None:
+                    entity = parse_message(raw)
                 data = section_bytes(entity, item.section)
                 label = item.label
             else:
+                if entity is None:
+                    entity = parse_message(raw)
                 spec = {
-                    "RFC822": SectionSpec(),
                     "RFC822.HEADER": SectionSpec((), "HEADER"),
                     "RFC822.TEXT": SectionSpec((), "TEXT"),
                 }[name]

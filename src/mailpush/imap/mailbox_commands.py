@@ -5,14 +5,18 @@ answer (or refusal) into IMAP responses.
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import re
+from collections.abc import Iterable
 
-from ..errors import MailboxNotFoundError
+from ..errors import MailboxNotFoundError, StoreFullError, TooManyMailboxesError
 from ..store import MailboxInfo, NewMessage
 from ..store import flags as F
 from ..store.mailbox_names import INBOX, SEPARATOR, parent_names
 from .connection import CommandFailedError, ImapConnection, State, store_error_text
+from .list_pattern import ListPattern
+from .literal_spool import SpooledLiteral, message_argument
 from .parser import Command, CommandSyntaxError, Tokenizer
 from .responses import mailbox_name
 from .sequence_set import format_uid_ranges
@@ -23,6 +27,8 @@ _MONTHS = {m.lower(): i for i, m in enumerate(calendar.month_abbr) if m}
 _DATE_TIME = re.compile(
     r"^ ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})$"
 )
+#: LIST and LSUB give other connections a turn after this many mailboxes.
+_LIST_SLICE = 64
 _SYSTEM_FLAGS = {name.lower(): bit for bit, name in F.FLAG_NAMES if bit != F.RECENT}
 
 
@@ -40,6 +46,7 @@ async def _open(conn: ImapConnection, command: Command, readonly: bool) -> str:
     name = _mailbox_arg(tokens)
     tokens.end()
     user = _user(conn)
+    await conn.ensure_inbox(name)
     conn.begin_select()
     view: MailboxView | None = None
     try:
@@ -49,7 +56,11 @@ async def _open(conn: ImapConnection, command: Command, readonly: bool) -> str:
         if readonly:
             view.recent.update(info.uid for info in infos if info.recent)
         else:
-            view.recent.update(await conn.store.take_recent(user, name))
+            try:
+                view.recent.update(await conn.store.take_recent(user, name))
+            except StoreFullError:
+                # Claiming \Recent is a write; a full disk must not stop a SELECT.
+                view.recent.update(info.uid for info in infos if info.recent)
     finally:
         conn.finish_select(view)
     first_unseen = next((i + 1 for i, info in enumerate(infos) if not info.flags & F.SEEN), None)
@@ -71,7 +82,10 @@ async def create(conn: ImapConnection, command: Command) -> str:
     tokens.end()
     # A trailing separator only says the mailbox will hold children (RFC 3501 §6.3.3).
     name = name.rstrip(SEPARATOR) or name
-    await conn.store.create_mailbox(_user(conn), name)
+    try:
+        await conn.store.create_mailbox(_user(conn), name)
+    except TooManyMailboxesError:
+        raise CommandFailedError("[LIMIT] Maximum number of mailboxes reached") from None
     return "OK Create completed."
 
 
@@ -123,24 +137,34 @@ async def unsubscribe(conn: ImapConnection, command: Command) -> str:
 
 
 async def list_mailboxes(conn: ImapConnection, command: Command) -> str:
+    """LIST: one pass over the user's mailboxes, O(n log n) in their number.
+
+    `\\HasChildren` comes from the set of every listed name's ancestors, built
+    once, and patterns are matched in linear time (`ListPattern`), so neither
+    10,000 mailboxes nor a pattern of many `*` holds the event loop for long.
+    """
     tokens = command.args
     tokens.space()
     if tokens.peek_is(b"("):
         raise CommandSyntaxError("LIST-EXTENDED selection options are not supported")
-    reference = tokens.list_mailbox() if not tokens.peek_is(b'""') else _empty(tokens)
+    reference = tokens.list_pattern()
     tokens.space()
-    pattern = tokens.list_mailbox() if not tokens.peek_is(b'""') else _empty(tokens)
+    pattern = tokens.list_pattern()
     tokens.end()
-    if not pattern:
+    if pattern == "":
         conn.out.line(f'* LIST (\\Noselect) "{SEPARATOR}" ""')
         return "OK List completed."
+    if reference is None or pattern is None:
+        return "OK List completed."  # not modified UTF-7: no name can match (as Dovecot)
     user = _user(conn)
-    boxes = await conn.store.list_mailboxes(user)
-    matcher = _pattern(reference + pattern)
-    names = {box.name for box in boxes}
-    for box in boxes:
-        if matcher.match(box.name):
-            attributes = _attributes(box, names)
+    boxes = _with_inbox(await conn.store.list_mailboxes(user))
+    matcher = ListPattern(reference + pattern)
+    parents = _ancestors(box.name for box in boxes)
+    for index, box in enumerate(boxes):
+        if index % _LIST_SLICE == _LIST_SLICE - 1:
+            await asyncio.sleep(0)  # let other connections run between slices
+        if matcher.matches(box.name):
+            attributes = _attributes(box, box.name in parents)
             conn.out.add(
                 b"* LIST (" + attributes.encode() + b') "/" ' + mailbox_name(box.name) + b"\r\n"
             )
@@ -150,22 +174,31 @@ async def list_mailboxes(conn: ImapConnection, command: Command) -> str:
 async def lsub(conn: ImapConnection, command: Command) -> str:
     tokens = command.args
     tokens.space()
-    reference = tokens.list_mailbox() if not tokens.peek_is(b'""') else _empty(tokens)
+    reference = tokens.list_pattern()
     tokens.space()
-    pattern = tokens.list_mailbox() if not tokens.peek_is(b'""') else _empty(tokens)
+    pattern = tokens.list_pattern()
     tokens.end()
-    if not pattern:
+    if pattern == "":
         conn.out.line(f'* LSUB (\\Noselect) "{SEPARATOR}" ""')
         return "OK Lsub completed."
+    if reference is None or pattern is None:
+        return "OK Lsub completed."  # not modified UTF-7: no name can match (as Dovecot)
     subscribed = await conn.store.subscriptions(_user(conn))
-    matcher = _pattern(reference + pattern)
+    matcher = ListPattern(reference + pattern)
+    subscribed_names = set(subscribed)
     shown: dict[str, str] = {}
-    for name in subscribed:
-        if matcher.match(name):
+    parents_tried: set[str] = set()
+    for index, name in enumerate(subscribed):
+        if index % _LIST_SLICE == _LIST_SLICE - 1:
+            await asyncio.sleep(0)  # let other connections run between slices
+        if matcher.matches(name):
             shown[name] = ""
         for parent in parent_names(name):
+            if parent in parents_tried or parent in subscribed_names:
+                continue
+            parents_tried.add(parent)
             # `%` matching a parent of a subscription lists it as \Noselect (RFC 3501 §6.3.9).
-            if parent not in shown and parent not in subscribed and matcher.match(parent):
+            if matcher.matches(parent):
                 shown[parent] = "\\Noselect"
     for name in sorted(shown, key=lambda n: (n != INBOX, n)):
         conn.out.add(
@@ -184,6 +217,7 @@ async def status(conn: ImapConnection, command: Command) -> str:
     for item in items:
         if item not in _STATUS_ITEMS:
             raise CommandSyntaxError(f"Invalid status item {item}")
+    await conn.ensure_inbox(name)
     result = await conn.store.status(_user(conn), name)
     values = {
         "MESSAGES": result.messages,
@@ -203,7 +237,7 @@ async def append(conn: ImapConnection, command: Command) -> str:
     tokens = command.args
     tokens.space()
     name = _mailbox_arg(tokens)
-    messages: list[NewMessage] = []
+    messages: list[NewMessage | SpooledMessage] = []
     while tokens.skip_space():
         flags: int = 0
         keywords: tuple[str, ...] = ()
@@ -214,21 +248,73 @@ async def append(conn: ImapConnection, command: Command) -> str:
         if tokens.peek_is(b'"'):
             date = _date_time(tokens.quoted())
             tokens.space()
-        raw = tokens.string()
+        raw = message_argument(tokens, conn.spooled)
+        if not isinstance(raw, bytes):
+            messages.append(SpooledMessage(raw, flags, keywords, date))
+            continue
         if not raw:
-            raise CommandFailedError("Can't save a zero byte message.")
+            await _refuse_empty_message(conn, name, accepted=bool(messages))
         messages.append(
             NewMessage(raw, flags, keywords, date[0] if date else None, date[1] if date else 0)
         )
     tokens.end()
     if not messages:
         raise CommandSyntaxError("APPEND needs a message")
+    in_memory = [m for m in messages if isinstance(m, NewMessage)]
     try:
-        saved = await conn.store.append(_user(conn), name, messages)
+        await conn.ensure_inbox(name)
+        if len(in_memory) == len(messages):
+            saved = await conn.store.append(_user(conn), name, in_memory)
+        else:
+            # Spooled literals come into memory one command at a time (see literal_spool).
+            async with conn.server.append_spool.loading():
+                loaded = [m if isinstance(m, NewMessage) else await m.load() for m in messages]
+                saved = await conn.store.append(_user(conn), name, loaded)
     except MailboxNotFoundError as exc:
         raise CommandFailedError(store_error_text(exc, trycreate=True)) from None
     uids = format_uid_ranges([m.uid for m in saved.messages])
     return f"OK [APPENDUID {saved.uidvalidity} {uids}] Append completed."
+
+
+async def _refuse_empty_message(conn: ImapConnection, name: str, *, accepted: bool) -> None:
+    """Fail APPEND for a zero-byte message, as Dovecot does.
+
+    Dovecot saves a MULTIAPPEND's messages as they arrive, so when a later
+    one is empty its transaction had begun with the first: it is rolled back,
+    and the push script sees `begin_txn` and `end_txn(ctx, false)` without
+    events (dovecot-observed.md item 5). That rollback is recorded here; an
+    empty first message began nothing.
+    """
+    if accepted:
+        try:
+            await conn.ensure_inbox(name)
+            await conn.store.record_rollback(_user(conn), name)
+        except MailboxNotFoundError as exc:
+            raise CommandFailedError(store_error_text(exc, trycreate=True)) from None
+    raise CommandFailedError("Can't save a zero byte message.")
+
+
+class SpooledMessage:
+    """An APPEND message whose literal is in a spool file until it is saved."""
+
+    def __init__(
+        self,
+        literal: SpooledLiteral,
+        flags: int,
+        keywords: tuple[str, ...],
+        date: tuple[int, int] | None,
+    ) -> None:
+        self.literal = literal
+        self.flags = flags
+        self.keywords = keywords
+        self.date = date
+
+    async def load(self) -> NewMessage:
+        date = self.date
+        raw = await self.literal.read()
+        return NewMessage(
+            raw, self.flags, self.keywords, date[0] if date else None, date[1] if date else 0
+        )
 
 
 # --- shared helpers ------------------------------------------------------------------
@@ -266,6 +352,14 @@ def _mailbox_arg(tokens: Tokenizer) -> str:
     return name
 
 
+def _with_inbox(boxes: list[MailboxInfo]) -> list[MailboxInfo]:
+    """The user's mailboxes with INBOX, which Dovecot lists before its first use creates it."""
+    if any(box.name == INBOX and box.selectable for box in boxes):
+        return boxes
+    others = [box for box in boxes if box.name != INBOX]
+    return [MailboxInfo(INBOX, 0, 0, 0, None), *others]
+
+
 def _canonical(name: str) -> str:
     levels = name.split(SEPARATOR)
     if levels[0].upper() == INBOX:
@@ -273,32 +367,24 @@ def _canonical(name: str) -> str:
     return SEPARATOR.join(levels)
 
 
-def _empty(tokens: Tokenizer) -> str:
-    tokens.pos += 2
-    return ""
+def _ancestors(names: Iterable[str]) -> set[str]:
+    """Every name that is an ancestor of one of `names`: those have children."""
+    found: set[str] = set()
+    for name in names:
+        cut = name.rfind(SEPARATOR)
+        while cut > 0:
+            parent = name[:cut]
+            if parent in found:
+                break  # its own ancestors were added with it
+            found.add(parent)
+            cut = name.rfind(SEPARATOR, 0, cut)
+    return found
 
 
-def _pattern(pattern: str) -> re.Pattern[str]:
-    """A LIST pattern as a regex: `*` spans levels, `%` stays within one."""
-    if pattern[:5].upper() == INBOX and (len(pattern) == 5 or pattern[5] == SEPARATOR):
-        pattern = INBOX + pattern[5:]
-    parts = []
-    for ch in pattern:
-        if ch == "*":
-            parts.append(".*")
-        elif ch == "%":
-            parts.append(f"[^{re.escape(SEPARATOR)}]*")
-        else:
-            parts.append(re.escape(ch))
-    return re.compile("".join(parts) + r"\Z", re.S)
-
-
-def _attributes(box: MailboxInfo, names: set[str]) -> str:
+def _attributes(box: MailboxInfo, has_children: bool) -> str:
     attributes: list[str] = []
     if not box.selectable:
         attributes.append("\\Noselect")
-    prefix = box.name + SEPARATOR
-    has_children = any(other.startswith(prefix) for other in names)
     attributes.append("\\HasChildren" if has_children else "\\HasNoChildren")
     if box.special_use:
         attributes.append(box.special_use)

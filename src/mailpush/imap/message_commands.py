@@ -4,16 +4,21 @@ Message sets are resolved against the session's view (sequence numbers as
 the client knows them), then the store is asked by UID. Work on many
 messages goes in chunks, each answered with one write, so a FETCH of a
 100,000-message mailbox neither holds all bodies in memory nor blocks the
-loop for long.
+loop for long. SEARCH keys that read headers or bodies, and FETCH items that
+parse a message, run in `heavy_work`'s pool while holding one of the user's
+heavy-command slots.
 """
 
 from __future__ import annotations
 
-from ..errors import MailboxNotFoundError
+from contextlib import AsyncExitStack
+
+from ..errors import MailboxNotFoundError, StoreFullError
 from ..store import MessageInfo
 from ..store import flags as F
 from .connection import CommandFailedError, ImapConnection, store_error_text
-from .fetch import parse_fetch_items, render_fetch, structure_of
+from .fetch import FetchPlan, parse_fetch_items
+from .heavy_work import FetchRow, SearchRow, render_fetch_rows, search_rows
 from .mailbox_commands import parse_store_flags
 from .parser import Command, CommandSyntaxError
 from .responses import FLUSH_THRESHOLD, format_flags
@@ -67,6 +72,7 @@ async def search(conn: ImapConnection, command: Command) -> str:
     view = conn.require_view()
     by_uid = command.name.startswith("UID")
     command.args.space()
+    program_start = command.args.pos
     try:
         program = parse_search(command.args)
     except UnsupportedCharsetError:
@@ -78,19 +84,38 @@ async def search(conn: ImapConnection, command: Command) -> str:
         infos = {i.uid: i for i in await conn.store.messages(user, view.name, candidates)}
     max_seq, max_uid = view.exists, view.uids[-1] if view.uids else 0
     found: list[int] = []
-    for start in range(0, len(candidates), FETCH_CHUNK):
-        chunk = candidates[start : start + FETCH_CHUNK]
-        raws: dict[int, bytes] = {}
-        if program.needs_raw:
-            raws = await conn.store.raw_messages(user, view.name, chunk)
-        for uid in chunk:
+    if program.needs_raw:
+        # Header and body keys parse every message: in the pool, within the user's slots.
+        heavy = conn.server.heavy
+        async with heavy.slot(user):
+            for start in range(0, len(candidates), FETCH_CHUNK):
+                chunk = candidates[start : start + FETCH_CHUNK]
+                raws = await conn.store.raw_messages(user, view.name, chunk)
+                size = sum(len(raw) for raw in raws.values())
+                rows: list[SearchRow] = []
+                for uid in chunk:
+                    seq = view.seq_of(uid)
+                    if seq is None:
+                        continue
+                    flags, keywords = view.flag_state(uid)
+                    rows.append(
+                        (seq, uid, flags, keywords, uid in view.recent, infos.get(uid),
+                         raws.get(uid))
+                    )  # fmt: skip
+                del raws
+                matches = await heavy.run_sized(
+                    size, search_rows, command.args.data, program_start, max_seq, max_uid, rows
+                )
+                found.extend(uid if by_uid else seq for seq, uid in matches)
+    else:
+        for uid in candidates:
             seq = view.seq_of(uid)
             if seq is None:
                 continue
             flags, keywords = view.flag_state(uid)
             context = SearchContext(
-                seq, uid, flags, keywords, uid in view.recent, infos.get(uid),
-                raws.get(uid), max_seq, max_uid,
+                seq, uid, flags, keywords, uid in view.recent, infos.get(uid), None,
+                max_seq, max_uid,
             )  # fmt: skip
             if program.predicate(context):
                 found.append(uid if by_uid else seq)
@@ -117,56 +142,83 @@ async def fetch(conn: ImapConnection, command: Command) -> str:
         infos = {i.uid: i for i in await conn.store.messages(user, mailbox, wanted)}
     cache = conn.server.structures
     out = conn.out
-    for start in range(0, len(live), FETCH_CHUNK):
-        chunk = live[start : start + FETCH_CHUNK]
-        uids = [uid for _, uid in chunk]
-        structures: dict[int, tuple[bytes, bytes, bytes]] = {}
-        raws: dict[int, bytes] = {}
-        if plan.needs_raw:
-            missing = uids
-            if plan.structure_only:
-                for uid in uids:
-                    hit = cache.get((user, mailbox, view.uidvalidity, uid))
-                    if hit is not None:
-                        structures[uid] = hit
-                missing = [uid for uid in uids if uid not in structures]
-            if missing:
-                raws = await conn.store.raw_messages(user, mailbox, missing)
-                for uid in missing:
-                    raw = raws.get(uid)
-                    if raw is not None and plan.structure_only:
-                        structures[uid] = structure_of(raw)
-                        cache.put((user, mailbox, view.uidvalidity, uid), structures[uid])
-        seen_now: set[int] = set()
-        if plan.sets_seen and not view.readonly:
-            unseen = [uid for uid in uids if not view.is_seen(uid)]
-            if unseen:
-                # The implicit \Seen is a flag change like STORE's: same store call, same record.
-                await conn.store.update_flags(
-                    user, mailbox, unseen, "add", F.SEEN,
-                    recent_uids=frozenset(view.recent.intersection(unseen)),
+    heavy = conn.server.heavy
+    async with AsyncExitStack() as held:
+        holding_slot = False
+        for start in range(0, len(live), FETCH_CHUNK):
+            chunk = live[start : start + FETCH_CHUNK]
+            uids = [uid for _, uid in chunk]
+            structures: dict[int, tuple[bytes, bytes, bytes]] = {}
+            raws: dict[int, bytes] = {}
+            if plan.needs_raw:
+                missing = uids
+                if plan.structure_only:
+                    for uid in uids:
+                        hit = cache.get((user, mailbox, view.uidvalidity, uid))
+                        if hit is not None:
+                            structures[uid] = hit
+                    missing = [uid for uid in uids if uid not in structures]
+                if missing:
+                    raws = await conn.store.raw_messages(user, mailbox, missing)
+            seen_now = await _mark_seen(conn, plan, view, uids)
+            rows: list[FetchRow] = []
+            for seq, uid in chunk:
+                if plan.needs_raw and uid not in raws and uid not in structures:
+                    continue  # expunged meanwhile
+                if plan.needs_info and uid not in infos:
+                    continue
+                state = view.flag_state(uid)
+                rows.append(
+                    (seq, uid, state, uid in view.recent, infos.get(uid), raws.get(uid),
+                     structures.get(uid), uid in seen_now)
                 )  # fmt: skip
-                seen_now = set(unseen)
-        for seq, uid in chunk:
-            if plan.needs_raw and uid not in raws and uid not in structures:
-                continue  # expunged meanwhile
-            if plan.needs_info and uid not in infos:
-                continue
-            state = view.flag_state(uid)
-            out.add(
-                render_fetch(
-                    plan, seq, uid, state, uid in view.recent, infos.get(uid), raws.get(uid),
-                    structures.get(uid), uid in seen_now,
-                )
-            )  # fmt: skip
-            if uid in seen_now:
-                view.reported_flags(uid, state)
-            if out.size > FLUSH_THRESHOLD:
-                out.flush()
-                await conn.stream.drain()
+                if uid in seen_now:
+                    view.reported_flags(uid, state)
+            size = sum(len(raw) for raw in raws.values())
+            del raws
+            if plan.parses and size:
+                # Parsing is the client's choice of work: in the pool, within its slots.
+                if not holding_slot:
+                    await held.enter_async_context(heavy.slot(user))
+                    holding_slot = True
+                lines, computed = await heavy.run_sized(size, render_fetch_rows, plan, rows)
+                for uid, structure in computed.items():
+                    cache.put((user, mailbox, view.uidvalidity, uid), structure)
+            else:
+                lines, _ = render_fetch_rows(plan, rows)
+            del rows
+            for line in lines:
+                out.add(line)
+                if out.size > FLUSH_THRESHOLD:
+                    out.flush()
+                    await conn.stream.drain()
     if len(live) < len(pairs):
         return EXPUNGED_NOTICE
     return "OK Fetch completed."
+
+
+async def _mark_seen(
+    conn: ImapConnection, plan: FetchPlan, view: MailboxView, uids: list[int]
+) -> set[int]:
+    """Set the implicit `\\Seen` of a FETCH; the UIDs that got it now.
+
+    On a full disk the flag stays unset and the FETCH still answers, as reads
+    must keep working when nothing can be written.
+    """
+    if not plan.sets_seen or view.readonly:
+        return set()
+    unseen = [uid for uid in uids if not view.is_seen(uid)]
+    if not unseen:
+        return set()
+    try:
+        # The implicit \Seen is a flag change like STORE's: same store call, same record.
+        await conn.store.update_flags(
+            _user(conn), view.name, unseen, "add", F.SEEN,
+            recent_uids=frozenset(view.recent.intersection(unseen)),
+        )  # fmt: skip
+    except StoreFullError:
+        return set()
+    return set(unseen)
 
 
 async def store(conn: ImapConnection, command: Command) -> str:
@@ -238,6 +290,7 @@ async def _copy_or_move(conn: ImapConnection, command: Command, move: bool) -> s
     if not uids:
         return f"OK No messages found. {verb} completed."
     user = _user(conn)
+    await conn.ensure_inbox(dest)
     try:
         if move:
             saved, _ = await conn.store.move(user, view.name, uids, dest)

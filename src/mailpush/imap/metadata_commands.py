@@ -53,6 +53,8 @@ async def getmetadata(conn: ImapConnection, command: Command) -> str:
     entries = [_entry_name(item) for item in items]
     user = _user(conn)
     box = normalize_mailbox_name(mailbox) if mailbox else None
+    if box is not None:
+        await conn.ensure_inbox(box)
 
     found: list[tuple[str, str | None]] = []
     seen: set[str] = set()
@@ -118,6 +120,8 @@ async def setmetadata(conn: ImapConnection, command: Command) -> str:
         tokens.space()
     tokens.end()
     box = normalize_mailbox_name(mailbox) if mailbox else None
+    if box is not None:
+        await conn.ensure_inbox(box)
     try:
         await conn.store.set_metadata_entries(_user(conn), box, values)
     except MetadataValueTooLargeError as exc:

@@ -6,17 +6,31 @@ pass without a second framing layer. Handlers pull typed arguments
 (`astring`, `sequence_set`, `flag_list`...) in grammar order; anything that
 does not fit raises `CommandSyntaxError` whose reason the client sees in
 the tagged `BAD`.
+
+Nesting is bounded: every `(` a handler opens and every operator that nests
+its operands (SEARCH's NOT and OR) counts one level, and more than
+`MAX_NESTING` levels is a `BAD`. Handlers parse nested grammar recursively,
+and 8,000 nested `(` in a SEARCH used to exhaust Python's recursion limit and
+drop the connection. Dovecot's parser has no such limit (its 64 KiB line
+limit bounds nesting); no client nests anywhere near 100 levels.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .mutf7 import InvalidMutf7Error, decode_mutf7
 from .sequence_set import InvalidSequenceSetError, SequenceSet, parse_sequence_set
 
-__all__ = ["Command", "CommandSyntaxError", "Tokenizer", "parse_command", "literal_at_end"]
+__all__ = [
+    "MAX_NESTING", "Command", "CommandSyntaxError", "Tokenizer", "parse_command", "literal_at_end",
+]  # fmt: skip
+
+#: Deepest nesting of parenthesised lists and nesting operators in one command.
+MAX_NESTING = 100
 
 
 class CommandSyntaxError(ValueError):
@@ -79,11 +93,13 @@ def extract_tag(data: bytes) -> str:
 class Tokenizer:
     """A cursor over one command's bytes with the IMAP grammar's primitives."""
 
-    __slots__ = ("data", "pos")
+    __slots__ = ("data", "depth", "pos")
 
     def __init__(self, data: bytes, pos: int = 0) -> None:
         self.data = data
         self.pos = pos
+        #: Levels of nesting open at `pos` (see MAX_NESTING).
+        self.depth = 0
 
     # --- position -------------------------------------------------------------
 
@@ -249,6 +265,17 @@ class Tokenizer:
         )
         return _decode_mailbox(raw)
 
+    def list_pattern(self) -> str | None:
+        """A LIST reference or pattern; None when it is not valid modified UTF-7.
+
+        No mailbox name can match such a pattern, so LIST answers OK with
+        nothing rather than NO, as Dovecot does.
+        """
+        try:
+            return self.list_mailbox()
+        except MailboxNameSyntaxError:
+            return None
+
     def sequence_set(self) -> SequenceSet:
         text = self.run_of(_SEQ_CHARS, "sequence set")
         try:
@@ -257,16 +284,37 @@ class Tokenizer:
             raise CommandSyntaxError(f"Invalid messageset: {exc}") from exc
 
     def open_paren(self) -> bool:
+        """Consume `(` if it comes next; it opens one level of nesting."""
         if self.peek_is(b"("):
+            self._enter()
             self.pos += 1
             return True
         return False
 
     def close_paren(self) -> bool:
+        """Consume `)` if it comes next; it closes the level its `(` opened."""
         if self.peek_is(b")"):
             self.pos += 1
+            self.depth = max(self.depth - 1, 0)
             return True
         return False
+
+    @contextmanager
+    def nested(self) -> Iterator[None]:
+        """One level of nesting for an operator whose operands recurse (SEARCH NOT, OR)."""
+        self._enter()
+        try:
+            yield
+        finally:
+            self.depth -= 1
+
+    def _enter(self) -> None:
+        if self.depth >= MAX_NESTING:
+            raise CommandSyntaxError(
+                f"Too deep nesting: more than {MAX_NESTING} levels of parentheses"
+                " or NOT/OR operators"
+            )
+        self.depth += 1
 
     def flag_list(self) -> list[str]:
         """`(\\Seen $Label)`: a parenthesised, space-separated list of flags."""

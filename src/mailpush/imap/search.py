@@ -146,13 +146,15 @@ def _key(tokens: Tokenizer, needs: _Needs) -> Predicate:
         return _FLAG_KEYS[name]
     if name == "NOT":
         tokens.space()
-        inner = _key(tokens, needs)
+        with tokens.nested():
+            inner = _key(tokens, needs)
         return lambda ctx: not inner(ctx)
     if name == "OR":
         tokens.space()
-        left = _key(tokens, needs)
-        tokens.space()
-        right = _key(tokens, needs)
+        with tokens.nested():
+            left = _key(tokens, needs)
+            tokens.space()
+            right = _key(tokens, needs)
         return lambda ctx: left(ctx) or right(ctx)
     if name == "UID":
         tokens.space()

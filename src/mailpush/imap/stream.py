@@ -130,6 +130,19 @@ class ImapStream(asyncio.Protocol):
         self._maybe_resume()
         return data
 
+    async def read_some(self, limit: int) -> bytes:
+        """Between 1 and `limit` bytes, as soon as any are buffered (a literal being spooled).
+
+        Unlike `readexactly`, the buffer never grows past the read high-water mark.
+        """
+        if not self._buffer:
+            await self._wait_for_data()
+        with memoryview(self._buffer) as view:
+            data = bytes(view[:limit])  # one copy, not a bytearray slice and then bytes
+        del self._buffer[:limit]
+        self._maybe_resume()
+        return data
+
     async def skip(self, size: int) -> None:
         """Read and forget `size` bytes (a literal we refused but must not misparse)."""
         while size > 0:

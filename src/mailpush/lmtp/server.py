@@ -5,6 +5,14 @@ aiosmtpd owns the wire (command parsing, dot-unstuffing, SIZE, pipelining);
 agent, one store operation per recipient, run concurrently so that all
 recipients of a transaction share one group commit. A reply is sent only
 after the store committed, so a 250 means the mail is on disk.
+
+Every accepted recipient gets exactly one reply after DATA, whatever the
+recipients' addresses hold: an address is checked when it is given (RCPT and
+MAIL answer `501` for control characters or bytes that are not UTF-8, and
+`553 5.6.7` for a non-ASCII address in a transaction that did not declare
+SMTPUTF8, RFC 6531), and a reply line can never fail to encode
+(`MailpushLMTP.push`), so nothing the client sent can turn a stored
+message's 250 into an error the MTA would bounce.
 """
 
 from __future__ import annotations
@@ -76,6 +84,10 @@ class LmtpHandler:
         self, server: Any, session: Session, envelope: Envelope, address: str,
         rcpt_options: list[str],
     ) -> str:
+        problem = address_problem(address, envelope.smtp_utf8, "recipient")
+        if problem is not None:
+            log.info("rcpt refused: %s", problem)
+            return problem
         local, detail = split_detail(address, self._options.recipient_delimiter)
         try:
             user = self._resolve(local)
@@ -96,6 +108,11 @@ class LmtpHandler:
         self, server: Any, session: Session, envelope: Envelope, address: str,
         mail_options: list[str],
     ) -> str:
+        if address != "<>":
+            problem = address_problem(address, envelope.smtp_utf8, "sender")
+            if problem is not None:
+                log.info("mail from refused: %s", problem)
+                return problem
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         envelope.mailpush_recipients = []  # type: ignore[attr-defined]
@@ -144,11 +161,51 @@ class LmtpHandler:
         """Return when no DATA is being delivered."""
         await self._idle.wait()
 
+    async def handle_exception(self, error: Exception) -> str:
+        """A bug in a command handler: "try again later", never a permanent 5xx.
+
+        aiosmtpd's own answer is `500 Error: (ExceptionName) message`, which
+        makes the MTA bounce the mail and echoes internal text to the client.
+        DATA never gets here: `_deliver_one` answers for each recipient itself.
+        """
+        log.error("lmtp: command failed unexpectedly", exc_info=error)
+        return "451 4.3.0 Internal error, try again later"
+
 
 class MailpushLMTP(LMTP):
     """aiosmtpd's LMTP with long lines allowed and enhanced status codes everywhere."""
 
     line_length_limit = MAX_LINE_LENGTH
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Accepted recipients of the DATA command being read; 0 outside DATA.
+        self._data_recipients = 0
+        #: Once `354` is sent: how many replies the message owes (one per accepted
+        #: recipient, RFC 2033); 0 otherwise.
+        self._replies_owed = 0
+
+    async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's name
+        """aiosmtpd's DATA, with every refusal after `354` said once per recipient.
+
+        aiosmtpd answers a line too long or a message too large with a single
+        reply, as SMTP would; an LMTP client waits for one per recipient and
+        hangs (or misreads the next transaction's replies). A handler that fails
+        unexpectedly after `354` gets the same treatment.
+        """
+        self._data_recipients = len(self.envelope.rcpt_tos) if self.envelope is not None else 0
+        try:
+            await super().smtp_DATA(arg)
+        except ConnectionError:
+            raise
+        except Exception as error:
+            if not self._replies_owed:
+                raise
+            self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd, untyped
+            await self.push(await self.handle_exception(error))
+        finally:
+            self._data_recipients = 0
+            self._replies_owed = 0
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """`<local@domain> params` without the email header parser when the address is plain.
@@ -161,7 +218,13 @@ class MailpushLMTP(LMTP):
         """
         match = _PLAIN_ANGLE_ADDRESS.match(arg)
         if match is None:
-            return super()._getaddr(arg)
+            try:
+                return super()._getaddr(arg)
+            except (IndexError, ValueError):
+                # The stdlib's RFC 5322 parser raises on some malformed input
+                # (`bob@` without brackets: IndexError in get_domain). That is a
+                # syntax error of the client's, answered as one, not a bug of ours.
+                return None, None
         address, rest = match.group(1), match.group(2).lstrip()
         local_part = address.rpartition("@")[0]
         if self.local_part_limit and len(local_part) > self.local_part_limit:
@@ -169,8 +232,25 @@ class MailpushLMTP(LMTP):
         return address, rest
 
     async def push(self, status: Any) -> None:
+        """Send a reply; every line gets an enhanced code and always encodes.
+
+        After `354`, a one-line reply to a message with several recipients is a
+        refusal of the whole message and goes out once per recipient. A reply may
+        echo what the client sent (an address, an unknown command name): control
+        characters and bytes that were not UTF-8 (decoded as surrogates) become
+        `?`, so writing the reply cannot fail, above all not after DATA, when the
+        message is already stored.
+        """
         if isinstance(status, str):
-            status = "\r\n".join(_with_enhanced_code(line) for line in status.split("\r\n"))
+            lines = status.split("\r\n")
+            if self._replies_owed and len(lines) != self._replies_owed:
+                # One refusal for the whole message: each recipient gets it.
+                lines = lines[:1] * self._replies_owed
+            status = "\r\n".join(
+                _with_enhanced_code(_REPLY_UNSAFE.sub("?", line)) for line in lines
+            )
+            if status.startswith("354") and self._data_recipients:
+                self._replies_owed, self._data_recipients = self._data_recipients, 0
         await super().push(status)
 
 
@@ -178,6 +258,11 @@ _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_ANGLE_ADDRESS = re.compile(
     rf"[ \t]*<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(.*)\Z", re.DOTALL
 )
+#: What a reply line must not carry: control characters, and the surrogates that
+#: stand for bytes that were not UTF-8 (aiosmtpd decodes with surrogateescape).
+_REPLY_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+#: What an envelope address must not contain at all.
+_ADDRESS_INVALID = _REPLY_UNSAFE
 _ENHANCED = re.compile(r"^\d{3}[ -]\d\.\d{1,3}\.\d{1,3}( |$)")
 _DEFAULT_ENHANCED = {
     "221": "2.0.0", "250": "2.0.0", "252": "2.0.0", "421": "4.3.0", "451": "4.3.0",
@@ -202,6 +287,26 @@ def _with_enhanced_code(line: str) -> str:
         return line
     code = _DEFAULT_ENHANCED.get(line[:3], f"{line[0]}.0.0")
     return f"{line[:4]}{code} {line[4:]}"
+
+
+def address_problem(address: str, smtputf8: bool, role: str) -> str | None:
+    """The refusal for an unusable MAIL FROM / RCPT TO address, or None when it is fine.
+
+    `role` is "sender" or "recipient". Control characters and bytes that are
+    not UTF-8 are a syntax error (`501`, RFC 5321 §4.1.2 allows neither). A
+    UTF-8 address needs SMTPUTF8 on MAIL FROM (RFC 6531); without it the
+    address is refused with `553 5.6.7` before anything is stored.
+    """
+    code = "5.1.3" if role == "recipient" else "5.1.7"
+    if _ADDRESS_INVALID.search(address):
+        return f"501 {code} Bad {role} address syntax"
+    if not smtputf8 and not address.isascii():
+        shown = address.encode("ascii", "replace").decode("ascii")
+        return (
+            f"553 5.6.7 <{shown}> Non-ASCII {role} address not permitted"
+            " without SMTPUTF8"
+        )
+    return None
 
 
 def split_detail(address: str, delimiter: str) -> tuple[str, str | None]:

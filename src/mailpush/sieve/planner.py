@@ -32,6 +32,7 @@ from ..errors import (
     PasswdFileError,
     SettingError,
     SieveRuntimeError,
+    TooManyMailboxesError,
     UnknownUserError,
 )
 from ..store import DeliveryTarget, MailStore
@@ -228,9 +229,11 @@ class SieveFilingPlanner:
             # create in case the mailbox is deleted in between.
             try:
                 await self._store.create_mailbox(user, name)
+                await self._store.subscribe(user, name)
             except MailboxExistsError:
-                pass
-            await self._store.subscribe(user, name)
+                await self._store.subscribe(user, name)
+            except (TooManyMailboxesError, InvalidMailboxNameError):
+                pass  # not created: the store's delivery files into INBOX instead
         targets.add(name, action.flags, True)
         return True
 

@@ -13,6 +13,7 @@ from .changes import (
     MessagesSaved,
     SavedMessage,
     SubscriptionChanged,
+    TransactionRolledBack,
 )
 from .models import DeliveryTarget, MailboxInfo, MailboxStatus, MessageInfo, NewMessage
 from .sqlite_store import SqliteStore
@@ -39,4 +40,5 @@ __all__ = [
     "SavedMessage",
     "SqliteStore",
     "SubscriptionChanged",
+    "TransactionRolledBack",
 ]

@@ -19,6 +19,7 @@ from .changes import (
     MessagesExpunged,
     MessagesSaved,
     SubscriptionChanged,
+    TransactionRolledBack,
 )
 from .models import DeliveryTarget, MailboxInfo, MailboxStatus, MessageInfo, NewMessage
 from .sqlite_writer import OutboxRecorder
@@ -72,6 +73,9 @@ class MailStore(Protocol):
         self, user: str, mailbox: str, uids: Iterable[int] | None = None
     ) -> MessagesExpunged: ...
     async def take_recent(self, user: str, mailbox: str) -> list[int]: ...
+    async def record_rollback(self, user: str, mailbox: str) -> TransactionRolledBack:
+        """A mail transaction that began (a message accepted) was rolled back."""
+        ...
 
     async def list_mailboxes(self, user: str) -> list[MailboxInfo]: ...
     async def subscriptions(self, user: str) -> list[str]: ...

@@ -104,6 +104,20 @@ class MessagesExpunged:
     modseq: int
 
 
+@dataclass(frozen=True, slots=True)
+class TransactionRolledBack:
+    """A mail transaction that had begun and was rolled back, in `mailbox`.
+
+    An IMAP MULTIAPPEND that fails after it accepted a message: Dovecot had
+    begun the push transaction at the first save and ends it with
+    `end_txn(ctx, false)`, without events (dovecot-observed.md item 5). The
+    store changed nothing; the record exists so that call is made too.
+    """
+
+    user: str
+    mailbox: str
+
+
 Change = (
     MailboxCreated
     | MailboxDeleted
@@ -112,4 +126,5 @@ Change = (
     | MessagesSaved
     | FlagsChanged
     | MessagesExpunged
+    | TransactionRolledBack
 )

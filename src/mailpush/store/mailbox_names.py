@@ -12,6 +12,8 @@ SEPARATOR = "/"
 INBOX = "INBOX"
 MAX_NAME_LENGTH = 1024
 MAX_LEVELS = 32
+#: Dovecot's MAILBOX_MAX_HIERARCHY_NAME_LENGTH: the longest level a new mailbox may have.
+MAX_LEVEL_BYTES = 255
 
 
 def normalize_mailbox_name(name: str) -> str:
@@ -36,6 +38,26 @@ def normalize_mailbox_name(name: str) -> str:
     if levels[0].upper() == INBOX:
         levels[0] = INBOX
     return SEPARATOR.join(levels)
+
+
+def check_new_mailbox_name(name: str) -> None:
+    """Refuse a name for a mailbox about to be created (CREATE, RENAME's new name).
+
+    On top of `normalize_mailbox_name`, no level may be longer than 255 bytes
+    of UTF-8, Dovecot's limit for new names. It is not applied to names that
+    already exist, so a mailbox made before the limit stays reachable.
+    """
+    problem = new_mailbox_name_problem(name)
+    if problem is not None:
+        raise InvalidMailboxNameError(problem)
+
+
+def new_mailbox_name_problem(name: str) -> str | None:
+    """Why `check_new_mailbox_name` would refuse `name`, or None."""
+    for level in name.split(SEPARATOR):
+        if len(level.encode("utf-8", "surrogatepass")) > MAX_LEVEL_BYTES:
+            return f"mailbox name level {level[:40]!r}... is longer than {MAX_LEVEL_BYTES} bytes"
+    return None
 
 
 def parent_names(name: str) -> list[str]:

@@ -82,6 +82,8 @@ class ClaimedDelivery:
     #: When the first attempt was made (None: this is the first), for the maximum age.
     first_attempt: float | None
     created: float
+    #: `transaction` (payload: a push transaction) or `http_request` (a journaled request).
+    kind: str = "transaction"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,17 @@ class DeadLetter:
     created: float
     finished: float | None
     last_error: str | None
+    kind: str = "transaction"
+
+
+@dataclass(frozen=True, slots=True)
+class InflightRecovery:
+    """What start-up did with deliveries a dead process had claimed."""
+
+    #: Claimed ones made pending again.
+    pending_again: int
+    #: Ones that were running when the process died too often: now dead letters.
+    buried: tuple[DeadLetter, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,9 @@
--- mailpush store schema, version 2. Version 2 only added tables (METADATA,
+-- mailpush store schema, version 3. Version 2 only added tables (METADATA,
 -- push_message_ids): opening a version-1 file creates them, as every statement
--- here is CREATE ... IF NOT EXISTS.
+-- here is CREATE ... IF NOT EXISTS. Version 3 added columns to the outbox
+-- (push_outbox.kind, push_deliveries.kind, .started and .orphaned), which opening
+-- an older file adds with ALTER TABLE (sqlite_outbox.add_outbox_columns) before
+-- these statements run.
 -- Kept to portable SQL (no SQLite-only types) so that a PostgreSQL store can
 -- share it; SQLite-specific pragmas live in the Python that opens the file.
 
@@ -80,18 +83,24 @@ CREATE TABLE IF NOT EXISTS mailbox_metadata (
 
 -- Transactional outbox: push transactions written in the same database
 -- transaction as the mail change they describe.
+-- kind: transaction (payload: a push transaction as JSON), or http_request (a Lua
+-- script's request that failed, kept to be sent again: the lua option http_resend).
 CREATE TABLE IF NOT EXISTS push_outbox (
     id        INTEGER PRIMARY KEY,
     txn_id    TEXT NOT NULL UNIQUE,
     user_name TEXT NOT NULL,
     created   REAL NOT NULL,
-    payload   BLOB NOT NULL
+    payload   BLOB NOT NULL,
+    kind      TEXT NOT NULL DEFAULT 'transaction'
 );
 CREATE INDEX IF NOT EXISTS push_outbox_user ON push_outbox (user_name, id);
 
 -- Delivery state of each outbox transaction, per driver instance.
 -- state: pending (due at next_attempt), inflight (claimed by the dispatcher),
 -- done (kept for mailpush_push_retention, then purged), dead (gave up; replayable).
+-- kind: as push_outbox.kind (copied: the dispatcher claims by it).
+-- started: 1 while a driver runs it; orphaned: how often the process died meanwhile
+-- (counted at start-up; at 2 it is a dead letter, as it may be what kills the server).
 CREATE TABLE IF NOT EXISTS push_deliveries (
     outbox_id     INTEGER NOT NULL REFERENCES push_outbox(id),
     driver        TEXT NOT NULL,
@@ -102,9 +111,19 @@ CREATE TABLE IF NOT EXISTS push_deliveries (
     next_attempt  REAL NOT NULL,
     finished      REAL,
     last_error    TEXT,
+    kind          TEXT NOT NULL DEFAULT 'transaction',
+    started       INTEGER NOT NULL DEFAULT 0,
+    orphaned      INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (outbox_id, driver)
 );
 CREATE INDEX IF NOT EXISTS push_deliveries_state ON push_deliveries (state, outbox_id);
+-- Claiming (sqlite_outbox.claim_due): a driver's pending rows in commit order, and its
+-- due ones, each found without reading other drivers' or not yet due rows, so that a
+-- large backlog (an endpoint down for hours) does not slow every claiming round.
+CREATE INDEX IF NOT EXISTS push_deliveries_order
+    ON push_deliveries (state, kind, driver, outbox_id);
+CREATE INDEX IF NOT EXISTS push_deliveries_due
+    ON push_deliveries (state, kind, driver, next_attempt);
 
 -- Message-IDs a driver has pushed for a user (Chronos: one push per Message-ID even
 -- when Sieve files copies into several folders). owner is the push transaction and

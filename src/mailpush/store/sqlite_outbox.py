@@ -4,20 +4,62 @@ Rows are written by the store's writer in the same transaction as the mail
 change (see `sqlite_writer`); this module is the dispatcher's and the admin
 commands' side. State changes go through the same group-commit writer, reads
 through the store's reader threads.
+
+Besides push transactions the outbox keeps journaled HTTP requests (kind
+`http_request`: a Lua script's request that failed, with the lua option
+`http_resend`), delivered, retried, buried and replayed the same way.
+
+A delivery is marked `started` just before a driver runs it. A process that
+dies leaves it so; start-up counts that in `orphaned`, and a delivery orphaned
+`ORPHAN_LIMIT` times becomes a dead letter instead of running again: a
+notification whose answer crashes the server must not crash every restart.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from .changes import Change
-from .models import ClaimedDelivery, DeadLetter, DriverQueueStats, OutboxRecord
+from .models import (
+    ClaimedDelivery,
+    DeadLetter,
+    DriverQueueStats,
+    InflightRecovery,
+    OutboxRecord,
+)
 from .sqlite_writer import WriteContext
 
 T = TypeVar("T")
+
+#: Outbox row kinds.
+TRANSACTION = "transaction"
+HTTP_REQUEST = "http_request"
+#: A delivery running when the process died this many times is a dead letter at start-up.
+ORPHAN_LIMIT = 2
+#: Columns schema version 3 added, added to an older file when it is opened.
+_ADDED_COLUMNS = (
+    ("push_outbox", "kind", "TEXT NOT NULL DEFAULT 'transaction'"),
+    ("push_deliveries", "kind", "TEXT NOT NULL DEFAULT 'transaction'"),
+    ("push_deliveries", "started", "INTEGER NOT NULL DEFAULT 0"),
+    ("push_deliveries", "orphaned", "INTEGER NOT NULL DEFAULT 0"),
+)
+
+
+def add_outbox_columns(conn: sqlite3.Connection) -> None:
+    """Upgrade an outbox written before schema 3 (inside the caller's transaction).
+
+    Runs before schema.sql, whose indexes use these columns; a table that does
+    not exist yet (a new file) is left to schema.sql.
+    """
+    for table, column, declaration in _ADDED_COLUMNS:
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if present and column not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
 
 class Submit(Protocol):
     """`GroupCommitWriter.submit`."""
@@ -30,6 +72,18 @@ Read = Callable[[Callable[[sqlite3.Connection], T]], Awaitable[T]]
 #: (driver, user): deliveries with the same key run strictly in commit order.
 DeliveryKey = tuple[str, str]
 
+_CLAIM_SELECT = (
+    "SELECT d.outbox_id, d.driver, d.user_name, o.txn_id, o.payload, d.attempts,"
+    " d.first_attempt, o.created, d.kind, d.next_attempt"
+    " FROM push_deliveries d JOIN push_outbox o ON o.id = d.outbox_id"
+)
+
+
+def _claimed(row: Sequence[Any]) -> ClaimedDelivery:
+    return ClaimedDelivery(
+        row[0], row[1], row[2], row[3], bytes(row[4]), row[5], row[6], row[7], row[8]
+    )
+
 
 class SqliteOutbox:
     """The push outbox rows: claiming, finishing, retrying and burying deliveries.
@@ -37,64 +91,158 @@ class SqliteOutbox:
     Claims, completions, retries and releases are written `durable=False`:
     losing one in a crash only means a delivery is sent again (at-least-once),
     so they do not pay an fsync that LMTP deliveries would queue behind. Dead
-    letters, replays and the start-up reset are durable.
+    letters, replays, journaled requests and the start-up reset are durable.
     """
 
     def __init__(self, submit: Submit, read: Read[Any]) -> None:
         self._submit = submit
         self._read = read
 
-    async def reset_inflight(self) -> int:
-        """At start-up: whatever a crashed process had claimed becomes pending again."""
+    async def reset_inflight(self) -> InflightRecovery:
+        """At start-up: what a dead process had claimed is pending again, except deliveries
+        that were running each time the process died, `ORPHAN_LIMIT` times: dead letters."""
 
-        def op(ctx: WriteContext) -> int:
-            cur = ctx.conn.execute(
-                "UPDATE push_deliveries SET state = 'pending' WHERE state = 'inflight'"
+        def op(ctx: WriteContext) -> InflightRecovery:
+            conn, now = ctx.conn, time.time()
+            # A delivery running at the crash was an attempt (its request may have arrived).
+            conn.execute(
+                "UPDATE push_deliveries SET orphaned = orphaned + 1, attempts = attempts + 1,"
+                " first_attempt = COALESCE(first_attempt, ?)"
+                " WHERE state = 'inflight' AND started = 1",
+                (now,),
             )
-            return cur.rowcount
+            rows = conn.execute(
+                "SELECT d.outbox_id, d.driver, d.user_name, o.txn_id, d.attempts, o.created,"
+                " d.orphaned, o.kind FROM push_deliveries d JOIN push_outbox o"
+                " ON o.id = d.outbox_id WHERE d.state = 'inflight' AND d.orphaned >= ?"
+                " ORDER BY d.outbox_id",
+                (ORPHAN_LIMIT,),
+            ).fetchall()
+            buried = []
+            for outbox_id, driver, user, txn_id, attempts, created, orphaned, kind in rows:
+                error = (
+                    f"in flight when the process died {orphaned} times; possibly crashes the"
+                    " server, so it is not run again (mailpush queue replay sends it again)"
+                )
+                conn.execute(
+                    "UPDATE push_deliveries SET state = 'dead', started = 0, finished = ?,"
+                    " last_error = ? WHERE outbox_id = ? AND driver = ?",
+                    (now, error, outbox_id, driver),
+                )
+                buried.append(
+                    DeadLetter(outbox_id, driver, user, txn_id, attempts, created, now, error,
+                               kind)
+                )
+            cur = conn.execute(
+                "UPDATE push_deliveries SET state = 'pending', started = 0 WHERE state = 'inflight'"
+            )
+            return InflightRecovery(cur.rowcount, tuple(buried))
 
-        return int((await self._submit(op))[0])
+        result: InflightRecovery = (await self._submit(op))[0]
+        return result
 
     async def claim_due(
-        self, now: float, limit: int, busy: Collection[DeliveryKey] = ()
+        self,
+        now: float,
+        limit: int,
+        busy: Collection[DeliveryKey] = (),
+        *,
+        ordered: Collection[str] | None = None,
+        independent: Collection[str] = (),
     ) -> list[ClaimedDelivery]:
-        """Claim due deliveries, in commit order, never overtaking within a key.
+        """Claim due deliveries, in commit order, never overtaking within an ordered key.
 
-        For each (driver, user) the run of due rows is taken from its oldest
-        pending row up to the first one that is not yet due (a transaction
-        waiting for its retry holds back the later ones of that user). Keys in
-        `busy` are being worked on already and are skipped.
+        For each (driver, user) of an `ordered` driver the run of due rows is
+        taken from its oldest pending row up to the first one that is not yet
+        due (a transaction waiting for its retry holds back the later ones of
+        that user); keys in `busy` are being worked on already and are skipped.
+        Deliveries of the `independent` drivers, and journaled requests of
+        either, are claimed whenever they are due: nothing waits for them and
+        they wait for nothing. `ordered=None` (tools, tests): every driver with
+        pending rows is ordered. Each query reads one driver's rows through an
+        index, so a large backlog of one driver costs the others nothing.
         """
         busy_keys = set(busy)
 
         def op(ctx: WriteContext) -> list[ClaimedDelivery]:
-            rows = ctx.conn.execute(
-                "SELECT d.outbox_id, d.driver, d.user_name, o.txn_id, o.payload, d.attempts,"
-                " d.first_attempt, o.created, d.next_attempt"
-                " FROM push_deliveries d JOIN push_outbox o ON o.id = d.outbox_id"
-                " WHERE d.state = 'pending' ORDER BY d.outbox_id LIMIT ?",
-                (limit,),
-            ).fetchall()
-            blocked: set[DeliveryKey] = set(busy_keys)
+            conn = ctx.conn
+            ordered_drivers = (
+                [row[0] for row in conn.execute(
+                    "SELECT DISTINCT driver FROM push_deliveries WHERE state = 'pending'"
+                )]
+                if ordered is None else list(ordered)
+            )
             claimed: list[ClaimedDelivery] = []
-            for row in rows:
-                key = (row[1], row[2])
-                if key in blocked:
+            for driver in ordered_drivers:
+                rows = conn.execute(
+                    _CLAIM_SELECT + " WHERE d.state = 'pending' AND d.kind = 'transaction'"
+                    " AND d.driver = ? ORDER BY d.outbox_id LIMIT ?",
+                    (driver, limit),
+                ).fetchall()
+                blocked = set(busy_keys)
+                for row in rows:
+                    key = (row[1], row[2])
+                    if key in blocked:
+                        continue
+                    if row[9] > now:
+                        blocked.add(key)
+                        continue
+                    claimed.append(_claimed(row))
+            free = sorted(set(independent))
+            everyone = sorted({*free, *ordered_drivers})
+            for kind, drivers in ((TRANSACTION, free), (HTTP_REQUEST, everyone)):
+                if not drivers:
                     continue
-                if row[8] > now:
-                    blocked.add(key)
-                    continue
-                claimed.append(
-                    ClaimedDelivery(row[0], row[1], row[2], row[3], bytes(row[4]), row[5],
-                                    row[6], row[7])
-                )
-            ctx.conn.executemany(
+                marks = ", ".join("?" * len(drivers))
+                rows = conn.execute(
+                    _CLAIM_SELECT + " WHERE d.state = 'pending' AND d.kind = ?"
+                    f" AND d.driver IN ({marks}) AND d.next_attempt <= ?"
+                    " ORDER BY d.next_attempt LIMIT ?",
+                    (kind, *drivers, now, limit),
+                ).fetchall()
+                claimed.extend(_claimed(row) for row in rows)
+            conn.executemany(
                 "UPDATE push_deliveries SET state = 'inflight' WHERE outbox_id = ? AND driver = ?",
                 [(c.outbox_id, c.driver) for c in claimed],
             )
             return claimed
 
         return list((await self._submit(op, durable=False))[0])
+
+    async def mark_started(self, claim: ClaimedDelivery) -> None:
+        """Just before a driver runs `claim`: if the process dies now, start-up knows."""
+
+        def op(ctx: WriteContext) -> None:
+            ctx.conn.execute(
+                "UPDATE push_deliveries SET started = 1 WHERE outbox_id = ? AND driver = ?",
+                (claim.outbox_id, claim.driver),
+            )
+
+        # Not fsynced: a process crash loses no commit all the same (WAL), and an
+        # operating-system crash is not what this counts.
+        await self._submit(op, durable=False)
+
+    async def add_request(
+        self, driver: str, user: str, payload: bytes, next_attempt: float
+    ) -> int:
+        """Journal a request that failed once (its first attempt) to be sent again; durable."""
+
+        def op(ctx: WriteContext) -> int:
+            now = time.time()
+            cur = ctx.conn.execute(
+                "INSERT INTO push_outbox (txn_id, user_name, created, payload, kind)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (uuid.uuid4().hex, user, now, payload, HTTP_REQUEST),
+            )
+            outbox_id = int(cur.lastrowid or 0)
+            ctx.conn.execute(
+                "INSERT INTO push_deliveries (outbox_id, driver, user_name, state, attempts,"
+                " first_attempt, next_attempt, kind) VALUES (?, ?, ?, 'pending', 1, ?, ?, ?)",
+                (outbox_id, driver, user, now, next_attempt, HTTP_REQUEST),
+            )
+            return outbox_id
+
+        return int((await self._submit(op))[0])
 
     async def complete(self, claims: Sequence[ClaimedDelivery]) -> None:
         """Mark deliveries done, all in one write (the dispatcher batches them)."""
@@ -104,7 +252,7 @@ class SqliteOutbox:
         def op(ctx: WriteContext) -> None:
             now = time.time()
             ctx.conn.executemany(
-                "UPDATE push_deliveries SET state = 'done', attempts = attempts + 1,"
+                "UPDATE push_deliveries SET state = 'done', started = 0, attempts = attempts + 1,"
                 " first_attempt = COALESCE(first_attempt, ?), finished = ?, last_error = NULL"
                 " WHERE outbox_id = ? AND driver = ?",
                 [(now, now, claim.outbox_id, claim.driver) for claim in claims],
@@ -115,8 +263,9 @@ class SqliteOutbox:
     async def retry(self, claim: ClaimedDelivery, next_attempt: float, error: str) -> None:
         def op(ctx: WriteContext) -> None:
             ctx.conn.execute(
-                "UPDATE push_deliveries SET state = 'pending', attempts = attempts + 1,"
-                " first_attempt = COALESCE(first_attempt, ?), next_attempt = ?, last_error = ?"
+                "UPDATE push_deliveries SET state = 'pending', started = 0,"
+                " attempts = attempts + 1, first_attempt = COALESCE(first_attempt, ?),"
+                " next_attempt = ?, last_error = ?"
                 " WHERE outbox_id = ? AND driver = ?",
                 (time.time(), next_attempt, error, claim.outbox_id, claim.driver),
             )
@@ -127,7 +276,7 @@ class SqliteOutbox:
         def op(ctx: WriteContext) -> None:
             now = time.time()
             ctx.conn.execute(
-                "UPDATE push_deliveries SET state = 'dead', attempts = attempts + 1,"
+                "UPDATE push_deliveries SET state = 'dead', started = 0, attempts = attempts + 1,"
                 " first_attempt = COALESCE(first_attempt, ?), finished = ?, last_error = ?"
                 " WHERE outbox_id = ? AND driver = ?",
                 (now, now, error, claim.outbox_id, claim.driver),
@@ -143,7 +292,7 @@ class SqliteOutbox:
 
         def op(ctx: WriteContext) -> None:
             ctx.conn.executemany(
-                "UPDATE push_deliveries SET state = 'pending'"
+                "UPDATE push_deliveries SET state = 'pending', started = 0"
                 " WHERE outbox_id = ? AND driver = ? AND state = 'inflight'",
                 pairs,
             )
@@ -158,8 +307,8 @@ class SqliteOutbox:
 
         def op(ctx: WriteContext) -> int:
             sql = (
-                "UPDATE push_deliveries SET state = 'pending', attempts = 0,"
-                " first_attempt = NULL, next_attempt = ?, finished = NULL"
+                "UPDATE push_deliveries SET state = 'pending', attempts = 0, orphaned = 0,"
+                " started = 0, first_attempt = NULL, next_attempt = ?, finished = NULL"
                 " WHERE state = 'dead'"
             )
             params: list[Any] = [time.time()]
@@ -218,7 +367,7 @@ class SqliteOutbox:
         def read(conn: sqlite3.Connection) -> list[DeadLetter]:
             sql = (
                 "SELECT d.outbox_id, d.driver, d.user_name, o.txn_id, d.attempts, o.created,"
-                " d.finished, d.last_error FROM push_deliveries d"
+                " d.finished, d.last_error, o.kind FROM push_deliveries d"
                 " JOIN push_outbox o ON o.id = d.outbox_id WHERE d.state = 'dead'"
             )
             params: tuple[Any, ...] = ()
@@ -233,7 +382,10 @@ class SqliteOutbox:
         self, outbox_id: int, user: str | None = None, limit: int = 500
     ) -> list[OutboxRecord]:
         def read(conn: sqlite3.Connection) -> list[OutboxRecord]:
-            sql = "SELECT id, user_name, txn_id, created, payload FROM push_outbox WHERE id > ?"
+            sql = (
+                "SELECT id, user_name, txn_id, created, payload FROM push_outbox"
+                " WHERE id > ? AND kind = 'transaction'"
+            )
             params: list[Any] = [outbox_id]
             if user is not None:
                 sql += " AND user_name = ?"

@@ -26,6 +26,7 @@ from ..errors import (
     MailboxNotSelectableError,
     MessageNotFoundError,
     StoreError,
+    TooManyMailboxesError,
 )
 from . import flags as F
 from .base import FlagMode
@@ -40,8 +41,16 @@ from .changes import (
     MessagesSaved,
     SavedMessage,
     SubscriptionChanged,
+    TransactionRolledBack,
 )
-from .mailbox_names import INBOX, is_inside, normalize_mailbox_name, parent_names
+from .mailbox_names import (
+    INBOX,
+    check_new_mailbox_name,
+    is_inside,
+    new_mailbox_name_problem,
+    normalize_mailbox_name,
+    parent_names,
+)
 from .models import (
     DeliveryTarget,
     MailboxInfo,
@@ -50,7 +59,7 @@ from .models import (
     NewMessage,
 )
 from .sqlite_metadata import SqliteMetadata
-from .sqlite_outbox import SqliteOutbox
+from .sqlite_outbox import SqliteOutbox, add_outbox_columns
 from .sqlite_pushed_ids import SqlitePushedMessageIds
 from .sqlite_writer import GroupCommitWriter, OutboxRecorder, WriteContext
 
@@ -59,7 +68,8 @@ T = TypeVar("T")
 FsyncPolicy = Literal["optimized", "always", "never"]
 
 #: 2 added tables only (METADATA, push_message_ids); `open` creates them in a version-1 file.
-SCHEMA_VERSION = 2
+#: 3 added outbox columns (sqlite_outbox.add_outbox_columns).
+SCHEMA_VERSION = 3
 READER_THREADS = 2
 
 
@@ -73,11 +83,16 @@ class SqliteStore:
         fsync: FsyncPolicy = "optimized",
         recorder: OutboxRecorder | None = None,
         hub: ChangeHub | None = None,
+        mailbox_count_limit: int = 0,
     ) -> None:
         self.path = path
         self.fsync = fsync
+        #: `quota_mailbox_count`: most mailboxes a user may create (0: no limit).
+        self.mailbox_count_limit = mailbox_count_limit
         self.hub = hub or ChangeHub()
-        self._writer = GroupCommitWriter(self._connect, recorder, self.hub.publish)
+        self._writer = GroupCommitWriter(
+            self._connect, recorder, self.hub.publish, status_reader=mailbox_status
+        )
         self._local = threading.local()
         self._readers: ThreadPoolExecutor | None = None
         self.outbox = SqliteOutbox(self._writer.submit, self._read)
@@ -95,6 +110,8 @@ class SqliteStore:
             # Several processes may open a new file at once (`mailpush deliver`):
             # one creates the schema, the others wait for it.
             conn.execute("BEGIN IMMEDIATE")
+            # Columns first: the schema's indexes use them.
+            add_outbox_columns(conn)
             for statement in schema.split(";\n"):
                 if statement.strip():
                     conn.execute(statement)
@@ -107,7 +124,7 @@ class SqliteStore:
                     " upgrade mailpush to open it"
                 )
             elif row[0] < SCHEMA_VERSION:
-                # Every upgrade so far only added tables, created above.
+                # Every upgrade so far only added tables and columns, added above.
                 conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
             conn.execute("COMMIT")
         finally:
@@ -149,11 +166,15 @@ class SqliteStore:
         self, user: str, name: str, special_use: str | None = None
     ) -> MailboxCreated:
         name = normalize_mailbox_name(name)
+        check_new_mailbox_name(name)
+        limit = self.mailbox_count_limit
 
         def op(ctx: WriteContext) -> MailboxCreated:
             user_id = _user_id(ctx.conn, user)
             if _mailbox_row(ctx.conn, user_id, name) is not None:
                 raise MailboxExistsError(name)
+            if _at_mailbox_limit(ctx.conn, user_id, limit):
+                raise TooManyMailboxesError(user, limit)
             return _create_mailbox(ctx, user, user_id, name, special_use)
 
         return (await self._writer.submit(op))[0]
@@ -221,6 +242,7 @@ class SqliteStore:
         """
         old = normalize_mailbox_name(old)
         new = normalize_mailbox_name(new)
+        check_new_mailbox_name(new)
         if new == old:
             raise MailboxExistsError(new)
         if is_inside(new, old):
@@ -289,14 +311,18 @@ class SqliteStore:
     async def append(
         self, user: str, mailbox: str, messages: Sequence[NewMessage]
     ) -> MessagesSaved:
-        """IMAP APPEND (one or several messages, one transaction): MessageAppend."""
+        """IMAP APPEND (one or several messages, one transaction): MessageAppend.
+
+        A missing INBOX is created first (MailboxCreate), as Dovecot creates it
+        on first use.
+        """
         mailbox = normalize_mailbox_name(mailbox)
         if not messages:
             raise StoreError("nothing to append")
 
         def op(ctx: WriteContext) -> MessagesSaved:
             user_id = _user_id(ctx.conn, user)
-            box = _selectable_mailbox(ctx.conn, user_id, mailbox)
+            box = _opened_mailbox(ctx, user, user_id, mailbox)
             return _save(ctx, user, box, mailbox, messages, delivery=False)
 
         return (await self._writer.submit(op))[0]
@@ -309,7 +335,10 @@ class SqliteStore:
         All targets are saved in one database transaction sharing one copy of
         the body; each target is its own change record (one MessageNew per
         folder, as Dovecot). A missing INBOX is created; another missing
-        mailbox is created only when its target says so.
+        mailbox is created only when its target says so, and while the user
+        has fewer than `mailbox_count_limit` mailboxes and CREATE would accept
+        the name: else the message goes to INBOX instead, as Dovecot's LDA does
+        when it may not create the mailbox.
         """
         wanted = [
             DeliveryTarget(normalize_mailbox_name(t.mailbox), t.flags, t.keywords, t.create)
@@ -318,12 +347,24 @@ class SqliteStore:
         if not wanted:
             raise StoreError("a delivery needs at least one target mailbox")
 
+        limit = self.mailbox_count_limit
+        inbox_wanted = any(t.mailbox == INBOX for t in wanted)
+
         def op(ctx: WriteContext) -> list[MessagesSaved]:
             user_id = _user_id(ctx.conn, user)
             body_id: int | None = None
             results = []
+            into_inbox = inbox_wanted
             for target in wanted:
                 row = _mailbox_row(ctx.conn, user_id, target.mailbox)
+                if row is None and target.mailbox != INBOX and target.create:
+                    name_refused = new_mailbox_name_problem(target.mailbox) is not None
+                    if name_refused or _at_mailbox_limit(ctx.conn, user_id, limit):
+                        if into_inbox:
+                            continue  # INBOX gets its copy from its own target
+                        into_inbox = True
+                        target = DeliveryTarget(INBOX, target.flags, target.keywords, False)
+                        row = _mailbox_row(ctx.conn, user_id, INBOX)
                 if row is None:
                     if not (target.create or target.mailbox == INBOX):
                         raise MailboxNotFoundError(target.mailbox)
@@ -363,7 +404,7 @@ class SqliteStore:
             conn = ctx.conn
             user_id = _user_id(conn, user)
             src = _selectable_mailbox(conn, user_id, source)
-            dst = _selectable_mailbox(conn, user_id, dest)
+            dst = _opened_mailbox(ctx, user, user_id, dest)
             rows = _message_rows(conn, src[0], wanted)
             if not rows:
                 raise StoreError("no messages to copy")
@@ -461,6 +502,23 @@ class SqliteStore:
 
         return (await self._writer.submit(op))[0]
 
+    async def record_rollback(self, user: str, mailbox: str) -> TransactionRolledBack:
+        """Record that a mail transaction in `mailbox` began and was rolled back.
+
+        IMAP APPEND calls it when a MULTIAPPEND fails after accepting a message:
+        nothing was stored, but Dovecot's push transaction had begun, and ends
+        with `end_txn(ctx, false)` (dovecot-observed.md item 5).
+        """
+        mailbox = normalize_mailbox_name(mailbox)
+
+        def op(ctx: WriteContext) -> TransactionRolledBack:
+            _opened_mailbox(ctx, user, _user_id(ctx.conn, user), mailbox)
+            change = TransactionRolledBack(user, mailbox)
+            ctx.record(change)
+            return change
+
+        return (await self._writer.submit(op))[0]
+
     async def take_recent(self, user: str, mailbox: str) -> list[int]:
         """Claim `\\Recent` for a session that SELECTs: returns the UIDs it now holds."""
         mailbox = normalize_mailbox_name(mailbox)
@@ -530,25 +588,7 @@ class SqliteStore:
         mailbox = normalize_mailbox_name(mailbox)
 
         def read(conn: sqlite3.Connection) -> MailboxStatus:
-            box = _read_mailbox(conn, user, mailbox)
-            counts = conn.execute(
-                "SELECT COUNT(*), COALESCE(SUM(recent), 0),"
-                " COALESCE(SUM(CASE WHEN flags & ? THEN 0 ELSE 1 END), 0),"
-                " MIN(CASE WHEN flags & ? THEN NULL ELSE uid END)"
-                " FROM messages WHERE mailbox_id = ?",
-                (F.SEEN, F.SEEN, box[0]),
-            ).fetchone()
-            keywords = tuple(
-                r[0]
-                for r in conn.execute(
-                    "SELECT keyword FROM mailbox_keywords WHERE mailbox_id = ? ORDER BY keyword",
-                    (box[0],),
-                )
-            )
-            return MailboxStatus(
-                mailbox, counts[0], counts[1], counts[2], box[2], box[1], box[3], counts[3],
-                keywords,
-            )
+            return mailbox_status(conn, user, mailbox)
 
         return await self._read(read)
 
@@ -673,6 +713,28 @@ class SqliteStore:
 MailboxRow = tuple[int, int, int, int]  # id, uidvalidity, uidnext, highestmodseq
 
 
+def mailbox_status(conn: sqlite3.Connection, user: str, mailbox: str) -> MailboxStatus:
+    """STATUS of `mailbox` (a normalized name) as `conn` sees it, also inside a write."""
+    box = _read_mailbox(conn, user, mailbox)
+    counts = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(recent), 0),"
+        " COALESCE(SUM(CASE WHEN flags & ? THEN 0 ELSE 1 END), 0),"
+        " MIN(CASE WHEN flags & ? THEN NULL ELSE uid END)"
+        " FROM messages WHERE mailbox_id = ?",
+        (F.SEEN, F.SEEN, box[0]),
+    ).fetchone()
+    keywords = tuple(
+        r[0]
+        for r in conn.execute(
+            "SELECT keyword FROM mailbox_keywords WHERE mailbox_id = ? ORDER BY keyword",
+            (box[0],),
+        )
+    )
+    return MailboxStatus(
+        mailbox, counts[0], counts[1], counts[2], box[2], box[1], box[3], counts[3], keywords,
+    )
+
+
 def _user_id(conn: sqlite3.Connection, user: str) -> int:
     row = conn.execute("SELECT id FROM users WHERE name = ?", (user,)).fetchone()
     if row is not None:
@@ -689,6 +751,13 @@ def _mailbox_row(conn: sqlite3.Connection, user_id: int, name: str) -> MailboxRo
         (user_id, name),
     ).fetchone()
     return None if row is None else (row[0], row[1], row[2], row[3])
+
+
+def _opened_mailbox(ctx: WriteContext, user: str, user_id: int, name: str) -> MailboxRow:
+    """A mailbox a message operation writes into; INBOX is created on this first use."""
+    if name == INBOX and _mailbox_row(ctx.conn, user_id, INBOX) is None:
+        _create_mailbox(ctx, user, user_id, INBOX, None)
+    return _selectable_mailbox(ctx.conn, user_id, name)
 
 
 def _selectable_mailbox(conn: sqlite3.Connection, user_id: int, name: str) -> MailboxRow:
@@ -729,6 +798,14 @@ def _children(conn: sqlite3.Connection, user_id: int, name: str) -> list[tuple[i
             (user_id, len(prefix), prefix),
         )
     ]
+
+
+def _at_mailbox_limit(conn: sqlite3.Connection, user_id: int, limit: int) -> bool:
+    """Whether the user has `limit` mailboxes already (never, for a limit of 0)."""
+    if limit <= 0:
+        return False
+    row = conn.execute("SELECT COUNT(*) FROM mailboxes WHERE user_id = ?", (user_id,)).fetchone()
+    return int(row[0]) >= limit
 
 
 def _create_mailbox(

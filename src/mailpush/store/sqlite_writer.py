@@ -9,7 +9,11 @@ so an acknowledged operation is on disk; concurrent operations share the cost.
 
 Change records an operation produces are handed to the outbox recorder inside
 its savepoint (the transactional outbox) and returned to the caller with the
-result after commit.
+result after commit. The recorder gets all of one operation's records at
+once — their push transactions form one group, whose calls interleave as
+Dovecot's do (events/mapping.py) — and a way to read a mailbox's status
+inside the still-open transaction, so a transaction can carry the status its
+commit leaves (what Dovecot's synchronous `mailbox:status()` sees).
 
 Some writes need no fsync of their own: the push dispatcher's bookkeeping
 (claimed, done, retry at) only decides whether a notification is sent again
@@ -33,8 +37,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from ..errors import StoreError
+from ..errors import StoreError, StoreFullError
 from .changes import Change
+from .models import MailboxStatus
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +60,21 @@ class OutboxEntry:
     txn_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
-class OutboxRecorder(Protocol):
-    """Turns change records into outbox entries, inside the change's transaction.
+#: `(user, mailbox)` → the mailbox's status as the open transaction sees it.
+StatusAt = Callable[[str, str], MailboxStatus]
+#: How the writer reads a status on its own connection (`sqlite_store.mailbox_status`).
+StatusReader = Callable[[sqlite3.Connection, str, str], MailboxStatus]
 
-    It must be pure computation: it runs on the writer thread while the
-    database transaction is open.
+
+class OutboxRecorder(Protocol):
+    """Turns one operation's change records into outbox entries, inside its transaction.
+
+    It must be pure computation — apart from `status`, one aggregate query it
+    may make for a transaction whose drivers want the mailbox's status — as
+    it runs on the writer thread while the database transaction is open.
     """
 
-    def __call__(self, change: Change) -> Sequence[OutboxEntry]: ...
+    def __call__(self, changes: Sequence[Change], status: StatusAt) -> Sequence[OutboxEntry]: ...
 
 
 class WriteContext:
@@ -100,9 +112,11 @@ class GroupCommitWriter:
         connect: Callable[[], sqlite3.Connection],
         recorder: OutboxRecorder | None = None,
         on_commit: Callable[[list[Change]], None] | None = None,
+        status_reader: StatusReader | None = None,
     ) -> None:
         self._connect = connect
         self._recorder = recorder
+        self._status_reader = status_reader
         self._on_commit = on_commit
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
@@ -164,6 +178,10 @@ class GroupCommitWriter:
                         break
                     batch.append(item)  # type: ignore[arg-type]
                 self._run_batch(conn, batch)
+                # Let go of the jobs: each holds its result (an appended message's body)
+                # until its caller took it, and waiting here would keep the last one alive.
+                del first, batch
+                item = None
                 if stop_after:
                     return
         finally:
@@ -184,12 +202,20 @@ class GroupCommitWriter:
         try:
             self._begin(conn)
         except sqlite3.Error as exc:
-            error = StoreError(f"cannot start a database transaction: {exc}")
+            error = database_error(exc, "cannot start a database transaction")
             for job in batch:
                 _resolve(job, False, error)
             return
         for job in batch:
             outcomes.append(self._run_one(conn, job))
+            if not conn.in_transaction:
+                # SQLite rolled the whole transaction back (it may on SQLITE_FULL or an
+                # I/O error): nothing of this batch stands, so no job may report success.
+                ok, value = outcomes[-1]
+                failure = value if not ok else StoreError("the transaction was rolled back")
+                for each in batch:
+                    _resolve(each, False, failure)
+                return
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -198,7 +224,7 @@ class GroupCommitWriter:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
-            error = StoreError(f"database commit failed: {exc}")
+            error = database_error(exc, "database commit failed")
             for job in batch:
                 _resolve(job, False, error)
             return
@@ -226,21 +252,49 @@ class GroupCommitWriter:
         ctx = WriteContext(conn)
         try:
             result = job.operation(ctx)
-            if self._recorder is not None:
+            if self._recorder is not None and ctx.changes:
                 now = time.time()
-                for change in ctx.changes:
-                    for entry in self._recorder(change):
-                        _insert_outbox_entry(conn, entry, now)
+                for entry in self._recorder(ctx.changes, self._status_at(conn)):
+                    _insert_outbox_entry(conn, entry, now)
         except BaseException as exc:  # noqa: B036 - the operation's failure is its caller's
-            conn.execute("ROLLBACK TO op")
-            conn.execute("RELEASE op")
-            if not isinstance(exc, StoreError):
+            if conn.in_transaction:
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+            if isinstance(exc, sqlite3.Error) and _is_disk_full(exc):
+                log.warning("store write refused, the disk is full: %s", exc)
+                exc = database_error(exc, "database error")
+            elif not isinstance(exc, StoreError):
                 log.exception("store operation failed unexpectedly")
                 if isinstance(exc, sqlite3.Error):
-                    exc = StoreError(f"database error: {exc}")
+                    exc = database_error(exc, "database error")
             return False, exc
         conn.execute("RELEASE op")
         return True, (result, ctx.changes)
+
+
+    def _status_at(self, conn: sqlite3.Connection) -> StatusAt:
+        reader = self._status_reader
+
+        def status(user: str, mailbox: str) -> MailboxStatus:
+            if reader is None:
+                raise StoreError("this store cannot read a mailbox status while writing")
+            return reader(conn, user, mailbox)
+
+        return status
+
+
+def database_error(exc: sqlite3.Error, what: str) -> StoreError:
+    """The store error for a failed SQLite call: `StoreFullError` when the disk is full."""
+    if _is_disk_full(exc):
+        return StoreFullError(f"{what}: the disk holding the store is full ({exc})")
+    return StoreError(f"{what}: {exc}")
+
+
+def _is_disk_full(exc: sqlite3.Error) -> bool:
+    # SQLITE_FULL is what SQLite reports for ENOSPC (and for max_page_count); the
+    # extended code keeps the primary one in its low byte.
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == sqlite3.SQLITE_FULL
 
 
 def _insert_outbox_entry(conn: sqlite3.Connection, entry: OutboxEntry, now: float) -> None:

@@ -268,8 +268,9 @@ async def test_a_transaction_longer_than_lua_txn_timeout_is_cut_short_not_sent_t
     caplog: pytest.LogCaptureFixture,
     tmp_path: Path,
 ) -> None:
-    """Five POSTs of 0.6 s each would outlast mailpush_push_timeout (3 s): the dispatcher
-    would cancel the transaction and run it again from begin_txn, posting everything twice."""
+    """Five POSTs of 0.6 s each would outlast mailpush_push_timeout (0.6 s per event, 3 s
+    for five): the dispatcher would cancel the transaction and run it again from begin_txn,
+    posting everything twice. lua_txn_timeout (0.3 s per event, 1.5 s) cuts it first."""
     caplog.set_level(logging.INFO, logger="mailpush.push.lua")
     endpoint = HttpEndpoint()
     await endpoint.start()
@@ -277,8 +278,8 @@ async def test_a_transaction_longer_than_lua_txn_timeout_is_cut_short_not_sent_t
         script = tmp_path / "per_event.lua"
         script.write_text(POST_PER_EVENT)
         config = lua_server_config(
-            f"{script} lua_txn_timeout=1500ms", endpoint.url,
-            "mailpush_push_timeout = 3s\nmailpush_push_retry_initial = 100ms\n",
+            f"{script} lua_txn_timeout=300ms", endpoint.url,
+            "mailpush_push_timeout = 600ms\nmailpush_push_retry_initial = 100ms\n",
         )
         server = await make_server(config)  # type: ignore[operator]
         assert isinstance(server, MailpushServer)
@@ -308,5 +309,5 @@ async def test_a_transaction_longer_than_lua_txn_timeout_is_cut_short_not_sent_t
     assert "took longer than 1.5s (lua_txn_timeout): 2 handler call(s) skipped" in skipped
     assert "mailbox=Work,uid=4" in skipped and "mailbox=Work,uid=5" in skipped
     cut = next(m for m in caplog.messages if "mailbox=Work,uid=3]) failed" in m)
-    assert "aborted: the transaction took longer than 1.5s (lua_txn_timeout)" in cut
+    assert "aborted: the transaction took longer than 1.5s (5 events × 0.3s," in cut
     assert await undone(server) == (0, 0)

@@ -2,11 +2,17 @@
 
 `calls.start` runs the function until it finishes, fails, or yields an I/O
 request; the request is awaited here — the event loop keeps serving
-everyone else meanwhile — and the coroutine resumed with the answer. The
-wall-clock limit covers the whole call: Lua code checks it from its
-instruction hook, and I/O is cut off when the remaining time runs out, which
-kills the call. A call inside a transaction also ends at the transaction's
-deadline (`lua_txn_timeout`), whichever comes first.
+everyone else meanwhile — and the coroutine resumed with the answer.
+
+Time limits. A call inside a transaction has `lua_call_timeout` for running
+Lua: the time it waits for I/O does not count (its deadline moves on by each
+wait), because a script that POSTs each message from end_txn waits for as
+many answers as there are messages; its waits are bounded by the HTTP
+timeouts and by the transaction's deadline (`lua_txn_timeout` per event),
+which ends the call — Lua code checks it from its instruction hook, a wait is
+cut off when it passes. A call outside any transaction (script_init,
+script_deinit) has no such outer bound, so there `lua_call_timeout` counts
+its waits too.
 
 Nothing but `asyncio.CancelledError` leaves `run_call`: whatever goes wrong is
 the call's outcome, so a failing script never makes the dispatcher retry.
@@ -68,7 +74,10 @@ class CallLimits:
         its own timeout, or `outer` if that comes first."""
         if not self.timeout:
             return (outer.at, outer.message) if outer is not None else (0.0, b"")
-        own = time.monotonic() + self.timeout
+        return self.earlier(time.monotonic() + self.timeout, outer)
+
+    def earlier(self, own: float, outer: Deadline | None) -> tuple[float, bytes]:
+        """The call's own deadline `own`, or `outer` if that comes first, with its error."""
         if outer is not None and outer.at <= own:
             return outer.at, outer.message
         return own, self.message
@@ -108,6 +117,7 @@ async def run_call(
 
     `outer` is the transaction's deadline, if the call belongs to one.
     """
+    own = time.monotonic() + limits.timeout if limits.timeout else 0.0
     at, message = limits.deadline(outer)
     try:
         started = _tuple(
@@ -115,7 +125,19 @@ async def run_call(
         )
         call, answer = started[0], started[1:]
         while answer[0] == b"io":
-            result = await _perform(perform, answer[1], answer[2:], at, message)
+            if outer is None:
+                result = await _perform(perform, answer[1], answer[2:], at, message)
+            else:
+                # Waiting is not running Lua: only the transaction's deadline cuts it,
+                # and the call's own limit moves on by the time it took.
+                waited = time.monotonic()
+                result = await _perform(perform, answer[1], answer[2:], outer.at,
+                                        outer.message)
+                if own:
+                    own += time.monotonic() - waited
+                    at, message = limits.earlier(own, outer)
+                    call[b"deadline"], call[b"deadline_reason"] = at, message
+            result = _fitting(result, answer[1], runtime.memory.remaining())
             answer = _tuple(runtime.calls.resume(call, *result))
     except runtime.memory_error:
         return CallOutcome(error="not enough memory (the state reached lua_max_memory)",
@@ -127,7 +149,28 @@ async def run_call(
         # call's failure.
         log.debug("a Lua call raised %s", exc.__class__.__name__, exc_info=True)
         return CallOutcome(error=f"{exc.__class__.__name__}: {exc}")
+    finally:
+        # The Lua side lifts the memory limit when it returns; not when it failed.
+        runtime.memory.lift()
     return _outcome(answer)
+
+
+def _fitting(result: tuple[object, ...], kind: object, remaining: int | None) -> tuple[object, ...]:
+    """`result`, or an error for the script if its strings cannot fit in the state's memory.
+
+    Handed over anyway, they would only make the script's next allocation fail;
+    this error names the request and the limit instead.
+    """
+    if remaining is None or not result or result[0] == b"abort":
+        return result
+    size = sum(len(value) for value in result if isinstance(value, bytes))
+    if size <= remaining:
+        return result
+    reason = (
+        f"not enough memory for the answer to {text(kind)} ({size} bytes; the script has"
+        f" {remaining} left of lua_max_memory)"
+    )
+    return False, reason.encode()
 
 
 async def _perform(

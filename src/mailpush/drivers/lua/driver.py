@@ -21,10 +21,22 @@ script asks for a retry.
 
 For the same reason a transaction must end before the dispatcher's
 `mailpush_push_timeout` cancels it (and runs it again from begin_txn): it has
-`lua_txn_timeout` for begin_txn and the handlers — calls running then are
-aborted, handlers not yet called are skipped and logged — and end_txn always
-runs, for a short grace if the time is up. The transaction then counts as
-delivered, as after any other failure.
+`lua_txn_timeout` per event it carries (at least one) for begin_txn and the
+handlers — calls running then are aborted, handlers not yet called are
+skipped and logged — and end_txn always runs, for a short grace if the time
+is up. The transaction then counts as delivered, as after any other failure.
+Per event, because a script's work is per event even when it does it all in
+end_txn (the seed's first example POSTs each message there), and the
+dispatcher allows `mailpush_push_timeout` per event likewise. Within that,
+`lua_call_timeout` counts only the time a call runs Lua, not the time it
+waits for HTTP or the store (call_runner.py).
+
+The order of the calls is the framework's (the dispatcher interleaves the
+transactions of one operation as Dovecot does). In a save transaction
+(MessageNew, MessageAppend), `mailbox:status()` for its own mailbox reports
+the status that transaction committed (`PushTransaction.status`, captured in
+the outbox because this driver says `wants_mailbox_status`), as under
+Dovecot, whose script runs inside the commit; anything else is read live.
 """
 
 from __future__ import annotations
@@ -38,6 +50,7 @@ from typing import Any
 
 from ...errors import PermanentDriverError, RetryableDriverError, SettingError
 from ...events import EVENT_NAMES, PushEvent, PushTransaction
+from ...store.models import MailboxStatus
 from ..base import DriverConfig, DriverServices, PushDriver
 from ..http_tls import driver_ssl_context
 from . import state_cache
@@ -90,16 +103,24 @@ class LuaTransaction:
     skipped: list[str] = field(default_factory=list)
     #: Calls that failed or hit a limit (already logged): `mailpush lua run` exits 1.
     failed: list[str] = field(default_factory=list)
+    #: The status the transaction committed for its mailbox (what `status()` reports).
+    status: MailboxStatus | None = None
+    #: Seconds the transaction has (lua_txn_timeout per event), for the log.
+    allowed: float = 0.0
 
 
 class LuaDriver(PushDriver):
     name = "lua"
+    wants_mailbox_status = True
 
     def __init__(self, config: DriverConfig, services: DriverServices) -> None:
         super().__init__(config, services)
         self.options: LuaOptions = lua_options_for(
             config, services.plugin_settings(), _push_timeout(services)
         )
+        if self.options.http_resend:
+            # Scripts' failed requests are journaled and sent again (at-least-once).
+            self.services = services.journal_requests(config.instance)
         self.script = load_script(self.options, config.where or None)
         self._tls: ssl.SSLContext = driver_ssl_context(config, services)
         self._states = StateCache(
@@ -124,9 +145,7 @@ class LuaDriver(PushDriver):
         )
 
     async def begin_txn(self, txn: PushTransaction) -> object | None:
-        model = self._txn_deadline
-        deadline = Deadline(time.monotonic() + self.options.txn_timeout, model.reason,
-                            model.message)
+        deadline = self._deadline_for(txn)
         try:
             state = await self._states.get(txn.user)
         except Exception:
@@ -135,11 +154,26 @@ class LuaDriver(PushDriver):
             return None
         transaction: LuaTransaction | None = None
         try:
+            state.io.committed_status = txn.status
             transaction = await self._begin(state, txn, deadline)
         finally:
+            state.io.committed_status = None
             if transaction is None:
                 self._states.release(state)
         return transaction
+
+    def _deadline_for(self, txn: PushTransaction) -> Deadline:
+        """lua_txn_timeout per event, at least one: the module docstring says why."""
+        events = max(1, len(txn.events))
+        allowed = self.options.txn_timeout * events
+        at = time.monotonic() + allowed
+        model = self._txn_deadline
+        if events == 1:
+            return Deadline(at, model.reason, model.message)
+        return Deadline.of(
+            at, f"the transaction took longer than {allowed:g}s ({events} events ×"
+            f" {self.options.txn_timeout:g}s, lua_txn_timeout)",
+        )
 
     async def process_event(self, state: object, event: PushEvent) -> None:
         assert isinstance(state, LuaTransaction)
@@ -162,9 +196,13 @@ class LuaDriver(PushDriver):
             log.error("%s%s failed: building the event table: %s", script.prefix, what(), exc)
             state.failed.append(what())
             return
-        outcome = await script.call(
-            _HANDLER_KEYS[event.name], (state.context, table), what, state.deadline
-        )
+        script.io.committed_status = state.status
+        try:
+            outcome = await script.call(
+                _HANDLER_KEYS[event.name], (state.context, table), what, state.deadline
+            )
+        finally:
+            script.io.committed_status = None
         if outcome.signal is not None and state.signal is None:
             state.signal = outcome.signal
         elif outcome.error is not None:
@@ -178,9 +216,14 @@ class LuaDriver(PushDriver):
                 self._log_skipped(state)
             if state.handlers.end_txn or script.handlers().end_txn:
                 what = _END_TRUE if success else _END_FALSE
-                outcome = await script.call(
-                    _END_KEY, (state.context, success), what, self._end_deadline(state.deadline)
-                )
+                script.io.committed_status = state.status
+                try:
+                    outcome = await script.call(
+                        _END_KEY, (state.context, success), what,
+                        self._end_deadline(state.deadline),
+                    )
+                finally:
+                    script.io.committed_status = None
                 if outcome.signal is not None and state.signal is None:
                     state.signal = outcome.signal
                 elif outcome.error is not None:
@@ -235,7 +278,10 @@ class LuaDriver(PushDriver):
             raise _signal_error(outcome.signal, f"{BEGIN_TXN}()")
         if not outcome.ok:
             return None
-        return LuaTransaction(txn.id, state, outcome.value, user, handlers, deadline)
+        return LuaTransaction(
+            txn.id, state, outcome.value, user, handlers, deadline, status=txn.status,
+            allowed=self.options.txn_timeout * max(1, len(txn.events)),
+        )
 
     def _end_deadline(self, deadline: Deadline | None) -> Deadline | None:
         """end_txn always runs, even past the deadline: for up to `end_txn_grace` more."""
@@ -256,8 +302,7 @@ class LuaDriver(PushDriver):
         log.error(
             "%stransaction %s took longer than %gs (lua_txn_timeout): %d handler call(s)"
             " skipped: %s; end_txn still runs and the transaction is not retried",
-            state.state.prefix, state.txn_id, self.options.txn_timeout, len(state.skipped),
-            shown,
+            state.state.prefix, state.txn_id, state.allowed, len(state.skipped), shown,
         )
 
     def _log_disabled(self, state: ScriptState, txn: PushTransaction) -> None:

@@ -14,9 +14,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
-from .http_requests import HttpClientSettings, HttpOptionError, check_url, client_settings
+from .http_requests import (
+    DEFAULT_RESPONSE_MAX_SIZE,
+    HttpClientSettings,
+    HttpOptionError,
+    check_url,
+    client_settings,
+)
 from .var_expand import UnknownVariableError, UserVariables, expand
 
 __all__ = ["HostApi", "lua_bytes", "text"]
@@ -51,6 +58,14 @@ def _escapes_only(value: str) -> bool:
     return all(0xDC80 <= ord(c) <= 0xDCFF for c in value if 0xD800 <= ord(c) <= 0xDFFF)
 
 
+def _field_value(value: object) -> object:
+    if isinstance(value, bytes):
+        return text(value)
+    if isinstance(value, bool | int | float):
+        return value
+    return "(not a string or number)"
+
+
 class HostApi:
     """The synchronous host functions of one (driver instance, user) Lua state."""
 
@@ -61,8 +76,11 @@ class HostApi:
         variables: UserVariables,
         prefix: str,
         fallback: Mapping[str, str] | None = None,
+        response_max_size: int = DEFAULT_RESPONSE_MAX_SIZE,
     ) -> None:
         self.user = user
+        #: lua_http_response_max_size, applied to every client the script makes.
+        self.response_max_size = response_max_size
         self._settings = settings
         #: The 2.4 block's `lua_settings { }`, for settings the plugin lacks.
         self._fallback = fallback or {}
@@ -85,12 +103,15 @@ class HostApi:
     def log(self, level: bytes, message: bytes, name: bytes | None = None,
             fields: Any = None) -> None:
         extra: dict[str, object] = {"lua_user": self.user}
-        if name is not None:
+        if isinstance(name, bytes):
             extra["lua_event"] = text(name)
         if fields is not None:
-            extra["lua_fields"] = {text(k): text(v) if isinstance(v, bytes) else v
-                                   for k, v in fields.items()}
-        log.log(_LEVELS.get(level, logging.INFO), "%s%s", self.prefix, text(message),
+            # Only plain values: a script's table here would be turned into text by the
+            # log formatter, running its __tostring where no limit does.
+            extra["lua_fields"] = {text(k): _field_value(v) for k, v in fields.items()
+                                   if isinstance(k, bytes)}
+        log.log(_LEVELS.get(level, logging.INFO) if isinstance(level, bytes) else logging.INFO,
+                "%s%s", self.prefix, text(message) if isinstance(message, bytes) else "",
                 extra=extra)
 
     def debug_enabled(self) -> bool:
@@ -102,7 +123,7 @@ class HostApi:
             settings: HttpClientSettings = client_settings(options.items())
         except HttpOptionError as exc:
             return False, str(exc).encode()
-        return True, settings
+        return True, replace(settings, max_response_size=self.response_max_size)
 
     def http_check_url(self, url: bytes) -> bytes | None:
         problem = check_url(text(url))

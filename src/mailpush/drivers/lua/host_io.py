@@ -1,4 +1,8 @@
-"""The I/O a script waits for: HTTP requests, mailbox checks and status, METADATA.
+"""The I/O a script waits for: HTTP requests, mailbox checks and status, METADATA, sleeps.
+
+HTTP comes from `dovecot.http` `submit()` and from the built-in `socket.http`
+(LuaSocket's API: its answers and error strings are made here); `socket.sleep`
+waits here too.
 
 A script asks for I/O by yielding (`calls.io(kind, ...)` in Lua); the call
 runner awaits `HostIO.perform` on the event loop and resumes the script with
@@ -14,6 +18,7 @@ transaction again — and again, since it would fail the same way.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -21,12 +26,22 @@ from typing import Any
 
 from ...errors import MailboxNotFoundError, StoreError, UnknownUserError
 from ...logging_config import mask_secrets
+from ...store.mailbox_names import normalize_mailbox_name
 from ...store.models import MailboxStatus
 from ..base import DriverServices
 from .host_api import HostApi, text
-from .http_requests import HttpClientSettings, submit
+from .http_requests import (
+    ABORTED,
+    CONNECT_FAILED,
+    CONNECTION_LOST,
+    HOST_LOOKUP_FAILED,
+    TIMED_OUT,
+    HttpClientSettings,
+    HttpResponse,
+    submit,
+)
 
-__all__ = ["HostIO", "status_fields"]
+__all__ = ["HostIO", "luasocket_error", "status_fields"]
 
 log = logging.getLogger("mailpush.push.lua")
 
@@ -38,6 +53,8 @@ _REQUEST_NAMES = {
     b"metadata_get": "metadata_get()",
     b"metadata_set": "metadata_set()",
     b"metadata_list": "metadata_list()",
+    b"socket_http": "socket.http.request()",
+    b"sleep": "socket.sleep()",
 }
 
 # dovecot.storage STATUS_* items.
@@ -68,6 +85,10 @@ class HostIO:
         self._services = services
         self._tls = tls
         self._lua = lua
+        #: The status the running call's transaction committed for its mailbox
+        #: (set by the driver around each call): what `mailbox:status()` reports
+        #: for that mailbox, as Dovecot's call inside the commit would.
+        self.committed_status: MailboxStatus | None = None
         self._handlers: dict[bytes, Callable[..., Awaitable[Answer]]] = {
             b"http": self._http,
             b"mailbox_open": self._mailbox_open,
@@ -75,6 +96,8 @@ class HostIO:
             b"metadata_get": self._metadata_get,
             b"metadata_set": self._metadata_set,
             b"metadata_list": self._metadata_list,
+            b"socket_http": self._socket_http,
+            b"sleep": self._sleep,
         }
 
     async def perform(self, kind: object, args: tuple[object, ...]) -> Answer:
@@ -103,12 +126,54 @@ class HostIO:
         flat = [text(headers[i]) for i in range(1, len(headers) + 1)]
         pairs = list(zip(flat[0::2], flat[1::2], strict=True))
         response = await submit(
-            self._services.http(), settings, self._tls, text(method), text(url), pairs, payload
+            self._services.http(), settings, self._tls, text(method), text(url), pairs, payload,
+            self._services.request_journal(self.user),
         )
         received = self._lua.table_from(
             {name.encode(): value.encode() for name, value in response.headers.items()}
         )
         return True, response.status, response.reason.encode(), received, response.payload
+
+    async def _socket_http(
+        self,
+        method: bytes,
+        url: bytes,
+        headers: Any,
+        payload: bytes | None,
+        timeout: float,
+        max_redirects: int,
+        proxy: bytes | None = None,
+    ) -> Answer:
+        """LuaSocket's `http.request`: the response, or `None` and LuaSocket's error text."""
+        flat = [text(headers[i]) for i in range(1, len(headers) + 1)]
+        pairs = list(zip(flat[0::2], flat[1::2], strict=True))
+        settings = HttpClientSettings(
+            request_timeout=max(float(timeout), 0.001),
+            max_redirects=int(max_redirects),
+            proxy_url=text(proxy) if proxy else None,
+            max_response_size=self._api.response_max_size,
+        )
+        # Journaled like dovecot.http's submit() when http_resend is on: scripts in
+        # LuaSocket's style deserve the same at-least-once.
+        response = await submit(
+            self._services.http(), settings, self._tls, text(method), text(url), pairs, payload,
+            self._services.request_journal(self.user),
+        )
+        failure = luasocket_error(response)
+        if failure is not None:
+            return True, None, failure.encode()
+        received = self._lua.table_from(
+            {name.encode(): value.encode() for name, value in response.headers.items()}
+        )
+        status_line = f"HTTP/1.1 {response.status} {response.reason}".rstrip()
+        return True, response.status, response.reason.encode(), received, response.payload, (
+            status_line.encode()
+        )
+
+    async def _sleep(self, seconds: float) -> Answer:
+        """`socket.sleep`: the call runner's deadline still ends it when time is up."""
+        await asyncio.sleep(max(0.0, float(seconds)))
+        return (True,)
 
     # --- mailboxes ---------------------------------------------------------------------
 
@@ -121,6 +186,9 @@ class HostIO:
         return True, self._lua.table_from(status_fields(status, items, self._lua))
 
     async def _status(self, name: bytes) -> MailboxStatus:
+        committed = self.committed_status
+        if committed is not None and _same_mailbox(text(name), committed.mailbox):
+            return committed
         try:
             return await self._services.store.status(self.user, text(name))
         except UnknownUserError:
@@ -168,6 +236,31 @@ class HostIO:
     @staticmethod
     def _box(mailbox: bytes | bool) -> str | None:
         return text(mailbox) if isinstance(mailbox, bytes) else None
+
+
+def _same_mailbox(name: str, mailbox: str) -> bool:
+    try:
+        return normalize_mailbox_name(name) == mailbox
+    except StoreError:
+        return False
+
+
+def luasocket_error(response: HttpResponse) -> str | None:
+    """LuaSocket's error text for a lib-http failure status, None for a server's answer.
+
+    Scripts compare these strings (`if err == "timeout"`), so they are LuaSocket's.
+    """
+    if response.status < ABORTED:
+        return None
+    if response.status == TIMED_OUT:
+        return "timeout"
+    if response.status == HOST_LOOKUP_FAILED:
+        return "host not found"
+    if response.status == CONNECTION_LOST:
+        return "closed"
+    if response.status == CONNECT_FAILED:
+        return response.reason.rsplit("failed: ", 1)[-1].lower()
+    return response.reason
 
 
 def status_fields(status: MailboxStatus, items: int, lua: Any) -> dict[bytes, object]:

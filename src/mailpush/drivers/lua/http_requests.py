@@ -8,6 +8,9 @@ Dovecot ignores. Failures lib-http reports as status codes come back the same
 way — 9003 for a refused connection, 9008 for a timeout — so a script's
 `r:status()/100 ~= 2` check sees them; they are never Lua errors.
 
+The URL goes out exactly as the script built it (`%3d` is not re-quoted to
+`%3D`, nor `%40` decoded to `@`), as lib-http sends it.
+
 Unlike Dovecot 2.3.19, requests are not sent with `Expect: 100-continue`
 (which cost up to 2 s against servers that do not answer it), and no headers
 are added besides `Host`, `Content-Length` and, on request, `User-Agent`.
@@ -18,9 +21,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import ssl
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import aiohttp
 from multidict import CIMultiDict
@@ -31,13 +36,19 @@ from ...errors import InvalidValueError
 from ...logging_config import mask_secrets
 from ..http_tls import tls_failure_reason
 
+if TYPE_CHECKING:
+    from ..base import RequestJournal
+
 __all__ = [
+    "DEFAULT_RESPONSE_MAX_SIZE",
     "HttpClientSettings",
     "HttpOptionError",
     "HttpResponse",
     "check_url",
     "client_settings",
+    "request_url",
     "submit",
+    "worth_resending",
 ]
 
 log = logging.getLogger("mailpush.push.lua")
@@ -49,11 +60,16 @@ HOST_LOOKUP_FAILED = 9002
 CONNECT_FAILED = 9003
 INVALID_REDIRECT = 9004
 CONNECTION_LOST = 9005
+BROKEN_PAYLOAD = 9006
 BAD_RESPONSE = 9007
 TIMED_OUT = 9008
 
 #: Failures worth another attempt when `max_attempts` allows one.
 _RETRYABLE = frozenset({CONNECT_FAILED, CONNECTION_LOST, BAD_RESPONSE, TIMED_OUT})
+
+#: lua_http_response_max_size's default: a push endpoint answers a few bytes of JSON.
+DEFAULT_RESPONSE_MAX_SIZE = 1024 * 1024
+_READ_SIZE = 64 * 1024
 
 _STRING_OPTIONS = frozenset({"user_agent", "rawlog_dir", "proxy_url"})
 _MSEC_OPTIONS = frozenset({
@@ -71,8 +87,20 @@ _V24_DURATIONS = {
     "request_absolute_timeout": "request_absolute_timeout_msecs",
     "connect_timeout": "connect_timeout_msecs",
     "connect_backoff_time": "connect_backoff_time_msecs",
+    "connect_backoff_max_time": "connect_backoff_max_time_msecs",
+    "soft_connect_timeout": "soft_connect_timeout_msecs",
+    "max_idle_time": "max_idle_time_msecs",
 }
 _V24_COUNTS = {"request_max_attempts": "max_attempts", "request_max_redirects": "max_redirects"}
+#: Other 2.4 client settings: accepted, nothing in mailpush's HTTP pool to set.
+_V24_IGNORED_PREFIXES = ("ssl_", "dns_client_", "socket_", "response_hdr_", "request_hdr_")
+_V24_IGNORED = frozenset({
+    "max_parallel_connections", "max_pipelined_requests", "event_parent",
+    "request_max_attempts_per_host",
+})
+#: Characters a URI may hold (RFC 3986): such a URL is sent exactly as written.
+_URI_CHARACTERS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _V24_BOOLS = {"auto_retry": "no_auto_retry", "auto_redirect": "no_auto_redirect"}
 
 
@@ -96,6 +124,8 @@ class HttpClientSettings:
     retry_delay: float = 0.1
     auto_retry: bool = True
     debug: bool = False
+    #: The largest response payload handed to the script (lua_http_response_max_size).
+    max_response_size: int = DEFAULT_RESPONSE_MAX_SIZE
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +144,19 @@ def client_settings(options: Iterable[tuple[object, object]]) -> HttpClientSetti
         key = raw_key.decode("utf-8", "replace") if isinstance(raw_key, bytes) else str(raw_key)
         settings = _apply(settings, key, value)
     return settings
+
+
+def request_url(url: str) -> URL:
+    """The URL to send, byte for byte as the script built it when it is a valid URI.
+
+    Parsed normally, yarl re-quotes: `%3d` would leave as `%3D`, `%40` as `@`,
+    and a signature computed over the script's query string would no longer
+    match. A URL with characters no URI may hold (a space, non-ASCII) is still
+    quoted, as before, rather than refused.
+    """
+    if _URI_CHARACTERS.fullmatch(url) and _BAD_ESCAPE.search(url) is None:
+        return URL(url, encoded=True)
+    return URL(url)
 
 
 def check_url(url: str) -> str | None:
@@ -137,8 +180,40 @@ async def submit(
     url: str,
     headers: Sequence[tuple[str, str]],
     payload: bytes | None,
+    journal: RequestJournal | None = None,
 ) -> HttpResponse:
-    """Send with up to `max_attempts` attempts; never raises for network failures."""
+    """Send with up to `max_attempts` attempts; never raises for network failures.
+
+    With a `journal` (the lua option `http_resend`), a request that failed for
+    good is journaled, durably, before the script sees the answer: the
+    framework sends it again (dispatch/request_journal.py).
+    """
+    response = await _send(session, settings, tls, method, url, headers, payload)
+    if journal is not None and worth_resending(response.status):
+        await journal.record(
+            method, url, headers, payload, timeout=settings.request_timeout,
+            user_agent=settings.user_agent, proxy_url=settings.proxy_url,
+        )
+    return response
+
+
+def worth_resending(status: int) -> bool:
+    """A lib-http failure but a bad URL or redirect, or a 5xx: sending again may succeed."""
+    # BROKEN_PAYLOAD: the endpoint got the request and answered (too much).
+    return status >= ABORTED and status not in (INVALID_URL, INVALID_REDIRECT, BROKEN_PAYLOAD) or (
+        500 <= status < 600
+    )
+
+
+async def _send(
+    session: aiohttp.ClientSession,
+    settings: HttpClientSettings,
+    tls: ssl.SSLContext,
+    method: str,
+    url: str,
+    headers: Sequence[tuple[str, str]],
+    payload: bytes | None,
+) -> HttpResponse:
     shown = f"{method} {mask_secrets(url)}"
     attempt_logger = log.info if settings.debug else log.debug
     try:
@@ -167,7 +242,7 @@ async def _attempt(
     payload: bytes | None,
 ) -> HttpResponse:
     try:
-        target = URL(url)
+        target = request_url(url)
     except (ValueError, TypeError) as exc:
         return HttpResponse(INVALID_URL, f"Invalid URL: {exc}", {}, b"")
     request_headers: CIMultiDict[str] = CIMultiDict(headers)
@@ -199,7 +274,15 @@ async def _attempt(
             max_redirects=max(redirects, 1),
             timeout=timeout,
         ) as response:
-            body = await response.read()
+            body = await _read_payload(response, settings.max_response_size)
+            if body is None:
+                # Not returned to the pool: the rest of the payload stays unread.
+                response.close()
+                return HttpResponse(
+                    BROKEN_PAYLOAD,
+                    f"Response payload too large (more than {settings.max_response_size}"
+                    " bytes; lua_http_response_max_size)", {}, b"",
+                )
             answer: dict[str, str] = {}
             for name, value in response.headers.items():
                 key = name.lower()
@@ -215,6 +298,27 @@ async def _attempt(
         return _failure(exc, target, proxy if proxy is not None and proxy.host else target)
     except OSError as exc:
         return HttpResponse(CONNECTION_LOST, f"Connection lost: {exc}", {}, b"")
+
+
+async def _read_payload(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The payload, or None once it is known to exceed `limit` bytes.
+
+    A script's state gets the payload as one Lua string; without a cap, an
+    endpoint answering with gigabytes would fill the server's memory. At most
+    `limit` + 1 bytes are consumed (after decompression, so a small gzip bomb is
+    cut off too); a declared Content-Length over the limit is refused unread.
+    """
+    if response.content_length is not None and response.content_length > limit:
+        return None
+    chunks: list[bytes] = []
+    received = 0
+    while received <= limit:
+        chunk = await response.content.read(min(_READ_SIZE, limit + 1 - received))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        received += len(chunk)
+    return None
 
 
 def _failure(exc: aiohttp.ClientError, target: URL, peer: URL) -> HttpResponse:
@@ -284,7 +388,8 @@ def _apply(settings: HttpClientSettings, key: str, value: object) -> HttpClientS
             return replace(settings, retry_delay=seconds)
         return settings
     if key in _COUNT_OPTIONS:
-        number = _count(key, value)
+        # max_connect_attempts keeps its name in 2.4, where values may be strings.
+        number = _count(key, _v24_number(value))
         if key == "max_redirects":
             return replace(settings, max_redirects=number)
         if key == "max_attempts":
@@ -297,6 +402,9 @@ def _apply(settings: HttpClientSettings, key: str, value: object) -> HttpClientS
         if key == "no_auto_retry":
             return replace(settings, auto_retry=not flag)
         return replace(settings, debug=flag)
+    if key in _V24_IGNORED or key.startswith(_V24_IGNORED_PREFIXES):
+        log.debug("dovecot.http.client: option %r has no effect in mailpush", key)
+        return settings
     log.debug("dovecot.http.client: ignoring unknown option %r, as Dovecot 2.3 does", key)
     return settings
 

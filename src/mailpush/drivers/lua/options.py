@@ -23,6 +23,7 @@ from ...config import parse_size
 from ...errors import InvalidValueError
 from ..base import DriverConfig
 from ..driver_options import DriverOptions
+from .http_requests import DEFAULT_RESPONSE_MAX_SIZE
 
 __all__ = [
     "DEFAULT_CALL_TIMEOUT",
@@ -56,12 +57,13 @@ DEFAULT_VERSION = "5.4"
 DEFAULT_MAX_INSTRUCTIONS = 10_000_000
 #: Per Lua state, i.e. per user.
 DEFAULT_MAX_MEMORY = 64 * 1024 * 1024
-#: Per call, including the time spent waiting for HTTP and the store. Below
-#: mailpush_push_timeout (30s), which bounds a whole transaction.
+#: Per call, the time it runs Lua (inside a transaction its waits for HTTP and the
+#: store do not count: call_runner.py). Below mailpush_push_timeout (30s).
 DEFAULT_CALL_TIMEOUT = 20.0
-#: Per transaction (begin_txn, every handler, end_txn), plus END_TXN_GRACE. Below
-#: mailpush_push_timeout (30s): past that the dispatcher cancels the transaction
-#: and runs it again from begin_txn, and every POST already sent is sent twice.
+#: Per event of a transaction, at least one (begin_txn, every handler, end_txn), plus
+#: END_TXN_GRACE. Below mailpush_push_timeout (30s, also per event): past that the
+#: dispatcher cancels the transaction and runs it again from begin_txn, and every POST
+#: already sent is sent twice.
 DEFAULT_TXN_TIMEOUT = 25.0
 #: The longest end_txn may still run once lua_txn_timeout has passed: scripts
 #: send their notifications from end_txn, so it always runs (a tenth of the
@@ -75,7 +77,9 @@ DEFAULT_STATE_IDLE_TIMEOUT = 600.0
 _KNOWN = (
     "file", "lua_file", "lua_version", "lua_path", "lua_max_instructions", "lua_max_memory",
     "lua_call_timeout", "lua_txn_timeout", "lua_max_states", "lua_state_idle_timeout",
-    "ssl_client_ca_file",
+    "ssl_client_ca_file", "http_resend", "lua_http_response_max_size",
+    # The framework's retry options (driver_options.RetryOptions).
+    "delivery_attempts", "retry_initial", "retry_max_interval", "max_age",
 )
 
 
@@ -87,7 +91,7 @@ class LuaOptions:
     version: str
     #: The lupa module name (`lua54`).
     module: str
-    #: Prepended to `package.path`.
+    #: Searched after the system's module directories and LUA_PATH (module_search.py).
     package_path: tuple[str, ...] = ()
     #: 0 = unlimited.
     max_instructions: int = DEFAULT_MAX_INSTRUCTIONS
@@ -102,6 +106,12 @@ class LuaOptions:
     #: 2.4 `lua_settings { }`, handed to `script_init(settings)` after %-expansion.
     init_settings: Mapping[str, str] = field(default_factory=dict)
     syntax: Literal["2.3", "2.4"] = "2.3"
+    #: `http_resend`: a `dovecot.http` request that fails (lib-http's 9xxx, or a 5xx) is
+    #: journaled in the outbox and sent again by mailpush (dispatch/request_journal.py).
+    http_resend: bool = False
+    #: `lua_http_response_max_size`: larger HTTP response payloads reach the script as
+    #: status 9006 (lib-http's broken payload), the connection closed unread.
+    http_response_max_size: int = DEFAULT_RESPONSE_MAX_SIZE
 
     @property
     def end_txn_grace(self) -> float:
@@ -182,6 +192,10 @@ def lua_options(config: DriverConfig, plugin: Mapping[str, str]) -> LuaOptions:
         ),
         init_settings=dict(config.subsections.get("lua_settings", {})),
         syntax=config.syntax,
+        http_resend=options.flag("http_resend"),
+        http_response_max_size=options.size(
+            "lua_http_response_max_size", default=DEFAULT_RESPONSE_MAX_SIZE
+        ),
     )
 
 

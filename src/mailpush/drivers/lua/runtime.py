@@ -7,18 +7,26 @@ UTF-8), without lupa's `python` module, and with no access to the attributes
 of the few Python callables it is given: a script can call them, nothing
 more. The standard library stays complete, as in Dovecot, except for the few
 functions that would break the server (`os.exit`; `os.execute` and
-`io.popen`, which wait for a child process with the whole server stopped) or
-its limits (`debug.sethook`, `debug.getregistry`, and LuaJIT's `jit.on` while
-limits are on); C modules are not loaded (`package.cpath` is empty), because
-they would be built against another copy of Lua.
+`io.popen`, which wait for a child process with the whole server stopped;
+reading stdin) or get past its limits: lib/sandbox.lua lists them (the debug
+hook and upvalues, binary chunks, `package.loadlib`, `__gc`, LuaJIT's `ffi`
+and `jit.attach`, `jit.on` while limits are on). C modules are not loaded,
+because they would be built against another copy of Lua.
+
+Memory: `lua_max_memory` holds while script code runs, and is lifted while
+Python hands values over (`MemoryBudget`): lupa converts them outside Lua's
+error handling, where running out of memory aborts the process.
 
 What stays blocking: the state runs on the server's event loop, and the
-limits are checked between Lua instructions, so one long C function (a
-pathological `string.find` pattern, `string.rep` of gigabytes, reading a big
-file with `io`) holds everything up until it returns.
+limits are checked between Lua instructions, so one long C function holds
+everything up until it returns: a pattern with several quantifiers that
+backtracks (`string.find(("a"):rep(3000), ".-.-.-b")` runs for hours), or
+reading a big file (or a FIFO) with `io`. `string.rep` results are bounded.
 
 The library itself is Lua, in `lib/`, loaded under chunk names starting with
 `=mailpush/` so error messages and the limit hook can tell it from the script.
+`require` finds mailpush's equivalents of the C modules scripts use, then the
+system's pure-Lua modules (`builtin_modules.py`, `module_search.py`).
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from types import ModuleType
 from typing import Any
 
 from ...errors import LuaScriptError, SettingError
+from .builtin_modules import install_modules
 
 __all__ = ["ScriptRuntime", "check_syntax", "full_paths", "lua_module", "new_runtime"]
 
@@ -65,6 +74,57 @@ end
 """
 
 
+#: `string.rep` results above this are refused when the state has no memory limit
+#: (LuaJIT): built inside one C call, they would stop everything meanwhile.
+UNLIMITED_STRING_MAX = 64 * 1024 * 1024
+
+
+class MemoryBudget:
+    """`lua_max_memory`, enforced only while script code runs.
+
+    lupa converts Python values to Lua (call arguments, results, tables it
+    builds) outside any protected call: running out of memory there aborts the
+    process ("PANIC: unprotected error in call to Lua API") or hangs it. So the
+    limit is lifted whenever Python is in control, and enforced again by
+    `calls.start`/`calls.resume` right before the script runs; a host function
+    the script calls suspends it for its duration (lib/sandbox.lua). A state
+    over its limit after a transfer then fails its next allocation inside the
+    script's call: a Lua error in that call ("not enough memory"), never an abort.
+    """
+
+    def __init__(self, lua: Any, max_memory: int) -> None:
+        self._lua = lua
+        #: Including lupa's own base usage (get_max_memory(total=True)); 0 = unlimited.
+        self._limit: int = lua.get_max_memory(total=True) if max_memory else 0
+        self.strict = bool(self._limit)
+
+    @property
+    def limited(self) -> bool:
+        return bool(self._limit)
+
+    def enforce(self) -> None:
+        if self._limit:
+            self._lua.set_max_memory(self._limit, total=True)
+            self.strict = True
+
+    def suspend(self) -> bool:
+        """Lift the limit; whether it was enforced (the caller restores it then)."""
+        was = self.strict
+        self.lift()
+        return was
+
+    def lift(self) -> None:
+        if self.strict:
+            self._lua.set_max_memory(0)
+            self.strict = False
+
+    def remaining(self) -> int | None:
+        """Bytes the script may still allocate; None without a limit."""
+        if not self._limit:
+            return None
+        return max(0, self._limit - int(self._lua.get_memory_used(total=True)))
+
+
 @dataclass(frozen=True, slots=True)
 class ScriptRuntime:
     """One Lua state and the library tables Python calls into."""
@@ -77,6 +137,7 @@ class ScriptRuntime:
     #: This Lua version's `LuaError` and `LuaMemoryError` classes.
     error: type[Exception]
     memory_error: type[Exception]
+    memory: MemoryBudget
 
 
 def lua_module(module_name: str) -> ModuleType:
@@ -112,13 +173,19 @@ def new_runtime(
         attribute_filter=_no_attributes,
         max_memory=max_memory or None,
     )
+    memory = MemoryBudget(lua, max_memory)
+    memory.lift()
     globals_ = lua.globals()
     globals_[b"python"] = None
     globals_[b"package"][b"loaded"][b"python"] = None
     lua.execute(_SANDBOX)
     if limits and module_name.startswith("luajit"):
         lua.execute(_JIT_OFF)
-    host_table = lua.table_from(dict(host))
+    functions = dict(host)
+    if memory.limited:
+        functions[b"memory_enforce"] = memory.enforce
+        functions[b"memory_suspend"] = memory.suspend
+    host_table = lua.table_from(functions)
     load = _loader(globals_, module_name)
     calls = load("calls")(host_table)
     events = load("events")()
@@ -130,15 +197,12 @@ def new_runtime(
     socket_url = load("socket_url")()
     globals_[b"dovecot"] = dovecot
     globals_[b"mailpush"] = mailpush
-    preload = globals_[b"package"][b"preload"]
-    preload[b"socket.url"] = lua.eval(b"function(m) return function() return m end end")(
-        socket_url
-    )
-    if package_path:
-        package = globals_[b"package"]
-        package[b"path"] = ";".join(package_path).encode() + b";" + package[b"path"]
+    # socket, socket.http, ltn12, mime, cjson, ... and the system's package.path.
+    install_modules(lua, module_name, load, host_table, calls, socket_url, package_path)
+    # Last: it closes what the library above took and scripts must not reach.
+    load("sandbox")(host_table, max_memory or UNLIMITED_STRING_MAX)
     return ScriptRuntime(
-        lua, globals_, calls, events, storage, module.LuaError, module.LuaMemoryError
+        lua, globals_, calls, events, storage, module.LuaError, module.LuaMemoryError, memory
     )
 
 

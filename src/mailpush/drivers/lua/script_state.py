@@ -85,7 +85,7 @@ class ScriptState:
         self.prefix = f"lua: {user}: "
         self.api = HostApi(
             user, lambda: services.user_settings(user), self.variables, self.prefix,
-            fallback=options.init_settings,
+            fallback=options.init_settings, response_max_size=options.http_response_max_size,
         )
         self.runtime: ScriptRuntime = new_runtime(
             options.module,

@@ -135,6 +135,13 @@ class TryoutServices:
             self._session = aiohttp.ClientSession()
         return self._session
 
+    def journal_requests(self, driver: str) -> TryoutServices:
+        """A tryout has no outbox: failed requests are not kept (`http_resend` is inert)."""
+        return self
+
+    def request_journal(self, user: str) -> None:
+        return None
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

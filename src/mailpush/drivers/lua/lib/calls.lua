@@ -28,7 +28,14 @@ local sethook, getinfo, traceback = debug.sethook, debug.getinfo, debug.tracebac
 local error, type, select, tostring, rawget, setmetatable, getmetatable =
   error, type, select, tostring, rawget, setmetatable, getmetatable
 local sub, find = string.sub, string.find
+local pairs = pairs
+-- Taken now: a script may assign another table to its global `_G`.
+local G = _G
 local now = host.now
+-- Memory: lua_max_memory holds only while the script runs (from start/resume until
+-- they return), so no value Python hands over can fail outside a protected call
+-- (runtime.py, MemoryBudget). nil without a memory limit.
+local enforce_memory, suspend_memory = host.memory_enforce, host.memory_suspend
 
 local M = {}
 
@@ -108,16 +115,36 @@ end
 -- What a script sees when it waits for I/O where Lua cannot pause it.
 local WAITING = { http = "submit()", mailbox_open = "mailbox:open()",
   mailbox_status = "mailbox:status()", metadata_get = "metadata_get()",
-  metadata_set = "metadata_set()", metadata_list = "metadata_list()" }
+  metadata_set = "metadata_set()", metadata_list = "metadata_list()",
+  socket_http = "socket.http.request()", sleep = "socket.sleep()" }
 local NOT_YIELDABLE = "cannot wait for the server here: Lua cannot pause a script inside"
   .. " string.gsub/gmatch callbacks, table.sort comparators, metamethods (__tostring,"
   .. " __index, ...), the top level of a require'd module, or (Lua 5.1) pcall; call it"
   .. " outside those (attempt to yield across a C-call boundary)"
 
+-- A table's own __tostring runs as a call of its own, with a small budget: here,
+-- outside the call's coroutine, nothing else would stop it (nor the coroutines it
+-- creates, which `adopt` hooks only while a call is current).
+local TOSTRING_INSTRUCTIONS = 100000
+local function bounded_tostring(value)
+  local co = co_create(function(v) return tostring(v) end)
+  local call = { co = co, used = 0, max_instructions = TOSTRING_INSTRUCTIONS, deadline = 0,
+    deadline_reason = nil, killed = false, reason = nil, threads = nil }
+  hook(call, co)
+  local outer = current
+  current = call
+  local ok, text = co_resume(co, value)
+  current = outer
+  if ok and co_status(co) == "dead" and type(text) == "string" then return text end
+  return "(error object is a table value)"
+end
+
 local function describe(value)
   if type(value) == "string" then return value end
   local mt = getmetatable(value)
-  if type(value) == "table" and mt ~= nil and mt.__tostring ~= nil then return tostring(value) end
+  if type(value) == "table" and mt ~= nil and mt.__tostring ~= nil then
+    return bounded_tostring(value)
+  end
   -- A Python exception raised by a host function arrives as userdata.
   if type(value) == "userdata" then return tostring(value) end
   if value == nil then return "nil" end
@@ -149,12 +176,18 @@ local function finish(call, ok, first, ...)
     find(message, "not enough memory", 1, true) ~= nil
 end
 
+-- Back in Python's hands: values crossing over cannot fail for lack of memory.
+local function lifted(...)
+  if suspend_memory ~= nil then suspend_memory() end
+  return ...
+end
+
 --- Starts a call of `fn` (a function, or the name of a global function).
 -- Returns the call (nil if there is nothing to call) and the first answer.
 function M.start(fn, max_instructions, deadline, deadline_reason, ...)
   if type(fn) ~= "function" then
     local name = fn
-    fn = rawget(_G, name)
+    fn = rawget(G, name)
     if type(fn) ~= "function" then
       return nil, "error", "'" .. tostring(name) .. "' is not a function", nil, false
     end
@@ -166,13 +199,15 @@ function M.start(fn, max_instructions, deadline, deadline_reason, ...)
   }
   hook(call, co)
   current = call
-  return call, finish(call, co_resume(co, ...))
+  if enforce_memory ~= nil then enforce_memory() end
+  return lifted(call, finish(call, co_resume(co, ...)))
 end
 
 --- Resumes a call that answered "io" with Python's result.
 function M.resume(call, ...)
   current = call
-  return finish(call, co_resume(call.co, ...))
+  if enforce_memory ~= nil then enforce_memory() end
+  return lifted(finish(call, co_resume(call.co, ...)))
 end
 
 --- Asks Python for I/O. Returns `true, results...` or `false, message`;
@@ -200,14 +235,14 @@ end
 --- Whether the global `name` is a function, read without metamethods
 -- (restrict_global_variables may be on).
 function M.is_function(name)
-  return type(rawget(_G, name)) == "function"
+  return type(rawget(G, name)) == "function"
 end
 
 --- The names in `names` that are global functions, as a bitmask (bit i = names[i]).
 function M.defined(names)
   local mask, bit = 0, 1
   for i = 1, #names do
-    if type(rawget(_G, names[i])) == "function" then mask = mask + bit end
+    if type(rawget(G, names[i])) == "function" then mask = mask + bit end
     bit = bit * 2
   end
   return mask

@@ -7,9 +7,9 @@ local host, calls = ...
 
 local M = {}
 
-local type, tostring, setmetatable, getmetatable, error, select, lower, find, format =
+local type, tostring, setmetatable, getmetatable, error, select, lower, find, format, rawget =
   type, tostring, setmetatable, getmetatable, error, select, string.lower, string.find,
-  string.format
+  string.format, rawget
 
 -- RFC 9110 tokens (methods, header names) and the control characters no header
 -- value may carry (a decoded subject can hold CR LF): checked here, so the script
@@ -100,10 +100,31 @@ function Request:set_payload(payload, _sync)
   self._payload = tostring(payload)
 end
 
+-- Python reads what submit() hands over outside the script's call, where no limit
+-- runs: plain strings in a fresh table only, whatever the script did to the fields.
+local function plain_headers(headers)
+  local copy = {}
+  if type(headers) ~= "table" then return copy end
+  local i = 1
+  while i < 10000 do
+    local name, value = rawget(headers, i), rawget(headers, i + 1)
+    if type(name) ~= "string" or type(value) ~= "string" then break end
+    copy[i], copy[i + 1] = name, value
+    i = i + 2
+  end
+  return copy
+end
+
+local function plain_string(value)
+  if type(value) == "string" then return value end
+  return nil
+end
+
 function Request:submit()
   check(self, Request, "submit", "request")
-  local ok, status, reason, headers, payload = calls.io(
-    "http", self._client, self._method, self._url, self._headers, self._payload)
+  local ok, status, reason, headers, payload = calls.io("http", self._client,
+    plain_string(self._method) or "GET", plain_string(self._url) or "", plain_headers(self._headers),
+    plain_string(self._payload))
   if not ok then error(status, 2) end
   return setmetatable({ _status = status, _reason = reason, _headers = headers,
     _payload = payload }, Response)

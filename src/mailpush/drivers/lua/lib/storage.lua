@@ -51,7 +51,17 @@ local function pack(...) return { n = select("#", ...), ... } end
 
 -- Performs I/O and returns its results packed, or raises `prefix .. message`
 -- at the caller of the method that called it (never call it as a tail call).
+local PLAIN = { string = true, number = true, boolean = true, ["nil"] = true }
+
 local function io_or_raise(prefix, kind, ...)
+  -- Python turns these into text outside the script's call, where no limit runs
+  -- (a mailbox's vname replaced by a table with a __tostring would run there).
+  for i = 1, select("#", ...) do
+    local value = select(i, ...)
+    if not PLAIN[type(value)] then
+      error(prefix .. "a string expected, got " .. type(value), 3)
+    end
+  end
   local answer = pack(calls.io(kind, ...))
   if not answer[1] then error(prefix .. tostring(answer[2]), 3) end
   return answer
