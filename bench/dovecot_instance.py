@@ -33,6 +33,7 @@ import contextlib
 import grp
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -401,9 +402,17 @@ def _checked(key: str, value: str) -> str:
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port below the ephemeral range (32768-60999 on Linux), so that no client
+    socket can take it between this choice and Dovecot's bind."""
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise DovecotError("no free loopback port in 20000-31999 for Dovecot")
 
 
 async def _greets(port: int, greeting: bytes) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import textwrap
 from collections.abc import AsyncIterator, Callable
@@ -16,10 +17,22 @@ from mailpush.server import MailpushServer
 USERS = ("alice", "bob", "carol")
 
 
+#: Ports for the servers tests start come from below the kernel's ephemeral range
+#: (32768-60999 on Linux): a client socket of another test, which takes an
+#: ephemeral port, cannot then grab the port between its choice and the bind.
+_SERVER_PORTS = range(20000, 32000)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    for _ in range(200):
+        port = random.choice(_SERVER_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port in 20000-31999 for a test server")
 
 
 def write_config(directory: Path, extra: str = "", lmtp_port: int | None = None) -> Path:

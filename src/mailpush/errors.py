@@ -16,7 +16,8 @@ admin what was wrong and what to do about it.
     │   ├── PasswdFileError          a passwd-file line cannot be read or written
     │   ├── UnknownPasswordSchemeError  unknown or unusable here (BLF-CRYPT without bcrypt)
     │   ├── InvalidPasswordError     a new password the chosen scheme cannot store
-    │   └── UserExistsError / NoSuchUserError (management commands)
+    │   ├── UserExistsError / NoSuchUserError (management commands)
+    │   └── TooManyLoginsWaitingError  a penalised IP already has its queue of logins full
     ├── StoreError                   the mail store refused an operation
     │   ├── UnknownUserError         the user has no mail account
     │   ├── MailboxNotFoundError
@@ -130,6 +131,18 @@ class UserExistsError(AuthError):
 
 class NoSuchUserError(AuthError):
     """`user del`/`user passwd` for a name the passwd-file does not hold."""
+
+
+class TooManyLoginsWaitingError(AuthError):
+    """A login from an IP with a failure penalty, while enough of its logins already wait.
+
+    Refused at once rather than queued, so that a guesser's connections cannot
+    pile up behind the penalty; carries the remote IP.
+    """
+
+    def __init__(self, remote_ip: str) -> None:
+        super().__init__(f"too many logins waiting from {remote_ip}")
+        self.remote_ip = remote_ip
 
 
 # --- the mail store --------------------------------------------------------------

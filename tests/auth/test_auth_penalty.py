@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from mailpush.auth import AuthPenalty
+from mailpush.errors import TooManyLoginsWaitingError
 
 
 class Clock:
@@ -98,3 +102,68 @@ def test_the_scale_follows_the_initial_delay() -> None:
         penalty.failed("192.0.2.1", "alice", f"guess{i}")
         waits.append(penalty.delay("192.0.2.1"))
     assert waits == [0.1, 0.2, 0.3, 0.3]
+
+
+async def test_checks_from_one_ip_take_turns_and_each_waits_the_penalty_before_it() -> None:
+    penalty = AuthPenalty(initial=0.05, maximum=1.0)
+    order: list[tuple[str, float]] = []
+    started = time.monotonic()
+
+    async def guess(n: int) -> None:
+        async with penalty.turn("192.0.2.1"):
+            order.append((f"check{n}", time.monotonic() - started))
+            penalty.failed("192.0.2.1", "alice", f"guess{n}")
+
+    await asyncio.gather(*(guess(n) for n in range(3)))
+    # No wait, then 0.1 s (penalty 1), then 0.2 s (penalty 2): one after the other.
+    times = [t for _, t in order]
+    assert times[0] < 0.05
+    assert times[1] - times[0] >= 0.09
+    assert times[2] - times[1] >= 0.19
+    assert penalty._turns == {}  # a drained queue is forgotten
+
+
+async def test_a_penalised_ip_with_a_full_queue_is_refused_without_waiting() -> None:
+    penalty = AuthPenalty(initial=0.05, maximum=1.0, max_waiting=1)
+    penalty.failed("192.0.2.1", "alice", "guess")
+    refused: list[int] = []
+
+    async def login(n: int) -> None:
+        try:
+            async with penalty.turn("192.0.2.1"):
+                pass
+        except TooManyLoginsWaitingError:
+            refused.append(n)
+
+    await asyncio.gather(*(login(n) for n in range(4)))
+    assert refused == [2, 3]  # one checked, one queued behind it
+    # Without a penalty nobody is refused, however many queue.
+    fresh = AuthPenalty(max_waiting=1)
+    await asyncio.gather(*(_enter(fresh, "192.0.2.9") for _ in range(10)))
+
+
+async def _enter(penalty: AuthPenalty, ip: str) -> None:
+    async with penalty.turn(ip):
+        await asyncio.sleep(0)
+
+
+async def test_a_burst_queued_before_the_penalty_is_cut_to_the_bound_once_one_fails() -> None:
+    penalty = AuthPenalty(initial=0.05, maximum=1.0, max_waiting=2)
+    checked: list[int] = []
+    refused: list[int] = []
+
+    async def guess(n: int) -> None:
+        try:
+            async with penalty.turn("192.0.2.1"):
+                checked.append(n)
+                await asyncio.sleep(0.01)  # the password check, while the others queue
+                penalty.failed("192.0.2.1", "alice", f"guess{n}")
+        except TooManyLoginsWaitingError:
+            refused.append(n)
+
+    started = time.monotonic()
+    await asyncio.gather(*(guess(n) for n in range(10)))
+    # The first fails; the seven beyond the two allowed to wait are refused at once.
+    assert checked == [0, 7, 8, 9]
+    assert sorted(refused) == list(range(1, 7))
+    assert time.monotonic() - started < 0.04 + 0.1 + 0.2 + 0.4 + 0.2

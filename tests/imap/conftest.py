@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,6 +14,8 @@ from mailpush.delivery import DefaultFilingPlanner, DeliveryAgent
 from mailpush.imap import ImapOptions, ImapServer
 from mailpush.lmtp import LmtpOptions, LmtpServer
 from mailpush.store import SqliteStore
+
+from ..conftest import free_port
 
 USERS = ("alice", "bob")
 PASSWORD = "secret"
@@ -99,7 +100,3 @@ def _local_user(passwd: PasswdFile, address: str) -> str | None:
     return None if record is None else record.username
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -148,3 +148,41 @@ async def test_multiappend_of_spooled_literals_stores_both_and_leaves_no_spool_o
     stored = await stack.store.raw_messages("alice", "INBOX", [1, 2])
     assert stored == {1: first, 2: second}
     assert open_spool_files(spool) == []
+
+
+async def test_multiappend_spools_once_the_commands_literals_pass_the_threshold(
+    make_stack: StackFactory, tmp_path: Path
+) -> None:
+    """Many literals of exactly the threshold each: all but the first go to spool files.
+
+    Before, only a literal larger than the threshold was spooled, so one MULTIAPPEND
+    of 45 literals of 1 MB each was held in memory whole.
+    """
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    stack = await make_stack(append_spool_threshold=1000, temp_dir=str(spool))
+    await stack.store.ensure_mailboxes("alice", [("INBOX", None)])
+    messages = [big_message(n)[:1000] for n in range(5)]
+    reader, writer = await asyncio.open_connection(stack.host, stack.port)
+    await reader.readline()
+    writer.write(b"a1 LOGIN alice " + PASSWORD.encode() + b"\r\n")
+    while not (await reader.readline()).startswith(b"a1 "):
+        pass
+    writer.write(b"a2 APPEND INBOX")
+    for message in messages:
+        writer.write(b" {%d+}\r\n%s" % (len(message), message))
+    await writer.drain()
+    spooled: list[str] = []
+    for _ in range(200):  # the command is still open: its literals are all read
+        spooled = open_spool_files(spool)
+        if len(spooled) >= 4:
+            break
+        await asyncio.sleep(0.01)
+    assert len(spooled) == 4, spooled
+    writer.write(b"\r\n")
+    answer = await asyncio.wait_for(reader.readline(), 5)
+    writer.close()
+    assert answer.startswith(b"a2 OK [APPENDUID ") and b" 1:5]" in answer, answer
+    stored = await stack.store.raw_messages("alice", "INBOX", [1, 2, 3, 4, 5])
+    assert stored == dict(enumerate(messages, start=1))
+    assert open_spool_files(spool) == []

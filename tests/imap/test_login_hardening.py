@@ -21,6 +21,7 @@ import pytest
 import trustme
 
 from mailpush.auth import add_user
+from mailpush.auth.penalty import AuthPenalty
 from mailpush.config import load_settings
 from mailpush.imap import ImapOptions, ImapServer
 from mailpush.server import MailpushServer, UserDirectory
@@ -223,6 +224,55 @@ async def test_repeating_the_same_wrong_password_does_not_raise_the_penalty(
     # The first failure sets penalty 1 (0.2 s); repeats keep it there instead of
     # doubling to 0.4 and 0.8 s.
     assert times[3] - times[1] < 0.3, times
+
+
+async def _login_answer(port: int, password: str, deadline: float) -> str | None:
+    """The tagged answer to one LOGIN on a fresh connection, or None if not by `deadline`."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        await reader.readline()
+        writer.write(f"a LOGIN alice {password}\r\n".encode())
+        await writer.drain()
+        while True:
+            line = await asyncio.wait_for(reader.readline(), deadline - time.monotonic())
+            if not line or line.startswith(b"a "):
+                return line.decode().rstrip()
+    except TimeoutError:
+        return None
+    finally:
+        writer.close()
+
+
+async def test_parallel_logins_from_one_ip_each_wait_the_penalty_of_the_one_before(
+    make_stack: StackFactory,
+) -> None:
+    # Penalty waits 0.2, 0.4, 0.8, 1.6 s: checked one after the other, 20 parallel
+    # guesses get at most 4 answers in 1.5 s instead of 20 at once.
+    stack = await make_stack(auth_failure_delay=0.1)
+    deadline = time.monotonic() + 1.5
+    answers = await asyncio.gather(
+        *(_login_answer(stack.port, f"wrong{n}", deadline) for n in range(20))
+    )
+    failed = [a for a in answers if a is not None and "AUTHENTICATIONFAILED" in a]
+    assert 1 <= len(failed) <= 4, answers
+
+
+async def test_logins_beyond_the_queue_of_a_penalised_ip_are_refused_at_once(
+    make_stack: StackFactory,
+) -> None:
+    stack = await make_stack(auth_failure_delay=0.2)
+    stack.imap.penalty = AuthPenalty(initial=0.2, max_waiting=2)
+    await asyncio.to_thread(timed_login, stack.port, "alice", "wrong")  # penalty 1: 0.4 s
+    started = time.monotonic()
+    answers = await asyncio.gather(
+        *(_login_answer(stack.port, f"again{n}", started + 0.3) for n in range(6))
+    )
+    refused = [a for a in answers if a is not None and "[UNAVAILABLE]" in a]
+    # One login is waiting out the penalty and two queue behind it; three are refused.
+    assert len(refused) == 3, answers
+    assert answers.count(None) == 3, answers
+    # Another IP is not affected.
+    assert await asyncio.to_thread(timed_login, stack.port, "alice", PASSWORD, "127.0.0.2") < 0.3
 
 
 # --- logging -------------------------------------------------------------------------------

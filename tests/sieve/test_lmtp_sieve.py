@@ -226,3 +226,17 @@ async def test_global_before_scripts_run_first_with_the_envelope(
     assert await count(site, "Bounces") == 1
     assert await count(site, "Personal") == 1
     assert await count(site, "INBOX") == 0
+
+
+async def test_an_address_test_on_a_hostile_from_header_files_the_message_without_a_traceback(
+    make_site: Callable[..., object], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Thousands of nested comments in From once made the address parser recurse to death."""
+    site: SieveSite = await make_site(
+        'require "fileinto";\nif address :domain "from" "example.org" { fileinto "Work"; }\n'
+    )
+    hostile = b"From: " + b"(" * 5000 + b"x@example.org\r\nSubject: nested\r\n\r\nbody\r\n"
+    with caplog.at_level(logging.WARNING):
+        assert (await deliver(site, raw=hostile)).startswith("2.0.0 <alice@example.org> Saved")
+    assert await count(site, "INBOX") + await count(site, "Work") == 1
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]

@@ -20,18 +20,32 @@ digests, never as passwords.
 The state is one in-memory table shared by every IMAP listener of the
 process; waiting is `asyncio.sleep`, so a penalised client never holds up
 the event loop.
+
+Password checks from one IP (or /48) run one at a time (`turn`): the wait is
+read when a login's turn comes, after the check before it has counted its
+failure, so parallel connections cannot all pass at penalty 0 and then guess
+at once. (Dovecot's auth process reads the penalty per request and does not
+serialise; this is stricter on purpose.) The queue behind a penalised IP is
+bounded: beyond `max_waiting` waiting logins, more are refused at once
+(`TooManyLoginsWaitingError`) instead of each holding a connection for
+minutes. An IP without a penalty is never refused, since its queue drains at
+the speed of password checks (a NAT or a client opening many connections).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import ipaddress
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+
+from ..errors import TooManyLoginsWaitingError
 
 __all__ = ["AuthPenalty"]
 
@@ -44,6 +58,8 @@ MAX_PENALTY = 4
 REMEMBERED_PAIRS = 10
 #: IPv6 addresses share a penalty per prefix of this length (PENALTY_IPV6_MASK_BITS).
 IPV6_PREFIX = 48
+#: Logins that may queue behind the one being checked, per penalised IP.
+DEFAULT_MAX_WAITING = 16
 
 
 @dataclass
@@ -54,6 +70,14 @@ class _Entry:
     pairs: deque[bytes] = field(default_factory=lambda: deque(maxlen=REMEMBERED_PAIRS))
 
 
+@dataclass
+class _Turn:
+    """One IP's password-check queue: the check in flight and the logins behind it."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
 class AuthPenalty:
     """The per-IP failure penalty of one process."""
 
@@ -62,10 +86,13 @@ class AuthPenalty:
         initial: float = DEFAULT_INITIAL,
         maximum: float = DEFAULT_MAXIMUM,
         *,
+        max_waiting: int = DEFAULT_MAX_WAITING,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.initial = initial
         self.maximum = maximum
+        self.max_waiting = max_waiting
+        self._turns: dict[str, _Turn] = {}
         self._clock = clock
         self._expire_after = initial + 2 * initial + 4 * initial + maximum
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
@@ -74,6 +101,38 @@ class AuthPenalty:
     def __len__(self) -> int:
         """How many IPs (or IPv6 /48s) are remembered."""
         return len(self._entries)
+
+    @asynccontextmanager
+    async def turn(self, remote_ip: str) -> AsyncIterator[None]:
+        """Wait for this IP's turn and its penalty; check the password inside.
+
+        Record the outcome (`failed`/`succeeded`) before leaving, so that the
+        next login of the IP waits the penalty this one earned. Raises
+        `TooManyLoginsWaitingError`, without waiting, when the IP has a penalty
+        and `max_waiting` logins already queue behind its check (on arrival, or
+        when a login that queued before the penalty reaches the front).
+        """
+        ident = _ident(remote_ip)
+        turn = self._turns.get(ident)
+        if turn is None:
+            turn = self._turns[ident] = _Turn()
+        if turn.users > self.max_waiting and self.penalty(remote_ip) > 0:
+            raise TooManyLoginsWaitingError(remote_ip)
+        turn.users += 1
+        try:
+            async with turn.lock:
+                # Logins that queued while the IP had no penalty: once it has one,
+                # those beyond the bound are refused as they come up, not kept waiting.
+                if turn.users - 1 > self.max_waiting and self.penalty(remote_ip) > 0:
+                    raise TooManyLoginsWaitingError(remote_ip)
+                wait = self.delay(remote_ip)
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                yield
+        finally:
+            turn.users -= 1
+            if turn.users == 0:
+                del self._turns[ident]
 
     def delay(self, remote_ip: str) -> float:
         """Seconds a login from `remote_ip` waits before its password is checked."""

@@ -328,7 +328,8 @@ IMAP_MAX_LINE_LENGTH = _declare(
     "imap_max_line_length",
     SettingType.SIZE,
     "64k",
-    "Longest IMAP command line accepted (literals not counted); longer lines are refused.",
+    "Longest IMAP command line accepted; longer lines are refused. Literals count towards "
+    "it except APPEND's (as in Dovecot): a longer one gets `* BYE Literal size too large`.",
 )
 MAIL_TEMP_DIR = _declare(
     "mail_temp_dir",

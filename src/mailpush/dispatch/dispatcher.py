@@ -36,7 +36,10 @@ Time limits: `mailpush_push_timeout` bounds one attempt per event it carries
 (at least one per transaction, summed over a group). The seed's first script
 sends one POST per message from end_txn, so a 150-message COPY takes 150
 times as long as one delivery and must not be cut (and sent again) for that;
-a stuck one is still cut, at that bound.
+a stuck one is still cut, at that bound. The cut is an attempt of the
+transaction that was running; the group's others not yet run (or begun and
+waiting for their events) are given back untouched, not retried: they were
+never tried, and with few `delivery_attempts` would be buried unsent.
 
 Nothing is lost on a crash: a claim is only a state in the database, and
 claims left `inflight` by a dead process are reset to pending at start.
@@ -105,6 +108,9 @@ class _Outcome:
 
     done: bool = False
     error: Exception | None = None
+    #: Its driver calls are under way (a deferred one between its begin_txn and its
+    #: events is waiting, not running): the one a time-out is charged to.
+    running: bool = False
 
 
 class Dispatcher:
@@ -212,17 +218,15 @@ class Dispatcher:
             time.time(), CLAIM_LIMIT, busy,
             ordered=self._ordered, independent=self._independent,
         )
-        units = [_read_unit(claim) for claim in claims]
-        if len(claims) >= CLAIM_LIMIT:
-            units = await self._release_cut_group(units)
         ordered: dict[DeliveryKey, list[_Unit]] = {}
         independent: dict[tuple[str, str, str], list[_Unit]] = {}
-        for unit in units:
+        for unit in map(_read_unit, claims):
             claim = unit.claims[0]
             if claim.kind == HTTP_REQUEST or claim.driver in self._independent:
                 independent.setdefault((claim.driver, claim.user, claim.kind), []).append(unit)
             else:
                 _add_to(ordered.setdefault((claim.driver, claim.user), []), unit)
+        await self._release_cut_groups(ordered)
         for (driver, user), group in ordered.items():
             self._start_group((driver, user, 0), group, stop_at_failure=True)
         for (driver, user, _), group in independent.items():
@@ -233,20 +237,16 @@ class Dispatcher:
             first = group[0].claims[0].outbox_id
             self._start_group((driver, user, first), group, stop_at_failure=False)
 
-    async def _release_cut_group(self, units: list[_Unit]) -> list[_Unit]:
-        """A full claim may end inside an operation group: give its tail back, so that
-        the whole group is claimed next round (unless it is all there is)."""
-        last = max(units, key=lambda unit: unit.claims[0].outbox_id)
-        cut = last.group
-        if not cut or last.txns[-1].last_in_group:
-            return units
-        kept = [unit for unit in units if unit.group != cut]
-        if not kept:
-            return units
-        await self._outbox.release(
-            [claim for unit in units if unit.group == cut for claim in unit.claims]
-        )
-        return kept
+    async def _release_cut_groups(self, ordered: dict[DeliveryKey, list[_Unit]]) -> None:
+        """A claim may end a key's run inside an operation group (the claim limit cut
+        it): give that group back, so that it is claimed whole next round, unless it
+        is all the key has. Per (driver, user): each key's run is cut on its own."""
+        cut: list[ClaimedDelivery] = []
+        for units in ordered.values():
+            last = units[-1]
+            if len(units) > 1 and last.group and not last.txns[-1].last_in_group:
+                cut += units.pop().claims
+        await self._outbox.release(cut)
 
     def _start_group(
         self, key: GroupKey, group: list[_Unit], *, stop_at_failure: bool
@@ -350,9 +350,11 @@ class Dispatcher:
                 follow_on &= await self._retry_or_bury(
                     claim, f"{error.__class__.__name__}: {error}"
                 )
-            elif timed_out is not None:
+            elif timed_out is not None and outcome.running:
                 follow_on &= await self._retry_or_bury(claim, timed_out)
             else:
+                # Not begun, or begun and waiting for its events: an attempt of
+                # another one used the time up, so this one is given back as it was.
                 not_run.append(claim)
         if not_run:
             await self._outbox.release(not_run)
@@ -382,6 +384,7 @@ class Dispatcher:
         begun: list[tuple[int, PushTransaction, object]] = []
         try:
             for index, txn in enumerate(txns):
+                outcomes[index].running = True
                 try:
                     state = await driver.begin_txn(txn)
                 except Exception as exc:
@@ -390,6 +393,7 @@ class Dispatcher:
                 if state is None:
                     outcomes[index].done = True
                 elif txn.deferred:
+                    outcomes[index].running = False
                     begun.append((index, txn, state))
                 elif not await _finish(driver, txn, state, outcomes[index]):
                     break
@@ -408,6 +412,7 @@ class Dispatcher:
     async def _resend_as(
         self, driver: PushDriver, claim: ClaimedDelivery, outcome: _Outcome
     ) -> None:
+        outcome.running = True
         try:
             await self._resend(driver, claim)
         except Exception as exc:
@@ -458,6 +463,7 @@ async def _finish(
 ) -> bool:
     """A begun transaction's events, then end_txn (false, and no events, if rolled back);
     True if it went through."""
+    outcome.running = True
     try:
         if not txn.rolled_back:
             try:

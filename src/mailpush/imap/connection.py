@@ -27,10 +27,12 @@ from ..errors import (
     MessageTooLargeError,
     StoreError,
     StoreFullError,
+    TooManyLoginsWaitingError,
     UnknownUserError,
 )
 from ..store import Change, MailStore
 from ..store.mailbox_names import INBOX
+from ..store.sqlite_metadata import MAX_VALUE_SIZE
 from .literal_spool import SpooledLiteral
 from .parser import (
     Command,
@@ -74,6 +76,15 @@ class _LiteralTooLargeError(Exception):
         self.size = size
         self.limit = limit
         super().__init__(f"literal of {size} bytes exceeds {limit}")
+
+
+#: What a SETMETADATA command may hold in literals beyond the line limit: one value
+#: just over the store's limit must still arrive, to be refused `[METADATA MAXSIZE]`.
+SETMETADATA_LITERAL_ALLOWANCE = MAX_VALUE_SIZE + 1
+
+
+class _LiteralOverLineLimitError(Exception):
+    """A literal outside APPEND longer than what is left of the line limit."""
 
 
 Handler = Callable[["ImapConnection", Command], Awaitable[str]]
@@ -132,6 +143,10 @@ class ImapConnection:
                     )
                     self.out.flush()
                     continue
+                except _LiteralOverLineLimitError:
+                    # Dovecot's answer (imap-parser's LITERAL_TOO_BIG): BYE, then disconnect.
+                    self.out.line("* BYE Literal size too large")
+                    break
                 self._busy = True
                 try:
                     await self._execute(data)
@@ -180,12 +195,18 @@ class ImapConnection:
     # --- reading commands ----------------------------------------------------------------
 
     async def _read_command(self) -> bytes:
-        """A whole command, literals included, in wire form (`{n}` CRLF data)."""
+        """A whole command, literals included, in wire form (`{n}` CRLF data).
+
+        As in Dovecot, only APPEND's literals may be large (up to APPENDLIMIT for
+        the whole command): any other literal counts against the line limit. Once
+        an APPEND's literals add up to more than the spool threshold, each further
+        one goes to a spool file, so a command holds at most about the threshold
+        plus the line limit in memory (twice, for the final join).
+        """
         authenticated = self.state is not State.NOT_AUTHENTICATED
-        literal_limit = (
-            self.options.max_literal_size if authenticated else self.options.max_line_length
-        )
+        literal_limit = self.options.max_literal_size
         line_budget = self.options.max_line_length
+        metadata_allowance = False
         literal_total = 0
         parts: list[bytes] = []
         offset = 0
@@ -199,7 +220,15 @@ class ImapConnection:
             if announced is None:
                 return b"".join(parts)
             size, synchronising = announced
-            literal_total += size
+            appending = authenticated and _names_append(parts[0])
+            if not metadata_allowance and authenticated and _names_setmetadata(parts[0]):
+                line_budget += SETMETADATA_LITERAL_ALLOWANCE
+                metadata_allowance = True
+            if not appending and size > line_budget:
+                self.discard_spooled()
+                raise _LiteralOverLineLimitError
+            if appending:
+                literal_total += size
             if literal_total > literal_limit:
                 tag = extract_tag(parts[0])
                 self.discard_spooled()
@@ -212,7 +241,7 @@ class ImapConnection:
             parts.append(b"\r\n")
             offset += 2
             spool = self.server.append_spool
-            if authenticated and spool.wants(size) and _names_append(parts[0]):
+            if appending and spool.wants(literal_total):
                 # Only the `{n}` header stays in the command; APPEND finds the file by offset.
                 try:
                     self.spooled[offset] = await spool.receive(self.stream, size)
@@ -222,6 +251,8 @@ class ImapConnection:
             else:
                 parts.append(await self.stream.readexactly(size))
                 offset += size
+                if not appending:
+                    line_budget -= size
             if line_budget <= 0:
                 self.discard_spooled()
                 raise LineTooLongError(parts[0][:64])
@@ -325,8 +356,9 @@ class ImapConnection:
         """Check credentials; on success enter the authenticated state.
 
         LOGIN is PLAIN underneath, as in Dovecot (and so logged as `method=PLAIN`).
-        Before the password is checked, the client waits out its IP's failure
-        penalty; each failure and success is logged with user, IP and mechanism.
+        Before the password is checked, the client waits for its IP's turn and
+        then its failure penalty (`AuthPenalty.turn`); each failure and success
+        is logged with user, IP and mechanism.
         """
         if not self.plaintext_allowed():
             self._log_auth("Login refused (plaintext authentication disabled)", login, mechanism)
@@ -335,12 +367,21 @@ class ImapConnection:
                 " (SSL/TLS) connections."
             )
         penalty = self.server.penalty
-        wait = penalty.delay(self.peer_host)
-        if wait > 0:
-            await asyncio.sleep(wait)
-        user = await self.server.authenticate(login, password) if login else None
+        try:
+            # One check at a time per IP, each after the penalty the one before earned.
+            async with penalty.turn(self.peer_host):
+                user = await self.server.authenticate(login, password) if login else None
+                if user is None:
+                    penalty.failed(self.peer_host, login, password)
+                else:
+                    penalty.succeeded(self.peer_host)
+        except TooManyLoginsWaitingError:
+            self._log_auth("Login refused (too many logins waiting out the auth penalty)",
+                           login, mechanism)  # fmt: skip
+            raise CommandFailedError(
+                "[UNAVAILABLE] Too many logins waiting from this IP, try again later."
+            ) from None
         if user is None:
-            penalty.failed(self.peer_host, login, password)
             self._auth_failures += 1
             self._log_auth("Login failed (auth failed)", login, mechanism)
             await asyncio.sleep(self.options.auth_failure_delay)
@@ -348,7 +389,6 @@ class ImapConnection:
                 self.state = State.LOGOUT
                 self.out.line("* BYE Too many invalid authentication attempts.")
             raise CommandFailedError("[AUTHENTICATIONFAILED] Authentication failed.")
-        penalty.succeeded(self.peer_host)
         limit = self.options.mail_max_userip_connections
         connections = self.server.user_ip_connections
         if limit and connections.count(user, self.peer_host) >= limit:
@@ -618,6 +658,12 @@ def _names_append(first_line: bytes) -> bool:
     """Whether a command's first line is an APPEND (`tag APPEND ...`)."""
     words = first_line.split(b" ", 2)
     return len(words) > 1 and words[1].upper() == b"APPEND"
+
+
+def _names_setmetadata(first_line: bytes) -> bool:
+    """Whether a command's first line is a SETMETADATA, whose values may be literals."""
+    words = first_line.split(b" ", 2)
+    return len(words) > 1 and words[1].upper() == b"SETMETADATA"
 
 
 def _handler_for(name: str) -> tuple[Handler | None, frozenset[State]]:

@@ -36,13 +36,16 @@ from typing import Literal, TypeVar
 from ..store import MessageInfo
 from .fetch import FetchPlan, render_fetch, structure_of
 from .parser import Tokenizer
-from .search import SearchContext, parse_search
+from .search import SearchContext, SearchProgram, parse_search
 
 __all__ = [
+    "INLINE_BYTES",
+    "INLINE_KEY_TESTS",
     "FetchRow",
     "HeavyWork",
     "PoolKind",
     "SearchRow",
+    "match_rows",
     "render_fetch_rows",
     "search_rows",
 ]
@@ -55,6 +58,8 @@ PoolKind = Literal["process", "thread"]
 
 #: Mail parsed on the event loop itself at most per call: a few milliseconds of work.
 INLINE_BYTES = 64 * 1024
+#: SEARCH key evaluations (keys x messages) done on the loop at most per call: ~10 ms.
+INLINE_KEY_TESTS = 50_000
 
 #: (seq, uid, flags, keywords, recent, info, raw) of one message SEARCH looks at.
 SearchRow = tuple[int, int, int, tuple[str, ...], bool, MessageInfo | None, bytes | None]
@@ -180,6 +185,13 @@ def search_rows(
 ) -> list[tuple[int, int]]:
     """(seq, uid) of the rows matching the SEARCH program written at `arguments[start:]`."""
     program = parse_search(Tokenizer(arguments, start))
+    return match_rows(program, max_seq, max_uid, rows)
+
+
+def match_rows(
+    program: SearchProgram, max_seq: int, max_uid: int, rows: list[SearchRow]
+) -> list[tuple[int, int]]:
+    """(seq, uid) of the rows `program` matches."""
     found: list[tuple[int, int]] = []
     for seq, uid, flags, keywords, recent, info, raw in rows:
         context = SearchContext(seq, uid, flags, keywords, recent, info, raw, max_seq, max_uid)

@@ -109,7 +109,13 @@ async def rename(conn: ImapConnection, command: Command) -> str:
     tokens.space()
     new = _mailbox_arg(tokens)
     tokens.end()
-    await conn.store.rename_mailbox(_user(conn), old, new.rstrip(SEPARATOR) or new)
+    # INBOX exists for the client even before its first use creates it (Dovecot's
+    # mailbox_exists()): it can be renamed, and nothing can be renamed onto it.
+    new = new.rstrip(SEPARATOR) or new
+    if new.upper() == INBOX:
+        raise CommandFailedError("[ALREADYEXISTS] Target mailbox already exists")
+    await conn.ensure_inbox(old)
+    await conn.store.rename_mailbox(_user(conn), old, new)
     return "OK Rename completed."
 
 
@@ -119,6 +125,7 @@ async def subscribe(conn: ImapConnection, command: Command) -> str:
     name = _mailbox_arg(tokens)
     tokens.end()
     user = _user(conn)
+    await conn.ensure_inbox(name)  # INBOX always exists for the client, as in Dovecot
     try:
         await conn.store.mailbox(user, name)
     except MailboxNotFoundError as exc:

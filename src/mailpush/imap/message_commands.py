@@ -11,6 +11,7 @@ heavy-command slots.
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AsyncExitStack
 
 from ..errors import MailboxNotFoundError, StoreFullError
@@ -18,11 +19,19 @@ from ..store import MessageInfo
 from ..store import flags as F
 from .connection import CommandFailedError, ImapConnection, store_error_text
 from .fetch import FetchPlan, parse_fetch_items
-from .heavy_work import FetchRow, SearchRow, render_fetch_rows, search_rows
+from .heavy_work import (
+    INLINE_BYTES,
+    INLINE_KEY_TESTS,
+    FetchRow,
+    SearchRow,
+    match_rows,
+    render_fetch_rows,
+    search_rows,
+)
 from .mailbox_commands import parse_store_flags
 from .parser import Command, CommandSyntaxError
 from .responses import FLUSH_THRESHOLD, format_flags
-from .search import SearchContext, UnsupportedCharsetError, parse_search
+from .search import UnsupportedCharsetError, parse_search
 from .sequence_set import InvalidSequenceSetError, SequenceSet, format_uid_ranges
 from .session import MailboxView
 
@@ -84,41 +93,43 @@ async def search(conn: ImapConnection, command: Command) -> str:
         infos = {i.uid: i for i in await conn.store.messages(user, view.name, candidates)}
     max_seq, max_uid = view.exists, view.uids[-1] if view.uids else 0
     found: list[int] = []
-    if program.needs_raw:
-        # Header and body keys parse every message: in the pool, within the user's slots.
-        heavy = conn.server.heavy
-        async with heavy.slot(user):
-            for start in range(0, len(candidates), FETCH_CHUNK):
-                chunk = candidates[start : start + FETCH_CHUNK]
+    heavy = conn.server.heavy
+    async with AsyncExitStack() as held:
+        holding_slot = False
+        for start in range(0, len(candidates), FETCH_CHUNK):
+            chunk = candidates[start : start + FETCH_CHUNK]
+            raws: dict[int, bytes] = {}
+            if program.needs_raw:
+                # Header and body keys parse every message: within the user's slots.
+                if not holding_slot:
+                    await held.enter_async_context(heavy.slot(user))
+                    holding_slot = True
                 raws = await conn.store.raw_messages(user, view.name, chunk)
-                size = sum(len(raw) for raw in raws.values())
-                rows: list[SearchRow] = []
-                for uid in chunk:
-                    seq = view.seq_of(uid)
-                    if seq is None:
-                        continue
-                    flags, keywords = view.flag_state(uid)
-                    rows.append(
-                        (seq, uid, flags, keywords, uid in view.recent, infos.get(uid),
-                         raws.get(uid))
-                    )  # fmt: skip
-                del raws
-                matches = await heavy.run_sized(
-                    size, search_rows, command.args.data, program_start, max_seq, max_uid, rows
+            size = sum(len(raw) for raw in raws.values())
+            rows: list[SearchRow] = []
+            for uid in chunk:
+                seq = view.seq_of(uid)
+                if seq is None:
+                    continue
+                flags, keywords = view.flag_state(uid)
+                rows.append(
+                    (seq, uid, flags, keywords, uid in view.recent, infos.get(uid),
+                     raws.get(uid))
+                )  # fmt: skip
+            del raws
+            # A 64 KB program holds thousands of keys: even without mail to parse,
+            # keys x messages is the client's choice of work, so it goes to the pool too.
+            if size > INLINE_BYTES or len(rows) * program.keys > INLINE_KEY_TESTS:
+                if not holding_slot:
+                    await held.enter_async_context(heavy.slot(user))
+                    holding_slot = True
+                matches = await heavy.run(
+                    search_rows, command.args.data, program_start, max_seq, max_uid, rows
                 )
-                found.extend(uid if by_uid else seq for seq, uid in matches)
-    else:
-        for uid in candidates:
-            seq = view.seq_of(uid)
-            if seq is None:
-                continue
-            flags, keywords = view.flag_state(uid)
-            context = SearchContext(
-                seq, uid, flags, keywords, uid in view.recent, infos.get(uid), None,
-                max_seq, max_uid,
-            )  # fmt: skip
-            if program.predicate(context):
-                found.append(uid if by_uid else seq)
+            else:
+                matches = match_rows(program, max_seq, max_uid, rows)
+                await asyncio.sleep(0)  # one chunk at a time: others run in between
+            found.extend(uid if by_uid else seq for seq, uid in matches)
     conn.out.line("* SEARCH" + "".join(f" {n}" for n in found))
     return "OK Search completed."
 

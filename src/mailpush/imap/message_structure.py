@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from email.utils import getaddresses
 
+from ..mime.addresses import split_address_list
 from .responses import string
 
 __all__ = [
@@ -212,10 +212,10 @@ def _split_addresses(text: str) -> list[tuple[str, str]]:
                 continue
             match = _SIMPLE_ADDRESS.match(item)
             if match is None:
-                return getaddresses([text])
+                return split_address_list([text])
             pairs.append((match.group(1) or "", match.group(2) or match.group(3)))
         return pairs
-    return getaddresses([text])
+    return split_address_list([text])
 
 
 _NEEDS_FULL_PARSER = re.compile(r'["()\\:;\[\]]')

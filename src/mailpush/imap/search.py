@@ -10,9 +10,7 @@ subject.
 from __future__ import annotations
 
 import calendar
-import email
 import email.header
-import email.policy
 import email.utils
 import re
 from collections.abc import Callable
@@ -21,9 +19,9 @@ from email.message import Message
 
 from ..store import MessageInfo
 from ..store import flags as F
-from .message_structure import header_end_offset, parse_header_fields
+from .message_structure import MimeEntity, header_end_offset, parse_header_fields, parse_message
 from .parser import CommandSyntaxError, Tokenizer
-from .sequence_set import SequenceSet
+from .sequence_set import Membership, SequenceSet
 
 __all__ = ["SearchContext", "SearchProgram", "UnsupportedCharsetError", "parse_search"]
 
@@ -74,6 +72,8 @@ class SearchProgram:
     predicate: Predicate
     needs_raw: bool
     needs_info: bool
+    #: Keys in the program: what evaluating it against one message costs, roughly.
+    keys: int = 1
 
 
 def parse_search(tokens: Tokenizer) -> SearchProgram:
@@ -89,15 +89,16 @@ def parse_search(tokens: Tokenizer) -> SearchProgram:
     while tokens.skip_space():
         keys.append(_key(tokens, needs))
     tokens.end()
-    return SearchProgram(_all_of(keys), needs.raw, needs.info)
+    return SearchProgram(_all_of(keys), needs.raw, needs.info, needs.keys)
 
 
 class _Needs:
-    __slots__ = ("raw", "info")
+    __slots__ = ("raw", "info", "keys")
 
     def __init__(self) -> None:
         self.raw = False
         self.info = False
+        self.keys = 0
 
 
 def _all_of(keys: list[Predicate]) -> Predicate:
@@ -132,6 +133,7 @@ _ADDRESS_KEYS = {"BCC": "bcc", "CC": "cc", "FROM": "from", "SUBJECT": "subject",
 
 
 def _key(tokens: Tokenizer, needs: _Needs) -> Predicate:
+    needs.keys += 1
     if tokens.open_paren():
         keys = [_key(tokens, needs)]
         while not tokens.close_paren():
@@ -213,11 +215,19 @@ def _needle(tokens: Tokenizer) -> str:
 
 
 def _in_sequence(numbers: SequenceSet, by_uid: bool) -> Predicate:
+    """Membership by bisection; the ranges are merged once per `*` value, not per message."""
     if numbers.saved:
         return lambda ctx: False
-    if by_uid:
-        return lambda ctx: numbers.contains_uid(ctx.uid, ctx.max_uid)
-    return lambda ctx: numbers.contains_uid(ctx.seq, ctx.max_seq)
+    tests: dict[int, Membership] = {}
+
+    def check(ctx: SearchContext) -> bool:
+        top = ctx.max_uid if by_uid else ctx.max_seq
+        test = tests.get(top)
+        if test is None:
+            test = tests[top] = numbers.membership(top)
+        return test.contains(ctx.uid if by_uid else ctx.seq)
+
+    return check
 
 
 def _header_contains(field: str, needle: str) -> Predicate:
@@ -285,23 +295,43 @@ def _decode_header(value: bytes) -> str:
 
 
 def _body_text(raw: bytes) -> str:
-    """The text of every text/* part, transfer- and charset-decoded."""
-    message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    """The text of every text/* and message/* leaf part, transfer- and charset-decoded.
+
+    The MIME tree is the one BODYSTRUCTURE shows (`parse_message`), nested at
+    most `MAX_DEPTH` deep: a part below that is opaque and its text not
+    searched. The `email` package's parser recurses once per level, so a
+    message 3,000 multiparts deep (which LMTP accepts) made it raise
+    RecursionError and cost the client its connection.
+    """
     chunks: list[str] = []
-    for part in message.walk():
-        if part.is_multipart():
-            continue
-        if part.get_content_maintype() not in ("text", "message"):
-            continue
-        chunks.append(_part_text(part))
+    stack = [parse_message(raw)]
+    while stack:
+        entity = stack.pop()
+        if entity.message is not None:
+            stack.append(entity.message)
+        elif entity.children:
+            stack.extend(reversed(entity.children))
+        elif entity.main_type in ("text", "message"):
+            chunks.append(_part_text(entity))
     return "\n".join(chunks)
 
 
-def _part_text(part: Message) -> str:
+def _part_text(entity: MimeEntity) -> str:
+    """One leaf's body decoded as the `email` package decodes a payload."""
+    part = Message()
+    encoding = entity.field("content-transfer-encoding")
+    if encoding is not None:
+        part["Content-Transfer-Encoding"] = encoding.decode("latin-1")
+    # The parser keeps bytes as surrogate escapes, which get_payload turns back into bytes.
+    part.set_payload(entity.body.decode("ascii", "surrogateescape"))
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
         return ""
-    charset = part.get_content_charset() or "utf-8"
+    charset = "utf-8"
+    for name, value in entity.params:
+        if name.lower() == b"charset" and value.strip():
+            charset = value.decode("latin-1").strip().lower()
+            break
     try:
         return payload.decode(charset, "replace")
     except LookupError:

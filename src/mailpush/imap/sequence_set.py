@@ -10,7 +10,7 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["STAR", "SequenceSet", "InvalidSequenceSetError", "parse_sequence_set"]
+__all__ = ["STAR", "Membership", "SequenceSet", "InvalidSequenceSetError", "parse_sequence_set"]
 
 #: Stands for `*` inside a range until the set is resolved.
 STAR = 0
@@ -35,16 +35,13 @@ class SequenceSet:
         Raises `InvalidSequenceSetError` when a number lies beyond `largest`,
         which RFC 3501 makes a protocol error for message sequence numbers.
         """
-        out: set[int] = set()
-        for low, high in self.ranges:
-            lo = largest if low == STAR else low
-            hi = largest if high == STAR else high
-            if lo > hi:
-                lo, hi = hi, lo
-            if hi > largest or lo < 1:
-                raise InvalidSequenceSetError("Invalid messageset")
-            out.update(range(lo, hi + 1))
-        return sorted(out)
+        merged = self.merged(largest)
+        if merged and (merged[0][0] < 1 or merged[-1][1] > largest):
+            raise InvalidSequenceSetError("Invalid messageset")
+        out: list[int] = []
+        for lo, hi in merged:
+            out.extend(range(lo, hi + 1))
+        return out
 
     def uids(self, existing: Sequence[int]) -> list[int]:
         """The UIDs among `existing` (sorted) that the set names; unknown UIDs are skipped.
@@ -53,29 +50,56 @@ class SequenceSet:
         """
         if not existing:
             return []
-        top = existing[-1]
-        picked: set[int] = set()
-        for low, high in self.ranges:
-            lo = top if low == STAR else low
-            hi = top if high == STAR else high
-            if lo > hi:
-                lo, hi = hi, lo
+        picked: list[int] = []
+        for lo, hi in self.merged(existing[-1]):
             start = bisect.bisect_left(existing, lo)
             stop = bisect.bisect_right(existing, hi)
-            if stop - start == len(existing):
-                return list(existing)
-            picked.update(existing[start:stop])
-        return sorted(picked)
+            picked.extend(existing[start:stop])
+        return picked
 
     def contains_uid(self, uid: int, top: int) -> bool:
-        for low, high in self.ranges:
-            lo = top if low == STAR else low
-            hi = top if high == STAR else high
-            if lo > hi:
-                lo, hi = hi, lo
-            if lo <= uid <= hi:
-                return True
-        return False
+        """Whether the set names `uid` (or a sequence number), `*` being `top`."""
+        return self.membership(top).contains(uid)
+
+    def membership(self, top: int) -> Membership:
+        """A membership test for many numbers against one `top`: O(log ranges) each."""
+        return Membership(self.merged(top))
+
+    def merged(self, top: int) -> list[tuple[int, int]]:
+        """The ranges with `*` as `top`, sorted, overlapping and adjacent ones joined.
+
+        A 64 KB command line holds ~16,000 ranges, all of which may overlap
+        (`1:*,1:*,...`): merged once, the work stays O(r log r + n), never r × n.
+        """
+        resolved = sorted(
+            (min(lo, hi), max(lo, hi))
+            for lo, hi in (
+                (top if low == STAR else low, top if high == STAR else high)
+                for low, high in self.ranges
+            )
+        )
+        merged: list[tuple[int, int]] = []
+        for lo, hi in resolved:
+            if merged and lo <= merged[-1][1] + 1:
+                if hi > merged[-1][1]:
+                    merged[-1] = (merged[-1][0], hi)
+            else:
+                merged.append((lo, hi))
+        return merged
+
+
+class Membership:
+    """Disjoint sorted ranges, searched by bisection."""
+
+    __slots__ = ("_lows", "_highs")
+
+    def __init__(self, merged: list[tuple[int, int]]) -> None:
+        self._lows = [lo for lo, _ in merged]
+        self._highs = [hi for _, hi in merged]
+
+    def contains(self, number: int) -> bool:
+        index = bisect.bisect_right(self._lows, number) - 1
+        return index >= 0 and number <= self._highs[index]
 
 
 def parse_sequence_set(text: str) -> SequenceSet:

@@ -49,7 +49,8 @@ class ImapOptions:
     starttls: ssl.SSLContext | None = None
     #: Dovecot's disable_plaintext_auth: where LOGIN/AUTHENTICATE PLAIN work without TLS.
     allow_plaintext_auth: Literal["always", "loopback", "never"] = "loopback"
-    #: Longest command line (without literals); longer ones get BAD and are skipped.
+    #: Longest command (literals of commands other than APPEND count towards it);
+    #: longer lines get BAD and are skipped, a longer literal ends the connection.
     max_line_length: int = 65536
     #: APPENDLIMIT: the largest literal (message) accepted.
     max_literal_size: int = 50 * 1024 * 1024

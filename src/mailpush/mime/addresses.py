@@ -10,11 +10,16 @@ read as a display name with no address.
 
 from __future__ import annotations
 
+import email.utils
 from dataclasses import dataclass
 
 from mailpush.mime.headers import decode_encoded_words
 
-__all__ = ["FirstAddress", "parse_first_address"]
+__all__ = ["FirstAddress", "parse_first_address", "split_address_list"]
+
+#: Comments (parentheses) an address header may hold before they stop being read as
+#: comments; far above what mail uses.
+MAX_COMMENTS = 30
 
 _SPECIAL_ATEXT = frozenset("!#$%&'*+-/=?^_`{|}~")
 
@@ -35,6 +40,21 @@ def parse_first_address(value: str | None) -> FirstAddress:
         return _AddressParser(value).first()
     except Exception:  # a parser bug must not fail a delivery
         return FirstAddress("", "")
+
+
+def split_address_list(values: list[str]) -> list[tuple[str, str]]:
+    """(display name, address) pairs of whole address headers, as `email.utils.getaddresses`.
+
+    getaddresses recurses once per nested comment, so a header of thousands of
+    `(` raised RecursionError wherever it was read (ENVELOPE, Sieve `address`).
+    Past `MAX_COMMENTS` parentheses are read as spaces: a hostile header then
+    yields its addresses without its comments, and nothing raises.
+    """
+    defused = [
+        value.replace("(", " ").replace(")", " ") if value.count("(") > MAX_COMMENTS else value
+        for value in values
+    ]
+    return email.utils.getaddresses(defused)
 
 
 def _is_atext(char: str) -> bool:

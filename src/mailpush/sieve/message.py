@@ -14,6 +14,7 @@ import email.utils
 from dataclasses import dataclass
 from email.message import Message
 
+from ..mime.addresses import split_address_list
 from ..mime.charsets import decode_text
 from ..mime.headers import decode_encoded_words, find_body_start
 from ..mime.html_text import HtmlToText
@@ -60,7 +61,7 @@ class SieveMessage:
     def addresses(self, name: str) -> list[str]:
         """The `local@domain` addresses in every field called `name` (group names skipped)."""
         found: list[str] = []
-        for _display, address in email.utils.getaddresses(self._fields.get(name.lower(), [])):
+        for _display, address in split_address_list(self._fields.get(name.lower(), [])):
             if address:
                 found.append(address)
         return found

@@ -120,8 +120,11 @@ CREATE INDEX IF NOT EXISTS push_deliveries_state ON push_deliveries (state, outb
 -- Claiming (sqlite_outbox.claim_due): a driver's pending rows in commit order, and its
 -- due ones, each found without reading other drivers' or not yet due rows, so that a
 -- large backlog (an endpoint down for hours) does not slow every claiming round.
-CREATE INDEX IF NOT EXISTS push_deliveries_order
-    ON push_deliveries (state, kind, driver, outbox_id);
+-- An ordered driver's rows are claimed per user (each user's oldest first, a user
+-- waiting for a retry skipped with a seek), hence the user before outbox_id.
+DROP INDEX IF EXISTS push_deliveries_order;
+CREATE INDEX IF NOT EXISTS push_deliveries_user
+    ON push_deliveries (state, kind, driver, user_name, outbox_id, next_attempt);
 CREATE INDEX IF NOT EXISTS push_deliveries_due
     ON push_deliveries (state, kind, driver, next_attempt);
 

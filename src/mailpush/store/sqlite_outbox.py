@@ -79,6 +79,68 @@ _CLAIM_SELECT = (
 )
 
 
+#: An ordered driver's users with pending transactions, from a given one on (one
+#: index seek each), with the next attempt of each one's oldest pending row.
+_USERS_WALK = """
+WITH RECURSIVE users(name, n) AS (
+  SELECT (SELECT user_name FROM push_deliveries WHERE state = 'pending'
+          AND kind = 'transaction' AND driver = :driver AND user_name > :after {upto}
+          ORDER BY user_name LIMIT 1), 1
+  UNION ALL
+  SELECT (SELECT user_name FROM push_deliveries WHERE state = 'pending'
+          AND kind = 'transaction' AND driver = :driver AND user_name > users.name {upto}
+          ORDER BY user_name LIMIT 1), n + 1
+  FROM users WHERE users.name IS NOT NULL AND n < :count
+)
+SELECT name, (SELECT next_attempt FROM push_deliveries WHERE state = 'pending'
+              AND kind = 'transaction' AND driver = :driver AND user_name = users.name
+              ORDER BY outbox_id LIMIT 1)
+FROM users WHERE name IS NOT NULL ORDER BY n
+"""
+_USERS_AFTER = _USERS_WALK.format(upto="")
+_USERS_BETWEEN = _USERS_WALK.format(upto="AND user_name <= :upto")
+
+
+def _claim_ordered(
+    conn: sqlite3.Connection,
+    driver: str,
+    now: float,
+    limit: int,
+    busy: Collection[DeliveryKey],
+    after: str | None,
+    claimed: list[ClaimedDelivery],
+) -> str | None:
+    """Claim an ordered driver's due runs, user by user from after `after` round to it
+    (`SqliteOutbox.claim_due`); the user to go on after next round (None: from the start)."""
+    walks = [(_USERS_AFTER, {"after": after or ""})]
+    if after is not None:
+        walks.append((_USERS_BETWEEN, {"after": "", "upto": after}))
+    visited = taken = 0
+    for sql, bounds in walks:
+        heads = conn.execute(
+            sql, {"driver": driver, "count": limit - visited, **bounds}
+        ).fetchall()
+        for user, next_attempt in heads:
+            visited += 1
+            if (driver, user) in busy or next_attempt > now:
+                continue
+            rows = conn.execute(
+                _CLAIM_SELECT + " WHERE d.state = 'pending' AND d.kind = 'transaction'"
+                " AND d.driver = ? AND d.user_name = ? ORDER BY d.outbox_id LIMIT ?",
+                (driver, user, limit - taken),
+            ).fetchall()
+            for row in rows:
+                if row[9] > now:
+                    break
+                claimed.append(_claimed(row))
+                taken += 1
+            if taken >= limit:
+                return str(user)
+        if visited >= limit:
+            return str(heads[-1][0])
+    return None
+
+
 def _claimed(row: Sequence[Any]) -> ClaimedDelivery:
     return ClaimedDelivery(
         row[0], row[1], row[2], row[3], bytes(row[4]), row[5], row[6], row[7], row[8]
@@ -97,6 +159,8 @@ class SqliteOutbox:
     def __init__(self, submit: Submit, read: Read[Any]) -> None:
         self._submit = submit
         self._read = read
+        #: Per ordered driver: the user the last claiming round stopped at.
+        self._resume: dict[str, str] = {}
 
     async def reset_inflight(self) -> InflightRecovery:
         """At start-up: what a dead process had claimed is pending again, except deliveries
@@ -152,17 +216,23 @@ class SqliteOutbox:
     ) -> list[ClaimedDelivery]:
         """Claim due deliveries, in commit order, never overtaking within an ordered key.
 
-        For each (driver, user) of an `ordered` driver the run of due rows is
-        taken from its oldest pending row up to the first one that is not yet
-        due (a transaction waiting for its retry holds back the later ones of
-        that user); keys in `busy` are being worked on already and are skipped.
-        Deliveries of the `independent` drivers, and journaled requests of
-        either, are claimed whenever they are due: nothing waits for them and
-        they wait for nothing. `ordered=None` (tools, tests): every driver with
-        pending rows is ordered. Each query reads one driver's rows through an
-        index, so a large backlog of one driver costs the others nothing.
+        An `ordered` driver is claimed per (driver, user): for each user whose
+        oldest pending row is due, the run of due rows from there up to the
+        first one that is not yet due (a transaction waiting for its retry
+        holds back the later ones of that user, and only those). Keys in
+        `busy` are being worked on already and are skipped. The users are
+        walked through the (state, kind, driver, user_name, outbox_id) index,
+        one seek per user, at most `limit` users and `limit` rows per driver
+        and round; the next round goes on after the last user this one
+        reached, so a user with a long queue, blocked or busy, costs the others
+        one seek and no more, and every user is reached in turn however many
+        there are. Deliveries of the `independent` drivers, and journaled
+        requests of either, are claimed whenever they are due: nothing waits
+        for them and they wait for nothing. `ordered=None` (tools, tests):
+        every driver with pending rows is ordered.
         """
         busy_keys = set(busy)
+        resume: dict[str, str | None] = dict(self._resume)
 
         def op(ctx: WriteContext) -> list[ClaimedDelivery]:
             conn = ctx.conn
@@ -174,20 +244,9 @@ class SqliteOutbox:
             )
             claimed: list[ClaimedDelivery] = []
             for driver in ordered_drivers:
-                rows = conn.execute(
-                    _CLAIM_SELECT + " WHERE d.state = 'pending' AND d.kind = 'transaction'"
-                    " AND d.driver = ? ORDER BY d.outbox_id LIMIT ?",
-                    (driver, limit),
-                ).fetchall()
-                blocked = set(busy_keys)
-                for row in rows:
-                    key = (row[1], row[2])
-                    if key in blocked:
-                        continue
-                    if row[9] > now:
-                        blocked.add(key)
-                        continue
-                    claimed.append(_claimed(row))
+                resume[driver] = _claim_ordered(
+                    conn, driver, now, limit, busy_keys, resume.get(driver), claimed
+                )
             free = sorted(set(independent))
             everyone = sorted({*free, *ordered_drivers})
             for kind, drivers in ((TRANSACTION, free), (HTTP_REQUEST, everyone)):
@@ -207,7 +266,9 @@ class SqliteOutbox:
             )
             return claimed
 
-        return list((await self._submit(op, durable=False))[0])
+        claims = list((await self._submit(op, durable=False))[0])
+        self._resume = {driver: user for driver, user in resume.items() if user is not None}
+        return claims
 
     async def mark_started(self, claim: ClaimedDelivery) -> None:
         """Just before a driver runs `claim`: if the process dies now, start-up knows."""

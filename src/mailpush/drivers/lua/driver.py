@@ -25,6 +25,10 @@ For the same reason a transaction must end before the dispatcher's
 handlers — calls running then are aborted, handlers not yet called are
 skipped and logged — and end_txn always runs, for a short grace if the time
 is up. The transaction then counts as delivered, as after any other failure.
+A message transaction of an operation group (MOVE, Sieve filing into two
+folders: `PushTransaction.deferred`) begins with the group and runs its events
+after the others' events: its time starts again when its own events begin,
+so that the waits of the group's other transactions do not use it up.
 Per event, because a script's work is per event even when it does it all in
 end_txn (the seed's first example POSTs each message there), and the
 dispatcher allows `mailpush_push_timeout` per event likewise. Within that,
@@ -107,6 +111,11 @@ class LuaTransaction:
     status: MailboxStatus | None = None
     #: Seconds the transaction has (lua_txn_timeout per event), for the log.
     allowed: float = 0.0
+    #: Events it carries (lua_txn_timeout is per event).
+    events: int = 1
+    #: A deferred transaction whose events have not begun: its deadline starts again
+    #: with them (`LuaDriver._events_begin`).
+    deferred: bool = False
 
 
 class LuaDriver(PushDriver):
@@ -145,7 +154,7 @@ class LuaDriver(PushDriver):
         )
 
     async def begin_txn(self, txn: PushTransaction) -> object | None:
-        deadline = self._deadline_for(txn)
+        deadline = self._deadline_for(len(txn.events))
         try:
             state = await self._states.get(txn.user)
         except Exception:
@@ -162,9 +171,18 @@ class LuaDriver(PushDriver):
                 self._states.release(state)
         return transaction
 
-    def _deadline_for(self, txn: PushTransaction) -> Deadline:
+    def _events_begin(self, state: LuaTransaction) -> None:
+        """A deferred transaction's time starts again when its events (or its end_txn)
+        begin. Its begin_txn ran in the group's walk, and the group's other deferred
+        transactions' events ran since: their waits must not use up its time."""
+        if state.deferred:
+            state.deferred = False
+            if state.deadline is not None:
+                state.deadline = self._deadline_for(state.events)
+
+    def _deadline_for(self, count: int) -> Deadline:
         """lua_txn_timeout per event, at least one: the module docstring says why."""
-        events = max(1, len(txn.events))
+        events = max(1, count)
         allowed = self.options.txn_timeout * events
         at = time.monotonic() + allowed
         model = self._txn_deadline
@@ -177,6 +195,7 @@ class LuaDriver(PushDriver):
 
     async def process_event(self, state: object, event: PushEvent) -> None:
         assert isinstance(state, LuaTransaction)
+        self._events_begin(state)
         if event.name not in state.handlers.events:
             return
         script = state.state
@@ -210,6 +229,7 @@ class LuaDriver(PushDriver):
 
     async def end_txn(self, state: object, success: bool) -> None:
         assert isinstance(state, LuaTransaction)
+        self._events_begin(state)
         script = state.state
         try:
             if state.skipped:
@@ -281,6 +301,7 @@ class LuaDriver(PushDriver):
         return LuaTransaction(
             txn.id, state, outcome.value, user, handlers, deadline, status=txn.status,
             allowed=self.options.txn_timeout * max(1, len(txn.events)),
+            events=len(txn.events), deferred=txn.deferred,
         )
 
     def _end_deadline(self, deadline: Deadline | None) -> Deadline | None:
