@@ -35,6 +35,23 @@ def free_port() -> int:
     raise RuntimeError("no free loopback port in 20000-31999 for a test server")
 
 
+def imap_listener(port: int) -> str:
+    """Config lines for one plain IMAP listener on loopback (and no IMAPS one)."""
+    return textwrap.dedent(
+        f"""\
+        service imap-login {{
+          inet_listener imap {{
+            address = 127.0.0.1
+            port = {port}
+          }}
+          inet_listener imaps {{
+            port = 0
+          }}
+        }}
+        """
+    )
+
+
 def write_config(directory: Path, extra: str = "", lmtp_port: int | None = None) -> Path:
     """A config file with its data dir and passwd-file inside `directory`."""
     if lmtp_port is None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from mailpush.server import MailpushServer
-from tests.conftest import free_port, lmtp_port
+from tests.conftest import free_port, imap_listener, lmtp_port
 from tests.http_endpoint import HttpEndpoint
 
 MESSAGE = b"From: s@example.net\r\nTo: alice@example.org\r\nSubject: %s\r\n\r\nbody\r\n"
@@ -37,22 +37,17 @@ async def endpoint() -> AsyncIterator[HttpEndpoint]:
 
 def push_config(url: str, sections: str) -> str:
     """IMAP and LMTP, a webhook driver, a global mail_plugins without the push plugins."""
-    return textwrap.dedent(
+    base = textwrap.dedent(
         f"""\
         protocols = imap lmtp
-        service imap-login {{
-          inet_listener imap {{
-            address = 127.0.0.1
-            port = {free_port()}
-          }}
-        }}
         mail_plugins = $mail_plugins notify
         plugin {{
           push_notification_driver = webhook:url={url}
         }}
         mailpush_push_retry_initial = 100ms
         """
-    ) + textwrap.dedent(sections)
+    )
+    return imap_listener(free_port()) + base + textwrap.dedent(sections)
 
 
 def imap_port(server: MailpushServer) -> int:

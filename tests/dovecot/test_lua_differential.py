@@ -52,7 +52,7 @@ from mailpush.auth import add_user
 from mailpush.config import load_settings
 from mailpush.server import MailpushServer
 
-from ..conftest import USERS, free_port, lmtp_port, write_config
+from ..conftest import USERS, free_port, imap_listener, lmtp_port, write_config
 
 pytestmark = pytest.mark.skipif(
     dovecot_binary() is None,
@@ -270,18 +270,10 @@ async def record_mailpush(directory: Path) -> Recording:
     imap = free_port()
     config = write_config(
         directory,
-        textwrap.dedent(
+        imap_listener(imap)
+        + textwrap.dedent(
             f"""\
             protocols = imap lmtp
-            service imap-login {{
-              inet_listener imap {{
-                address = 127.0.0.1
-                port = {imap}
-              }}
-              inet_listener imaps {{
-                port = 0
-              }}
-            }}
             {PLUGINS}{" sieve" if SIEVE_PLUGIN else ""}
             plugin {{
               push_notification_driver = lua:file={RECORDER}

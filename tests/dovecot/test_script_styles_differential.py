@@ -36,7 +36,7 @@ from bench.dovecot_instance import DovecotInstance, dovecot_binary
 from mailpush.config import load_settings
 from mailpush.server import MailpushServer
 
-from ..conftest import free_port, lmtp_port, write_config
+from ..conftest import free_port, imap_listener, lmtp_port, write_config
 from ..http_endpoint import HttpEndpoint, ReceivedRequest
 
 STYLES = Path(__file__).parent / "fixtures" / "styles"
@@ -159,15 +159,10 @@ async def under_mailpush(
     imap = free_port()
     config = write_config(
         directory,
-        textwrap.dedent(
+        imap_listener(imap)
+        + textwrap.dedent(
             f"""\
             protocols = imap lmtp
-            service imap-login {{
-              inet_listener imap {{
-                address = 127.0.0.1
-                port = {imap}
-              }}
-            }}
             {PLUGINS}
             plugin {{
               push_notification_driver = lua:file={script}

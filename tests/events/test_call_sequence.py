@@ -31,7 +31,7 @@ import pytest
 from mailpush.config import load_settings
 from mailpush.server import MailpushServer
 
-from ..conftest import free_port, lmtp_port, write_config
+from ..conftest import free_port, imap_listener, lmtp_port, write_config
 
 RECORDER = Path(__file__).parents[1] / "dovecot" / "fixtures" / "record_events.lua"
 MESSAGE = b"From: s@example.net\r\nTo: alice@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
@@ -139,18 +139,10 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     imap = free_port()
     config = write_config(
         tmp_path,
-        textwrap.dedent(
+        imap_listener(imap)
+        + textwrap.dedent(
             f"""\
             protocols = imap lmtp
-            service imap-login {{
-              inet_listener imap {{
-                address = 127.0.0.1
-                port = {imap}
-              }}
-              inet_listener imaps {{
-                port = 0
-              }}
-            }}
             {PLUGINS}
             plugin {{
               push_notification_driver = lua:file={RECORDER}

@@ -26,7 +26,7 @@ from mailpush.drivers import DriverRegistry, PushDriver
 from mailpush.events import PushEvent, PushTransaction
 from mailpush.server import MailpushServer
 
-from ..conftest import free_port, write_config
+from ..conftest import free_port, imap_listener, write_config
 
 Brief = tuple[str, str, list[dict[str, Any]]]
 
@@ -340,18 +340,10 @@ async def test_protocol_operation_gives_dovecots_push_transactions(
     imap = free_port()
     config = write_config(
         tmp_path,
-        textwrap.dedent(
+        imap_listener(imap)
+        + textwrap.dedent(
             f"""\
             protocols = imap lmtp
-            service imap-login {{
-              inet_listener imap {{
-                address = 127.0.0.1
-                port = {imap}
-              }}
-              inet_listener imaps {{
-                port = 0
-              }}
-            }}
             mail_plugins = $mail_plugins notify push_notification
             plugin {{
               push_notification_driver = recording:sink={sink_name}

@@ -42,7 +42,7 @@ from hypothesis import HealthCheck, settings
 
 from mailpush.config import load_settings
 from mailpush.server import MailpushServer
-from tests.conftest import free_port, write_config
+from tests.conftest import free_port, imap_listener, write_config
 from tests.http_endpoint import HttpEndpoint
 
 T = TypeVar("T")
@@ -223,7 +223,7 @@ class FuzzServer:
         await self.endpoint.start()
         script = self.directory / "fuzz.lua"
         script.write_text(FUZZ_SCRIPT)
-        extra = textwrap.dedent(
+        extra = imap_listener(free_port()) + textwrap.dedent(
             f"""\
             protocols = imap lmtp
             mail_fsync = never
@@ -233,12 +233,6 @@ class FuzzServer:
               push_notification_driver = lua:file={script}
               push_notification_driver2 = lua:file={EVENTS_SCRIPT}
               push_lua_url = {self.endpoint.url}
-            }}
-            service imap-login {{
-              inet_listener imap {{
-                address = 127.0.0.1
-                port = {free_port()}
-              }}
             }}
             """
         )

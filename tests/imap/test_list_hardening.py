@@ -28,7 +28,7 @@ from mailpush.errors import TooManyMailboxesError
 from mailpush.imap.list_pattern import ListPattern
 from mailpush.server import MailpushServer
 from mailpush.store import DeliveryTarget, SqliteStore
-from tests.conftest import free_port
+from tests.conftest import free_port, imap_listener
 
 from .conftest import ImapStack
 
@@ -217,16 +217,11 @@ async def test_lmtp_delivery_for_another_user_is_fast_while_one_user_lists_a_lot
 ) -> None:
     imap_port = free_port()
     server = await make_server(  # type: ignore[operator]
-        textwrap.dedent(
-            f"""\
+        imap_listener(imap_port)
+        + textwrap.dedent(
+            """\
             protocols = imap lmtp
             mail_fsync = never
-            service imap-login {{
-              inet_listener imap {{
-                address = 127.0.0.1
-                port = {imap_port}
-              }}
-            }}
             """
         )
     )
@@ -272,16 +267,11 @@ async def test_create_beyond_quota_mailbox_count_answers_no_limit(
 ) -> None:
     imap_port = free_port()
     await make_server(  # type: ignore[operator]
-        textwrap.dedent(
-            f"""\
+        imap_listener(imap_port)
+        + textwrap.dedent(
+            """\
             protocols = imap lmtp
             quota_mailbox_count = 8
-            service imap-login {{
-              inet_listener imap {{
-                address = 127.0.0.1
-                port = {imap_port}
-              }}
-            }}
             """
         )
     )

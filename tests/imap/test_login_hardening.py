@@ -26,7 +26,7 @@ from mailpush.config import load_settings
 from mailpush.imap import ImapOptions, ImapServer
 from mailpush.server import MailpushServer, UserDirectory
 from mailpush.store import SqliteStore
-from tests.conftest import free_port, write_config
+from tests.conftest import free_port, imap_listener, write_config
 
 from .conftest import PASSWORD, StackFactory
 
@@ -65,21 +65,13 @@ async def tls_required_server(tmp_path: Path) -> AsyncIterator[tuple[MailpushSer
     cert.private_key_pem.write_to_path(str(key_path))
     config = write_config(
         tmp_path,
-        textwrap.dedent(
+        imap_listener(free_port())
+        + textwrap.dedent(
             f"""\
             protocols = imap lmtp
             ssl = required
             ssl_cert = <{cert_path}
             ssl_key = <{key_path}
-            service imap-login {{
-              inet_listener imap {{
-                address = 127.0.0.1
-                port = {free_port()}
-              }}
-              inet_listener imaps {{
-                port = 0
-              }}
-            }}
             """
         ),
     )

@@ -17,7 +17,7 @@ from mailpush.drivers import DriverConfig
 from mailpush.drivers.lua import LuaDriver
 from mailpush.server import MailpushServer
 from mailpush.store import SqliteStore
-from tests.conftest import free_port, lmtp_port
+from tests.conftest import free_port, imap_listener, lmtp_port
 from tests.http_endpoint import HttpEndpoint
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -55,15 +55,9 @@ def lua_server_config(script: Path | str, url: str, extra: str = "", *, imap: bo
         """
     )
     if imap:
-        text += textwrap.dedent(
-            f"""\
+        text += imap_listener(free_port()) + textwrap.dedent(
+            """\
             protocols = imap lmtp
-            service imap-login {{
-              inet_listener imap {{
-                address = 127.0.0.1
-                port = {free_port()}
-              }}
-            }}
             """
         )
     return text + extra
