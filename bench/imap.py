@@ -1,7 +1,8 @@
 """IMAP benchmark: APPEND/s, FETCH 1:* (FLAGS ENVELOPE) msgs/s, IDLE latency, idle cost.
 
-Runs mailpush's IMAP and LMTP servers on their own event loop in a thread and
-drives them with plain blocking sockets (TCP_NODELAY), then prints one line:
+Runs `mailpush serve` (bench/mailpush_instance.py) and drives it with plain
+blocking sockets (TCP_NODELAY), then prints one line; the idle cost is the CPU
+time of the server process alone:
 
     python bench/imap.py [--appends 2000] [--messages 10000] [--deliveries 200] [--idlers 1000]
 """
@@ -10,20 +11,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import resource
+import os
 import smtplib
 import socket
 import statistics
-import tempfile
-import threading
 import time
 from pathlib import Path
 
-from mailpush.auth import PasswdFile, add_user, verify_password_async
-from mailpush.delivery import DefaultFilingPlanner, DeliveryAgent
-from mailpush.imap import ImapOptions, ImapServer
-from mailpush.lmtp import LmtpOptions, LmtpServer
-from mailpush.store import NewMessage, SqliteStore
+from mailpush_instance import MailpushInstance
 
 MESSAGE = (
     b"From: Sender Name <sender@example.net>\r\n"
@@ -70,36 +65,20 @@ def main() -> None:
     parser.add_argument("--idlers", type=int, default=1000)
     args = parser.parse_args()
 
-    directory = Path(tempfile.mkdtemp(prefix="mailpush-bench-"))
-    users = directory / "users"
-    add_user(users, "alice", "secret", "PLAIN")
-    add_user(users, "bob", "secret", "PLAIN")
-    store = SqliteStore(directory / "mail.db")
-    store.open()
-    passwd = PasswdFile(users)
-
-    async def authenticate(login: str, password: str) -> str | None:
-        record = passwd.lookup(login)
-        if record is None or not await verify_password_async(record.password, password):
-            return None
-        return record.username
-
-    def resolve(address: str) -> str | None:
-        record = passwd.lookup(address.partition("@")[0])
-        return None if record is None else record.username
-
-    loop = asyncio.new_event_loop()
-    threading.Thread(target=loop.run_forever, daemon=True).start()
-
-    def run(coro):  # type: ignore[no-untyped-def]
-        return asyncio.run_coroutine_threadsafe(coro, loop).result(600)
-
-    imap = ImapServer(store, authenticate, ImapOptions(port=0))
-    address = run(imap.start())
-    lmtp = LmtpServer(
-        DeliveryAgent(store, DefaultFilingPlanner(store)), resolve, LmtpOptions(port=0)
+    # Up to `idlers` connections of one user from one address.
+    mailpush = MailpushInstance(
+        [("alice", "secret"), ("bob", "secret")], settings={"mail_max_userip_connections": "0"}
     )
-    lmtp_address = run(lmtp.start())
+    asyncio.run(mailpush.start())
+    try:
+        _measure(args, mailpush)
+    finally:
+        asyncio.run(mailpush.stop())
+
+
+def _measure(args: argparse.Namespace, mailpush: MailpushInstance) -> None:
+    address = ("127.0.0.1", mailpush.imap_port)
+    lmtp_address = ("127.0.0.1", mailpush.lmtp_port)
 
     # APPEND/s: one connection, one message per APPEND, LITERAL+.
     client = Client(address)
@@ -112,13 +91,13 @@ def main() -> None:
     append_rate = args.appends / (time.perf_counter() - start)
 
     # FETCH 1:* (FLAGS ENVELOPE) on a mailbox of `messages` messages (first, uncached run).
-    run(store.ensure_mailboxes("bob", [("INBOX", None)]))
-    for offset in range(0, args.messages, 500):
-        batch = [
-            NewMessage(MESSAGE.replace(b"<bench@", b"<%d@" % (offset + i)))
-            for i in range(min(500, args.messages - offset))
-        ]
-        run(store.append("bob", "INBOX", batch))
+    filler = Client(address)
+    filler.command(b"LOGIN bob secret")
+    for number in range(args.messages):
+        message = MESSAGE.replace(b"<bench@", b"<%d@" % number)
+        lines = filler.command(b"APPEND INBOX {%d+}\r\n%s" % (len(message), message))
+        assert b"OK" in lines[-1], lines
+    filler.sock.close()
     reader = Client(address)
     reader.command(b"LOGIN bob secret")
     reader.command(b"SELECT INBOX")
@@ -151,7 +130,7 @@ def main() -> None:
     median = statistics.median(latencies)
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
 
-    # Idle cost: `idlers` connections in IDLE, CPU of this whole process over 5 s.
+    # Idle cost: `idlers` connections in IDLE, CPU of the server process over 5 s.
     idlers = []
     for _ in range(args.idlers):
         c = Client(address)
@@ -162,13 +141,12 @@ def main() -> None:
     for c in idlers:
         c.file.readline()
     time.sleep(1)
-    before = resource.getrusage(resource.RUSAGE_SELF)
+    before = _cpu_seconds(mailpush.pid)
     wall = time.perf_counter()
     time.sleep(5)
-    after = resource.getrusage(resource.RUSAGE_SELF)
+    after = _cpu_seconds(mailpush.pid)
     elapsed = time.perf_counter() - wall
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    idle_cost = 100 * cpu / elapsed
+    idle_cost = 100 * (after - before) / elapsed
 
     print(
         f"imap: APPEND {append_rate:,.0f}/s | FETCH 1:* (FLAGS ENVELOPE) {args.messages:,} msgs"
@@ -178,9 +156,13 @@ def main() -> None:
     )
     for c in idlers:
         c.sock.close()
-    run(imap.stop(2))
-    run(lmtp.stop(2))
-    store.close()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process `pid` so far (Linux /proc)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

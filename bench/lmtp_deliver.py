@@ -19,12 +19,12 @@ import asyncio
 import os
 import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import textwrap
 import time
 from pathlib import Path
+
+from mailpush_instance import MailpushProcess, free_port
 
 MESSAGE = (
     b"From: Bench Sender <bench@example.net>\r\n"
@@ -34,12 +34,6 @@ MESSAGE = (
     b"Date: Mon, 02 Jan 2023 10:00:00 +0200\r\n"
     b"\r\n" + b"Body line of a benchmark message, long enough to be realistic.\r\n" * 40
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_setup(directory: Path, port: int, fsync: str, extra: str = "") -> Path:
@@ -116,27 +110,6 @@ async def run_load(port: int, connections: int, total: int) -> tuple[float, list
     return per_connection * connections / elapsed, latencies
 
 
-async def wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("mailpush exited during start-up")
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)
-    raise RuntimeError("mailpush did not start listening")
-
-
-def start_server(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "mailpush.cli", "serve", "--config", str(config)],
-        stdout=subprocess.DEVNULL, stderr=log.open("wb"),
-    )
-
-
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
@@ -147,15 +120,10 @@ async def main_async(args: argparse.Namespace) -> str:
         directory = Path(tmp)
         port = free_port()
         config = write_setup(directory, port, args.fsync)
-        proc = start_server(config, directory / "serve.log")
-        try:
-            await wait_listening(port, proc)
+        async with MailpushProcess(config, [port], directory / "serve.log"):
             await run_load(port, 1, 50)  # warm-up
             conn1, _ = await run_load(port, 1, args.messages)
             conn8, lat8 = await run_load(port, 8, args.messages)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
     return (
         f"lmtp_deliver fsync={args.fsync} n={args.messages}"
         f" conn1_per_s={conn1:.0f} conn8_per_s={conn8:.0f}"

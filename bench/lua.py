@@ -39,14 +39,15 @@ from pathlib import Path
 
 from aiohttp import web
 
-from lmtp_deliver import MESSAGE, free_port, read_reply, start_server, wait_listening
+from lmtp_deliver import MESSAGE, read_reply
+from mailpush_instance import MailpushProcess, free_port
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "src"))
 
+from mailpush.cli.lua_tryout import MemoryStoreView, TryoutServices  # noqa: E402
 from mailpush.drivers import DriverConfig  # noqa: E402
 from mailpush.drivers.lua import LuaDriver  # noqa: E402
-from mailpush.drivers.lua.tryout import MemoryStoreView, TryoutServices  # noqa: E402
 from mailpush.events import MessageData, PushEvent, PushTransaction  # noqa: E402
 
 # The seed document's first example, verbatim (the copy the tests check).
@@ -212,9 +213,7 @@ async def deliveries_per_second(
             directory = Path(tmp)
             port = free_port()
             config = write_setup(directory, port, users, endpoint)
-            proc = start_server(config, directory / "serve.log")
-            try:
-                await wait_listening(port, proc)
+            async with MailpushProcess(config, [port], directory / "serve.log"):
                 # Warm-up: every user's INBOX exists and its Lua state is open.
                 endpoint.expected = users
                 await asyncio.gather(*(
@@ -229,9 +228,6 @@ async def deliveries_per_second(
                 lmtp = time.perf_counter() - started
                 await asyncio.wait_for(endpoint.done.wait(), 300)
                 pushed = time.perf_counter() - started
-            finally:
-                proc.terminate()
-                proc.wait(timeout=60)
     finally:
         await endpoint.stop()
     return messages / lmtp, messages / pushed

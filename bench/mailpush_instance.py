@@ -6,24 +6,93 @@ what `DovecotInstance` offers (users, an optional Lua push script,
 defaults left alone: whatever mailpush ships is what gets measured. It runs as
 its own process, as an admin would run it, so that its CPU is its own and a
 profiler can attach to `pid`.
+
+It is also the one place a benchmark starts mailpush: `MailpushProcess` runs
+`mailpush serve` with a configuration the benchmark wrote itself (lmtp_deliver,
+push, lua, imap), `MailpushInstance` writes a configuration shaped like
+DovecotInstance's and runs a `MailpushProcess` with it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import subprocess
+import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from lmtp_deliver import free_port, start_server, wait_listening
-
-__all__ = ["MailpushInstance"]
+__all__ = ["MailpushInstance", "MailpushProcess", "free_port"]
 
 STOP_TIMEOUT_S = 60
+START_TIMEOUT_S = 30
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class MailpushProcess:
+    """`async with MailpushProcess(config, ports, log):` `mailpush serve`, listening on `ports`."""
+
+    def __init__(self, config: Path, ports: Sequence[int], log_path: Path) -> None:
+        self.config = config
+        self.ports = tuple(ports)
+        self.log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+
+    async def __aenter__(self) -> MailpushProcess:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise RuntimeError("mailpush is not running")
+        return self._process.pid
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    async def start(self) -> None:
+        with self.log_path.open("wb") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "mailpush.cli", "serve", "--config", str(self.config)],
+                stdout=subprocess.DEVNULL, stderr=log,
+            )
+        try:
+            for port in self.ports:
+                await _wait_listening(port, self._process)
+        except BaseException as error:
+            await self.stop()
+            raise RuntimeError(
+                f"mailpush did not start; its log ({self.log_path}):\n{self.log_text()}"
+            ) from error
+
+    async def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                await asyncio.to_thread(process.wait, STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                await asyncio.to_thread(process.wait)
 
 
 class MailpushInstance:
@@ -34,14 +103,17 @@ class MailpushInstance:
         users: Sequence[tuple[str, str]],
         lua_script: Path | None = None,
         plugin_settings: Mapping[str, str] | None = None,
+        settings: Mapping[str, str] | None = None,
     ) -> None:
         self._users = tuple(users)
         self._lua_script = lua_script
         self.plugin_settings = dict(plugin_settings or {})
+        #: Global settings that replace mailpush's defaults (bench/imap.py's many idlers).
+        self.settings = dict(settings or {})
         self.lmtp_port = free_port()
         self.imap_port = free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="mailpush-compare-"))
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: MailpushProcess | None = None
 
     async def __aenter__(self) -> MailpushInstance:
         await self.start()
@@ -79,26 +151,16 @@ class MailpushInstance:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     async def start(self) -> None:
-        config = self._write_config()
-        self._process = start_server(config, self.log_path)
-        try:
-            await wait_listening(self.lmtp_port, self._process)
-            await wait_listening(self.imap_port, self._process)
-        except BaseException as error:
-            await self.stop(keep_workdir=True)
-            raise RuntimeError(
-                f"mailpush did not start; its log ({self.log_path}):\n{self.log_text()}"
-            ) from error
+        process = MailpushProcess(
+            self._write_config(), (self.lmtp_port, self.imap_port), self.log_path
+        )
+        await process.start()
+        self._process = process
 
     async def stop(self, keep_workdir: bool = False) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                await asyncio.to_thread(process.wait, STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                await asyncio.to_thread(process.wait)
+        if process is not None:
+            await process.stop()
         if not keep_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -147,7 +209,22 @@ class MailpushInstance:
                 }}
                 """
             )
+            + "".join(f"{key} = {value}\n" for key, value in self.settings.items())
             + plugins_line
             + plugin_block
         )
         return config
+
+
+async def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("mailpush exited during start-up")
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise RuntimeError("mailpush did not start listening")

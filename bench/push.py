@@ -22,7 +22,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from lmtp_deliver import free_port, percentile, run_load, start_server, wait_listening, write_setup
+from lmtp_deliver import percentile, run_load, write_setup
+from mailpush_instance import MailpushProcess, free_port
 
 
 async def endpoint(delay: float) -> tuple[web.AppRunner, int]:
@@ -47,14 +48,9 @@ async def one_case(url: str | None, messages: int) -> tuple[float, list[float]]:
         port = free_port()
         extra = f"plugin {{\n  push_notification_driver = webhook:url={url}\n}}\n" if url else ""
         config = write_setup(directory, port, "optimized", extra)
-        proc = start_server(config, directory / "serve.log")
-        try:
-            await wait_listening(port, proc)
+        async with MailpushProcess(config, [port], directory / "serve.log"):
             await run_load(port, 8, 80)  # warm-up
             return await run_load(port, 8, messages)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=60)
 
 
 async def main_async(messages: int) -> str:

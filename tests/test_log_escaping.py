@@ -20,7 +20,7 @@ import pytest
 from mailpush.logging_config import configure_logging, escape_control_characters
 from mailpush.server import MailpushServer
 from tests.conftest import free_port, lmtp_port
-from tests.http_endpoint import HttpEndpoint
+from tests.support.http_receiver import HttpReceiver
 
 FORGED = "2026-01-01 00:00:00,000 INFO mailpush.imap.connection: imap: Login: user=<root>"
 #: A line that begins a log record.
@@ -56,15 +56,15 @@ async def wait_for_line(path: Path, needle: str, timeout: float = 10.0) -> list[
 
 
 @pytest.fixture
-async def endpoint() -> AsyncIterator[HttpEndpoint]:
-    receiver = HttpEndpoint(status=500, refusal_body=f"boom\r\n{FORGED}\r\n\x1b[2Jcleared")
+async def endpoint() -> AsyncIterator[HttpReceiver]:
+    receiver = HttpReceiver(status=500, refusal_body=f"boom\r\n{FORGED}\r\n\x1b[2Jcleared")
     await receiver.start()
     yield receiver
     await receiver.stop()
 
 
 async def test_an_endpoint_error_body_with_crlf_stays_on_one_log_line(
-    log_file: Path, endpoint: HttpEndpoint, make_server: Callable[..., object]
+    log_file: Path, endpoint: HttpReceiver, make_server: Callable[..., object]
 ) -> None:
     server = await make_server(  # type: ignore[operator]
         "mail_plugins = $mail_plugins notify push_notification\n"

@@ -32,7 +32,7 @@ from .drivers import DriverRegistry, PushDriver, default_registry, driver_config
 from .errors import SettingError
 from .imap import ImapOptions, ImapServer
 from .imap.heavy_work import HeavyWork
-from .imap.server import UserIpConnections
+from .imap.user_ip_connections import UserIpConnections
 from .lmtp import LmtpOptions, LmtpServer
 from .sieve import build_sieve_planner
 from .store import SqliteStore

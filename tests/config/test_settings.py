@@ -8,13 +8,9 @@ from pathlib import Path
 import pytest
 
 from mailpush.config.docs import REGENERATE_COMMAND, render_settings_markdown
+from mailpush.config.reader import load_settings, parse_setting_value
 from mailpush.config.schema import SETTINGS
-from mailpush.config.settings import (
-    Listener,
-    LoadedConfig,
-    load_settings,
-    parse_setting_value,
-)
+from mailpush.config.settings import Listener, LoadedConfig
 from mailpush.config.values import parse_bool, parse_duration, parse_list, parse_size
 from mailpush.errors import ConfigSyntaxError, InvalidValueError, SettingError
 

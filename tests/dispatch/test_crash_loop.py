@@ -20,7 +20,7 @@ from aiohttp import web
 
 from mailpush.store import SqliteStore
 from tests.conftest import free_port, write_config
-from tests.drivers.scripted_endpoint import ScriptedEndpoint
+from tests.support.http_receiver import HttpReceiver
 from tests.test_server import start_serve, wait_for_port
 
 POISON = b"poison"
@@ -56,7 +56,7 @@ async def test_a_delivery_in_flight_at_two_deaths_is_a_dead_letter_not_run_again
             os.kill(server[-1].pid, signal.SIGKILL)
         return web.json_response({"success": True})
 
-    endpoint = ScriptedEndpoint(answer)
+    endpoint = HttpReceiver(answer)
     await endpoint.start()
     port = free_port()
     config = write_config(

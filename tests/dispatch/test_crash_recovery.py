@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.conftest import free_port, write_config
-from tests.http_endpoint import HttpEndpoint
+from tests.support.http_receiver import HttpReceiver
 from tests.test_server import start_serve, wait_for_port
 
 PENDING = 2000
@@ -26,7 +26,7 @@ def deliver_many(port: int, user: str, count: int) -> None:
 
 
 async def test_sigkill_with_2000_pending_transactions_loses_none(tmp_path: Path) -> None:
-    endpoint = HttpEndpoint(status=503)
+    endpoint = HttpReceiver(status=503)
     await endpoint.start()
     port = free_port()
     config = write_config(

@@ -22,14 +22,14 @@ import pytest
 
 from mailpush.server import MailpushServer
 from tests.conftest import free_port, imap_listener, lmtp_port
-from tests.http_endpoint import HttpEndpoint
+from tests.support.http_receiver import HttpReceiver
 
 MESSAGE = b"From: s@example.net\r\nTo: alice@example.org\r\nSubject: %s\r\n\r\nbody\r\n"
 
 
 @pytest.fixture
-async def endpoint() -> AsyncIterator[HttpEndpoint]:
-    ep = HttpEndpoint()
+async def endpoint() -> AsyncIterator[HttpReceiver]:
+    ep = HttpReceiver()
     await ep.start()
     yield ep
     await ep.stop()
@@ -93,7 +93,7 @@ async def outbox_services(server: MailpushServer) -> list[tuple[str, list[str]]]
 
 
 async def test_plugins_only_in_protocol_lmtp_push_deliveries_and_not_imap_changes(
-    endpoint: HttpEndpoint,
+    endpoint: HttpReceiver,
     make_server: Callable[..., object],
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
@@ -127,7 +127,7 @@ async def test_plugins_only_in_protocol_lmtp_push_deliveries_and_not_imap_change
 
 
 async def test_plugins_only_in_protocol_imap_push_imap_changes_and_not_deliveries(
-    endpoint: HttpEndpoint, make_server: Callable[..., object]
+    endpoint: HttpReceiver, make_server: Callable[..., object]
 ) -> None:
     server = await make_server(  # type: ignore[operator]
         push_config(
@@ -158,7 +158,7 @@ async def test_plugins_only_in_protocol_imap_push_imap_changes_and_not_deliverie
 
 
 async def test_mailpush_deliver_pushes_as_lda_when_protocol_lda_loads_the_plugins(
-    endpoint: HttpEndpoint, make_server: Callable[..., object], tmp_path: Path
+    endpoint: HttpReceiver, make_server: Callable[..., object], tmp_path: Path
 ) -> None:
     server = await make_server(  # type: ignore[operator]
         push_config(

@@ -15,12 +15,12 @@ import pytest
 
 from mailpush.server import MailpushServer
 from tests.conftest import lmtp_port
-from tests.http_endpoint import HttpEndpoint
+from tests.support.http_receiver import HttpReceiver
 
 
 @pytest.fixture
-async def endpoint() -> AsyncIterator[HttpEndpoint]:
-    ep = HttpEndpoint()
+async def endpoint() -> AsyncIterator[HttpReceiver]:
+    ep = HttpReceiver()
     await ep.start()
     yield ep
     await ep.stop()
@@ -51,7 +51,7 @@ def deliver(server: MailpushServer, rcpt: str, subject: str) -> float:
 
 
 async def test_delivery_reaches_the_webhook_with_a_stable_id(
-    endpoint: HttpEndpoint, make_server: Callable[..., object]
+    endpoint: HttpReceiver, make_server: Callable[..., object]
 ) -> None:
     server = await make_server(webhook_config(endpoint.url))  # type: ignore[operator]
     await asyncio.to_thread(deliver, server, "alice", "Hello push")
@@ -68,7 +68,7 @@ async def test_delivery_reaches_the_webhook_with_a_stable_id(
 
 
 async def test_endpoint_refusing_for_30s_then_recovering_gets_everything_in_user_order(
-    endpoint: HttpEndpoint, make_server: Callable[..., object]
+    endpoint: HttpReceiver, make_server: Callable[..., object]
 ) -> None:
     endpoint.status = 503
     server = await make_server(webhook_config(endpoint.url))  # type: ignore[operator]
@@ -90,7 +90,7 @@ async def test_endpoint_refusing_for_30s_then_recovering_gets_everything_in_user
 
 
 async def test_failing_driver_never_delays_lmtp_and_dead_letters_replay(
-    endpoint: HttpEndpoint, make_server: Callable[..., object], tmp_path: Path
+    endpoint: HttpReceiver, make_server: Callable[..., object], tmp_path: Path
 ) -> None:
     endpoint.status = 500
     server = await make_server(  # type: ignore[operator]
@@ -132,7 +132,7 @@ async def test_failing_driver_never_delays_lmtp_and_dead_letters_replay(
 
 
 async def test_metrics_endpoint_counts_events_and_transactions(
-    endpoint: HttpEndpoint, make_server: Callable[..., object]
+    endpoint: HttpReceiver, make_server: Callable[..., object]
 ) -> None:
     extra = "mailpush_metrics_listen = 127.0.0.1:0\n"
     server = await make_server(webhook_config(endpoint.url, extra))  # type: ignore[operator]

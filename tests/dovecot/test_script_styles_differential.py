@@ -37,7 +37,7 @@ from mailpush.config import load_settings
 from mailpush.server import MailpushServer
 
 from ..conftest import free_port, imap_listener, lmtp_port, write_config
-from ..http_endpoint import HttpEndpoint, ReceivedRequest
+from ..support.http_receiver import HttpReceiver, ReceivedRequest
 
 STYLES = Path(__file__).parent / "fixtures" / "styles"
 LUALIB = STYLES / "lualib"
@@ -97,7 +97,7 @@ def _operate(lmtp: int, imap: int, append: bool) -> None:
             connection.logout()
 
 
-async def _quiet(endpoint: HttpEndpoint, expected: int) -> list[ReceivedRequest]:
+async def _quiet(endpoint: HttpReceiver, expected: int) -> list[ReceivedRequest]:
     """The requests once `expected` have come and nothing more arrives for a moment."""
     await endpoint.wait_for(expected, timeout=15)
     count, since = len(endpoint.received), time.monotonic()
@@ -111,7 +111,7 @@ async def _quiet(endpoint: HttpEndpoint, expected: int) -> list[ReceivedRequest]
 async def under_dovecot(
     script: Path, expected: int, append: bool, lua_path: bool
 ) -> list[ReceivedRequest]:
-    endpoint = HttpEndpoint()
+    endpoint = HttpReceiver()
     await endpoint.start()
     settings: dict[str, str] = {}
     library: Path | None = None
@@ -152,7 +152,7 @@ async def under_mailpush(
     lua_path: bool,
     monkeypatch: pytest.MonkeyPatch,
 ) -> list[ReceivedRequest]:
-    endpoint = HttpEndpoint()
+    endpoint = HttpReceiver()
     await endpoint.start()
     if lua_path:
         monkeypatch.setenv("LUA_PATH", f"{LUALIB}/?.lua;;")

@@ -1,6 +1,7 @@
 """Local stand-ins for the two OX App Suite endpoints Dovecot's drivers talk to.
 
-Each is a real aiohttp server that enforces the receiver's contract as
+Each is the tests' one HTTP receiver (tests/support/http_receiver.py) answering
+through a script that enforces the receiver's contract as
 dovecot-push.md §3.2 and §4 describe it, answering 4xx (and recording why)
 for anything the real one would refuse:
 
@@ -26,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.support.http_receiver import HttpReceiver
 
 CHRONOS_PATH = "/chronos/v1/itip/pushmail"
 OX_PATH = "/preliminary/http-notify/v1/notify"
@@ -62,9 +65,15 @@ class OxReceiver:
     accepted: list[Accepted] = field(default_factory=list)
     rejected: list[tuple[int, str]] = field(default_factory=list)
     attempts: int = 0
-    port: int = 0
-    _runner: web.AppRunner | None = None
+    _http: HttpReceiver = field(init=False)
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._http = HttpReceiver(self._answer, tls=self.tls)
+
+    @property
+    def port(self) -> int:
+        return self._http.port
 
     @property
     def path(self) -> str:
@@ -76,19 +85,10 @@ class OxReceiver:
         return f"{scheme}://{login}:{password}@{host}:{self.port}{self.path}{suffix}"
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.tls)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        await self._http.start()
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self._http.stop()
 
     async def wait_for(self, count: int, timeout: float = 10.0) -> list[Accepted]:
         async def enough() -> None:
@@ -99,9 +99,8 @@ class OxReceiver:
         await asyncio.wait_for(enough(), timeout)
         return self.accepted
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _answer(self, request: web.Request, raw: bytes) -> web.StreamResponse:
         self.attempts += 1
-        raw = await request.read()
         problem = self._check(request, raw)
         if problem is not None:
             status, reason = problem

@@ -26,7 +26,7 @@ from mailpush.server import MailpushServer
 from mailpush.store import SqliteStore
 from tests.conftest import lmtp_port, write_config
 from tests.drivers.calendar_messages import invite
-from tests.drivers.scripted_endpoint import ScriptedEndpoint
+from tests.support.http_receiver import HttpReceiver
 
 #: What the endpoint below offers as one answer's body: 300 MB.
 HUGE = 300 * 1024 * 1024
@@ -93,7 +93,7 @@ async def test_webhook_reads_a_300mb_error_answer_only_up_to_its_cap_and_drops_i
             sent.append(written)
         return response
 
-    endpoint = ScriptedEndpoint(huge_error)
+    endpoint = HttpReceiver(huge_error)
     await endpoint.start()
     try:
         server = await start(make_server, driver_config(
@@ -117,7 +117,7 @@ async def test_webhook_response_max_size_option_sets_the_cap(
     async def two_kib(request: web.Request, body: bytes) -> web.StreamResponse:
         return web.Response(status=500, body=b"x" * 2048)
 
-    endpoint = ScriptedEndpoint(two_kib)
+    endpoint = HttpReceiver(two_kib)
     await endpoint.start()
     try:
         # Below the body size: the answer is cut, still a retryable 500.
@@ -142,7 +142,7 @@ async def test_chronos_endpoint_slower_than_the_timeout_gets_the_invite_three_ti
         await asyncio.sleep(1.0)
         return web.json_response({"success": True})
 
-    endpoint = ScriptedEndpoint(slow)
+    endpoint = HttpReceiver(slow)
     await endpoint.start()
     try:
         # timeout 200 (ms), max_retries left at its default of 1.
@@ -165,7 +165,7 @@ async def test_ox_gives_a_refused_notification_three_attempts_in_all(
     async def refuse(request: web.Request, body: bytes) -> web.StreamResponse:
         return web.Response(status=503, text="down")
 
-    endpoint = ScriptedEndpoint(refuse)
+    endpoint = HttpReceiver(refuse)
     await endpoint.start()
     try:
         server = await start(make_server, driver_config(
@@ -183,7 +183,7 @@ async def test_ox_gives_a_refused_notification_three_attempts_in_all(
 # --- one failing push and the user's later ones ----------------------------------------------
 
 
-def refusing(marker: bytes) -> tuple[ScriptedEndpoint, list[bool]]:
+def refusing(marker: bytes) -> tuple[HttpReceiver, list[bool]]:
     """An endpoint that answers 503 to bodies holding `marker` while `down[0]`."""
     down = [True]
 
@@ -192,7 +192,7 @@ def refusing(marker: bytes) -> tuple[ScriptedEndpoint, list[bool]]:
             return web.Response(status=503, text="not now")
         return web.json_response({"success": True})
 
-    return ScriptedEndpoint(answer), down
+    return HttpReceiver(answer), down
 
 
 async def test_a_refused_chronos_invite_does_not_hold_back_the_next_one(

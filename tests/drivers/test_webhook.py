@@ -21,6 +21,7 @@ from mailpush.errors import SettingError
 from mailpush.server import MailpushServer
 from mailpush.store import NewMessage, SqliteStore
 from tests.conftest import lmtp_port, write_config
+from tests.support.http_receiver import HttpReceiver
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OLD_SECRET = "whsec_" + "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB"
@@ -36,27 +37,21 @@ class VerifyingReceiver:
     accepted: list[tuple[str, Any]] = field(default_factory=list)
     attempted_ids: list[str] = field(default_factory=list)
     bad_signatures: list[str] = field(default_factory=list)
-    port: int = 0
-    _runner: web.AppRunner | None = None
+    _http: HttpReceiver = field(init=False)
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._http = HttpReceiver(self._handle)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        return self._http.url
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/hook", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        assert site._server is not None
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        await self._http.start()
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self._http.stop()
 
     async def wait_for(self, count: int, timeout: float = 15.0) -> list[tuple[str, Any]]:
         async def enough() -> None:
@@ -67,8 +62,11 @@ class VerifyingReceiver:
         await asyncio.wait_for(enough(), timeout)
         return self.accepted
 
-    async def _handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
+    async def _handle(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        if request.path != "/hook":
+            return web.Response(status=404)
+        if request.method != "POST":
+            return web.Response(status=405)
         headers = dict(request.headers)
         try:
             payload = Webhook(self.secret).verify(body, headers)

@@ -23,15 +23,15 @@ import pytest
 
 from mailpush.server import MailpushServer
 from mailpush.store import NewMessage
-from tests.http_endpoint import HttpEndpoint
+from tests.support.http_receiver import HttpReceiver
 
 from ..conftest import lmtp_port
 from ..drivers.lua.conftest import FIXTURES, imap_port, lua_server_config
 
 
 @pytest.fixture
-async def endpoint() -> AsyncIterator[HttpEndpoint]:
-    ep = HttpEndpoint()
+async def endpoint() -> AsyncIterator[HttpReceiver]:
+    ep = HttpReceiver()
     await ep.start()
     yield ep
     await ep.stop()
@@ -44,7 +44,7 @@ def _deliver(server: MailpushServer, subject: str) -> None:
 
 
 async def test_status_in_a_handler_is_the_mailbox_as_its_transaction_committed_it(
-    endpoint: HttpEndpoint, make_server: Callable[..., object]
+    endpoint: HttpReceiver, make_server: Callable[..., object]
 ) -> None:
     # A slow endpoint: the four deliveries commit long before their pushes run.
     endpoint.delay = 0.15
@@ -67,7 +67,7 @@ async def test_status_in_a_handler_is_the_mailbox_as_its_transaction_committed_i
 
 
 async def test_slow_a_150_message_copy_to_a_200ms_endpoint_sends_150_posts(
-    endpoint: HttpEndpoint, make_server: Callable[..., object]
+    endpoint: HttpReceiver, make_server: Callable[..., object]
 ) -> None:
     """SLOW (about 30 s, by design): 150 requests of 200 ms each, one after another."""
     server = await make_server(  # type: ignore[operator]

@@ -43,7 +43,7 @@ from hypothesis import HealthCheck, settings
 from mailpush.config import load_settings
 from mailpush.server import MailpushServer
 from tests.conftest import free_port, imap_listener, write_config
-from tests.http_endpoint import HttpEndpoint
+from tests.support.http_receiver import HttpReceiver
 
 T = TypeVar("T")
 
@@ -185,7 +185,7 @@ class FuzzServer:
         self.thread = threading.Thread(
             target=self.loop.run_forever, name="fuzz-server", daemon=True
         )
-        self.endpoint = HttpEndpoint()
+        self.endpoint = HttpReceiver()
         self.recorder = LogRecorder()
         self.server: MailpushServer | None = None
         #: How many log records a `logs_nothing_bad` block has already checked.

@@ -6,7 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mailpush.imap.fetch import structure_of
-from mailpush.imap.message_structure import SectionSpec, parse_message, section_bytes
+from mailpush.imap.message_structure import SectionSpec, section_bytes
+from mailpush.mime.structure import parse_structure
 
 NESTED = (
     b"Subject: outer\r\n"
@@ -20,7 +21,7 @@ NESTED = (
 
 
 def test_sections_address_parts_inside_an_encapsulated_message() -> None:
-    message = parse_message(NESTED)
+    message = parse_structure(NESTED)
     assert section_bytes(message, SectionSpec((1,))) == b"first"
     assert section_bytes(message, SectionSpec((2,), "HEADER")).startswith(b"Subject: inner")
     assert section_bytes(message, SectionSpec((2, 1))) == b"plain"
@@ -49,13 +50,13 @@ def test_eight_bit_header_values_are_sent_as_literals() -> None:
 
 def test_unterminated_multipart_still_yields_its_parts() -> None:
     raw = b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n\r\nonly part'
-    assert section_bytes(parse_message(raw), SectionSpec((1,))) == b"only part"
+    assert section_bytes(parse_structure(raw), SectionSpec((1,))) == b"only part"
 
 
 @given(st.binary(max_size=400))
 def test_any_bytes_parse_into_some_structure(raw: bytes) -> None:
     structure_of(raw)
-    message = parse_message(raw)
+    message = parse_structure(raw)
     specs = (SectionSpec(), SectionSpec((1,)), SectionSpec((1, 2), "MIME"), SectionSpec((), "TEXT"))
     for spec in specs:
         section_bytes(message, spec)
@@ -65,3 +66,28 @@ def test_any_bytes_parse_into_some_structure(raw: bytes) -> None:
 def test_hostile_mime_nesting_never_crashes(parts: list[bytes]) -> None:
     raw = b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + b"".join(parts)
     structure_of(raw)
+
+
+def test_bodystructure_shows_the_empty_part_after_a_final_delimiter_like_dovecot() -> None:
+    raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\none\r\n\r\n--b\r\n"
+    _, _, structure = structure_of(raw)
+    assert structure == (
+        b'(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 5 1 NIL NIL NIL NIL)'
+        b'("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 0 0 NIL NIL NIL NIL)'
+        b' "mixed" ("boundary" "b") NIL NIL NIL)'
+    )
+
+
+def test_bodystructure_nests_as_deep_as_dovecot_before_the_rest_is_opaque() -> None:
+    depth = 100
+    head = b"".join(
+        b"Content-Type: multipart/mixed; boundary=b%03dz\r\n\r\n--b%03dz\r\n" % (i, i)
+        for i in range(depth)
+    )
+    tail = b"".join(b"\r\n--b%03dz--\r\n" % i for i in reversed(range(depth)))
+    _, _, structure = structure_of(head + b"Content-Type: text/plain\r\n\r\nleaf\r\n" + tail)
+    # Dovecot 2.3.19 answers with 99 multiparts (one paren each) around one opaque part of 56 bytes.
+    assert structure.startswith(
+        b"(" * 100 + b'"application" "octet-stream" ("boundary" "b099z") NIL NIL "7bit" 56 NIL'
+    )
+    assert structure.count(b'"mixed"') == 99

@@ -42,7 +42,8 @@ def test_multipart_without_boundary_has_no_children() -> None:
 def test_message_rfc822_body_is_parsed_as_a_message() -> None:
     raw = b"Content-Type: message/rfc822\r\n\r\nContent-Type: text/calendar\r\n\r\nBEGIN"
     root = parse_structure(raw)
-    assert root.children[0].effective_type == "text/calendar"
+    assert root.message is not None
+    assert root.message.effective_type == "text/calendar"
 
 
 def test_missing_content_type_reads_as_text_plain() -> None:
@@ -84,3 +85,49 @@ def test_deep_nesting_is_bounded() -> None:
         part = part.children[0]
         depth += 1
     assert depth <= 100
+
+
+# The two parsers this tree replaced disagreed on the inputs below; each test
+# pins the answer Dovecot 2.3.19 gives (FETCH BODYSTRUCTURE on the same bytes).
+
+
+def test_a_delimiter_line_at_the_very_end_opens_an_empty_last_part() -> None:
+    raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\none\r\n\r\n--b\r\n"
+    root = parse_structure(raw)
+    assert [raw[c.body_start : c.body_end] for c in root.children] == [b"one\r\n", b""]
+
+
+def test_an_rfc2231_boundary_is_decoded_before_splitting() -> None:
+    raw = (
+        b"Content-Type: multipart/mixed; boundary*0=b; boundary*1=c\r\n\r\n"
+        b"--bc\r\n\r\nx\r\n\r\n--bc--\r\n"
+    )
+    root = parse_structure(raw)
+    assert [raw[c.body_start : c.body_end] for c in root.children] == [b"x\r\n"]
+
+
+def nested(depth: int) -> bytes:
+    head = b"".join(
+        b"Content-Type: multipart/mixed; boundary=b%03dz\r\n\r\n--b%03dz\r\n" % (i, i)
+        for i in range(depth)
+    )
+    tail = b"".join(b"\r\n--b%03dz--\r\n" % i for i in reversed(range(depth)))
+    return head + b"Content-Type: text/plain\r\n\r\nleaf\r\n" + tail
+
+
+def innermost(raw: bytes) -> tuple[int, str]:
+    part = parse_structure(raw)
+    depth = 0
+    while part.children:
+        part = part.children[0]
+        depth += 1
+    return depth, f"{part.main_type}/{part.subtype}"
+
+
+def test_a_multipart_98_levels_down_is_still_split() -> None:
+    assert innermost(nested(99)) == (99, "text/plain")
+
+
+def test_a_multipart_99_levels_down_is_an_opaque_octet_stream() -> None:
+    assert innermost(nested(100)) == (99, "application/octet-stream")
+    assert innermost(nested(150)) == (99, "application/octet-stream")

@@ -10,12 +10,48 @@ A test fails when the two differ, so the reference cannot drift from the code.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Mapping
 
 from mailpush.config.schema import FREEFORM_BLOCKS, SETTINGS, SettingSpec, SettingType
 
-__all__ = ["REGENERATE_COMMAND", "render_settings_markdown"]
+__all__ = [
+    "REGENERATE_COMMAND",
+    "VALUE_TYPES",
+    "markdown_cell",
+    "render_settings_markdown",
+    "value_types_table",
+]
 
 REGENERATE_COMMAND = "python -m mailpush.config.docs > docs/settings.md"
+
+#: How a value of each type is written (shared with the driver pages, `drivers.docs`).
+VALUE_TYPES: Mapping[SettingType, str] = {
+    SettingType.BOOL: "`yes` or `no` (also `true`/`false`, `1`/`0`)",
+    SettingType.SIZE: "a whole number and a unit `b k kb m mb g gb t tb` (any case, powers of"
+    " 1024); a bare number is bytes: `500kb`, `10M`",
+    SettingType.DURATION: "a number and a unit `ms s m h d w` (or `secs`, `mins`, `hours`,"
+    " `days`, `weeks`...); a bare number is seconds",
+    SettingType.LIST: "words separated by spaces or commas: `imap lmtp`",
+    SettingType.PATH: "a file or directory; relative paths are relative to the configuration"
+    " file's directory",
+    SettingType.PORT: "`0` to `65535`; `0` disables the listener",
+    SettingType.CHOICE: "one of the listed words",
+    SettingType.COUNT: "a whole number, at least 1",
+    SettingType.LIMIT: "a whole number; `0` means no limit",
+    SettingType.NUMBER: "a whole number, at least 0",
+    SettingType.STRING: "any text",
+}
+_SETTINGS_VALUE_TYPES = (
+    SettingType.BOOL,
+    SettingType.SIZE,
+    SettingType.DURATION,
+    SettingType.LIST,
+    SettingType.PATH,
+    SettingType.PORT,
+    SettingType.CHOICE,
+    SettingType.COUNT,
+    SettingType.STRING,
+)
 
 
 def render_settings_markdown() -> str:
@@ -46,20 +82,7 @@ def render_settings_markdown() -> str:
         "",
         "## Value types",
         "",
-        "| type | written as |",
-        "|---|---|",
-        "| boolean | `yes` or `no` (also `true`/`false`, `1`/`0`) |",
-        "| size | a whole number and a unit `b k kb m mb g gb t tb` (any case, powers of"
-        " 1024); a bare number is bytes: `500kb`, `10M` |",
-        "| time | a number and a unit `ms s m h d w` (or `secs`, `mins`, `hours`, `days`,"
-        " `weeks`...); a bare number is seconds |",
-        "| list | words separated by spaces or commas: `imap lmtp` |",
-        "| path | a file or directory; relative paths are relative to the configuration"
-        " file's directory |",
-        "| port | `0` to `65535`; `0` disables the listener |",
-        "| choice | one of the listed words |",
-        "| count | a whole number, at least 1 |",
-        "| string | any text |",
+        *value_types_table(_SETTINGS_VALUE_TYPES),
         "",
     ]
     for section in _sections_in_order():
@@ -80,6 +103,18 @@ def render_settings_markdown() -> str:
     return "\n".join(lines)
 
 
+def value_types_table(types: Iterable[SettingType]) -> list[str]:
+    """The Markdown table saying how values of `types` are written."""
+    lines = ["| type | written as |", "|---|---|"]
+    lines.extend(f"| {kind.value} | {VALUE_TYPES[kind]} |" for kind in types)
+    return lines
+
+
+def markdown_cell(text: str) -> str:
+    """`text` made safe for one cell of a Markdown table."""
+    return text.replace("|", chr(92) + "|")
+
+
 def _sections_in_order() -> list[tuple[str, ...]]:
     return list(dict.fromkeys(spec.section for spec in SETTINGS))
 
@@ -98,7 +133,7 @@ def _row(spec: SettingSpec) -> str:
     if spec.type is SettingType.CHOICE:
         kind = " \\| ".join(f"`{choice}`" for choice in spec.choices)
     default = f"`{spec.default}`" if spec.default else "(empty)"
-    return f"| `{spec.name}` | {kind} | {default} | {spec.doc.replace('|', chr(92) + '|')} |"
+    return f"| `{spec.name}` | {kind} | {default} | {markdown_cell(spec.doc)} |"
 
 
 if __name__ == "__main__":

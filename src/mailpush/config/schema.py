@@ -36,6 +36,8 @@ class SettingType(enum.Enum):
     COUNT = "count"
     #: A count where 0 means "no limit".
     LIMIT = "limit"
+    #: A whole number from 0 (push driver options such as `max_retries`).
+    NUMBER = "number"
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ..drivers.base import DriverServices, RequestJournal, StoreView
-from ..drivers.lua.http_requests import HttpClientSettings, submit
+from ..drivers.lua.api.http_requests import HttpClientSettings, submit
 from ..errors import PermanentDriverError, RetryableDriverError
 from ..logging_config import mask_secrets
 

@@ -4,7 +4,7 @@ The global policy comes from `mailpush_push_retry_initial`,
 `mailpush_push_retry_max_interval` and `mailpush_push_max_age`; each driver
 instance may narrow it with its retry options (`delivery_attempts`,
 `retry_initial`, `retry_max_interval`, `max_age`), whose defaults the driver
-class chooses (`PushDriver.retry_defaults`).
+declares (`PushDriver.option_schema`).
 """
 
 from __future__ import annotations

@@ -6,39 +6,26 @@ dispatcher owns settings parsing, ordering, retries, dead letters and
 metrics; a driver only says whether a failure is worth retrying by raising
 `RetryableDriverError` or `PermanentDriverError` (anything else raised counts
 as retryable), whether its transactions depend on each other (`ordered`),
-and how often a failed one may be repeated (`retry_defaults`).
+and how often a failed one may be repeated (the defaults of the retry
+options in its `option_schema`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from ..events import EventName, PushEvent, PushTransaction
 from ..store.models import MailboxStatus
-from .driver_options import DriverOptions, RetryOptions
+from .driver_config import DriverConfig
+from .driver_options import DriverOptions, read_retry_options
+from .option_schema import DriverOptionSchema
+from .shared_options import RETRY_OPTIONS
 
 if TYPE_CHECKING:
     import aiohttp
-
-
-@dataclass(frozen=True, slots=True)
-class DriverConfig:
-    """One configured driver instance, from either configuration syntax."""
-
-    #: Stable, unique name of this instance (outbox rows refer to it).
-    instance: str
-    #: Registered driver name, lower case.
-    driver: str
-    options: Mapping[str, str] = field(default_factory=dict)
-    #: 2.4 nested blocks, e.g. `lua_settings { }`.
-    subsections: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    #: Where it was configured, for error messages (`file:line` or the setting name).
-    where: str = ""
-    syntax: Literal["2.3", "2.4"] = "2.3"
 
 
 class StoreView(Protocol):
@@ -137,8 +124,12 @@ class PushDriver(ABC):
     #: Drivers whose requests do not depend on each other (chronos, ox, an unordered
     #: webhook) say False, and each transaction is retried on its own.
     ordered: bool = True
-    #: This driver's defaults for the retry options; None: the global mailpush_push_*.
-    retry_defaults: ClassVar[RetryOptions] = RetryOptions()
+    #: Every option the driver accepts, its retry options (`shared_options`) included:
+    #: their defaults are the driver's (empty: the global mailpush_push_*). A driver
+    #: that declares none (a test double) still takes the retry options.
+    option_schema: ClassVar[DriverOptionSchema] = DriverOptionSchema(
+        "driver", "Declares no options of its own.", RETRY_OPTIONS
+    )
     #: Whether this driver reads a transaction's mailbox status (Lua `mailbox:status()`):
     #: then the outbox recorder captures the status the transaction committed, in its
     #: database transaction, and `PushTransaction.status` carries it.
@@ -148,7 +139,7 @@ class PushDriver(ABC):
         self.config = config
         self.services = services
         #: delivery_attempts, retry_initial, retry_max_interval, max_age (the dispatcher's).
-        self.retry = DriverOptions(config).retry(self.retry_defaults)
+        self.retry = read_retry_options(DriverOptions(config), self.option_schema)
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Called once before the first transaction (load scripts, open clients)."""

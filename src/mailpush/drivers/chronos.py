@@ -20,6 +20,9 @@ Where mailpush differs from Dovecot's driver (spec §4, §6 item 13), on purpose
   then 60 s apart, for at most an hour (`max_age`);
 - invitations are independent of each other (`ordered = False`): one that
   keeps failing never holds back the user's later ones.
+
+The options are declared once, in `OPTION_SCHEMA` (docs/drivers/chronos.md is
+generated from it).
 """
 
 from __future__ import annotations
@@ -28,14 +31,28 @@ import logging
 from collections.abc import Mapping
 
 from ..config import parse_size
+from ..config.schema import SettingType
 from ..errors import InvalidValueError, MailboxNotFoundError, MessageNotFoundError, SettingError
 from ..events import PushEvent, PushTransaction
 from ..logging_config import mask_secrets
-from .base import DriverConfig, DriverServices, PushDriver
+from .base import DriverServices, PushDriver
 from .dovecot_json import dovecot_json_object
-from .driver_options import DriverOptions, RetryOptions
+from .driver_config import DriverConfig
+from .driver_options import DriverOptions
 from .http_target import HttpTarget, check_http_url, response_max_size
 from .http_tls import driver_ca_file, driver_ssl_context
+from .option_schema import DriverOptionSchema, declare_option
+from .shared_options import (
+    DELIVERY_ATTEMPTS,
+    HTTP_CLIENT_REQUEST_MAX_ATTEMPTS,
+    MAX_AGE,
+    MAX_RETRIES,
+    RESPONSE_MAX_SIZE,
+    RETRY_INITIAL,
+    RETRY_MAX_INTERVAL,
+    SSL_CLIENT_CA_FILE,
+    TIMEOUT,
+)
 from .url_template import UrlTemplate
 
 log = logging.getLogger("mailpush.push.chronos")
@@ -44,10 +61,60 @@ log = logging.getLogger("mailpush.push.chronos")
 PLUGIN_URL = "push_notification_chronos_url"
 PLUGIN_MSG_MAX_SIZE = "push_notification_chronos_msg_max_size"
 
-DEFAULT_MSG_MAX_SIZE = 1024 * 1024
-DEFAULT_TIMEOUT = 2.0
-DEFAULT_MAX_RETRIES = 1
-DEFAULT_DEDUP_RETENTION = 7 * 86400.0
+URL = declare_option(
+    "url",
+    SettingType.STRING,
+    "",
+    "The iTIP endpoint, `https://LOGIN:PASS@HOST:8009/chronos/v1/itip/pushmail`: the "
+    "userinfo is sent as Basic auth (percent-encode special characters; the password is "
+    "masked in logs). `%u`, `%n`, `%d`, `%{user}`, `%{username}`, `%{domain}` (and "
+    "`%L...`) are replaced per user, so a literal `%` is written `%%`. The plugin or "
+    f"(2.4) top-level setting `{PLUGIN_URL}` is used when the driver sets none.",
+    aliases=(PLUGIN_URL,),
+    required=True,
+)
+MSG_MAX_SIZE = declare_option(
+    "msg_max_size",
+    SettingType.SIZE,
+    "1M",
+    "Larger messages are not pushed. The plugin or (2.4) top-level setting "
+    f"`{PLUGIN_MSG_MAX_SIZE}` is used when the driver sets none.",
+    aliases=(PLUGIN_MSG_MAX_SIZE,),
+)
+DEDUP_RETENTION = declare_option(
+    "dedup_retention",
+    SettingType.DURATION,
+    "7d",
+    "How long a pushed Message-ID is remembered: a new delivery of the same invitation "
+    "(another copy, a resend) within it is not pushed again.",
+)
+
+REQUEST_TIMEOUT = TIMEOUT.with_default("2s").with_bare_unit("ms")
+REQUEST_RETRIES = MAX_RETRIES.with_default("1")
+REQUEST_ATTEMPTS = HTTP_CLIENT_REQUEST_MAX_ATTEMPTS.with_default("2")
+
+OPTION_SCHEMA = DriverOptionSchema(
+    "chronos",
+    "Pushes calendar invitations to OX App Suite: every delivered message carrying a "
+    "`text/calendar` part or an `.ics` attachment is sent whole, with a HTTP PUT, to the "
+    "Chronos iTIP endpoint, which imports it into the recipient's calendar. One push per "
+    "Message-ID and user; failed pushes are retried a few times only, because a repeat "
+    "may import the invitation again.",
+    (
+        URL,
+        MSG_MAX_SIZE,
+        REQUEST_TIMEOUT,
+        REQUEST_RETRIES,
+        REQUEST_ATTEMPTS,
+        DELIVERY_ATTEMPTS.with_default("3"),
+        RETRY_INITIAL.with_default("30s"),
+        RETRY_MAX_INTERVAL.with_default("5min"),
+        MAX_AGE.with_default("1h"),
+        RESPONSE_MAX_SIZE,
+        DEDUP_RETENTION,
+        SSL_CLIENT_CA_FILE,
+    ),
+)
 
 CONTENT_TYPE = "application/json; charset=utf-8"
 EVENT = "MessageNew"
@@ -56,14 +123,14 @@ EVENT = "MessageNew"
 class ChronosDriver(PushDriver):
     name = "chronos"
     ordered = False
-    retry_defaults = RetryOptions(attempts=3, initial=30.0, max_interval=300.0, max_age=3600.0)
+    option_schema = OPTION_SCHEMA
 
     def __init__(self, config: DriverConfig, services: DriverServices) -> None:
         super().__init__(config, services)
         options = DriverOptions(config)
         plugin = services.plugin_settings()
         where = config.where or None
-        found = options.find("url", PLUGIN_URL)
+        found = options.find(URL)
         if found is not None:
             setting, url = f"{config.instance} {found[0]}", found[1].strip()
         else:
@@ -87,14 +154,10 @@ class ChronosDriver(PushDriver):
         if problem is not None:
             raise options.error(option, mask_secrets(f"{problem} (got {self.url.sample})"))
         self.msg_max_size = self._msg_max_size(options, plugin)
-        self.timeout = options.duration(
-            "timeout", "http_client_request_timeout", default=DEFAULT_TIMEOUT, bare_unit="ms"
-        )
-        self.attempts = options.attempts(default_retries=DEFAULT_MAX_RETRIES)
+        self.timeout = options.duration(REQUEST_TIMEOUT)
+        self.attempts = options.attempts(REQUEST_RETRIES, REQUEST_ATTEMPTS)
         self.response_max_size = response_max_size(options)
-        self.dedup_retention = options.duration(
-            "dedup_retention", default=DEFAULT_DEDUP_RETENTION
-        )
+        self.dedup_retention = options.duration(DEDUP_RETENTION)
         self.tls = driver_ssl_context(config, services)
         self.ca_file = driver_ca_file(config, services)
 
@@ -183,11 +246,9 @@ class ChronosDriver(PushDriver):
 
     @staticmethod
     def _msg_max_size(options: DriverOptions, plugin: Mapping[str, str]) -> int:
-        if options.find("msg_max_size", PLUGIN_MSG_MAX_SIZE) is not None:
-            return options.size("msg_max_size", PLUGIN_MSG_MAX_SIZE, default=DEFAULT_MSG_MAX_SIZE)
         text = plugin.get(PLUGIN_MSG_MAX_SIZE, "").strip()
-        if not text:
-            return DEFAULT_MSG_MAX_SIZE
+        if options.find(MSG_MAX_SIZE) is not None or not text:
+            return options.size(MSG_MAX_SIZE)
         try:
             size = parse_size(text)
         except InvalidValueError as exc:

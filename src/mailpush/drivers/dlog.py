@@ -13,6 +13,8 @@ from datetime import datetime, timedelta, timezone
 
 from ..events import PushEvent, PushTransaction
 from .base import PushDriver
+from .option_schema import DriverOptionSchema
+from .shared_options import RETRY_OPTIONS
 
 log = logging.getLogger("mailpush.push.dlog")
 
@@ -29,8 +31,19 @@ _MESSAGE_LINES = {
 }
 
 
+OPTION_SCHEMA = DriverOptionSchema(
+    "dlog",
+    "Writes every push transaction and its events to the log, in the words of Dovecot's "
+    "dlog driver, and sends nothing: for checking which events a configuration produces. "
+    "Unlike Dovecot's, it also shows the data of new and appended messages (date, sender, "
+    "subject, snippet).",
+    RETRY_OPTIONS,
+)
+
+
 class DlogDriver(PushDriver):
     name = "dlog"
+    option_schema = OPTION_SCHEMA
 
     async def begin_txn(self, txn: PushTransaction) -> object | None:
         log.info("%s: Called begin_txn push_notification plugin hook.", txn.user)

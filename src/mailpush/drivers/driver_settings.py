@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..config import Settings
-from .base import DriverConfig
+from .driver_config import DriverConfig
 
 
 def driver_configs(settings: Settings) -> list[DriverConfig]:

@@ -33,6 +33,7 @@ from pathlib import Path
 import aiohttp
 from yarl import URL
 
+from ..config import parse_size
 from ..errors import (
     EndpointCertificateError,
     EndpointTimeoutError,
@@ -42,6 +43,7 @@ from ..errors import (
 from ..logging_config import mask_secrets
 from .driver_options import DriverOptions
 from .http_tls import tls_failure_reason
+from .shared_options import RESPONSE_MAX_SIZE
 
 __all__ = ["DEFAULT_RESPONSE_MAX_SIZE", "HttpTarget", "check_http_url", "response_max_size"]
 
@@ -52,7 +54,7 @@ FIRST_RETRY_DELAY = 0.1
 #: How much of an error response's body an error message quotes.
 QUOTED_RESPONSE = 200
 #: The most of an answer's body read (option `response_max_size`).
-DEFAULT_RESPONSE_MAX_SIZE = 64 * 1024
+DEFAULT_RESPONSE_MAX_SIZE = parse_size(RESPONSE_MAX_SIZE.default)
 #: Bytes asked of the connection at a time while reading a body.
 _READ_CHUNK = 16 * 1024
 
@@ -72,7 +74,7 @@ def check_http_url(url: str) -> str | None:
 
 def response_max_size(options: DriverOptions) -> int:
     """The option `response_max_size`: how much of an answer's body is read."""
-    return options.size("response_max_size", default=DEFAULT_RESPONSE_MAX_SIZE)
+    return options.size(RESPONSE_MAX_SIZE)
 
 
 @dataclass(frozen=True, slots=True)

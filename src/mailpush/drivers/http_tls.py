@@ -23,7 +23,9 @@ import aiohttp
 from ..config import parse_bool
 from ..errors import InvalidValueError, SettingError
 from ..logging_config import mask_secrets
-from .base import DriverConfig, DriverServices
+from .base import DriverServices
+from .driver_config import DriverConfig
+from .shared_options import SSL_CLIENT_CA_FILE
 
 __all__ = [
     "CA_FILE_OPTION",
@@ -34,7 +36,7 @@ __all__ = [
 ]
 
 #: The driver option (and global setting) naming extra CAs.
-CA_FILE_OPTION = "ssl_client_ca_file"
+CA_FILE_OPTION = SSL_CLIENT_CA_FILE.name
 
 #: Options other software uses to switch verification off; mailpush refuses them.
 _REQUIRE_VALID = ("ssl_client_require_valid_cert",)

@@ -10,12 +10,8 @@ Basic auth from its userinfo and, in this key order,
 "subject","snippet","unseen"}`: From and Subject raw (encoded words kept),
 `unseen` the INBOX's count when the push is sent.
 
-Options: `url` (required; %variables expanded), `user_from_metadata` (send the
-metadata's `user` instead of the mailpush user name), `cache_lifetime` (2.3) /
-`cache_ttl` (2.4), default 60s: how long an opt-in value is reused before the
-entry is read again (misses are never cached); `max_retries` (default 1) /
-`http_client_request_max_attempts`; `timeout_msecs` (default 2000) /
-`http_client_request_timeout`; `ssl_client_ca_file`.
+The options are declared once, in `OPTION_SCHEMA` (docs/drivers/ox.md is
+generated from it).
 
 Unlike Dovecot, failed requests are not lost: after the attempts they go back
 to the outbox and are retried, but a new-mail notification is worth little
@@ -32,15 +28,28 @@ import logging
 import time
 from dataclasses import dataclass
 
+from ..config.schema import SettingType
 from ..errors import MailboxNotFoundError
 from ..events import PushEvent, PushTransaction
 from ..logging_config import mask_secrets
 from ..store.mailbox_names import INBOX
-from .base import DriverConfig, DriverServices, PushDriver
+from .base import DriverServices, PushDriver
 from .dovecot_json import JsonField, dovecot_json_object
-from .driver_options import DriverOptions, RetryOptions
+from .driver_config import DriverConfig
+from .driver_options import DriverOptions
 from .http_target import HttpTarget, check_http_url, response_max_size
 from .http_tls import driver_ca_file, driver_ssl_context
+from .option_schema import DriverOptionSchema, declare_option
+from .shared_options import (
+    DELIVERY_ATTEMPTS,
+    HTTP_CLIENT_REQUEST_MAX_ATTEMPTS,
+    MAX_AGE,
+    MAX_RETRIES,
+    RESPONSE_MAX_SIZE,
+    RETRY_INITIAL,
+    RETRY_MAX_INTERVAL,
+    SSL_CLIENT_CA_FILE,
+)
 from .url_template import UrlTemplate
 
 log = logging.getLogger("mailpush.push.ox")
@@ -48,9 +57,75 @@ log = logging.getLogger("mailpush.push.ox")
 #: The server METADATA entry OX App Suite writes to opt a user in.
 OPT_IN_ENTRY = "/private/vendor/vendor.dovecot/http-notify"
 
-DEFAULT_CACHE_LIFETIME = 60.0
-DEFAULT_TIMEOUT = 2.0
-DEFAULT_MAX_RETRIES = 1
+URL = declare_option(
+    "url",
+    SettingType.STRING,
+    "",
+    "The http-notify endpoint, `https://LOGIN:PASS@HOST:8009/preliminary/http-notify/v1/"
+    "notify`: the userinfo is sent as Basic auth, `%` variables are replaced per user and "
+    "`%%` is a literal `%`, as for chronos.",
+    aliases=("push_notification_ox_url",),
+    required=True,
+)
+USER_FROM_METADATA = declare_option(
+    "user_from_metadata",
+    SettingType.BOOL,
+    "no",
+    "Send the opt-in's `user` (OX's `userId@contextId`) instead of the mailpush user "
+    "name. In 2.3 it is written bare: `ox:url=... user_from_metadata`.",
+    aliases=("push_notification_ox_user_from_metadata",),
+)
+CACHE_LIFETIME = declare_option(
+    "cache_lifetime",
+    SettingType.DURATION,
+    "60s",
+    "How long an opt-in value is reused before the entry is read again, so an opt-out "
+    "takes up to this long; a missing entry is never cached. `cache_ttl` is its 2.4 name.",
+    aliases=("cache_ttl", "push_notification_ox_cache_ttl"),
+    bare_unit=None,
+)
+TIMEOUT_MSECS = declare_option(
+    "timeout_msecs",
+    SettingType.DURATION,
+    "2000",
+    "Dovecot 2.3's request timeout; wins over `http_client_request_timeout`.",
+    bare_unit="ms",
+)
+HTTP_CLIENT_REQUEST_TIMEOUT = declare_option(
+    "http_client_request_timeout",
+    SettingType.DURATION,
+    "2s",
+    "How long one request may take before it counts as failed (and is not repeated at "
+    "once: it may have arrived).",
+    bare_unit=None,
+)
+REQUEST_RETRIES = MAX_RETRIES.with_default("1")
+REQUEST_ATTEMPTS = HTTP_CLIENT_REQUEST_MAX_ATTEMPTS.with_default("2")
+
+OPTION_SCHEMA = DriverOptionSchema(
+    "ox",
+    "Tells OX App Suite about new mail, as Dovecot's OX driver does. A user opts in when "
+    "OX App Suite writes the server METADATA entry "
+    "`/private/vendor/vendor.dovecot/http-notify`; then each message delivered to that "
+    "user's INBOX is announced by a HTTP PUT of its sender, subject, snippet and the "
+    "INBOX's unseen count. Failed notifications are retried a few times, briefly: late "
+    "they are worth little.",
+    (
+        URL,
+        USER_FROM_METADATA,
+        CACHE_LIFETIME,
+        TIMEOUT_MSECS,
+        HTTP_CLIENT_REQUEST_TIMEOUT,
+        REQUEST_RETRIES,
+        REQUEST_ATTEMPTS,
+        DELIVERY_ATTEMPTS.with_default("3"),
+        RETRY_INITIAL.with_default("10s"),
+        RETRY_MAX_INTERVAL.with_default("1min"),
+        MAX_AGE.with_default("15min"),
+        RESPONSE_MAX_SIZE,
+        SSL_CLIENT_CA_FILE,
+    ),
+)
 
 CONTENT_TYPE = "application/json; charset=utf-8"
 
@@ -65,12 +140,12 @@ class OptIn:
 class OxDriver(PushDriver):
     name = "ox"
     ordered = False
-    retry_defaults = RetryOptions(attempts=3, initial=10.0, max_interval=60.0, max_age=900.0)
+    option_schema = OPTION_SCHEMA
 
     def __init__(self, config: DriverConfig, services: DriverServices) -> None:
         super().__init__(config, services)
         options = DriverOptions(config)
-        found = options.find("url", "push_notification_ox_url")
+        found = options.find(URL)
         if found is None or not found[1].strip():
             raise options.error(
                 "url",
@@ -89,22 +164,15 @@ class OxDriver(PushDriver):
         problem = check_http_url(self.url.sample)
         if problem is not None:
             raise options.error(found[0], mask_secrets(f"{problem} (got {self.url.sample})"))
-        self.user_from_metadata = options.flag(
-            "user_from_metadata", "push_notification_ox_user_from_metadata"
-        )
+        self.user_from_metadata = options.flag(USER_FROM_METADATA)
         # Dovecot insists on a unit here ("missing units"); so does mailpush.
-        self.cache_lifetime = options.duration(
-            "cache_lifetime", "cache_ttl", "push_notification_ox_cache_ttl",
-            default=DEFAULT_CACHE_LIFETIME, bare_unit=None,
-        )
+        self.cache_lifetime = options.duration(CACHE_LIFETIME)
         self.timeout = (
-            options.duration("timeout_msecs", default=DEFAULT_TIMEOUT, bare_unit="ms")
-            if options.find("timeout_msecs") is not None
-            else options.duration(
-                "http_client_request_timeout", default=DEFAULT_TIMEOUT, bare_unit=None
-            )
+            options.duration(TIMEOUT_MSECS)
+            if options.find(TIMEOUT_MSECS) is not None
+            else options.duration(HTTP_CLIENT_REQUEST_TIMEOUT)
         )
-        self.attempts = options.attempts(default_retries=DEFAULT_MAX_RETRIES)
+        self.attempts = options.attempts(REQUEST_RETRIES, REQUEST_ATTEMPTS)
         self.response_max_size = response_max_size(options)
         self.tls = driver_ssl_context(config, services)
         self.ca_file = driver_ca_file(config, services)

@@ -21,6 +21,10 @@ class DriverRegistry:
     def known(self) -> list[str]:
         return sorted(self._drivers)
 
+    def classes(self) -> list[type[PushDriver]]:
+        """The registered drivers, by name."""
+        return [self._drivers[name] for name in self.known()]
+
     def get(self, name: str, setting: str, where: str | None = None) -> type[PushDriver]:
         try:
             return self._drivers[name.lower()]

@@ -5,6 +5,8 @@ bound address and `stop(timeout)` ends it. Everything else here serves one
 connection: the parser, the selected-mailbox view, FETCH/SEARCH rendering.
 """
 
-from .server import Authenticator, ImapOptions, ImapServer
+from .connection import Authenticator
+from .options import ImapOptions
+from .server import ImapServer
 
 __all__ = ["Authenticator", "ImapOptions", "ImapServer"]

@@ -1,8 +1,11 @@
 """One IMAP connection: reading commands, the state machine, untagged updates, IDLE.
 
-The command loop reads one whole command (literals included), runs its
-handler, sends the untagged updates RFC 3501 allows at that point, then the
-tagged reply, all in one write. Changes made by other sessions and by
+The command loop reads one whole command (literals included), looks it up in
+the command table the server gave (`CommandSpec`s), checks the state, reads
+the arguments the spec declares, runs its handler, sends the untagged updates
+RFC 3501 allows at that point, then the tagged reply, all in one write. The
+connection implements the `Session` protocol the handlers see; it imports no
+command module. Changes made by other sessions and by
 deliveries arrive from the store's change hub into the selected mailbox's
 view; during IDLE they are written from the hub callback itself, so a
 delivery reaches an idling client within one loop iteration of the commit.
@@ -11,31 +14,29 @@ delivery reaches an idling client within one loop iteration of the commit.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import ipaddress
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
-from enum import Enum
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from ..auth import AuthPenalty
 from ..errors import (
-    InvalidMailboxNameError,
-    MailboxExistsError,
     MailboxNotFoundError,
-    MailboxNotSelectableError,
-    MessageTooLargeError,
     StoreError,
-    StoreFullError,
     TooManyLoginsWaitingError,
     UnknownUserError,
 )
 from ..store import Change, MailStore
 from ..store.mailbox_names import INBOX
 from ..store.sqlite_metadata import MAX_VALUE_SIZE
-from .literal_spool import SpooledLiteral
+from .command_errors import AlreadyAnswered, CommandFailedError, store_error_text
+from .command_spec import CommandTable
+from .fetch import StructureCache
+from .heavy_work import HeavyWork
+from .literal_spool import AppendSpool, SpooledLiteral
+from .options import ImapOptions
 from .parser import (
-    Command,
     CommandSyntaxError,
     MailboxNameSyntaxError,
     extract_tag,
@@ -44,30 +45,54 @@ from .parser import (
 )
 from .responses import ResponseBuffer, format_flags
 from .session import MailboxView
+from .states import State
 from .stream import ConnectionClosedError, ImapStream, LineTooLongError
-
-if TYPE_CHECKING:
-    from .server import ImapServer
+from .user_ip_connections import UserIpConnections
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CommandFailedError", "ImapConnection", "State"]
+__all__ = ["Authenticator", "ImapConnection", "Listener"]
 
 #: BAD replies in a row, before login, after which the connection is dropped.
 MAX_BAD_BEFORE_LOGIN = 3
-#: Commands during which EXPUNGE must not be sent (RFC 3501 §7.4.1).
-_NO_EXPUNGE_DURING = frozenset({"FETCH", "STORE", "SEARCH"})
+
+#: `authenticate(login, password)` → the user name, or None when the login fails.
+Authenticator = Callable[[str, str], Awaitable[str | None]]
 
 
-class State(Enum):
-    NOT_AUTHENTICATED = "not authenticated"
-    AUTHENTICATED = "authenticated"
-    SELECTED = "selected"
-    LOGOUT = "logout"
+class Listener(Protocol):
+    """What a connection uses of the server that accepted it (`ImapServer`).
 
+    Read when used, not copied at accept: the login penalty may be swapped
+    on a running server.
+    """
 
-class CommandFailedError(Exception):
-    """A handler's way to answer `NO`: the text may start with a response code."""
+    @property
+    def options(self) -> ImapOptions: ...
+
+    @property
+    def store(self) -> MailStore: ...
+
+    @property
+    def commands(self) -> CommandTable: ...
+
+    @property
+    def authenticate(self) -> Authenticator: ...
+
+    @property
+    def penalty(self) -> AuthPenalty: ...
+
+    @property
+    def user_ip_connections(self) -> UserIpConnections: ...
+
+    @property
+    def heavy(self) -> HeavyWork: ...
+
+    @property
+    def structures(self) -> StructureCache: ...
+
+    @property
+    def append_spool(self) -> AppendSpool: ...
 
 
 class _LiteralTooLargeError(Exception):
@@ -87,16 +112,17 @@ class _LiteralOverLineLimitError(Exception):
     """A literal outside APPEND longer than what is left of the line limit."""
 
 
-Handler = Callable[["ImapConnection", Command], Awaitable[str]]
-
-
 class ImapConnection:
     """The state of one client connection and the loop that serves it."""
 
-    def __init__(self, server: ImapServer, stream: ImapStream) -> None:
+    def __init__(self, server: Listener, stream: ImapStream) -> None:
         self.server = server
         self.options = server.options
         self.store: MailStore = server.store
+        self.heavy = server.heavy
+        self.structures = server.structures
+        self.append_spool = server.append_spool
+        self._commands = server.commands
         self.stream = stream
         self.out = ResponseBuffer(stream)
         self.state = State.NOT_AUTHENTICATED
@@ -117,6 +143,8 @@ class ImapConnection:
         self._recent_claim: asyncio.Task[None] | None = None
         #: The current command's literals that went to spool files, by offset in it.
         self.spooled: dict[int, SpooledLiteral] = {}
+        #: The tag of the command running (STARTTLS answers it before the handshake).
+        self._tag = ""
         peer = stream.peer
         self.peer_host = peer[0] if peer else "unknown"
 
@@ -240,7 +268,7 @@ class ImapConnection:
                 self.stream.write(b"+ OK\r\n")
             parts.append(b"\r\n")
             offset += 2
-            spool = self.server.append_spool
+            spool = self.append_spool
             if appending and spool.wants(literal_total):
                 # Only the `{n}` header stays in the command; APPEND finds the file by offset.
                 try:
@@ -282,10 +310,11 @@ class ImapConnection:
         except CommandSyntaxError as exc:
             self._reply_bad(extract_tag(data), str(exc))
             return
-        handler, states = _handler_for(command.name)
-        if handler is None:
+        spec = self._commands.get(command.name)
+        if spec is None:
             self._reply_bad(command.tag, f"Unknown command {command.name}")
             return
+        states = spec.states
         if self.state not in states:
             if self.state is State.NOT_AUTHENTICATED:
                 self._reply_bad(command.tag, "Please log in first")
@@ -294,26 +323,41 @@ class ImapConnection:
             else:
                 self._reply_bad(command.tag, f"{command.name} is not allowed now")
             return
+        self._tag = command.tag
+        tokens = command.args
+        values: list[object] = []
         try:
-            result = await handler(self, command)
+            if spec.needs_mailbox:
+                self.require_view()  # a deleted mailbox is reported before bad arguments
+            # The spec's grammar, read here so that handlers receive values, not tokens.
+            for argument in spec.args:
+                spacing = argument.spacing
+                if spacing == "space":
+                    tokens.space()
+                elif spacing == "optional" and not tokens.skip_space():
+                    values.append(None)
+                    continue
+                values.append(argument.parse(tokens, self))
+            tokens.end()
+            result = await spec.handler(self, *values)
         except MailboxNameSyntaxError as exc:
             result = f"NO {exc}"
         except CommandSyntaxError as exc:
             self._bad_in_a_row += 1
-            await self.send_updates(allow_expunge=command.name not in _NO_EXPUNGE_DURING)
+            await self.send_updates(allow_expunge=spec.sends_expunge)
             self.out.line(f"{command.tag} BAD Error in IMAP command {command.name}: {exc}")
             self.out.flush()
             return
         except CommandFailedError as exc:
             result = f"NO {exc}"
-        except _AlreadyAnswered:
+        except AlreadyAnswered:
             self._bad_in_a_row = 0
             return
         except StoreError as exc:
             result = "NO " + store_error_text(exc)
         self._bad_in_a_row = 0
         if self.state is State.SELECTED or self.view is not None:
-            await self.send_updates(allow_expunge=command.name not in _NO_EXPUNGE_DURING)
+            await self.send_updates(allow_expunge=spec.sends_expunge)
         self.out.line(f"{command.tag} {result}")
         self.out.flush()
 
@@ -322,7 +366,18 @@ class ImapConnection:
         self.out.line(f"{tag} BAD {reason}")
         self.out.flush()
 
-    # --- session helpers for handlers -----------------------------------------------
+    # --- the Session protocol: what handlers use ---------------------------------------
+
+    @property
+    def tls_active(self) -> bool:
+        return self.stream.tls
+
+    def require_user(self) -> str:
+        assert self.user is not None and self.state is not State.NOT_AUTHENTICATED
+        return self.user
+
+    async def drain(self) -> None:
+        await self.stream.drain()
 
     def capabilities(self) -> str:
         caps = ["IMAP4rev1", "SASL-IR", "LITERAL+", "ID", "ENABLE", "IDLE"]
@@ -361,7 +416,7 @@ class ImapConnection:
         is logged with user, IP and mechanism.
         """
         if not self.plaintext_allowed():
-            self._log_auth("Login refused (plaintext authentication disabled)", login, mechanism)
+            self.log_auth("Login refused (plaintext authentication disabled)", login, mechanism)
             raise CommandFailedError(
                 "[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure"
                 " (SSL/TLS) connections."
@@ -376,14 +431,14 @@ class ImapConnection:
                 else:
                     penalty.succeeded(self.peer_host)
         except TooManyLoginsWaitingError:
-            self._log_auth("Login refused (too many logins waiting out the auth penalty)",
+            self.log_auth("Login refused (too many logins waiting out the auth penalty)",
                            login, mechanism)  # fmt: skip
             raise CommandFailedError(
                 "[UNAVAILABLE] Too many logins waiting from this IP, try again later."
             ) from None
         if user is None:
             self._auth_failures += 1
-            self._log_auth("Login failed (auth failed)", login, mechanism)
+            self.log_auth("Login failed (auth failed)", login, mechanism)
             await asyncio.sleep(self.options.auth_failure_delay)
             if self._auth_failures >= self.options.max_auth_failures:
                 self.state = State.LOGOUT
@@ -393,7 +448,7 @@ class ImapConnection:
         connections = self.server.user_ip_connections
         if limit and connections.count(user, self.peer_host) >= limit:
             # Dovecot answers so and disconnects; the password was right, so no penalty.
-            self._log_auth(
+            self.log_auth(
                 f"Login refused (mail_max_userip_connections={limit} reached)", user, mechanism
             )
             self.state = State.LOGOUT
@@ -403,14 +458,14 @@ class ImapConnection:
             )
         connections.add(user, self.peer_host)
         self._counted_user_ip = True
-        self._log_auth("Login", user, mechanism)
+        self.log_auth("Login", user, mechanism)
         self.user = user
         self.state = State.AUTHENTICATED
         self._unsubscribe = self.store.hub.subscribe(self._on_change, user=user)
         await self.ensure_default_mailboxes()
         return f"OK [CAPABILITY {self.capabilities()}] Logged in"
 
-    def _log_auth(self, what: str, user: str, mechanism: str) -> None:
+    def log_auth(self, what: str, user: str, mechanism: str) -> None:
         """One line per authentication outcome, in Dovecot's `imap-login` words."""
         secured = ", TLS" if self.stream.tls else ""
         log.info(
@@ -555,103 +610,35 @@ class ImapConnection:
         else:
             self.out.line(f"* OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted.")
 
-    # --- IDLE ------------------------------------------------------------------------------
+    # --- waiting for the client: IDLE, continuations, TLS -----------------------------------
 
-    async def idle(self, command: Command) -> str:
-        command.args.end()
-        self.out.line("+ idling")
+    async def wait_in_idle(self) -> bytes | None:
+        """Updates go out from the hub callback meanwhile (see `_on_change`)."""
         await self.send_updates(allow_expunge=True)
         self.out.flush()
         self._idling = True
         self._busy = False
         try:
             async with asyncio.timeout(self.options.idle_timeout):
-                line = await self.stream.readline(self.options.max_line_length)
+                return await self.stream.readline(self.options.max_line_length)
         except TimeoutError:
             self.state = State.LOGOUT
             self.out.line("* BYE Disconnected for inactivity.")
-            raise CommandFailedError("IDLE timed out") from None
+            return None
         finally:
             self._idling = False
             self._busy = True
-        if line.strip().upper() != b"DONE":
-            raise CommandSyntaxError("Expected DONE")
-        return "OK Idle completed."
 
-    # --- authentication commands ---------------------------------------------------------
+    async def ask_continuation(self, request: str) -> bytes:
+        self.out.line(request)
+        self.out.flush()
+        return await self.stream.readline(self.options.max_line_length)
 
-    async def starttls(self, command: Command) -> str:
-        command.args.end()
-        context = self.options.starttls
-        if context is None:
-            raise CommandSyntaxError("STARTTLS is not available")
-        if self.stream.tls:
-            raise CommandSyntaxError("TLS is already active")
-        self.out.line(f"{command.tag} OK Begin TLS negotiation now.")
+    async def start_tls(self, context: ssl.SSLContext, reply: str) -> None:
+        self.out.line(f"{self._tag} {reply}")
         self.out.flush()
         await self.stream.start_tls(context)
         self.out.set_transport(self.stream)
-        raise _AlreadyAnswered
-
-    async def authenticate(self, command: Command) -> str:
-        tokens = command.args
-        tokens.space()
-        mechanism = tokens.atom("mechanism").upper()
-        initial: bytes | None = None
-        if tokens.skip_space():
-            initial = tokens.astring()
-        tokens.end()
-        if mechanism != "PLAIN":
-            raise CommandFailedError("Unsupported authentication mechanism.")
-        if not self.plaintext_allowed():
-            self._log_auth("Login refused (plaintext authentication disabled)", "", mechanism)
-            raise CommandFailedError(
-                "[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure"
-                " (SSL/TLS) connections."
-            )
-        if initial is None:
-            self.out.line("+ ")
-            self.out.flush()
-            initial = await self.stream.readline(self.options.max_line_length)
-        if initial.strip() == b"*":
-            raise CommandSyntaxError("Authentication aborted by client")
-        if initial == b"=":
-            initial = b""
-        try:
-            decoded = base64.b64decode(initial, validate=True)
-        except (binascii.Error, ValueError):
-            raise CommandSyntaxError("Invalid base64 data in continued response") from None
-        fields = decoded.split(b"\x00")
-        if len(fields) != 3:
-            raise CommandFailedError("[AUTHENTICATIONFAILED] Authentication failed.")
-        authzid, authcid, password = (f.decode("utf-8", "replace") for f in fields)
-        if authzid and authzid != authcid:
-            raise CommandFailedError("[AUTHORIZATIONFAILED] Authorization failed.")
-        return await self.login(authcid, password, mechanism)
-
-
-class _AlreadyAnswered(Exception):  # noqa: N818 - control flow, not an error
-    """The handler wrote its own tagged reply (STARTTLS must, before the handshake)."""
-
-
-def store_error_text(exc: StoreError, trycreate: bool = False) -> str:
-    """A store refusal as Dovecot words it, with the RFC 5530 response code."""
-    if isinstance(exc, MailboxNotFoundError):
-        code = "TRYCREATE" if trycreate else "NONEXISTENT"
-        return f"[{code}] Mailbox doesn't exist: {exc.name}"
-    if isinstance(exc, MailboxExistsError):
-        return f"[ALREADYEXISTS] Mailbox already exists: {exc.name}"
-    if isinstance(exc, InvalidMailboxNameError):
-        return f"[CANNOT] Invalid mailbox name: {exc}"
-    if isinstance(exc, MailboxNotSelectableError):
-        return f"[CANNOT] {exc}"
-    if isinstance(exc, MessageTooLargeError):
-        return f"[TOOBIG] {exc}"
-    if isinstance(exc, StoreFullError):
-        # Dovecot 2.3 maps ENOSPC (and EDQUOT) to MAIL_ERROR_NOQUOTA: this code and text.
-        return "[OVERQUOTA] Not enough disk quota"
-    log.error("imap: store error: %s", exc)
-    return "[SERVERBUG] Internal error occurred. Refer to server log for more information."
 
 
 def _names_append(first_line: bytes) -> bool:
@@ -664,13 +651,4 @@ def _names_setmetadata(first_line: bytes) -> bool:
     """Whether a command's first line is a SETMETADATA, whose values may be literals."""
     words = first_line.split(b" ", 2)
     return len(words) > 1 and words[1].upper() == b"SETMETADATA"
-
-
-def _handler_for(name: str) -> tuple[Handler | None, frozenset[State]]:
-    from .commands import COMMANDS
-
-    entry = COMMANDS.get(name)
-    if entry is None:
-        return None, frozenset()
-    return entry
 

@@ -14,11 +14,10 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from ..mime.structure import MimePart, parse_structure
 from ..store import MessageInfo
 from .message_structure import (
-    MimeEntity,
     SectionSpec,
-    parse_message,
     render_body_structure,
     render_envelope,
     section_bytes,
@@ -191,7 +190,7 @@ class StructureCache:
 
 def structure_of(raw: bytes) -> tuple[bytes, bytes, bytes]:
     """(ENVELOPE, BODY, BODYSTRUCTURE) rendered from the raw message."""
-    entity = parse_message(raw)
+    entity = parse_structure(raw)
     return (
         render_envelope(entity.fields),
         render_body_structure(entity, extended=False),
@@ -212,7 +211,7 @@ def render_fetch(
 ) -> bytes:
     """One `* seq FETCH (...)` line; `include_flags` adds FLAGS after an implicit \\Seen."""
     parts: list[bytes] = []
-    entity: MimeEntity | None = None
+    entity: MimePart | None = None
     flags_done = False
     for item in plan.items:
         name = item.name
@@ -242,12 +241,12 @@ def render_fetch(
             elif name == "SECTION":
                 assert item.section is not None
                 if entity is None:
-                    entity = parse_message(raw)
+                    entity = parse_structure(raw)
                 data = section_bytes(entity, item.section)
                 label = item.label
             else:
                 if entity is None:
-                    entity = parse_message(raw)
+                    entity = parse_structure(raw)
                 spec = {
                     "RFC822.HEADER": SectionSpec((), "HEADER"),
                     "RFC822.TEXT": SectionSpec((), "TEXT"),

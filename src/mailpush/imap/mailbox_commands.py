@@ -1,6 +1,6 @@
 """Mailbox commands: SELECT/EXAMINE, CREATE, DELETE, RENAME, (UN)SUBSCRIBE, LIST, LSUB,
 STATUS and APPEND. Each translates the command into store calls and the store's
-answer (or refusal) into IMAP responses.
+answer (or refusal) into IMAP responses; `MAILBOX_COMMANDS` declares them.
 """
 
 from __future__ import annotations
@@ -9,18 +9,23 @@ import asyncio
 import calendar
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from ..errors import MailboxNotFoundError, StoreFullError, TooManyMailboxesError
 from ..store import MailboxInfo, NewMessage
 from ..store import flags as F
 from ..store.mailbox_names import INBOX, SEPARATOR, parent_names
-from .connection import CommandFailedError, ImapConnection, State, store_error_text
+from .command_arguments import MAILBOX
+from .command_errors import CommandFailedError, store_error_text
+from .command_spec import Argument, CommandSpec, command
 from .list_pattern import ListPattern
 from .literal_spool import SpooledLiteral, message_argument
-from .parser import Command, CommandSyntaxError, Tokenizer
+from .parser import CommandSyntaxError, Tokenizer
 from .responses import mailbox_name
 from .sequence_set import format_uid_ranges
 from .session import MailboxView
+from .session_protocol import Session
+from .states import AUTHENTICATED
 
 _STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN")
 _MONTHS = {m.lower(): i for i, m in enumerate(calendar.month_abbr) if m}
@@ -32,20 +37,16 @@ _LIST_SLICE = 64
 _SYSTEM_FLAGS = {name.lower(): bit for bit, name in F.FLAG_NAMES if bit != F.RECENT}
 
 
-async def select(conn: ImapConnection, command: Command) -> str:
-    return await _open(conn, command, readonly=False)
+async def select(conn: Session, name: str) -> str:
+    return await _open(conn, name, readonly=False)
 
 
-async def examine(conn: ImapConnection, command: Command) -> str:
-    return await _open(conn, command, readonly=True)
+async def examine(conn: Session, name: str) -> str:
+    return await _open(conn, name, readonly=True)
 
 
-async def _open(conn: ImapConnection, command: Command, readonly: bool) -> str:
-    tokens = command.args
-    tokens.space()
-    name = _mailbox_arg(tokens)
-    tokens.end()
-    user = _user(conn)
+async def _open(conn: Session, name: str, readonly: bool) -> str:
+    user = conn.require_user()
     await conn.ensure_inbox(name)
     conn.begin_select()
     view: MailboxView | None = None
@@ -75,56 +76,38 @@ async def _open(conn: ImapConnection, command: Command, readonly: bool) -> str:
     return f"OK [{access}] {'Examine' if readonly else 'Select'} completed."
 
 
-async def create(conn: ImapConnection, command: Command) -> str:
-    tokens = command.args
-    tokens.space()
-    name = _mailbox_arg(tokens)
-    tokens.end()
+async def create(conn: Session, name: str) -> str:
     # A trailing separator only says the mailbox will hold children (RFC 3501 §6.3.3).
     name = name.rstrip(SEPARATOR) or name
     try:
-        await conn.store.create_mailbox(_user(conn), name)
+        await conn.store.create_mailbox(conn.require_user(), name)
     except TooManyMailboxesError:
         raise CommandFailedError("[LIMIT] Maximum number of mailboxes reached") from None
     return "OK Create completed."
 
 
-async def delete(conn: ImapConnection, command: Command) -> str:
-    tokens = command.args
-    tokens.space()
-    name = _mailbox_arg(tokens)
-    tokens.end()
+async def delete(conn: Session, name: str) -> str:
     if name.upper() == INBOX:
         raise CommandFailedError("INBOX can't be deleted.")
     if conn.view is not None and conn.view.name == _canonical(name):
         conn.unselect()  # Dovecot closes a selected mailbox before deleting it
-    await conn.store.delete_mailbox(_user(conn), name)
+    await conn.store.delete_mailbox(conn.require_user(), name)
     return "OK Delete completed."
 
 
-async def rename(conn: ImapConnection, command: Command) -> str:
-    tokens = command.args
-    tokens.space()
-    old = _mailbox_arg(tokens)
-    tokens.space()
-    new = _mailbox_arg(tokens)
-    tokens.end()
+async def rename(conn: Session, old: str, new: str) -> str:
     # INBOX exists for the client even before its first use creates it (Dovecot's
     # mailbox_exists()): it can be renamed, and nothing can be renamed onto it.
     new = new.rstrip(SEPARATOR) or new
     if new.upper() == INBOX:
         raise CommandFailedError("[ALREADYEXISTS] Target mailbox already exists")
     await conn.ensure_inbox(old)
-    await conn.store.rename_mailbox(_user(conn), old, new)
+    await conn.store.rename_mailbox(conn.require_user(), old, new)
     return "OK Rename completed."
 
 
-async def subscribe(conn: ImapConnection, command: Command) -> str:
-    tokens = command.args
-    tokens.space()
-    name = _mailbox_arg(tokens)
-    tokens.end()
-    user = _user(conn)
+async def subscribe(conn: Session, name: str) -> str:
+    user = conn.require_user()
     await conn.ensure_inbox(name)  # INBOX always exists for the client, as in Dovecot
     try:
         await conn.store.mailbox(user, name)
@@ -134,36 +117,24 @@ async def subscribe(conn: ImapConnection, command: Command) -> str:
     return "OK Subscribe completed."
 
 
-async def unsubscribe(conn: ImapConnection, command: Command) -> str:
-    tokens = command.args
-    tokens.space()
-    name = _mailbox_arg(tokens)
-    tokens.end()
-    await conn.store.unsubscribe(_user(conn), name)
+async def unsubscribe(conn: Session, name: str) -> str:
+    await conn.store.unsubscribe(conn.require_user(), name)
     return "OK Unsubscribe completed."
 
 
-async def list_mailboxes(conn: ImapConnection, command: Command) -> str:
+async def list_mailboxes(conn: Session, reference: str | None, pattern: str | None) -> str:
     """LIST: one pass over the user's mailboxes, O(n log n) in their number.
 
     `\\HasChildren` comes from the set of every listed name's ancestors, built
     once, and patterns are matched in linear time (`ListPattern`), so neither
     10,000 mailboxes nor a pattern of many `*` holds the event loop for long.
     """
-    tokens = command.args
-    tokens.space()
-    if tokens.peek_is(b"("):
-        raise CommandSyntaxError("LIST-EXTENDED selection options are not supported")
-    reference = tokens.list_pattern()
-    tokens.space()
-    pattern = tokens.list_pattern()
-    tokens.end()
     if pattern == "":
         conn.out.line(f'* LIST (\\Noselect) "{SEPARATOR}" ""')
         return "OK List completed."
     if reference is None or pattern is None:
         return "OK List completed."  # not modified UTF-7: no name can match (as Dovecot)
-    user = _user(conn)
+    user = conn.require_user()
     boxes = _with_inbox(await conn.store.list_mailboxes(user))
     matcher = ListPattern(reference + pattern)
     parents = _ancestors(box.name for box in boxes)
@@ -178,19 +149,13 @@ async def list_mailboxes(conn: ImapConnection, command: Command) -> str:
     return "OK List completed."
 
 
-async def lsub(conn: ImapConnection, command: Command) -> str:
-    tokens = command.args
-    tokens.space()
-    reference = tokens.list_pattern()
-    tokens.space()
-    pattern = tokens.list_pattern()
-    tokens.end()
+async def lsub(conn: Session, reference: str | None, pattern: str | None) -> str:
     if pattern == "":
         conn.out.line(f'* LSUB (\\Noselect) "{SEPARATOR}" ""')
         return "OK Lsub completed."
     if reference is None or pattern is None:
         return "OK Lsub completed."  # not modified UTF-7: no name can match (as Dovecot)
-    subscribed = await conn.store.subscriptions(_user(conn))
+    subscribed = await conn.store.subscriptions(conn.require_user())
     matcher = ListPattern(reference + pattern)
     subscribed_names = set(subscribed)
     shown: dict[str, str] = {}
@@ -214,18 +179,12 @@ async def lsub(conn: ImapConnection, command: Command) -> str:
     return "OK Lsub completed."
 
 
-async def status(conn: ImapConnection, command: Command) -> str:
-    tokens = command.args
-    tokens.space()
-    name = _mailbox_arg(tokens)
-    tokens.space()
-    items = [item.upper() for item in tokens.atom_list()]
-    tokens.end()
+async def status(conn: Session, name: str, items: list[str]) -> str:
     for item in items:
         if item not in _STATUS_ITEMS:
             raise CommandSyntaxError(f"Invalid status item {item}")
     await conn.ensure_inbox(name)
-    result = await conn.store.status(_user(conn), name)
+    result = await conn.store.status(conn.require_user(), name)
     values = {
         "MESSAGES": result.messages,
         "RECENT": result.recent,
@@ -240,50 +199,29 @@ async def status(conn: ImapConnection, command: Command) -> str:
     return "OK Status completed."
 
 
-async def append(conn: ImapConnection, command: Command) -> str:
-    tokens = command.args
-    tokens.space()
-    name = _mailbox_arg(tokens)
-    messages: list[NewMessage | SpooledMessage] = []
-    while tokens.skip_space():
-        flags: int = 0
-        keywords: tuple[str, ...] = ()
-        date: tuple[int, int] | None = None
-        if tokens.peek_is(b"("):
-            flags, keywords = parse_store_flags(tokens.flag_list())
-            tokens.space()
-        if tokens.peek_is(b'"'):
-            date = _date_time(tokens.quoted())
-            tokens.space()
-        raw = message_argument(tokens, conn.spooled)
-        if not isinstance(raw, bytes):
-            messages.append(SpooledMessage(raw, flags, keywords, date))
-            continue
-        if not raw:
-            await _refuse_empty_message(conn, name, accepted=bool(messages))
-        messages.append(
-            NewMessage(raw, flags, keywords, date[0] if date else None, date[1] if date else 0)
-        )
-    tokens.end()
+async def append(conn: Session, name: str, appended: AppendedMessages) -> str:
+    messages = appended.messages
+    if appended.empty_follows:
+        await _refuse_empty_message(conn, name, accepted=bool(messages))
     if not messages:
         raise CommandSyntaxError("APPEND needs a message")
     in_memory = [m for m in messages if isinstance(m, NewMessage)]
     try:
         await conn.ensure_inbox(name)
         if len(in_memory) == len(messages):
-            saved = await conn.store.append(_user(conn), name, in_memory)
+            saved = await conn.store.append(conn.require_user(), name, in_memory)
         else:
             # Spooled literals come into memory one command at a time (see literal_spool).
-            async with conn.server.append_spool.loading():
+            async with conn.append_spool.loading():
                 loaded = [m if isinstance(m, NewMessage) else await m.load() for m in messages]
-                saved = await conn.store.append(_user(conn), name, loaded)
+                saved = await conn.store.append(conn.require_user(), name, loaded)
     except MailboxNotFoundError as exc:
         raise CommandFailedError(store_error_text(exc, trycreate=True)) from None
     uids = format_uid_ranges([m.uid for m in saved.messages])
     return f"OK [APPENDUID {saved.uidvalidity} {uids}] Append completed."
 
 
-async def _refuse_empty_message(conn: ImapConnection, name: str, *, accepted: bool) -> None:
+async def _refuse_empty_message(conn: Session, name: str, *, accepted: bool) -> None:
     """Fail APPEND for a zero-byte message, as Dovecot does.
 
     Dovecot saves a MULTIAPPEND's messages as they arrive, so when a later
@@ -295,10 +233,20 @@ async def _refuse_empty_message(conn: ImapConnection, name: str, *, accepted: bo
     if accepted:
         try:
             await conn.ensure_inbox(name)
-            await conn.store.record_rollback(_user(conn), name)
+            await conn.store.record_rollback(conn.require_user(), name)
         except MailboxNotFoundError as exc:
             raise CommandFailedError(store_error_text(exc, trycreate=True)) from None
     raise CommandFailedError("Can't save a zero byte message.")
+
+
+@dataclass(frozen=True, slots=True)
+class AppendedMessages:
+    """APPEND's messages, as read from the command."""
+
+    messages: list[NewMessage | SpooledMessage]
+    #: A zero-byte message came next: the command is refused, and as in Dovecot
+    #: nothing after it is read.
+    empty_follows: bool
 
 
 class SpooledMessage:
@@ -324,6 +272,72 @@ class SpooledMessage:
         )
 
 
+# --- arguments ---------------------------------------------------------------------
+
+
+def _appended_messages(tokens: Tokenizer, conn: Session) -> AppendedMessages:
+    """`[flag-list SP] [date-time SP] literal`, each after a space (MULTIAPPEND: several)."""
+    messages: list[NewMessage | SpooledMessage] = []
+    while tokens.skip_space():
+        flags: int = 0
+        keywords: tuple[str, ...] = ()
+        date: tuple[int, int] | None = None
+        if tokens.peek_is(b"("):
+            flags, keywords = parse_store_flags(tokens.flag_list())
+            tokens.space()
+        if tokens.peek_is(b'"'):
+            date = _date_time(tokens.quoted())
+            tokens.space()
+        raw = message_argument(tokens, conn.spooled)
+        if not isinstance(raw, bytes):
+            messages.append(SpooledMessage(raw, flags, keywords, date))
+            continue
+        if not raw:
+            tokens.pos = len(tokens.data)
+            return AppendedMessages(messages, empty_follows=True)
+        messages.append(
+            NewMessage(raw, flags, keywords, date[0] if date else None, date[1] if date else 0)
+        )
+    return AppendedMessages(messages, empty_follows=False)
+
+
+def _list_reference(tokens: Tokenizer, conn: Session) -> str | None:
+    if tokens.peek_is(b"("):
+        raise CommandSyntaxError("LIST-EXTENDED selection options are not supported")
+    return tokens.list_pattern()
+
+
+def _list_pattern(tokens: Tokenizer, conn: Session) -> str | None:
+    return tokens.list_pattern()
+
+
+def _status_items(tokens: Tokenizer, conn: Session) -> list[str]:
+    # Unknown items are refused by the handler, once the whole command was read.
+    return [item.upper() for item in tokens.atom_list()]
+
+
+_LIST_REFERENCE = Argument("reference", _list_reference)
+#: LSUB's reference: no LIST-EXTENDED check, a `(` is just not a pattern character.
+_LSUB_REFERENCE = Argument("reference", _list_pattern)
+_LIST_PATTERN = Argument("list-mailbox", _list_pattern)
+_STATUS_ITEMS_ARGUMENT = Argument("status-att-list", _status_items)
+_MESSAGES = Argument("messages", _appended_messages, "own")
+
+MAILBOX_COMMANDS: tuple[CommandSpec, ...] = (
+    command("SELECT", AUTHENTICATED, select, MAILBOX),
+    command("EXAMINE", AUTHENTICATED, examine, MAILBOX),
+    command("CREATE", AUTHENTICATED, create, MAILBOX),
+    command("DELETE", AUTHENTICATED, delete, MAILBOX),
+    command("RENAME", AUTHENTICATED, rename, MAILBOX, MAILBOX),
+    command("SUBSCRIBE", AUTHENTICATED, subscribe, MAILBOX),
+    command("UNSUBSCRIBE", AUTHENTICATED, unsubscribe, MAILBOX),
+    command("LIST", AUTHENTICATED, list_mailboxes, _LIST_REFERENCE, _LIST_PATTERN),
+    command("LSUB", AUTHENTICATED, lsub, _LSUB_REFERENCE, _LIST_PATTERN),
+    command("STATUS", AUTHENTICATED, status, MAILBOX, _STATUS_ITEMS_ARGUMENT),
+    command("APPEND", AUTHENTICATED, append, MAILBOX, _MESSAGES),
+)
+
+
 # --- shared helpers ------------------------------------------------------------------
 
 
@@ -345,18 +359,6 @@ def parse_store_flags(names: list[str]) -> tuple[int, tuple[str, ...]]:
             seen.add(name.lower())
             keywords.append(name)
     return mask, tuple(keywords)
-
-
-def _user(conn: ImapConnection) -> str:
-    assert conn.user is not None and conn.state is not State.NOT_AUTHENTICATED
-    return conn.user
-
-
-def _mailbox_arg(tokens: Tokenizer) -> str:
-    name = tokens.mailbox()
-    if not name:
-        raise CommandFailedError("[CANNOT] Empty mailbox name.")
-    return name
 
 
 def _with_inbox(boxes: list[MailboxInfo]) -> list[MailboxInfo]:
@@ -417,6 +419,7 @@ def _date_time(raw: bytes) -> tuple[int, int]:
 
 
 __all__ = [
-    "append", "create", "delete", "examine", "list_mailboxes", "lsub", "parse_store_flags",
-    "rename", "select", "status", "subscribe", "unsubscribe",
+    "MAILBOX_COMMANDS", "AppendedMessages", "append", "create", "delete", "examine",
+    "list_mailboxes", "lsub", "parse_store_flags", "rename", "select", "status", "subscribe",
+    "unsubscribe",
 ]  # fmt: skip

@@ -6,18 +6,23 @@ messages goes in chunks, each answered with one write, so a FETCH of a
 100,000-message mailbox neither holds all bodies in memory nor blocks the
 loop for long. SEARCH keys that read headers or bodies, and FETCH items that
 parse a message, run in `heavy_work`'s pool while holding one of the user's
-heavy-command slots.
+heavy-command slots. `MESSAGE_COMMANDS` declares them; the UID forms share
+the handlers' bodies.
 """
 
 from __future__ import annotations
 
 import asyncio
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Literal
 
 from ..errors import MailboxNotFoundError, StoreFullError
 from ..store import MessageInfo
 from ..store import flags as F
-from .connection import CommandFailedError, ImapConnection, store_error_text
+from .command_arguments import FLAGS, MAILBOX_OR_EMPTY, SEQUENCE_SET
+from .command_errors import CommandFailedError, store_error_text
+from .command_spec import Argument, CommandSpec, command
 from .fetch import FetchPlan, parse_fetch_items
 from .heavy_work import (
     INLINE_BYTES,
@@ -29,71 +34,96 @@ from .heavy_work import (
     search_rows,
 )
 from .mailbox_commands import parse_store_flags
-from .parser import Command, CommandSyntaxError
+from .parser import CommandSyntaxError, Tokenizer
 from .responses import FLUSH_THRESHOLD, format_flags
-from .search import UnsupportedCharsetError, parse_search
+from .search import SearchProgram, UnsupportedCharsetError, parse_search
 from .sequence_set import InvalidSequenceSetError, SequenceSet, format_uid_ranges
 from .session import MailboxView
+from .session_protocol import Session
+from .states import SELECTED
 
-__all__ = ["check", "close", "copy", "expunge", "fetch", "move", "search", "store", "unselect"]
+__all__ = [
+    "MESSAGE_COMMANDS", "SearchRequest", "StoreAction", "check", "close", "copy", "expunge",
+    "fetch", "move", "search", "store", "uid_copy", "uid_expunge", "uid_fetch", "uid_move",
+    "uid_search", "uid_store", "unselect",
+]  # fmt: skip
 
 #: Messages read from the store per round trip (raw bodies are the heavy part).
 FETCH_CHUNK = 500
 EXPUNGED_NOTICE = "NO [EXPUNGEISSUED] Some of the requested messages no longer exist."
 
 
-async def check(conn: ImapConnection, command: Command) -> str:
-    command.args.end()
+@dataclass(frozen=True, slots=True)
+class SearchRequest:
+    """A parsed SEARCH program, with the command it came from: the worker pool parses it anew."""
+
+    program: SearchProgram
+    data: bytes
+    start: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreAction:
+    """STORE's `[+|-]FLAGS[.SILENT]`."""
+
+    mode: Literal["replace", "add", "remove"]
+    silent: bool
+
+
+async def check(conn: Session) -> str:
     return "OK Check completed."
 
 
-async def close(conn: ImapConnection, command: Command) -> str:
-    command.args.end()
+async def close(conn: Session) -> str:
     view = conn.require_view()
     conn.unselect()  # CLOSE reports no EXPUNGE responses
     if not view.readonly:
-        await conn.store.expunge(_user(conn), view.name)
+        await conn.store.expunge(conn.require_user(), view.name)
     return "OK Close completed."
 
 
-async def unselect(conn: ImapConnection, command: Command) -> str:
-    command.args.end()
+async def unselect(conn: Session) -> str:
     conn.unselect()
     return "OK Unselect completed."
 
 
-async def expunge(conn: ImapConnection, command: Command) -> str:
+async def expunge(conn: Session) -> str:
+    return await _expunge(conn, None)
+
+
+async def uid_expunge(conn: Session, numbers: SequenceSet) -> str:
+    return await _expunge(conn, numbers)
+
+
+async def _expunge(conn: Session, numbers: SequenceSet | None) -> str:
     view = conn.require_view()
-    uids: list[int] | None = None
-    if command.name == "UID EXPUNGE":
-        command.args.space()
-        wanted = command.args.sequence_set()
-        uids = wanted.uids(view.uids)
-    command.args.end()
+    uids = None if numbers is None else numbers.uids(view.uids)
     if view.readonly:
         raise CommandFailedError("[READ-ONLY] Mailbox is read-only.")
     if uids is None or uids:
-        await conn.store.expunge(_user(conn), view.name, uids)
+        await conn.store.expunge(conn.require_user(), view.name, uids)
     return "OK Expunge completed."
 
 
-async def search(conn: ImapConnection, command: Command) -> str:
+async def search(conn: Session, request: SearchRequest) -> str:
+    return await _search(conn, request, by_uid=False)
+
+
+async def uid_search(conn: Session, request: SearchRequest) -> str:
+    return await _search(conn, request, by_uid=True)
+
+
+async def _search(conn: Session, request: SearchRequest, by_uid: bool) -> str:
     view = conn.require_view()
-    by_uid = command.name.startswith("UID")
-    command.args.space()
-    program_start = command.args.pos
-    try:
-        program = parse_search(command.args)
-    except UnsupportedCharsetError:
-        raise CommandFailedError("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset") from None
-    user = _user(conn)
+    program = request.program
+    user = conn.require_user()
     candidates = [uid for uid in view.uids if not view.is_expunged(uid)]
     infos: dict[int, MessageInfo] = {}
     if program.needs_info:
         infos = {i.uid: i for i in await conn.store.messages(user, view.name, candidates)}
     max_seq, max_uid = view.exists, view.uids[-1] if view.uids else 0
     found: list[int] = []
-    heavy = conn.server.heavy
+    heavy = conn.heavy
     async with AsyncExitStack() as held:
         holding_slot = False
         for start in range(0, len(candidates), FETCH_CHUNK):
@@ -124,7 +154,7 @@ async def search(conn: ImapConnection, command: Command) -> str:
                     await held.enter_async_context(heavy.slot(user))
                     holding_slot = True
                 matches = await heavy.run(
-                    search_rows, command.args.data, program_start, max_seq, max_uid, rows
+                    search_rows, request.data, request.start, max_seq, max_uid, rows
                 )
             else:
                 matches = match_rows(program, max_seq, max_uid, rows)
@@ -134,26 +164,27 @@ async def search(conn: ImapConnection, command: Command) -> str:
     return "OK Search completed."
 
 
-async def fetch(conn: ImapConnection, command: Command) -> str:
+async def fetch(conn: Session, numbers: SequenceSet, plan: FetchPlan) -> str:
+    return await _fetch(conn, numbers, plan, by_uid=False)
+
+
+async def uid_fetch(conn: Session, numbers: SequenceSet, plan: FetchPlan) -> str:
+    return await _fetch(conn, numbers, plan, by_uid=True)
+
+
+async def _fetch(conn: Session, numbers: SequenceSet, plan: FetchPlan, by_uid: bool) -> str:
     view = conn.require_view()
-    by_uid = command.name.startswith("UID")
-    tokens = command.args
-    tokens.space()
-    numbers = tokens.sequence_set()
-    tokens.space()
-    plan = parse_fetch_items(tokens, by_uid)
-    tokens.end()
     pairs = _resolve(view, numbers, by_uid)
     live = [(seq, uid) for seq, uid in pairs if not view.is_expunged(uid)]
-    user = _user(conn)
+    user = conn.require_user()
     mailbox = view.name
     infos: dict[int, MessageInfo] = {}
     if plan.needs_info and live:
         wanted = [uid for _, uid in live]
         infos = {i.uid: i for i in await conn.store.messages(user, mailbox, wanted)}
-    cache = conn.server.structures
+    cache = conn.structures
     out = conn.out
-    heavy = conn.server.heavy
+    heavy = conn.heavy
     async with AsyncExitStack() as held:
         holding_slot = False
         for start in range(0, len(live), FETCH_CHUNK):
@@ -202,14 +233,14 @@ async def fetch(conn: ImapConnection, command: Command) -> str:
                 out.add(line)
                 if out.size > FLUSH_THRESHOLD:
                     out.flush()
-                    await conn.stream.drain()
+                    await conn.drain()
     if len(live) < len(pairs):
         return EXPUNGED_NOTICE
     return "OK Fetch completed."
 
 
 async def _mark_seen(
-    conn: ImapConnection, plan: FetchPlan, view: MailboxView, uids: list[int]
+    conn: Session, plan: FetchPlan, view: MailboxView, uids: list[int]
 ) -> set[int]:
     """Set the implicit `\\Seen` of a FETCH; the UIDs that got it now.
 
@@ -224,7 +255,7 @@ async def _mark_seen(
     try:
         # The implicit \Seen is a flag change like STORE's: same store call, same record.
         await conn.store.update_flags(
-            _user(conn), view.name, unseen, "add", F.SEEN,
+            conn.require_user(), view.name, unseen, "add", F.SEEN,
             recent_uids=frozenset(view.recent.intersection(unseen)),
         )  # fmt: skip
     except StoreFullError:
@@ -232,27 +263,22 @@ async def _mark_seen(
     return set(unseen)
 
 
-async def store(conn: ImapConnection, command: Command) -> str:
+async def store(
+    conn: Session, numbers: SequenceSet, action: StoreAction, names: list[str]
+) -> str:
+    return await _store(conn, numbers, action, names, by_uid=False)
+
+
+async def uid_store(
+    conn: Session, numbers: SequenceSet, action: StoreAction, names: list[str]
+) -> str:
+    return await _store(conn, numbers, action, names, by_uid=True)
+
+
+async def _store(
+    conn: Session, numbers: SequenceSet, action: StoreAction, names: list[str], by_uid: bool
+) -> str:
     view = conn.require_view()
-    by_uid = command.name.startswith("UID")
-    tokens = command.args
-    tokens.space()
-    numbers = tokens.sequence_set()
-    tokens.space()
-    action = tokens.atom("store action").upper()
-    silent = action.endswith(".SILENT")
-    base = action.removesuffix(".SILENT")
-    modes = {"FLAGS": "replace", "+FLAGS": "add", "-FLAGS": "remove"}
-    if base not in modes:
-        raise CommandSyntaxError(f"Invalid STORE action {action}")
-    tokens.space()
-    if tokens.peek_is(b"("):
-        names = tokens.flag_list()
-    else:
-        names = [tokens.flag()]
-        while tokens.skip_space():
-            names.append(tokens.flag())
-    tokens.end()
     flags, keywords = parse_store_flags(names)
     if view.readonly:
         raise CommandFailedError("[READ-ONLY] Mailbox is read-only.")
@@ -261,13 +287,13 @@ async def store(conn: ImapConnection, command: Command) -> str:
     if live:
         uids = [uid for _, uid in live]
         await conn.store.update_flags(
-            _user(conn), view.name, uids, modes[base],  # type: ignore[arg-type]
+            conn.require_user(), view.name, uids, action.mode,
             flags, keywords, recent_uids=frozenset(view.recent.intersection(uids)),
         )  # fmt: skip
     for seq, uid in live:
         state = view.flag_state(uid)
         view.reported_flags(uid, state)
-        if silent:
+        if action.silent:
             continue
         text = format_flags(state[0], state[1], uid in view.recent)
         prefix = f"UID {uid} " if by_uid else ""
@@ -277,30 +303,33 @@ async def store(conn: ImapConnection, command: Command) -> str:
     return "OK Store completed."
 
 
-async def copy(conn: ImapConnection, command: Command) -> str:
-    return await _copy_or_move(conn, command, move=False)
+async def copy(conn: Session, numbers: SequenceSet, dest: str) -> str:
+    return await _copy_or_move(conn, numbers, dest, move=False, by_uid=False)
 
 
-async def move(conn: ImapConnection, command: Command) -> str:
-    return await _copy_or_move(conn, command, move=True)
+async def uid_copy(conn: Session, numbers: SequenceSet, dest: str) -> str:
+    return await _copy_or_move(conn, numbers, dest, move=False, by_uid=True)
 
 
-async def _copy_or_move(conn: ImapConnection, command: Command, move: bool) -> str:
+async def move(conn: Session, numbers: SequenceSet, dest: str) -> str:
+    return await _copy_or_move(conn, numbers, dest, move=True, by_uid=False)
+
+
+async def uid_move(conn: Session, numbers: SequenceSet, dest: str) -> str:
+    return await _copy_or_move(conn, numbers, dest, move=True, by_uid=True)
+
+
+async def _copy_or_move(
+    conn: Session, numbers: SequenceSet, dest: str, *, move: bool, by_uid: bool
+) -> str:
     view = conn.require_view()
-    by_uid = command.name.startswith("UID")
-    tokens = command.args
-    tokens.space()
-    numbers = tokens.sequence_set()
-    tokens.space()
-    dest = tokens.mailbox()
-    tokens.end()
     if move and view.readonly:
         raise CommandFailedError("[READ-ONLY] Mailbox is read-only.")
     uids = [uid for _, uid in _resolve(view, numbers, by_uid) if not view.is_expunged(uid)]
     verb = "Move" if move else "Copy"
     if not uids:
         return f"OK No messages found. {verb} completed."
-    user = _user(conn)
+    user = conn.require_user()
     await conn.ensure_inbox(dest)
     try:
         if move:
@@ -337,6 +366,72 @@ def _resolve(view: MailboxView, numbers: SequenceSet, by_uid: bool) -> list[tupl
     return [(seq, uids[seq - 1]) for seq in seqs]
 
 
-def _user(conn: ImapConnection) -> str:
-    assert conn.user is not None
-    return conn.user
+
+# --- arguments -------------------------------------------------------------------------
+
+
+def _search_request(tokens: Tokenizer, conn: Session) -> SearchRequest:
+    start = tokens.pos
+    try:
+        program = parse_search(tokens)
+    except UnsupportedCharsetError:
+        raise CommandFailedError("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset") from None
+    return SearchRequest(program, tokens.data, start)
+
+
+def _fetch_items(tokens: Tokenizer, conn: Session) -> FetchPlan:
+    return parse_fetch_items(tokens, False)
+
+
+def _uid_fetch_items(tokens: Tokenizer, conn: Session) -> FetchPlan:
+    return parse_fetch_items(tokens, True)
+
+
+_STORE_ACTIONS = {
+    "FLAGS": StoreAction("replace", silent=False),
+    "FLAGS.SILENT": StoreAction("replace", silent=True),
+    "+FLAGS": StoreAction("add", silent=False),
+    "+FLAGS.SILENT": StoreAction("add", silent=True),
+    "-FLAGS": StoreAction("remove", silent=False),
+    "-FLAGS.SILENT": StoreAction("remove", silent=True),
+}
+
+
+def _store_action(tokens: Tokenizer, conn: Session) -> StoreAction:
+    action = tokens.atom("store action").upper()
+    found = _STORE_ACTIONS.get(action)
+    if found is None:
+        raise CommandSyntaxError(f"Invalid STORE action {action}")
+    return found
+
+
+_SEARCH_PROGRAM = Argument("search-program", _search_request)
+_FETCH_ITEMS = Argument("fetch-att", _fetch_items)
+_UID_FETCH_ITEMS = Argument("fetch-att", _uid_fetch_items)
+_STORE_ACTION = Argument("store-att-flags", _store_action)
+
+#: Every command here but CLOSE, CHECK and UNSELECT wants the selected mailbox to
+#: still exist before its arguments are read. FETCH, STORE and SEARCH leave pending
+#: EXPUNGEs for later; their UID forms need not (RFC 3501 §7.4.1).
+MESSAGE_COMMANDS: tuple[CommandSpec, ...] = (
+    command("CHECK", SELECTED, check),
+    command("CLOSE", SELECTED, close),
+    command("UNSELECT", SELECTED, unselect),
+    command("EXPUNGE", SELECTED, expunge, needs_mailbox=True),
+    command("UID EXPUNGE", SELECTED, uid_expunge, SEQUENCE_SET, needs_mailbox=True),
+    command("SEARCH", SELECTED, search, _SEARCH_PROGRAM, needs_mailbox=True,
+            sends_expunge=False),
+    command("UID SEARCH", SELECTED, uid_search, _SEARCH_PROGRAM, needs_mailbox=True),
+    command("FETCH", SELECTED, fetch, SEQUENCE_SET, _FETCH_ITEMS, needs_mailbox=True,
+            sends_expunge=False),
+    command("UID FETCH", SELECTED, uid_fetch, SEQUENCE_SET, _UID_FETCH_ITEMS,
+            needs_mailbox=True),
+    command("STORE", SELECTED, store, SEQUENCE_SET, _STORE_ACTION, FLAGS, needs_mailbox=True,
+            sends_expunge=False),
+    command("UID STORE", SELECTED, uid_store, SEQUENCE_SET, _STORE_ACTION, FLAGS,
+            needs_mailbox=True),
+    command("COPY", SELECTED, copy, SEQUENCE_SET, MAILBOX_OR_EMPTY, needs_mailbox=True),
+    command("UID COPY", SELECTED, uid_copy, SEQUENCE_SET, MAILBOX_OR_EMPTY, needs_mailbox=True),
+    command("MOVE", SELECTED, move, SEQUENCE_SET, MAILBOX_OR_EMPTY, needs_mailbox=True),
+    command("UID MOVE", SELECTED, uid_move, SEQUENCE_SET, MAILBOX_OR_EMPTY, needs_mailbox=True),
+)  # fmt: skip

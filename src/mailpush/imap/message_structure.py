@@ -1,80 +1,28 @@
-"""The MIME tree of a raw message as IMAP sees it: ENVELOPE, BODYSTRUCTURE, sections.
+"""The MIME tree as IMAP shows it: ENVELOPE, BODYSTRUCTURE and BODY[section] bytes.
 
-Parsing works on byte offsets into the raw message and never decodes a body,
-so malformed MIME, 8-bit headers and huge attachments cost a few `bytes.find`
-calls. Header values are handled as Latin-1 text, which maps every byte to
-one character and back, so 8-bit headers reach the client byte for byte.
-Nesting is capped: a hostile message cannot make the tree explode.
+The tree itself is `mailpush.mime.structure`'s, the one every reader of a
+message shares; this module only renders it. Header values are handled as
+Latin-1 text, which maps every byte to one character and back, so 8-bit
+headers reach the client byte for byte.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..mime.addresses import split_address_list
+from ..mime.structure import MimePart, split_content_field
 from .responses import string
 
 __all__ = [
-    "MimeEntity",
     "SectionSpec",
-    "parse_message",
-    "parse_header_fields",
     "render_envelope",
     "render_body_structure",
     "section_bytes",
 ]
 
-MAX_DEPTH = 30
-MAX_PARTS = 5_000
-
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
-_LINE_SPLIT = re.compile(rb"\r?\n")
-_PARAM = re.compile(rb';\s*([^\s=;"]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)', re.S)
 _GROUP = re.compile(r'^\s*([^:"<>@,]*):(.*?);?\s*$', re.S)
-
-
-@dataclass(slots=True)
-class MimeEntity:
-    """One part: where its header and body lie in `raw`, and what it contains."""
-
-    raw: bytes
-    header_start: int
-    #: End of the header including the blank line that closes it.
-    header_end: int
-    body_end: int
-    main_type: str = "text"
-    subtype: str = "plain"
-    params: list[tuple[bytes, bytes]] = field(default_factory=list)
-    children: list[MimeEntity] = field(default_factory=list)
-    #: For message/rfc822: the encapsulated message.
-    message: MimeEntity | None = None
-    _fields: list[tuple[str, bytes]] | None = None
-
-    @property
-    def header(self) -> bytes:
-        return self.raw[self.header_start : self.header_end]
-
-    @property
-    def body(self) -> bytes:
-        return self.raw[self.header_end : self.body_end]
-
-    @property
-    def fields(self) -> list[tuple[str, bytes]]:
-        """(lower-cased name, unfolded value) pairs, in order."""
-        if self._fields is None:
-            self._fields = parse_header_fields(self.header)
-        return self._fields
-
-    def field(self, name: str) -> bytes | None:
-        for key, value in self.fields:
-            if key == name:
-                return value
-        return None
-
-    @property
-    def is_multipart(self) -> bool:
-        return self.main_type == "multipart"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,45 +33,6 @@ class SectionSpec:
     #: "" (whole part), HEADER, TEXT, MIME, HEADER.FIELDS or HEADER.FIELDS.NOT.
     kind: str = ""
     fields: tuple[str, ...] = ()
-
-
-def parse_message(raw: bytes) -> MimeEntity:
-    """The MIME tree of a whole message; never raises on malformed input."""
-    budget = [MAX_PARTS]
-    return _parse_entity(raw, 0, len(raw), "text", "plain", 0, budget)
-
-
-def header_end_offset(raw: bytes, start: int, end: int) -> int:
-    """Where the header starting at `start` ends, blank line included."""
-    if raw.startswith(b"\r\n", start) and start + 2 <= end:
-        return start + 2
-    if raw.startswith(b"\n", start) and start + 1 <= end:
-        return start + 1
-    match = _HEADER_END.search(raw, start, end)
-    return end if match is None else match.end()
-
-
-def parse_header_fields(header: bytes) -> list[tuple[str, bytes]]:
-    """Unfolded header fields; lines without a colon are skipped, as MUAs do."""
-    out: list[tuple[str, bytes]] = []
-    name: str | None = None
-    value: list[bytes] = []
-    for line in _LINE_SPLIT.split(header):
-        if line[:1] in (b" ", b"\t"):
-            if name is not None:
-                value.append(line)
-            continue
-        if name is not None:
-            out.append((name, b"".join(value).strip()))
-            name = None
-        colon = line.find(b":")
-        if colon <= 0:
-            continue
-        name = line[:colon].strip().decode("latin-1").lower()
-        value = [line[colon + 1 :]]
-    if name is not None:
-        out.append((name, b"".join(value).strip()))
-    return out
 
 
 # --- ENVELOPE -------------------------------------------------------------------
@@ -227,18 +136,18 @@ _SIMPLE_ADDRESS = re.compile(
 # --- BODYSTRUCTURE -----------------------------------------------------------------
 
 
-def render_body_structure(entity: MimeEntity, extended: bool) -> bytes:
+def render_body_structure(entity: MimePart, extended: bool) -> bytes:
     """BODYSTRUCTURE (`extended`) or BODY for the message whose top entity is given."""
     if entity.is_multipart:
         children = entity.children or [
-            MimeEntity(entity.raw, entity.header_end, entity.header_end, entity.body_end)
+            _empty_part(entity)
         ]
         out = b"".join(render_body_structure(c, extended) for c in children)
         out = b"(" + out + b" " + string(entity.subtype.encode("latin-1"))
         if extended:
             out += b" " + _params(entity.params) + b" " + _extension(entity, with_md5=False)
         return out + b")"
-    body_size = entity.body_end - entity.header_end
+    body_size = entity.body_end - entity.body_start
     encoding = entity.field("content-transfer-encoding")
     params = entity.params
     if entity.main_type == "text" and not any(k.lower() == b"charset" for k, _ in params):
@@ -264,13 +173,19 @@ def render_body_structure(entity: MimeEntity, extended: bool) -> bytes:
     return b"(" + b" ".join(items) + b")"
 
 
-def _extension(entity: MimeEntity, with_md5: bool) -> bytes:
+def _empty_part(multipart: MimePart) -> MimePart:
+    """The one empty text/plain part a multipart without parts is shown with."""
+    at = multipart.body_start
+    return MimePart(multipart.raw, at, at, at, multipart.body_end)
+
+
+def _extension(entity: MimePart, with_md5: bool) -> bytes:
     parts: list[bytes] = []
     if with_md5:
         parts.append(_nstring_field(entity.field("content-md5")))
     disposition = entity.field("content-disposition")
     if disposition:
-        kind, params = _split_content_field(disposition)
+        kind, params = split_content_field(disposition)
         parts.append(b"(" + string(kind.lower()) + b" " + _params(params) + b")")
     else:
         parts.append(b"NIL")
@@ -295,9 +210,9 @@ def _line_count(body: bytes) -> int:
 # --- sections ----------------------------------------------------------------------
 
 
-def section_bytes(message: MimeEntity, spec: SectionSpec) -> bytes | None:
+def section_bytes(message: MimePart, spec: SectionSpec) -> bytes | None:
     """The bytes `BODY[spec]` returns, or None when the part does not exist."""
-    entity: MimeEntity | None = message
+    entity: MimePart | None = message
     for depth, number in enumerate(spec.path):
         assert entity is not None
         if depth > 0 and entity.message is not None:
@@ -349,90 +264,3 @@ def _filter_header(header: bytes, wanted: set[str], keep: bool) -> bytes:
     # Normalise bare LF to CRLF: clients parse the result as an RFC 5322 header.
     text = text.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     return text + b"\r\n"
-
-
-# --- parsing -------------------------------------------------------------------------
-
-
-def _parse_entity(
-    raw: bytes,
-    start: int,
-    end: int,
-    default_type: str,
-    default_subtype: str,
-    depth: int,
-    budget: list[int],
-) -> MimeEntity:
-    budget[0] -= 1
-    header_end = header_end_offset(raw, start, end)
-    entity = MimeEntity(raw, start, header_end, end, default_type, default_subtype)
-    content_type = entity.field("content-type")
-    if content_type:
-        value, params = _split_content_field(content_type)
-        main, slash, sub = value.decode("latin-1").lower().partition("/")
-        if slash and main and sub:
-            entity.main_type, entity.subtype = main.strip(), sub.strip()
-        entity.params = params
-    if depth >= MAX_DEPTH or budget[0] <= 0:
-        if entity.is_multipart or entity.main_type == "message":
-            entity.main_type, entity.subtype = "application", "octet-stream"
-        return entity
-    if entity.is_multipart:
-        boundary = next((v for k, v in entity.params if k.lower() == b"boundary"), None)
-        if boundary:
-            child_type = ("message", "rfc822") if entity.subtype == "digest" else ("text", "plain")
-            for child_start, child_end in _split_multipart(raw, header_end, end, boundary):
-                if budget[0] <= 0:
-                    break
-                entity.children.append(
-                    _parse_entity(raw, child_start, child_end, *child_type, depth + 1, budget)
-                )
-    elif entity.main_type == "message" and entity.subtype in ("rfc822", "global"):
-        entity.message = _parse_entity(raw, header_end, end, "text", "plain", depth + 1, budget)
-    return entity
-
-
-def _split_multipart(raw: bytes, start: int, end: int, boundary: bytes) -> list[tuple[int, int]]:
-    """Body ranges between `--boundary` lines; the line break before a delimiter is its own."""
-    delimiter = b"--" + boundary
-    spans: list[tuple[int, int]] = []
-    part_start: int | None = None
-    pos = start
-    while pos <= end:
-        if raw.startswith(delimiter, pos) and (pos == start or raw[pos - 1] == 0x0A):
-            found = pos
-        else:
-            found = raw.find(b"\n" + delimiter, pos, end)
-            if found < 0:
-                break
-            found += 1
-        line_break = found - 1
-        if line_break >= start and raw[line_break] == 0x0A:
-            if line_break - 1 >= start and raw[line_break - 1] == 0x0D:
-                line_break -= 1
-        else:
-            line_break = found
-        if part_start is not None:
-            spans.append((part_start, max(part_start, line_break)))
-        after = found + len(delimiter)
-        if raw.startswith(b"--", after):
-            return spans
-        eol = raw.find(b"\n", after, end)
-        if eol < 0:
-            return spans
-        part_start = eol + 1
-        pos = part_start
-    if part_start is not None and part_start <= end:
-        spans.append((part_start, end))
-    return spans
-
-
-def _split_content_field(value: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-    main, _, rest = value.partition(b";")
-    params: list[tuple[bytes, bytes]] = []
-    for match in _PARAM.finditer(b";" + rest):
-        name, raw_value = match.group(1), match.group(2)
-        if raw_value.startswith(b'"') and raw_value.endswith(b'"') and len(raw_value) >= 2:
-            raw_value = re.sub(rb"\\(.)", rb"\1", raw_value[1:-1], flags=re.S)
-        params.append((name, raw_value))
-    return main.strip(), params

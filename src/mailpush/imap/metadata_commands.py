@@ -8,6 +8,8 @@ untagged update, as in Dovecot.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..errors import (
     InvalidMetadataEntryError,
     MetadataValueTooLargeError,
@@ -15,11 +17,15 @@ from ..errors import (
 )
 from ..store.mailbox_names import normalize_mailbox_name
 from ..store.metadata_entries import ROOTS, depth_below, normalize_prefix
-from .connection import CommandFailedError, ImapConnection, State
-from .parser import Command, CommandSyntaxError, Tokenizer
+from .command_arguments import MAILBOX_OR_EMPTY
+from .command_errors import CommandFailedError
+from .command_spec import Argument, CommandSpec, command
+from .parser import CommandSyntaxError, Tokenizer
 from .responses import mailbox_name, string
+from .session_protocol import Session
+from .states import AUTHENTICATED
 
-__all__ = ["getmetadata", "setmetadata"]
+__all__ = ["METADATA_COMMANDS", "MetadataRequest", "getmetadata", "setmetadata"]
 
 #: DEPTH values: how many levels below a requested entry are returned.
 _DEPTHS = {"0": 0, "1": 1, "infinity": -1}
@@ -29,30 +35,25 @@ _ATOM_SAFE = frozenset(
 )
 
 
-async def getmetadata(conn: ImapConnection, command: Command) -> str:
-    tokens = command.args
-    tokens.space()
-    maxsize: int | None = None
-    depth = 0
-    if tokens.peek_is(b"("):
-        maxsize, depth = _options(_string_list(tokens))
-        tokens.space()
-    mailbox = tokens.mailbox()
-    tokens.space()
-    if tokens.peek_is(b"("):
-        items = _string_list(tokens)
-        if tokens.skip_space():
-            # RFC 5464's examples put the options after the mailbox; accept both.
-            maxsize, depth = _options(items)
-            items = _entry_list(tokens)
-    else:
-        items = [tokens.astring_text()]
-    tokens.end()
-    if not items:
+@dataclass(frozen=True, slots=True)
+class MetadataRequest:
+    """GETMETADATA's arguments: options and mailbox, then the entries asked for."""
+
+    maxsize: int | None
+    #: Levels below each entry to return; -1 is `infinity`.
+    depth: int
+    mailbox: str
+    #: The entry names as sent (checked once the whole command was read).
+    items: list[str]
+
+
+async def getmetadata(conn: Session, request: MetadataRequest) -> str:
+    if not request.items:
         raise CommandSyntaxError("GETMETADATA needs at least one entry")
-    entries = [_entry_name(item) for item in items]
-    user = _user(conn)
-    box = normalize_mailbox_name(mailbox) if mailbox else None
+    entries = [_entry_name(item) for item in request.items]
+    maxsize, depth = request.maxsize, request.depth
+    user = conn.require_user()
+    box = normalize_mailbox_name(request.mailbox) if request.mailbox else None
     if box is not None:
         await conn.ensure_inbox(box)
 
@@ -92,11 +93,47 @@ async def getmetadata(conn: ImapConnection, command: Command) -> str:
     return "OK Getmetadata completed."
 
 
-async def setmetadata(conn: ImapConnection, command: Command) -> str:
-    tokens = command.args
-    tokens.space()
+async def setmetadata(conn: Session, mailbox: str, values: dict[str, str | None]) -> str:
+    box = normalize_mailbox_name(mailbox) if mailbox else None
+    if box is not None:
+        await conn.ensure_inbox(box)
+    try:
+        await conn.store.set_metadata_entries(conn.require_user(), box, values)
+    except MetadataValueTooLargeError as exc:
+        raise CommandFailedError(
+            f"[METADATA MAXSIZE {exc.limit}] Metadata value of {exc.entry} is too large."
+        ) from None
+    except TooManyMetadataEntriesError as exc:
+        raise CommandFailedError(
+            f"[METADATA TOOMANY] Too many metadata entries (at most {exc.limit})."
+        ) from None
+    return "OK Setmetadata completed."
+
+
+# --- arguments -------------------------------------------------------------------------
+
+
+def _metadata_request(tokens: Tokenizer, conn: Session) -> MetadataRequest:
+    maxsize: int | None = None
+    depth = 0
+    if tokens.peek_is(b"("):
+        maxsize, depth = _options(_string_list(tokens))
+        tokens.space()
     mailbox = tokens.mailbox()
     tokens.space()
+    if tokens.peek_is(b"("):
+        items = _string_list(tokens)
+        if tokens.skip_space():
+            # RFC 5464's examples put the options after the mailbox; accept both.
+            maxsize, depth = _options(items)
+            items = _entry_list(tokens)
+    else:
+        items = [tokens.astring_text()]
+    return MetadataRequest(maxsize, depth, mailbox, items)
+
+
+def _entry_values(tokens: Tokenizer, conn: Session) -> dict[str, str | None]:
+    """SETMETADATA's `(entry value ...)`: names are checked, values decoded, as they come."""
     if not tokens.open_paren():
         raise CommandSyntaxError("Expected a parenthesised list of entries and values")
     values: dict[str, str | None] = {}
@@ -116,26 +153,8 @@ async def setmetadata(conn: ImapConnection, command: Command) -> str:
                     f"Value of {entry} is not UTF-8 text; binary values are not supported."
                 ) from None
         if tokens.close_paren():
-            break
+            return values
         tokens.space()
-    tokens.end()
-    box = normalize_mailbox_name(mailbox) if mailbox else None
-    if box is not None:
-        await conn.ensure_inbox(box)
-    try:
-        await conn.store.set_metadata_entries(_user(conn), box, values)
-    except MetadataValueTooLargeError as exc:
-        raise CommandFailedError(
-            f"[METADATA MAXSIZE {exc.limit}] Metadata value of {exc.entry} is too large."
-        ) from None
-    except TooManyMetadataEntriesError as exc:
-        raise CommandFailedError(
-            f"[METADATA TOOMANY] Too many metadata entries (at most {exc.limit})."
-        ) from None
-    return "OK Setmetadata completed."
-
-
-# --- arguments -------------------------------------------------------------------------
 
 
 def _string_list(tokens: Tokenizer) -> list[str]:
@@ -193,6 +212,10 @@ def _astring(text: str) -> bytes:
     return string(text.encode("utf-8"))
 
 
-def _user(conn: ImapConnection) -> str:
-    assert conn.user is not None and conn.state is not State.NOT_AUTHENTICATED
-    return conn.user
+_REQUEST = Argument("getmetadata-arguments", _metadata_request)
+_ENTRY_VALUES = Argument("entry-values", _entry_values)
+
+METADATA_COMMANDS: tuple[CommandSpec, ...] = (
+    command("GETMETADATA", AUTHENTICATED, getmetadata, _REQUEST),
+    command("SETMETADATA", AUTHENTICATED, setmetadata, MAILBOX_OR_EMPTY, _ENTRY_VALUES),
+)

@@ -2,12 +2,12 @@
 
 The connection hands over the whole command as it came off the wire, literals
 included (`{n}` / `{n+}`, CRLF, then n bytes), so arguments are read in one
-pass without a second framing layer. Handlers pull typed arguments
-(`astring`, `sequence_set`, `flag_list`...) in grammar order; anything that
-does not fit raises `CommandSyntaxError` whose reason the client sees in
-the tagged `BAD`.
+pass without a second framing layer. The `Argument`s of each command's
+`CommandSpec` pull typed values (`astring`, `sequence_set`, `flag_list`...) in
+grammar order; anything that does not fit raises `CommandSyntaxError` whose
+reason the client sees in the tagged `BAD`.
 
-Nesting is bounded: every `(` a handler opens and every operator that nests
+Nesting is bounded: every `(` a grammar opens and every operator that nests
 its operands (SEARCH's NOT and OR) counts one level, and more than
 `MAX_NESTING` levels is a `BAD`. Handlers parse nested grammar recursively,
 and 8,000 nested `(` in a SEARCH used to exhaust Python's recursion limit and

@@ -10,16 +10,17 @@ subject.
 from __future__ import annotations
 
 import calendar
-import email.header
-import email.utils
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.message import Message
 
+from ..mime.charsets import decode_text
+from ..mime.dates import parse_date
+from ..mime.headers import decode_encoded_words, find_body_start, split_header_fields
+from ..mime.structure import MimePart, parse_structure
+from ..mime.transfer import decode_transfer, is_known_transfer_encoding
 from ..store import MessageInfo
 from ..store import flags as F
-from .message_structure import MimeEntity, header_end_offset, parse_header_fields, parse_message
 from .parser import CommandSyntaxError, Tokenizer
 from .sequence_set import Membership, SequenceSet
 
@@ -54,8 +55,8 @@ class SearchContext:
     def headers(self) -> list[tuple[str, str]]:
         if self._headers is None:
             raw = self.raw or b""
-            end = header_end_offset(raw, 0, len(raw))
-            self._headers = [(n, _decode_header(v)) for n, v in parse_header_fields(raw[:end])]
+            end = find_body_start(raw)[1]
+            self._headers = [(n, _decode_header(v)) for n, v in split_header_fields(raw[:end])]
         return self._headers
 
     def body_text(self) -> str:
@@ -277,62 +278,45 @@ def _sent_day(ctx: SearchContext) -> int | None:
     """The Date header's day in its own zone; RFC 3501 ignores time and zone here."""
     for name, value in ctx.headers():
         if name == "date":
-            parsed = email.utils.parsedate_tz(value)
+            parsed = parse_date(value)
             if parsed is None:
                 return None
-            return calendar.timegm((*parsed[:3], 0, 0, 0)) // 86400
+            return (parsed.timestamp + parsed.tz_minutes * 60) // 86400
     return None
 
 
 def _decode_header(value: bytes) -> str:
     text = value.decode("utf-8", "replace") if not value.isascii() else value.decode("ascii")
-    if "=?" not in text:
-        return text
-    try:
-        return str(email.header.make_header(email.header.decode_header(text)))
-    except (ValueError, LookupError, UnicodeError):
-        return text
+    return decode_encoded_words(text) if "=?" in text else text
 
 
 def _body_text(raw: bytes) -> str:
     """The text of every text/* and message/* leaf part, transfer- and charset-decoded.
 
-    The MIME tree is the one BODYSTRUCTURE shows (`parse_message`), nested at
-    most `MAX_DEPTH` deep: a part below that is opaque and its text not
+    The MIME tree is the one BODYSTRUCTURE shows (`parse_structure`), nested
+    at most `MAX_DEPTH` deep: a part below that is opaque and its text not
     searched. The `email` package's parser recurses once per level, so a
     message 3,000 multiparts deep (which LMTP accepts) made it raise
     RecursionError and cost the client its connection.
     """
-    chunks: list[str] = []
-    stack = [parse_message(raw)]
-    while stack:
-        entity = stack.pop()
-        if entity.message is not None:
-            stack.append(entity.message)
-        elif entity.children:
-            stack.extend(reversed(entity.children))
-        elif entity.main_type in ("text", "message"):
-            chunks.append(_part_text(entity))
-    return "\n".join(chunks)
+    return "\n".join(
+        _part_text(part)
+        for part in parse_structure(raw).leaves()
+        if part.main_type in ("text", "message")
+    )
 
 
-def _part_text(entity: MimeEntity) -> str:
-    """One leaf's body decoded as the `email` package decodes a payload."""
-    part = Message()
-    encoding = entity.field("content-transfer-encoding")
-    if encoding is not None:
-        part["Content-Transfer-Encoding"] = encoding.decode("latin-1")
-    # The parser keeps bytes as surrogate escapes, which get_payload turns back into bytes.
-    part.set_payload(entity.body.decode("ascii", "surrogateescape"))
-    payload = part.get_payload(decode=True)
-    if not isinstance(payload, bytes):
-        return ""
-    charset = "utf-8"
-    for name, value in entity.params:
-        if name.lower() == b"charset" and value.strip():
-            charset = value.decode("latin-1").strip().lower()
+def _part_text(entity: MimePart) -> str:
+    """One leaf's body, transfer- and charset-decoded as the snippet and Sieve decode it.
+
+    An unknown transfer encoding gives no text, as in Dovecot (see mime.transfer).
+    """
+    name = entity.transfer_encoding
+    if not is_known_transfer_encoding(name):
+        return ""  # Dovecot does not search a body it cannot decode
+    charset: str | None = None
+    for key, value in entity.params:
+        if key.lower() == b"charset" and value.strip():
+            charset = value.decode("latin-1")
             break
-    try:
-        return payload.decode(charset, "replace")
-    except LookupError:
-        return payload.decode("utf-8", "replace")
+    return decode_text(decode_transfer(name, entity.body), charset)

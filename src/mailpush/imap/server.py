@@ -10,98 +10,32 @@ listener of the process (`MailpushServer` passes the same objects to each):
 the per-IP failure penalty (`AuthPenalty`) and the count of logged-in
 connections per user and IP (`UserIpConnections`, for Dovecot's
 `mail_max_userip_connections`).
+
+The server gives each connection the command table (`commands.COMMANDS`):
+it is the one module that knows both the connection and the commands.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import ssl
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Literal
 
 from ..auth import AuthPenalty
 from ..errors import ServiceError
 from ..store import MailStore
-from .connection import ImapConnection
+from .command_spec import CommandTable
+from .commands import COMMANDS
+from .connection import Authenticator, ImapConnection
 from .fetch import StructureCache
-from .heavy_work import HeavyWork, PoolKind
+from .heavy_work import HeavyWork
 from .literal_spool import AppendSpool
+from .options import ImapOptions
 from .stream import ImapStream
+from .user_ip_connections import UserIpConnections
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Authenticator", "ImapOptions", "ImapServer", "UserIpConnections"]
-
-#: `authenticate(login, password)` → the user name, or None when the login fails.
-Authenticator = Callable[[str, str], Awaitable[str | None]]
-
-
-@dataclass(frozen=True)
-class ImapOptions:
-    address: str = "127.0.0.1"
-    port: int = 143
-    #: Implicit TLS on this listener (IMAPS) when set.
-    tls: ssl.SSLContext | None = None
-    #: Offer STARTTLS on a plain listener when set.
-    starttls: ssl.SSLContext | None = None
-    #: Dovecot's disable_plaintext_auth: where LOGIN/AUTHENTICATE PLAIN work without TLS.
-    allow_plaintext_auth: Literal["always", "loopback", "never"] = "loopback"
-    #: Longest command (literals of commands other than APPEND count towards it);
-    #: longer lines get BAD and are skipped, a longer literal ends the connection.
-    max_line_length: int = 65536
-    #: APPENDLIMIT: the largest literal (message) accepted.
-    max_literal_size: int = 50 * 1024 * 1024
-    #: Seconds of client silence (IDLE included) before the connection is closed.
-    idle_timeout: float = 1800.0
-    hostname: str = field(default_factory=socket.gethostname)
-    #: Seconds a failed login waits before its NO, slowing password guessing.
-    auth_failure_delay: float = 2.0
-    #: Failed logins after which the connection is closed.
-    max_auth_failures: int = 3
-    #: Dovecot's mail_max_userip_connections: logged-in connections one user may have
-    #: from one IP; a login beyond it is refused. 0: no limit.
-    mail_max_userip_connections: int = 10
-    #: Heavy commands (SEARCH over headers/bodies, FETCH that parses) one user runs at
-    #: once; more wait. They run in a pool of worker processes (or threads).
-    max_heavy_commands_per_user: int = 4
-    heavy_work_pool: PoolKind = "process"
-    #: APPEND literals larger than this are spooled to a file in `temp_dir`, not held.
-    append_spool_threshold: int = 1024 * 1024
-    #: Dovecot's mail_temp_dir; None is the system's temporary directory.
-    temp_dir: str | None = None
-    #: Mailboxes created at a user's first login, with their SPECIAL-USE flag.
-    default_mailboxes: tuple[tuple[str, str | None], ...] = (
-        ("INBOX", None),
-        ("Sent", "\\Sent"),
-        ("Drafts", "\\Drafts"),
-        ("Trash", "\\Trash"),
-        ("Junk", "\\Junk"),
-    )
-
-
-class UserIpConnections:
-    """How many logged-in IMAP connections each (user, remote IP) has."""
-
-    def __init__(self) -> None:
-        self._counts: dict[tuple[str, str], int] = {}
-
-    def count(self, user: str, remote_ip: str) -> int:
-        return self._counts.get((user, remote_ip), 0)
-
-    def add(self, user: str, remote_ip: str) -> None:
-        key = (user, remote_ip)
-        self._counts[key] = self._counts.get(key, 0) + 1
-
-    def remove(self, user: str, remote_ip: str) -> None:
-        key = (user, remote_ip)
-        left = self._counts.get(key, 0) - 1
-        if left > 0:
-            self._counts[key] = left
-        else:
-            self._counts.pop(key, None)
+__all__ = ["ImapServer"]
 
 
 class ImapServer:
@@ -127,6 +61,7 @@ class ImapServer:
         self.store = store
         self.authenticate = authenticate
         self.options = options
+        self.commands: CommandTable = COMMANDS
         self.penalty = penalty or AuthPenalty(initial=options.auth_failure_delay)
         self.user_ip_connections = user_ip_connections or UserIpConnections()
         self.structures = StructureCache()

@@ -20,9 +20,16 @@ import re
 
 from mailpush.mime.charsets import decode_text, is_utf8_charset
 
-__all__ = ["HeaderFields", "decode_encoded_words", "find_body_start", "parse_header_block"]
+__all__ = [
+    "HeaderFields",
+    "decode_encoded_words",
+    "find_body_start",
+    "parse_header_block",
+    "split_header_fields",
+]
 
 _EMPTY_LINE = re.compile(rb"\n\r?\n")
+_LINE_SPLIT = re.compile(rb"\r?\n")
 _LWSP = " \t\r\n"
 _BASE64_PREFIX = re.compile(rb"[A-Za-z0-9+/]*")
 _HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
@@ -91,6 +98,34 @@ class HeaderFields:
 def parse_header_block(block: bytes) -> HeaderFields:
     """Wrap a header block (everything before the empty line) for field lookups."""
     return HeaderFields(block)
+
+
+def split_header_fields(header: bytes) -> list[tuple[str, bytes]]:
+    """Every field of a header block in order: (lowercased name, unfolded and trimmed value).
+
+    For readers that walk all fields (ENVELOPE, SEARCH, Sieve) rather than
+    look one up. Lines without a colon, and continuation lines with no
+    field before them, are skipped as MUAs skip them.
+    """
+    out: list[tuple[str, bytes]] = []
+    name: str | None = None
+    value: list[bytes] = []
+    for line in _LINE_SPLIT.split(header):
+        if line[:1] in (b" ", b"\t"):
+            if name is not None:
+                value.append(line)
+            continue
+        if name is not None:
+            out.append((name, b"".join(value).strip()))
+            name = None
+        colon = line.find(b":")
+        if colon <= 0:
+            continue
+        name = line[:colon].strip().decode("latin-1").lower()
+        value = [line[colon + 1 :]]
+    if name is not None:
+        out.append((name, b"".join(value).strip()))
+    return out
 
 
 def _field_value(block: bytes, start: int) -> bytes:

@@ -22,12 +22,12 @@ on; mail whose first megabyte of text is quotes is not worth a slow save).
 
 from __future__ import annotations
 
-import binascii
 import re
 
 from mailpush.mime.charsets import incremental_decoder
 from mailpush.mime.html_text import HtmlToText
 from mailpush.mime.structure import MimePart
+from mailpush.mime.transfer import decode_transfer_chunk
 
 __all__ = ["MAX_SNIPPET_CHARS", "MAX_SNIPPET_INPUT", "SnippetBuilder", "body_snippet"]
 
@@ -37,7 +37,6 @@ _CHUNK = 16 * 1024
 
 _C_SPACE = " \t\n\v\f\r"
 _RUNS = re.compile(r"[ \t\r\v\f]+|[^ \t\r\v\f]+")
-_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=]+")
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 
 
@@ -180,7 +179,7 @@ def _generate(raw: bytes, part: MimePart) -> str:
                 chunk_end = newline + 1
         chunk = raw[pos:chunk_end]
         pos = chunk_end
-        data, carry, ended = _decode_transfer(encoding, carry + chunk, final=pos >= end)
+        data, carry, ended = decode_transfer_chunk(encoding, carry + chunk, final=pos >= end)
         text = decoder.decode(data, final=ended or pos >= end)
         if html is not None:
             text = html.feed(text)
@@ -189,39 +188,3 @@ def _generate(raw: bytes, part: MimePart) -> str:
         if ended:
             break
     return builder.result()
-
-
-def _decode_transfer(encoding: str, chunk: bytes, final: bool) -> tuple[bytes, bytes, bool]:
-    """Decode one chunk of body: (decoded, bytes to prepend to the next chunk, body ended)."""
-    if encoding == "base64":
-        chars = _NOT_BASE64.sub(b"", chunk)
-        padding = chars.find(b"=")
-        if padding >= 0:  # the data ends at the padding, whatever follows
-            chars = chars[:padding]
-            final = True
-        usable = len(chars) - len(chars) % 4
-        body = chars[:usable]
-        carry = b""
-        if final:
-            body += _partial_quad(chars[usable:])
-        else:
-            carry = chars[usable:]
-        try:
-            return binascii.a2b_base64(body), carry, final
-        except (binascii.Error, ValueError):
-            return b"", b"", True
-    if encoding == "quoted-printable":
-        carry = b""
-        if not final:
-            # never split "=XX" or a soft line break between chunks
-            tail = chunk.rfind(b"=", max(0, len(chunk) - 3))
-            if tail >= 0 and not chunk.endswith(b"\n"):
-                chunk, carry = chunk[:tail], chunk[tail:]
-        return binascii.a2b_qp(chunk), carry, final
-    return chunk, b"", final
-
-
-def _partial_quad(chars: bytes) -> bytes:
-    if len(chars) < 2:
-        return b""
-    return chars + b"=" * (4 - len(chars))

@@ -8,16 +8,14 @@ attachment.
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
-import email.utils
 from dataclasses import dataclass
-from email.message import Message
 
 from ..mime.addresses import split_address_list
 from ..mime.charsets import decode_text
-from ..mime.headers import decode_encoded_words, find_body_start
+from ..mime.headers import decode_encoded_words, find_body_start, split_header_fields
 from ..mime.html_text import HtmlToText
+from ..mime.structure import MimePart, parse_structure
+from ..mime.transfer import decode_transfer
 from .script import AddressPart, BodyTransform
 
 __all__ = ["Envelope", "SieveMessage", "address_part"]
@@ -40,7 +38,7 @@ class SieveMessage:
         header_end, self._body_start = find_body_start(raw)
         self._fields = _split_fields(raw[:header_end])
         self._decoded: dict[str, list[str]] = {}
-        self._parsed: Message | None = None
+        self._parsed: MimePart | None = None
 
     @property
     def size(self) -> int:
@@ -71,22 +69,19 @@ class SieveMessage:
         if transform == "raw":
             return [self.raw[self._body_start :].decode("utf-8", errors="replace")]
         texts: list[str] = []
-        for part in self._message().walk():
-            if part.is_multipart():
-                continue
-            content_type = part.get_content_type().lower()
+        for part in self._structure().leaves():
+            content_type = part.effective_type
             if transform == "text":
-                if part.get_content_maintype() != "text":
+                if content_type.partition("/")[0] != "text":
                     continue
             elif not any(_type_matches(content_type, wanted) for wanted in content_types):
                 continue
-            texts.append(_part_text(part, html_to_text=transform == "text"))
+            texts.append(_part_text(self.raw, part, html_to_text=transform == "text"))
         return texts
 
-    def _message(self) -> Message:
+    def _structure(self) -> MimePart:
         if self._parsed is None:
-            parser = email.parser.BytesParser(policy=email.policy.compat32)
-            self._parsed = parser.parsebytes(self.raw)
+            self._parsed = parse_structure(self.raw)
         return self._parsed
 
 
@@ -103,21 +98,8 @@ def address_part(address: str, part: AddressPart) -> str:
 def _split_fields(block: bytes) -> dict[str, list[str]]:
     """Lowercased field name → unfolded, trimmed values, in message order."""
     fields: dict[str, list[str]] = {}
-    name: str | None = None
-    value: list[str] = []
-    for line in block.decode("utf-8", errors="replace").splitlines():
-        if line[:1] in (" ", "\t") and name is not None:
-            value.append(line)
-            continue
-        if name is not None:
-            fields.setdefault(name, []).append("".join(value).strip())
-        field_name, colon, rest = line.partition(":")
-        if colon and field_name.strip():
-            name, value = field_name.strip().lower(), [rest]
-        else:
-            name, value = None, []
-    if name is not None:
-        fields.setdefault(name, []).append("".join(value).strip())
+    for name, value in split_header_fields(block):
+        fields.setdefault(name, []).append(value.decode("utf-8", errors="replace"))
     return fields
 
 
@@ -129,12 +111,12 @@ def _type_matches(content_type: str, wanted: str) -> bool:
     return content_type.partition("/")[0] == wanted
 
 
-def _part_text(part: Message, *, html_to_text: bool) -> str:
-    payload = part.get_payload(decode=True)
-    data = payload if isinstance(payload, bytes) else b""
-    if part.get_content_maintype() != "text":
+def _part_text(raw: bytes, part: MimePart, *, html_to_text: bool) -> str:
+    data = decode_transfer(part.transfer_encoding, raw[part.body_start : part.body_end])
+    content_type = part.effective_type
+    if content_type.partition("/")[0] != "text":
         return data.decode("utf-8", errors="replace")
-    text = decode_text(data, part.get_content_charset())
-    if html_to_text and part.get_content_subtype() == "html":
+    text = decode_text(data, part.charset)
+    if html_to_text and content_type == "text/html":
         return HtmlToText().feed(text)
     return text

@@ -18,7 +18,7 @@ from mailpush.drivers.lua import LuaDriver
 from mailpush.server import MailpushServer
 from mailpush.store import SqliteStore
 from tests.conftest import free_port, imap_listener, lmtp_port
-from tests.http_endpoint import HttpEndpoint
+from tests.support.http_receiver import HttpReceiver
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -36,8 +36,8 @@ PLAIN_MESSAGE = (
 
 
 @pytest.fixture
-async def endpoint() -> AsyncIterator[HttpEndpoint]:
-    ep = HttpEndpoint()
+async def endpoint() -> AsyncIterator[HttpReceiver]:
+    ep = HttpReceiver()
     await ep.start()
     yield ep
     await ep.stop()

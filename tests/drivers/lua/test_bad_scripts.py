@@ -15,7 +15,7 @@ import pytest
 from mailpush.errors import LuaScriptError
 from mailpush.server import MailpushServer
 from tests.conftest import free_port
-from tests.http_endpoint import HttpEndpoint
+from tests.support.http_receiver import HttpReceiver
 
 from .conftest import FIXTURES, deliver, imap_port, lua_server_config, until
 
@@ -23,8 +23,8 @@ MISBEHAVING = FIXTURES / "misbehaving.lua"
 
 
 @pytest.fixture
-async def webhook() -> AsyncIterator[HttpEndpoint]:
-    ep = HttpEndpoint()
+async def webhook() -> AsyncIterator[HttpReceiver]:
+    ep = HttpReceiver()
     await ep.start()
     yield ep
     await ep.stop()
@@ -65,8 +65,8 @@ def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
 )
 async def test_a_failing_handler_costs_only_that_users_notification(
     make_server: Callable[..., object],
-    endpoint: HttpEndpoint,
-    webhook: HttpEndpoint,
+    endpoint: HttpReceiver,
+    webhook: HttpReceiver,
     caplog: pytest.LogCaptureFixture,
     subject: str,
     options: str,
@@ -101,7 +101,7 @@ async def test_a_failing_handler_costs_only_that_users_notification(
 
 async def test_submit_to_a_closed_port_is_reported_by_the_script_and_mail_is_delivered(
     make_server: Callable[..., object],
-    webhook: HttpEndpoint,
+    webhook: HttpReceiver,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     port = free_port()
@@ -185,7 +185,7 @@ end
 
 async def test_a_header_value_with_cr_lf_from_a_decoded_subject_is_a_lua_error_not_a_retry(
     make_server: Callable[..., object],
-    endpoint: HttpEndpoint,
+    endpoint: HttpReceiver,
     caplog: pytest.LogCaptureFixture,
     tmp_path: Path,
 ) -> None:
@@ -211,7 +211,7 @@ async def test_a_header_value_with_cr_lf_from_a_decoded_subject_is_a_lua_error_n
 
 async def test_an_exception_while_sending_is_a_lua_error_the_script_can_catch(
     make_server: Callable[..., object],
-    endpoint: HttpEndpoint,
+    endpoint: HttpReceiver,
     caplog: pytest.LogCaptureFixture,
     tmp_path: Path,
 ) -> None:
@@ -272,7 +272,7 @@ async def test_a_transaction_longer_than_lua_txn_timeout_is_cut_short_not_sent_t
     for five): the dispatcher would cancel the transaction and run it again from begin_txn,
     posting everything twice. lua_txn_timeout (0.3 s per event, 1.5 s) cuts it first."""
     caplog.set_level(logging.INFO, logger="mailpush.push.lua")
-    endpoint = HttpEndpoint()
+    endpoint = HttpReceiver()
     await endpoint.start()
     try:
         script = tmp_path / "per_event.lua"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from mailpush.drivers.lua import state_cache
+from mailpush.drivers.lua.engine import state_cache
 from mailpush.errors import PermanentDriverError, RetryableDriverError
 from mailpush.events import PushEvent
-from tests.http_endpoint import HttpEndpoint
+from tests.support.http_receiver import HttpReceiver
 
 from .conftest import FIXTURES, DriverFactory
 from .protocol_helpers import lua_list, message_new, run, transaction
@@ -312,7 +312,7 @@ DEINIT_DROPS_CLIENT = """
 
 
 async def test_a_state_is_never_closed_to_make_room_while_its_transaction_runs(
-    make_driver: DriverFactory, endpoint: HttpEndpoint, caplog: pytest.LogCaptureFixture
+    make_driver: DriverFactory, endpoint: HttpReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="mailpush.push.lua")
     driver = await make_driver(

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from mailpush.server import MailpushServer
-from tests.http_endpoint import HttpEndpoint
+from tests.support.http_receiver import HttpReceiver
 
 from .conftest import DriverFactory, deliver, lua_server_config
 from .system_lua import system_lua_with
@@ -146,7 +146,7 @@ async def test_cjson_follows_its_documented_behaviour_without_the_system_module(
 
 
 async def test_a_json_body_built_with_cjson_reaches_the_endpoint(
-    make_server: Callable[..., object], endpoint: HttpEndpoint, tmp_path: Path
+    make_server: Callable[..., object], endpoint: HttpReceiver, tmp_path: Path
 ) -> None:
     script = tmp_path / "cjson_push.lua"
     script.write_text(textwrap.dedent("""\

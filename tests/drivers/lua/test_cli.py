@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mailpush.cli import main
-from tests.http_endpoint import HttpEndpoint
+from tests.support.http_receiver import HttpReceiver
 
 from .conftest import FIXTURES
 
@@ -47,7 +47,7 @@ def test_check_reports_a_syntax_error_with_file_and_line(
 
 
 async def test_run_sends_what_the_script_builds_for_a_made_up_event(
-    endpoint: HttpEndpoint, capsys: pytest.CaptureFixture[str]
+    endpoint: HttpReceiver, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = [
         "lua", "run", str(FIXTURES / "simple_http.lua"), "--event", "message_new",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mailpush.auth import add_user
 from mailpush.server import MailpushServer
-from tests.http_endpoint import HttpEndpoint
+from tests.support.http_receiver import HttpReceiver
 
 from .conftest import FIXTURES, DriverFactory, deliver, lua_server_config
 from .protocol_helpers import message_new, run, transaction
@@ -20,7 +20,7 @@ USERS = [f"user{n}" for n in range(8)]
 async def test_a_slow_endpoint_does_not_serialise_different_users(
     make_server: Callable[..., object], tmp_path: Path
 ) -> None:
-    slow = HttpEndpoint(delay=0.2)
+    slow = HttpReceiver(delay=0.2)
     await slow.start()
     try:
         for name in ("alice", "bob", "carol", *USERS):
@@ -44,7 +44,7 @@ async def test_a_slow_endpoint_does_not_serialise_different_users(
 async def test_scripts_of_many_users_wait_for_their_requests_at_the_same_time(
     make_driver: DriverFactory,
 ) -> None:
-    slow = HttpEndpoint(delay=0.2)
+    slow = HttpReceiver(delay=0.2)
     await slow.start()
     try:
         driver = await make_driver(
@@ -65,7 +65,7 @@ async def test_one_slow_endpoint_serves_as_many_users_at_once_as_the_push_concur
 ) -> None:
     """The seed's setup: one URL for everyone. The shared HTTP client must not queue
     requests to that one host below mailpush_push_concurrency (64 by default)."""
-    slow = HttpEndpoint(delay=0.5)
+    slow = HttpReceiver(delay=0.5)
     await slow.start()
     try:
         driver = await make_driver(

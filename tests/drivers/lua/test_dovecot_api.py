@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from mailpush.drivers.lua.http_requests import HttpClientSettings
+from mailpush.drivers.lua.api.http_requests import HttpClientSettings
 from mailpush.store import NewMessage, SqliteStore
-from tests.http_endpoint import HttpEndpoint
+from tests.support.http_receiver import HttpReceiver
 
 from .conftest import DriverFactory
 from .protocol_helpers import lua_list, message_new, run, transaction
@@ -371,7 +371,7 @@ async def test_mailbox_metadata_belongs_to_the_mailbox(
 
 
 async def test_http_requests_carry_headers_payload_and_basic_auth(
-    make_driver: DriverFactory, endpoint: HttpEndpoint
+    make_driver: DriverFactory, endpoint: HttpReceiver
 ) -> None:
     url = endpoint.url.replace("http://", "http://push:s3cret@")
     result = await run_handler(make_driver, f"""
@@ -430,7 +430,7 @@ async def test_a_proxy_that_refuses_is_named_in_the_reason(make_driver: DriverFa
 
 
 async def test_a_request_timeout_is_status_9008(make_driver: DriverFactory) -> None:
-    endpoint = HttpEndpoint(delay=2.0)
+    endpoint = HttpReceiver(delay=2.0)
     await endpoint.start()
     try:
         result = await run_handler(make_driver, f"""
@@ -463,7 +463,7 @@ async def test_bad_client_options_and_requests_are_lua_errors_with_dovecots_word
 
 
 async def test_requests_that_cannot_be_sent_are_lua_errors_naming_the_problem(
-    make_driver: DriverFactory, endpoint: HttpEndpoint
+    make_driver: DriverFactory, endpoint: HttpReceiver
 ) -> None:
     result = await run_handler(make_driver, f"""
         local client = dovecot.http.client({{}})
@@ -506,7 +506,7 @@ async def test_http_clients_are_freed_with_their_lua_objects(make_driver: Driver
 
 @pytest.mark.parametrize("version", ["5.2", "5.3", "5.4", "5.5", "luajit"])
 async def test_submit_works_inside_pcall(
-    make_driver: DriverFactory, endpoint: HttpEndpoint, version: str
+    make_driver: DriverFactory, endpoint: HttpReceiver, version: str
 ) -> None:
     result = await run_handler(make_driver, f"""
         local client = dovecot.http.client({{}})
@@ -531,7 +531,7 @@ async def test_submit_works_inside_pcall(
 )
 async def test_submit_where_lua_cannot_pause_the_script_says_why(
     make_driver: DriverFactory,
-    endpoint: HttpEndpoint,
+    endpoint: HttpReceiver,
     caplog: pytest.LogCaptureFixture,
     version: str,
     where: str,
@@ -553,7 +553,7 @@ async def test_submit_where_lua_cannot_pause_the_script_says_why(
 
 
 async def test_submit_works_inside_the_scripts_own_coroutines(
-    make_driver: DriverFactory, endpoint: HttpEndpoint
+    make_driver: DriverFactory, endpoint: HttpReceiver
 ) -> None:
     result = await run_handler(make_driver, f"""
         local client = dovecot.http.client({{}})
@@ -574,17 +574,13 @@ async def test_submit_works_inside_the_scripts_own_coroutines(
 async def test_retries_follow_max_attempts(make_driver: DriverFactory) -> None:
     attempts: list[int] = []
 
-    async def flaky(request: web.Request) -> web.Response:
+    async def flaky(request: web.Request, body: bytes) -> web.StreamResponse:
         attempts.append(1)
         return web.Response(status=503 if len(attempts) < 3 else 200, text="x")
 
-    app = web.Application()
-    app.router.add_route("*", "/", flaky)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    endpoint = HttpReceiver(flaky)
+    await endpoint.start()
+    port = endpoint.port
     try:
         result = await run_handler(make_driver, f"""
             local once = dovecot.http.client({{}})
@@ -594,6 +590,6 @@ async def test_retries_follow_max_attempts(make_driver: DriverFactory) -> None:
             RESULT.retried = client:request({{url = "http://127.0.0.1:{port}/"}}):submit():status()
         """)
     finally:
-        await runner.cleanup()
+        await endpoint.stop()
     assert (result[b"once"], result[b"retried"]) == (503, 200)
     assert len(attempts) == 3

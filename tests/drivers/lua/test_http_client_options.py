@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mailpush.drivers.lua.http_requests import HttpClientSettings, client_settings
+from mailpush.drivers.lua.api.http_requests import HttpClientSettings, client_settings
 from mailpush.server import MailpushServer
-from tests.http_endpoint import HttpEndpoint
+from tests.support.http_receiver import HttpReceiver
 
 from .conftest import DriverFactory, deliver
 from .protocol_helpers import message_new, run, transaction
@@ -59,7 +59,7 @@ end
 
 
 async def test_a_2_4_script_configured_by_lua_settings_posts_what_it_builds(
-    make_server: Callable[..., object], endpoint: HttpEndpoint, tmp_path: Path
+    make_server: Callable[..., object], endpoint: HttpReceiver, tmp_path: Path
 ) -> None:
     script = tmp_path / "push24.lua"
     script.write_text(SCRIPT_2_4)
@@ -88,7 +88,7 @@ async def test_a_2_4_script_configured_by_lua_settings_posts_what_it_builds(
 async def test_request_absolute_timeout_with_units_ends_a_stalled_request(
     make_driver: DriverFactory,
 ) -> None:
-    stalled = HttpEndpoint(delay=3.0)
+    stalled = HttpReceiver(delay=3.0)
     await stalled.start()
     try:
         driver = await make_driver(f"""
@@ -110,7 +110,7 @@ async def test_request_absolute_timeout_with_units_ends_a_stalled_request(
 
 
 async def test_percent_escapes_reach_the_server_exactly_as_the_script_wrote_them(
-    make_driver: DriverFactory, endpoint: HttpEndpoint
+    make_driver: DriverFactory, endpoint: HttpReceiver
 ) -> None:
     driver = await make_driver(f"""
         local client = dovecot.http.client {{}}

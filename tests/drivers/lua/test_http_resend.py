@@ -17,8 +17,7 @@ from pathlib import Path
 
 from mailpush.server import MailpushServer
 from tests.conftest import free_port, lmtp_port
-from tests.drivers.scripted_endpoint import ScriptedEndpoint
-from tests.http_endpoint import HttpEndpoint
+from tests.support.http_receiver import HttpReceiver
 
 from .conftest import FIXTURES, lua_server_config, until
 
@@ -44,7 +43,7 @@ async def start(make_server: Callable[..., object], url: str, options: str) -> M
     return server
 
 
-def subjects(endpoint: HttpEndpoint) -> list[str]:
+def subjects(endpoint: HttpReceiver) -> list[str]:
     found = []
     for request in endpoint.received:
         fields = dict(pair.split("=", 1) for pair in request.body.decode().split("&"))
@@ -53,7 +52,7 @@ def subjects(endpoint: HttpEndpoint) -> list[str]:
 
 
 async def test_with_http_resend_every_push_made_during_an_outage_arrives(
-    endpoint: HttpEndpoint, make_server: Callable[..., object]
+    endpoint: HttpReceiver, make_server: Callable[..., object]
 ) -> None:
     endpoint.status = 503
     server = await start(make_server, endpoint.url, "http_resend=yes")
@@ -74,7 +73,7 @@ async def test_with_http_resend_every_push_made_during_an_outage_arrives(
 async def test_with_http_resend_pushes_made_while_connections_were_refused_arrive(
     make_server: Callable[..., object],
 ) -> None:
-    endpoint = ScriptedEndpoint(port=free_port())  # nothing listens there yet: 9003
+    endpoint = HttpReceiver(port=free_port())  # nothing listens there yet: 9003
     server = await start(make_server, endpoint.url, "http_resend=yes")
     await asyncio.to_thread(deliver_many, server, 3, "refused")
     assert server.store is not None
@@ -98,7 +97,7 @@ async def test_with_http_resend_pushes_made_while_connections_were_refused_arriv
 
 
 async def test_without_http_resend_pushes_made_during_an_outage_are_lost_as_in_dovecot(
-    endpoint: HttpEndpoint, make_server: Callable[..., object]
+    endpoint: HttpReceiver, make_server: Callable[..., object]
 ) -> None:
     endpoint.status = 503
     server = await start(make_server, endpoint.url, "")
@@ -113,7 +112,7 @@ async def test_without_http_resend_pushes_made_during_an_outage_are_lost_as_in_d
 
 
 async def test_a_journaled_request_that_keeps_failing_is_a_dead_letter_queue_replays(
-    endpoint: HttpEndpoint, make_server: Callable[..., object], tmp_path: Path
+    endpoint: HttpReceiver, make_server: Callable[..., object], tmp_path: Path
 ) -> None:
     endpoint.status = 500
     server = await start(make_server, endpoint.url, "http_resend=yes delivery_attempts=2")
@@ -161,7 +160,7 @@ function dovecot_lua_notify_end_txn(ctx, success) end
 
 
 async def test_with_http_resend_failed_socket_http_requests_are_sent_again_too(
-    endpoint: HttpEndpoint, make_server: Callable[..., object], tmp_path: Path
+    endpoint: HttpReceiver, make_server: Callable[..., object], tmp_path: Path
 ) -> None:
     script = tmp_path / "socket_http.lua"
     script.write_text(SOCKET_HTTP_SCRIPT)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from mailpush.server import MailpushServer
-from tests.http_endpoint import HttpEndpoint
+from tests.support.http_receiver import HttpReceiver
 
 from .conftest import imap_port, lua_server_config, until
 
@@ -46,7 +46,7 @@ async def test_the_second_transaction_of_a_move_gets_its_whole_lua_txn_timeout(
     tmp_path: Path,
 ) -> None:
     caplog.set_level(logging.INFO, logger="mailpush.push.lua")
-    endpoint = HttpEndpoint()
+    endpoint = HttpReceiver()
     await endpoint.start()
     try:
         script = tmp_path / "per_event.lua"

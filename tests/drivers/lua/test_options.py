@@ -14,7 +14,7 @@ from mailpush.drivers.lua import LUA_VERSIONS, lua_options
 from mailpush.drivers.lua.options import lua_options_for
 from mailpush.errors import SettingError
 from mailpush.server import MailpushServer
-from tests.http_endpoint import HttpEndpoint
+from tests.support.http_receiver import HttpReceiver
 
 from .conftest import DriverFactory, deliver
 from .protocol_helpers import message_new, run, transaction
@@ -136,7 +136,7 @@ async def test_every_offered_lua_version_runs_a_script(
 
 
 async def test_a_2_4_block_with_lua_settings_configures_the_driver(
-    make_server: Callable[..., object], endpoint: HttpEndpoint, tmp_path: Path
+    make_server: Callable[..., object], endpoint: HttpReceiver, tmp_path: Path
 ) -> None:
     script = tmp_path / "settings.lua"
     script.write_text(textwrap.dedent("""\

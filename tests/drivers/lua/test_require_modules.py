@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mailpush.drivers.lua.module_search import c_module_templates, package_path
+from mailpush.drivers.lua.engine.module_search import c_module_templates, package_path
 from mailpush.server import MailpushServer
-from tests.http_endpoint import HttpEndpoint
+from tests.support.http_receiver import HttpReceiver
 
 from .conftest import DriverFactory, deliver, lua_server_config
 from .protocol_helpers import message_new, run, transaction
@@ -66,7 +66,7 @@ return OBJDEF
 
 
 async def _push_with(
-    make_server: Callable[..., object], endpoint: HttpEndpoint, tmp_path: Path, script: str
+    make_server: Callable[..., object], endpoint: HttpReceiver, tmp_path: Path, script: str
 ) -> None:
     path = tmp_path / "push.lua"
     path.write_text(script)
@@ -76,7 +76,7 @@ async def _push_with(
 
 
 async def test_debians_dkjson_loads_from_usr_share_lua(
-    make_server: Callable[..., object], endpoint: HttpEndpoint, tmp_path: Path
+    make_server: Callable[..., object], endpoint: HttpReceiver, tmp_path: Path
 ) -> None:
     if not Path("/usr/share/lua/5.4/dkjson.lua").exists():
         pytest.skip("/usr/share/lua/5.4/dkjson.lua is absent (Debian package lua-dkjson)")
@@ -90,7 +90,7 @@ async def test_debians_dkjson_loads_from_usr_share_lua(
 
 
 async def test_a_luarocks_json_lua_loads_through_lua_path(
-    make_server: Callable[..., object], endpoint: HttpEndpoint, tmp_path: Path,
+    make_server: Callable[..., object], endpoint: HttpReceiver, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     modules = tmp_path / "rocks"

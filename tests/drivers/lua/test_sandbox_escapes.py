@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mailpush.server import MailpushServer
-from tests.http_endpoint import HttpEndpoint
+from tests.support.http_receiver import HttpReceiver
 
 from .conftest import FIXTURES, DriverFactory, deliver, lua_server_config, until
 from .test_dovecot_api import run_handler
@@ -136,7 +136,7 @@ def timed_delivery(server: MailpushServer, user: str, raw: bytes) -> float:
 )
 async def test_an_escape_attempt_is_a_lua_error_and_the_server_keeps_serving(
     make_server: Callable[..., object],
-    endpoint: HttpEndpoint,
+    endpoint: HttpReceiver,
     caplog: pytest.LogCaptureFixture,
     tmp_path: Path,
     attack: str,
@@ -178,7 +178,7 @@ SEVENTY_MB = 70 * 1024 * 1024
 @pytest.mark.parametrize("chunked", [False, True])
 async def test_a_huge_response_to_the_seed_script_is_cut_off_and_reported_as_a_status(
     make_server: Callable[..., object],
-    endpoint: HttpEndpoint,
+    endpoint: HttpReceiver,
     caplog: pytest.LogCaptureFixture,
     chunked: bool,
 ) -> None:
@@ -210,7 +210,7 @@ async def test_a_huge_response_to_the_seed_script_is_cut_off_and_reported_as_a_s
 
 async def test_a_response_larger_than_the_memory_left_is_a_lua_error_not_an_abort(
     make_server: Callable[..., object],
-    endpoint: HttpEndpoint,
+    endpoint: HttpReceiver,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """With the cap raised above lua_max_memory, the 70 MB payload once aborted the
@@ -354,7 +354,7 @@ async def test_string_rep_cannot_build_gigabytes_in_one_call(make_driver: Driver
     ("size", "status", "length"), [(100_000, 200, 100_000), (100_001, 9006, 0)]
 )
 async def test_a_payload_up_to_lua_http_response_max_size_reaches_the_script(
-    make_driver: DriverFactory, endpoint: HttpEndpoint, size: int, status: int, length: int
+    make_driver: DriverFactory, endpoint: HttpReceiver, size: int, status: int, length: int
 ) -> None:
     endpoint.answer_size = size
     result = await run_handler(make_driver, f"""

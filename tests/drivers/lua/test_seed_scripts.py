@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from mailpush.server import MailpushServer
-from tests.http_endpoint import HttpEndpoint
+from tests.support.http_receiver import HttpReceiver
 
 from .conftest import (
     FIXTURES,
@@ -27,8 +28,12 @@ from .conftest import (
     lua_server_config,
 )
 
-#: The seed document lives beside the repository (`../shared/seeds/`).
-SEED = Path(__file__).resolve().parents[4] / "shared" / "seeds" / "push-notification-lua.md"
+#: The seed document is not part of the repository: it is read from
+#: $MAILPUSH_SHARED_DIR/seeds/, by default from the `shared` directory beside the checkout.
+SHARED_DIR = Path(
+    os.environ.get("MAILPUSH_SHARED_DIR", Path(__file__).resolve().parents[4] / "shared")
+)
+SEED = SHARED_DIR / "seeds" / "push-notification-lua.md"
 
 SIMPLE_BODY = (
     "from=Plain%20Sender%20%3cplain%40example%2enet%3e&to=alice%40example%2eorg"
@@ -41,7 +46,10 @@ EVENTS_MAIL_BODY = (
 
 def test_fixtures_are_the_seed_examples_unchanged() -> None:
     if not SEED.exists():
-        pytest.skip(f"{SEED} is not checked out next to the repository")
+        pytest.skip(
+            f"{SEED} not found: the seed document is not in the repository; set"
+            " MAILPUSH_SHARED_DIR to the directory holding seeds/push-notification-lua.md"
+        )
     examples = re.findall(r"```lua:line-numbers\n(.*?)```", SEED.read_text(), re.DOTALL)
     assert (FIXTURES / "simple_http.lua").read_text() == examples[0]
     assert (FIXTURES / "events_http.lua").read_text() == examples[1]
@@ -54,7 +62,7 @@ async def start(make_server: Callable[..., object], script: str, url: str) -> Ma
 
 
 async def test_simple_script_posts_one_form_per_recipient_of_a_delivery(
-    endpoint: HttpEndpoint, make_server: Callable[..., object]
+    endpoint: HttpReceiver, make_server: Callable[..., object]
 ) -> None:
     server = await start(make_server, "simple_http.lua", endpoint.url)
     await asyncio.to_thread(deliver, server, ["alice@example.org", "bob@example.org"])
@@ -74,7 +82,7 @@ async def test_simple_script_posts_one_form_per_recipient_of_a_delivery(
 
 
 async def test_simple_script_posts_for_an_imap_append(
-    endpoint: HttpEndpoint, make_server: Callable[..., object]
+    endpoint: HttpReceiver, make_server: Callable[..., object]
 ) -> None:
     server = await start(make_server, "simple_http.lua", endpoint.url)
     await asyncio.to_thread(imap_append, server, "alice", PLAIN_MESSAGE)
@@ -85,7 +93,7 @@ async def test_simple_script_posts_for_an_imap_append(
 
 
 async def test_simple_script_sends_empty_fields_for_a_message_without_headers(
-    endpoint: HttpEndpoint, make_server: Callable[..., object]
+    endpoint: HttpReceiver, make_server: Callable[..., object]
 ) -> None:
     server = await start(make_server, "simple_http.lua", endpoint.url)
     await asyncio.to_thread(deliver, server, ["carol"], b"\r\njust a body\r\n")
@@ -94,7 +102,7 @@ async def test_simple_script_sends_empty_fields_for_a_message_without_headers(
 
 
 async def test_events_script_posts_the_mail_then_the_mailbox_status(
-    endpoint: HttpEndpoint, make_server: Callable[..., object]
+    endpoint: HttpReceiver, make_server: Callable[..., object]
 ) -> None:
     server = await start(make_server, "events_http.lua", endpoint.url)
     await asyncio.to_thread(deliver, server, ["alice"])
@@ -111,7 +119,7 @@ async def test_events_script_posts_the_mail_then_the_mailbox_status(
 
 
 async def test_events_script_counts_match_imap_status_after_an_append(
-    endpoint: HttpEndpoint, make_server: Callable[..., object]
+    endpoint: HttpReceiver, make_server: Callable[..., object]
 ) -> None:
     server = await start(make_server, "events_http.lua", endpoint.url)
     await asyncio.to_thread(deliver, server, ["alice"])
@@ -131,7 +139,7 @@ async def test_events_script_counts_match_imap_status_after_an_append(
 
 
 async def test_events_script_logs_its_event_lines(
-    endpoint: HttpEndpoint, make_server: Callable[..., object], caplog: pytest.LogCaptureFixture
+    endpoint: HttpReceiver, make_server: Callable[..., object], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="mailpush.push.lua")
     server = await start(make_server, "events_http.lua", endpoint.url)
@@ -144,7 +152,7 @@ async def test_events_script_logs_its_event_lines(
 
 
 async def test_simple_script_runs_unchanged_in_a_2_4_block_reading_lua_settings(
-    endpoint: HttpEndpoint, make_server: Callable[..., object]
+    endpoint: HttpReceiver, make_server: Callable[..., object]
 ) -> None:
     """The script asks `user:plugin_getenv("push_lua_url")`; in 2.4 the URL lives in the
     block's `lua_settings`, which plugin_getenv falls back to (expanded per user)."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mailpush.auth import add_user
 from mailpush.server import MailpushServer
-from tests.http_endpoint import HttpEndpoint
+from tests.support.http_receiver import HttpReceiver
 
 from .conftest import DriverFactory, deliver, lua_server_config
 from .protocol_helpers import message_new, run, transaction
@@ -76,7 +76,7 @@ end
 
 
 async def test_a_form_encoded_post_arrives_as_the_script_describes_it(
-    make_server: Callable[..., object], endpoint: HttpEndpoint, tmp_path: Path
+    make_server: Callable[..., object], endpoint: HttpReceiver, tmp_path: Path
 ) -> None:
     script = tmp_path / "form.lua"
     script.write_text(FORM_POST)
@@ -92,7 +92,7 @@ async def test_a_form_encoded_post_arrives_as_the_script_describes_it(
 
 
 async def test_the_table_form_sends_an_ltn12_source_with_the_scripts_headers(
-    make_server: Callable[..., object], endpoint: HttpEndpoint, tmp_path: Path
+    make_server: Callable[..., object], endpoint: HttpReceiver, tmp_path: Path
 ) -> None:
     script = tmp_path / "table.lua"
     script.write_text(TABLE_FORM)
@@ -109,7 +109,7 @@ async def test_the_table_form_sends_an_ltn12_source_with_the_scripts_headers(
 
 
 async def test_both_forms_return_luasocket_values(
-    make_driver: DriverFactory, endpoint: HttpEndpoint
+    make_driver: DriverFactory, endpoint: HttpReceiver
 ) -> None:
     driver = await make_driver(f"""
         local http, ltn12 = require "socket.http", require "ltn12"
@@ -137,7 +137,7 @@ async def test_network_failures_come_back_as_luasocket_error_strings(
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         closed_port = unused.getsockname()[1]
-    stalled = HttpEndpoint(delay=2.0)
+    stalled = HttpReceiver(delay=2.0)
     await stalled.start()
     try:
         driver = await make_driver(f"""
@@ -208,7 +208,7 @@ async def test_socket_sleep_lets_other_users_scripts_run(make_driver: DriverFact
 async def test_a_slow_socket_http_endpoint_delays_neither_lmtp_nor_other_users(
     make_server: Callable[..., object], tmp_path: Path
 ) -> None:
-    slow, fast = HttpEndpoint(delay=2.0), HttpEndpoint()
+    slow, fast = HttpReceiver(delay=2.0), HttpReceiver()
     await slow.start()
     await fast.start()
     try:

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from mailpush.drivers.lua.host_api import HostApi
-from mailpush.drivers.lua.runtime import new_runtime
+from mailpush.drivers.lua.api.host_api import HostApi
+from mailpush.drivers.lua.engine.runtime import new_runtime
 from mailpush.drivers.lua.var_expand import UserVariables
 
 

@@ -33,7 +33,7 @@ Per event, because a script's work is per event even when it does it all in
 end_txn (the seed's first example POSTs each message there), and the
 dispatcher allows `mailpush_push_timeout` per event likewise. Within that,
 `lua_call_timeout` counts only the time a call runs Lua, not the time it
-waits for HTTP or the store (call_runner.py).
+waits for HTTP or the store (engine/call_runner.py).
 
 The order of the calls is the framework's (the dispatcher interleaves the
 transactions of one operation as Dovecot does). In a save transaction
@@ -55,14 +55,14 @@ from typing import Any
 from ...errors import PermanentDriverError, RetryableDriverError, SettingError
 from ...events import EVENT_NAMES, PushEvent, PushTransaction
 from ...store.models import MailboxStatus
-from ..base import DriverConfig, DriverServices, PushDriver
+from ..base import DriverServices, PushDriver
+from ..driver_config import DriverConfig
 from ..http_tls import driver_ssl_context
-from . import state_cache
-from .call_runner import Deadline
-from .event_tables import event_table, handler_name
-from .options import LuaOptions, lua_options_for
-from .runtime import check_syntax
-from .script_state import (
+from .api.event_tables import event_table, handler_name
+from .engine import state_cache
+from .engine.limits import Deadline
+from .engine.runtime import check_syntax
+from .engine.script_state import (
     BEGIN_TXN,
     END_TXN,
     Handlers,
@@ -70,7 +70,8 @@ from .script_state import (
     ScriptState,
     describe_event_call,
 )
-from .state_cache import StateCache
+from .engine.state_cache import StateCache
+from .options import LUA_OPTION_SCHEMA, LuaOptions, lua_options_for
 
 __all__ = ["LuaDriver", "load_script"]
 
@@ -120,6 +121,7 @@ class LuaTransaction:
 
 class LuaDriver(PushDriver):
     name = "lua"
+    option_schema = LUA_OPTION_SCHEMA
     wants_mailbox_status = True
 
     def __init__(self, config: DriverConfig, services: DriverServices) -> None:

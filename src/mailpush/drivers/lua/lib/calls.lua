@@ -34,7 +34,7 @@ local G = _G
 local now = host.now
 -- Memory: lua_max_memory holds only while the script runs (from start/resume until
 -- they return), so no value Python hands over can fail outside a protected call
--- (runtime.py, MemoryBudget). nil without a memory limit.
+-- (engine/limits.py, MemoryBudget). nil without a memory limit.
 local enforce_memory, suspend_memory = host.memory_enforce, host.memory_suspend
 
 local M = {}

@@ -1,9 +1,9 @@
--- dovecot.storage constants and the mail_user / mailbox objects.
+-- dovecot.storage (its constants come from Python) and the mail_user / mailbox objects.
 --
 -- Mailbox and metadata operations yield to Python (the store runs its
 -- queries on its own threads), like HTTP requests do.
 
-local host, calls, bits = ...
+local host, calls, bits, constants = ...
 
 local M = {}
 
@@ -12,40 +12,8 @@ local type, tostring, setmetatable, getmetatable, error, select =
 local unpack = table.unpack or unpack
 local bor = bits.bor
 
-M.constants = {
-  STATUS_MESSAGES = 0x01,
-  STATUS_RECENT = 0x02,
-  STATUS_UIDNEXT = 0x04,
-  STATUS_UIDVALIDITY = 0x08,
-  STATUS_UNSEEN = 0x10,
-  STATUS_FIRST_UNSEEN_SEQ = 0x20,
-  STATUS_KEYWORDS = 0x40,
-  STATUS_HIGHESTMODSEQ = 0x80,
-  STATUS_PERMANENT_FLAGS = 0x200,
-  STATUS_FIRST_RECENT_UID = 0x400,
-  STATUS_HIGHESTPVTMODSEQ = 0x2000,
-
-  MAILBOX_FLAG_READONLY = 0x01,
-  MAILBOX_FLAG_SAVEONLY = 0x02,
-  MAILBOX_FLAG_DROP_RECENT = 0x04,
-  MAILBOX_FLAG_NO_INDEX_FILES = 0x10,
-  MAILBOX_FLAG_KEEP_LOCKED = 0x20,
-  MAILBOX_FLAG_IGNORE_ACLS = 0x100,
-  MAILBOX_FLAG_AUTO_CREATE = 0x1000,
-  MAILBOX_FLAG_AUTO_SUBSCRIBE = 0x2000,
-
-  MAILBOX_SYNC_FLAG_FULL_READ = 0x01,
-  MAILBOX_SYNC_FLAG_FULL_WRITE = 0x02,
-  MAILBOX_SYNC_FLAG_FAST = 0x04,
-  MAILBOX_SYNC_FLAG_NO_EXPUNGES = 0x08,
-  MAILBOX_SYNC_FLAG_FIX_INCONSISTENT = 0x40,
-  MAILBOX_SYNC_FLAG_EXPUNGE = 0x80,
-  MAILBOX_SYNC_FLAG_FORCE_RESYNC = 0x100,
-
-  MAILBOX_ATTRIBUTE_PREFIX_DOVECOT = "vendor/vendor.dovecot/",
-  MAILBOX_ATTRIBUTE_PREFIX_DOVECOT_PVT = "vendor/vendor.dovecot/pvt/",
-  MAILBOX_ATTRIBUTE_PREFIX_DOVECOT_PVT_SERVER = "vendor/vendor.dovecot/pvt/server/",
-}
+-- Defined once, in api/storage_constants.py, and handed over as `constants`.
+M.constants = constants
 
 local function pack(...) return { n = select("#", ...), ... } end
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...events import PushEvent
-from ...store.flags import FLAG_NAMES
-from .host_api import lua_bytes
+from ....events import PushEvent
+from ....store.flags import FLAG_NAMES
+from ..lua_strings import lua_bytes
 
 __all__ = ["event_table", "handler_name"]
 

@@ -19,15 +19,17 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from ...events import EVENT_NAMES, PushTransaction
-from ..base import DriverServices
-from .call_runner import CallLimits, CallOutcome, Deadline, run_call
-from .event_tables import handler_name
-from .host_api import HostApi, lua_bytes
-from .host_io import HostIO
-from .options import LuaOptions
+from ....events import EVENT_NAMES, PushTransaction
+from ...base import DriverServices
+from ..api.event_tables import handler_name
+from ..api.host_api import HostApi
+from ..api.host_io import HostIO
+from ..lua_strings import lua_bytes
+from ..options import LuaOptions
+from ..var_expand import UserVariables, expand
+from .call_runner import CallOutcome, run_call
+from .limits import CallLimits, Deadline
 from .runtime import ScriptRuntime, compile_error, full_paths, new_runtime
-from .var_expand import UserVariables, expand
 
 __all__ = [
     "BEGIN_TXN", "END_TXN", "Handlers", "LoadedScript", "ScriptState", "describe_event_call",

@@ -13,9 +13,7 @@ hook and upvalues, binary chunks, `package.loadlib`, `__gc`, LuaJIT's `ffi`
 and `jit.attach`, `jit.on` while limits are on). C modules are not loaded,
 because they would be built against another copy of Lua.
 
-Memory: `lua_max_memory` holds while script code runs, and is lifted while
-Python hands values over (`MemoryBudget`): lupa converts them outside Lua's
-error handling, where running out of memory aborts the process.
+Memory: `lua_max_memory` holds while script code runs only (`limits.py`).
 
 What stays blocking: the state runs on the server's event loop, and the
 limits are checked between Lua instructions, so one long C function holds
@@ -24,7 +22,9 @@ backtracks (`string.find(("a"):rep(3000), ".-.-.-b")` runs for hours), or
 reading a big file (or a FIFO) with `io`. `string.rep` results are bounded.
 
 The library itself is Lua, in `lib/`, loaded under chunk names starting with
-`=mailpush/` so error messages and the limit hook can tell it from the script.
+`=mailpush/` so error messages and the limit hook can tell it from the script:
+first the call machinery (lib/calls.lua), then the script-facing API
+(`api/library.py`), the modules `require` gives, and last the sandbox.
 `require` finds mailpush's equivalents of the C modules scripts use, then the
 system's pure-Lua modules (`builtin_modules.py`, `module_search.py`).
 """
@@ -39,13 +39,15 @@ from importlib import import_module, resources
 from types import ModuleType
 from typing import Any
 
-from ...errors import LuaScriptError, SettingError
+from ....errors import LuaScriptError, SettingError
+from ..api.library import install_api
 from .builtin_modules import install_modules
+from .limits import UNLIMITED_STRING_MAX, MemoryBudget
 
 __all__ = ["ScriptRuntime", "check_syntax", "full_paths", "lua_module", "new_runtime"]
 
-#: Loaded in this order; each gets the modules before it that it needs.
-LIBRARY_FILES = ("calls", "events", "bits", "log", "http", "storage", "dovecot", "socket_url")
+#: The package whose `lib/` holds the Lua library (engine and API files alike).
+_LIBRARY_PACKAGE = __name__.rsplit(".", 2)[0]
 
 _SANDBOX = b"""
 local error = error
@@ -72,57 +74,6 @@ jit.on = function()
     .. " (lua_max_instructions, lua_call_timeout, lua_txn_timeout)", 2)
 end
 """
-
-
-#: `string.rep` results above this are refused when the state has no memory limit
-#: (LuaJIT): built inside one C call, they would stop everything meanwhile.
-UNLIMITED_STRING_MAX = 64 * 1024 * 1024
-
-
-class MemoryBudget:
-    """`lua_max_memory`, enforced only while script code runs.
-
-    lupa converts Python values to Lua (call arguments, results, tables it
-    builds) outside any protected call: running out of memory there aborts the
-    process ("PANIC: unprotected error in call to Lua API") or hangs it. So the
-    limit is lifted whenever Python is in control, and enforced again by
-    `calls.start`/`calls.resume` right before the script runs; a host function
-    the script calls suspends it for its duration (lib/sandbox.lua). A state
-    over its limit after a transfer then fails its next allocation inside the
-    script's call: a Lua error in that call ("not enough memory"), never an abort.
-    """
-
-    def __init__(self, lua: Any, max_memory: int) -> None:
-        self._lua = lua
-        #: Including lupa's own base usage (get_max_memory(total=True)); 0 = unlimited.
-        self._limit: int = lua.get_max_memory(total=True) if max_memory else 0
-        self.strict = bool(self._limit)
-
-    @property
-    def limited(self) -> bool:
-        return bool(self._limit)
-
-    def enforce(self) -> None:
-        if self._limit:
-            self._lua.set_max_memory(self._limit, total=True)
-            self.strict = True
-
-    def suspend(self) -> bool:
-        """Lift the limit; whether it was enforced (the caller restores it then)."""
-        was = self.strict
-        self.lift()
-        return was
-
-    def lift(self) -> None:
-        if self.strict:
-            self._lua.set_max_memory(0)
-            self.strict = False
-
-    def remaining(self) -> int | None:
-        """Bytes the script may still allocate; None without a limit."""
-        if not self._limit:
-            return None
-        return max(0, self._limit - int(self._lua.get_memory_used(total=True)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +111,7 @@ def new_runtime(
 ) -> ScriptRuntime:
     """A fresh state with `dovecot`, `mailpush` and `socket.url` ready for a script.
 
-    `host` holds the Python callables the library uses (see `host_api.py`).
+    `host` holds the Python callables the library uses (see `api/host_api.py`).
     With `limits`, LuaJIT's compiler is switched off: compiled code does not run
     the instruction-count hook the limits rely on.
     """
@@ -188,21 +139,14 @@ def new_runtime(
     host_table = lua.table_from(functions)
     load = _loader(globals_, module_name)
     calls = load("calls")(host_table)
-    events = load("events")()
-    bits = load("bits")(events)
-    log = load("log")(host_table)
-    http = load("http")(host_table, calls)
-    storage = load("storage")(host_table, calls, bits)
-    dovecot, mailpush = load("dovecot")(host_table, calls, bits, log, http, storage)
-    socket_url = load("socket_url")()
-    globals_[b"dovecot"] = dovecot
-    globals_[b"mailpush"] = mailpush
+    api = install_api(lua, load, host_table, calls)
     # socket, socket.http, ltn12, mime, cjson, ... and the system's package.path.
-    install_modules(lua, module_name, load, host_table, calls, socket_url, package_path)
+    install_modules(lua, module_name, load, host_table, calls, api.socket_url, package_path)
     # Last: it closes what the library above took and scripts must not reach.
     load("sandbox")(host_table, max_memory or UNLIMITED_STRING_MAX)
     return ScriptRuntime(
-        lua, globals_, calls, events, storage, module.LuaError, module.LuaMemoryError, memory
+        lua, globals_, calls, api.events, api.storage, module.LuaError, module.LuaMemoryError,
+        memory,
     )
 
 
@@ -248,7 +192,7 @@ def _script_error(path: str, message: str) -> LuaScriptError:
 
 @cache
 def _library_source(name: str) -> bytes:
-    return resources.files(__package__).joinpath(f"lib/{name}.lua").read_bytes()
+    return resources.files(_LIBRARY_PACKAGE).joinpath("lib", f"{name}.lua").read_bytes()
 
 
 @cache

@@ -27,60 +27,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .host_api import text
+from ..lua_strings import text
+from .limits import CallLimits, Deadline
 from .runtime import ScriptRuntime
 
-__all__ = ["CallLimits", "CallOutcome", "Deadline", "run_call"]
+__all__ = ["CallOutcome", "run_call"]
 
 log = logging.getLogger("mailpush.push.lua")
 
 PerformIO = Callable[[object, tuple[object, ...]], Awaitable[tuple[object, ...]]]
-
-
-@dataclass(frozen=True, slots=True)
-class Deadline:
-    """When (`time.monotonic()`) a call must have ended, and which limit says so."""
-
-    at: float
-    #: `the call took longer than 20s (lua_call_timeout)`.
-    reason: str
-    #: The error a call gets when it is passed: `aborted: ` + reason, ready for Lua.
-    message: bytes = b""
-
-    @classmethod
-    def of(cls, at: float, reason: str) -> Deadline:
-        return cls(at, reason, f"aborted: {reason}".encode())
-
-    def passed(self) -> bool:
-        return time.monotonic() >= self.at
-
-
-@dataclass(frozen=True, slots=True)
-class CallLimits:
-    #: 0 = unlimited.
-    max_instructions: int
-    #: Seconds; 0 = unlimited.
-    timeout: float
-    #: The error a call over `timeout` gets (made once: calls are many).
-    message: bytes = b""
-
-    @classmethod
-    def of(cls, max_instructions: int, timeout: float) -> CallLimits:
-        reason = f"aborted: the call took longer than {timeout:g}s (lua_call_timeout)"
-        return cls(max_instructions, timeout, reason.encode())
-
-    def deadline(self, outer: Deadline | None = None) -> tuple[float, bytes]:
-        """When a call starting now must end (0 = never), and the error it gets then:
-        its own timeout, or `outer` if that comes first."""
-        if not self.timeout:
-            return (outer.at, outer.message) if outer is not None else (0.0, b"")
-        return self.earlier(time.monotonic() + self.timeout, outer)
-
-    def earlier(self, own: float, outer: Deadline | None) -> tuple[float, bytes]:
-        """The call's own deadline `own`, or `outer` if that comes first, with its error."""
-        if outer is not None and outer.at <= own:
-            return outer.at, outer.message
-        return own, self.message
 
 
 @dataclass(frozen=True, slots=True)

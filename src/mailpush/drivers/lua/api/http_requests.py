@@ -31,13 +31,13 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from ...config import parse_duration
-from ...errors import InvalidValueError
-from ...logging_config import mask_secrets
-from ..http_tls import tls_failure_reason
+from ....config import parse_duration
+from ....errors import InvalidValueError
+from ....logging_config import mask_secrets
+from ...http_tls import tls_failure_reason
 
 if TYPE_CHECKING:
-    from ..base import RequestJournal
+    from ...base import RequestJournal
 
 __all__ = [
     "DEFAULT_RESPONSE_MAX_SIZE",

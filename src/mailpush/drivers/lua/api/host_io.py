@@ -7,8 +7,10 @@ waits here too.
 A script asks for I/O by yielding (`calls.io(kind, ...)` in Lua); the call
 runner awaits `HostIO.perform` on the event loop and resumes the script with
 its answer: `(True, results...)`, or `(False, message)` which the Lua side
-raises as an error at the script's line. Network failures of HTTP requests
-are results (status codes 9000–9009), not errors.
+raises as an error at the script's line. `YIELDING_CALLS`, at the end, is the
+one table of these kinds: each one's handler and the name its errors use.
+Network failures of HTTP requests are results (status codes 9000–9009), not
+errors.
 
 Any other exception while doing the I/O (aiohttp refusing a request it
 cannot send, a store failure, a bug here) also becomes `(False, message)`: an
@@ -21,15 +23,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
-from ...errors import MailboxNotFoundError, StoreError, UnknownUserError
-from ...logging_config import mask_secrets
-from ...store.mailbox_names import normalize_mailbox_name
-from ...store.models import MailboxStatus
-from ..base import DriverServices
-from .host_api import HostApi, text
+from ....errors import MailboxNotFoundError, StoreError, UnknownUserError
+from ....logging_config import mask_secrets
+from ....store.mailbox_names import normalize_mailbox_name
+from ....store.models import MailboxStatus
+from ...base import DriverServices
+from ..lua_strings import text
+from .host_api import HostApi
 from .http_requests import (
     ABORTED,
     CONNECT_FAILED,
@@ -40,36 +45,21 @@ from .http_requests import (
     HttpResponse,
     submit,
 )
+from .storage_constants import (
+    PERMANENT_FLAGS,
+    STATUS_HIGHESTMODSEQ,
+    STATUS_KEYWORDS,
+    STATUS_MESSAGES,
+    STATUS_PERMANENT_FLAGS,
+    STATUS_RECENT,
+    STATUS_UIDNEXT,
+    STATUS_UIDVALIDITY,
+    STATUS_UNSEEN,
+)
 
-__all__ = ["HostIO", "luasocket_error", "status_fields"]
+__all__ = ["YIELDING_CALLS", "HostIO", "YieldingCall", "luasocket_error", "status_fields"]
 
 log = logging.getLogger("mailpush.push.lua")
-
-#: How error messages name each request (as the script wrote it).
-_REQUEST_NAMES = {
-    b"http": "submit()",
-    b"mailbox_open": "mailbox:open()",
-    b"mailbox_status": "mailbox:status()",
-    b"metadata_get": "metadata_get()",
-    b"metadata_set": "metadata_set()",
-    b"metadata_list": "metadata_list()",
-    b"socket_http": "socket.http.request()",
-    b"sleep": "socket.sleep()",
-}
-
-# dovecot.storage STATUS_* items.
-STATUS_MESSAGES = 0x01
-STATUS_RECENT = 0x02
-STATUS_UIDNEXT = 0x04
-STATUS_UIDVALIDITY = 0x08
-STATUS_UNSEEN = 0x10
-STATUS_FIRST_UNSEEN_SEQ = 0x20
-STATUS_KEYWORDS = 0x40
-STATUS_HIGHESTMODSEQ = 0x80
-STATUS_PERMANENT_FLAGS = 0x200
-STATUS_FIRST_RECENT_UID = 0x400
-#: `\Answered \Flagged \Deleted \Seen \Draft`: what a client may store.
-PERMANENT_FLAGS = 0x1F
 
 Answer = tuple[object, ...]
 
@@ -89,24 +79,13 @@ class HostIO:
         #: (set by the driver around each call): what `mailbox:status()` reports
         #: for that mailbox, as Dovecot's call inside the commit would.
         self.committed_status: MailboxStatus | None = None
-        self._handlers: dict[bytes, Callable[..., Awaitable[Answer]]] = {
-            b"http": self._http,
-            b"mailbox_open": self._mailbox_open,
-            b"mailbox_status": self._mailbox_status,
-            b"metadata_get": self._metadata_get,
-            b"metadata_set": self._metadata_set,
-            b"metadata_list": self._metadata_list,
-            b"socket_http": self._socket_http,
-            b"sleep": self._sleep,
-        }
 
     async def perform(self, kind: object, args: tuple[object, ...]) -> Answer:
-        handler_kind = kind if isinstance(kind, bytes) else b""
-        handler = self._handlers.get(handler_kind)
-        if handler is None:
+        request = YIELDING_CALLS.get(kind) if isinstance(kind, bytes) else None
+        if request is None:
             return False, f"unknown I/O request {text(kind)!r}".encode()
         try:
-            return await handler(*args)
+            return await request.handler(self, *args)
         except UnknownUserError:
             return False, f"{self.user} has no mailboxes yet".encode()
         except StoreError as exc:
@@ -114,7 +93,7 @@ class HostIO:
         except Exception as exc:
             log.debug("%s%s failed", self._api.prefix, text(kind), exc_info=True)
             reason = mask_secrets(f"{exc.__class__.__name__}: {exc}")
-            return False, f"{_REQUEST_NAMES[handler_kind]} failed: {reason}".encode()
+            return False, f"{request.name} failed: {reason}".encode()
 
     # --- HTTP -------------------------------------------------------------------------
 
@@ -237,6 +216,28 @@ class HostIO:
     def _box(mailbox: bytes | bool) -> str | None:
         return text(mailbox) if isinstance(mailbox, bytes) else None
 
+
+@dataclass(frozen=True, slots=True)
+class YieldingCall:
+    """One kind of request a script yields for (`calls.io(kind, ...)` in lib/*.lua)."""
+
+    #: How error messages name it: the function as the script wrote it.
+    name: str
+    #: `HostIO` method answering it: `(True, results...)` or `(False, message)`.
+    handler: Callable[..., Awaitable[Answer]]
+
+
+#: Every yielding call, by the kind lib/*.lua passes to `calls.io`.
+YIELDING_CALLS: Mapping[bytes, YieldingCall] = MappingProxyType({
+    b"http": YieldingCall("submit()", HostIO._http),
+    b"socket_http": YieldingCall("socket.http.request()", HostIO._socket_http),
+    b"sleep": YieldingCall("socket.sleep()", HostIO._sleep),
+    b"mailbox_open": YieldingCall("mailbox:open()", HostIO._mailbox_open),
+    b"mailbox_status": YieldingCall("mailbox:status()", HostIO._mailbox_status),
+    b"metadata_get": YieldingCall("metadata_get()", HostIO._metadata_get),
+    b"metadata_set": YieldingCall("metadata_set()", HostIO._metadata_set),
+    b"metadata_list": YieldingCall("metadata_list()", HostIO._metadata_list),
+})
 
 def _same_mailbox(name: str, mailbox: str) -> bool:
     try:

@@ -6,7 +6,7 @@ library, they cannot be loaded into the Lua that lupa embeds. mailpush has its
 own equivalents in `lib/` (`socket.lua`, `socket_http.lua`, `ltn12.lua`,
 `mime.lua`, `cjson.lua`), preloaded under the usual names and built only when a
 script requires them; `socket.http` and `socket.sleep` wait by yielding, as
-`dovecot.http` does (see `host_io.py`). Pure-Lua modules (dkjson, rxi's
+`dovecot.http` does (see `api/host_io.py`). Pure-Lua modules (dkjson, rxi's
 json.lua, luarocks' JSON.lua) load from the system's directories, found as
 `module_search.py` describes. A module found nowhere gets an error naming
 every place searched, why C modules cannot load, and the built-ins.

@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from ..lua_strings import text
+from ..var_expand import UnknownVariableError, UserVariables, expand
 from .http_requests import (
     DEFAULT_RESPONSE_MAX_SIZE,
     HttpClientSettings,
@@ -24,9 +26,8 @@ from .http_requests import (
     check_url,
     client_settings,
 )
-from .var_expand import UnknownVariableError, UserVariables, expand
 
-__all__ = ["HostApi", "lua_bytes", "text"]
+__all__ = ["HostApi"]
 
 log = logging.getLogger("mailpush.push.lua")
 
@@ -36,26 +37,6 @@ _LEVELS = {
     b"warning": logging.WARNING,
     b"error": logging.ERROR,
 }
-
-
-def text(value: object) -> str:
-    """A Lua string (bytes) as text for logs and Python APIs."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return "" if value is None else str(value)
-
-
-def lua_bytes(value: str) -> bytes:
-    """Text for Lua: UTF-8, with undecodable header bytes (surrogate escapes) restored."""
-    try:
-        return value.encode()
-    except UnicodeEncodeError:
-        return value.encode("utf-8", "surrogateescape" if _escapes_only(value) else "replace")
-
-
-def _escapes_only(value: str) -> bool:
-    """Whether every surrogate in `value` is one `surrogateescape` made (U+DC80–U+DCFF)."""
-    return all(0xDC80 <= ord(c) <= 0xDCFF for c in value if 0xD800 <= ord(c) <= 0xDFFF)
 
 
 def _field_value(value: object) -> object:

@@ -21,8 +21,13 @@ from pathlib import Path
 
 import aiohttp
 
-from ...errors import MailpushError
-from ...events import (
+from ..drivers.base import DriverServices, StoreView
+from ..drivers.driver_config import DriverConfig
+from ..drivers.lua.api.event_tables import handler_name
+from ..drivers.lua.driver import LuaDriver, LuaTransaction
+from ..drivers.lua.engine.script_state import BEGIN_TXN, END_TXN
+from ..errors import MailpushError
+from ..events import (
     EVENT_NAMES,
     MAILBOX_EVENTS,
     EventName,
@@ -30,11 +35,7 @@ from ...events import (
     PushEvent,
     PushTransaction,
 )
-from ...store.models import MailboxStatus
-from ..base import DriverConfig, DriverServices, StoreView
-from .driver import LuaDriver, LuaTransaction
-from .event_tables import handler_name
-from .script_state import BEGIN_TXN, END_TXN
+from ..store.models import MailboxStatus
 
 __all__ = ["MemoryStoreView", "RunReport", "ScriptReport", "TryoutServices", "check_script",
            "driver_config", "make_event", "run_script"]

@@ -1,0 +1,28 @@
+"""The `-c/--config` option every command that reads the configuration shares."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import TypeAlias
+
+from ..config import LoadedConfig, Settings, load_settings
+
+log = logging.getLogger("mailpush")
+
+#: What `add_parser` of the top-level and group subcommands returns to.
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def add_config_option(
+    parser: argparse.ArgumentParser, help_text: str = "configuration file"
+) -> None:
+    parser.add_argument("-c", "--config", metavar="FILE", help=help_text)
+
+
+def load_config(args: argparse.Namespace) -> Settings:
+    """The settings of `--config`; its warnings go to the log, not to stdout."""
+    loaded: LoadedConfig = load_settings(args.config)
+    for warning in loaded.warnings:
+        log.warning("%s", warning)
+    return loaded.settings

@@ -1,0 +1,69 @@
+"""`mailpush queue status|dead|replay`: inspect the push outbox, send dead letters again."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from ..errors import MailpushError
+from ..store import SqliteStore
+from .config_file import Commands, add_config_option
+from .store_session import with_store
+
+
+def register(commands: Commands) -> None:
+    queue = commands.add_parser("queue", help="inspect and replay the push outbox")
+    queue_commands = queue.add_subparsers(title="queue commands", metavar="ACTION")
+
+    def queue_command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = queue_commands.add_parser(name, help=help_text, description=help_text)
+        add_config_option(sub)
+        return sub
+
+    queue_command("status", "pending, in flight, retrying and dead transactions per driver"
+                  ).set_defaults(run=_queue_status)
+    dead = queue_command("dead", "list dead letters")
+    dead.add_argument("--driver", help="only this driver instance")
+    dead.set_defaults(run=_queue_dead)
+    replay = queue_command("replay", "send dead letters again")
+    replay.add_argument("ids", nargs="*", type=int, metavar="ID", help="outbox ids to replay")
+    replay.add_argument("--all", action="store_true", help="replay every dead letter")
+    replay.add_argument("--driver", help="only this driver instance")
+    replay.set_defaults(run=_queue_replay)
+
+
+def _queue_status(args: argparse.Namespace) -> int:
+    async def work(store: SqliteStore) -> int:
+        rows = await store.outbox.stats(time.time())
+        print(f"{'driver':<16} {'pending':>8} {'inflight':>8} {'retrying':>8} {'dead':>6}"
+              f" {'oldest':>10}")
+        for row in rows:
+            oldest = "-" if row.oldest_age is None else f"{row.oldest_age:.0f}s"
+            print(f"{row.driver:<16} {row.pending:>8} {row.inflight:>8} {row.retrying:>8}"
+                  f" {row.dead:>6} {oldest:>10}")
+        return 0
+
+    return with_store(args, work)
+
+
+def _queue_dead(args: argparse.Namespace) -> int:
+    async def work(store: SqliteStore) -> int:
+        for letter in await store.outbox.dead_letters(args.driver):
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(letter.created))
+            print(f"{letter.outbox_id}\t{letter.driver}\t{letter.user}\t{letter.txn_id}\t"
+                  f"{when}\tattempts={letter.attempts}\t{letter.last_error or ''}")
+        return 0
+
+    return with_store(args, work)
+
+
+def _queue_replay(args: argparse.Namespace) -> int:
+    if not args.ids and not args.all:
+        raise MailpushError("queue replay: give outbox ids or --all")
+
+    async def work(store: SqliteStore) -> int:
+        count = await store.outbox.replay(None if args.all else args.ids, args.driver)
+        print(f"replaying {count} dead letter(s); the running server sends them within a second")
+        return 0
+
+    return with_store(args, work)
