@@ -34,8 +34,10 @@ from compare_workloads import (
     PASSWORD,
     RecordFile,
     append_rate,
+    command_rate,
     fetch_rate,
     fill_mailbox,
+    fill_varied,
     idle_latency_ms,
     lmtp_rate,
     store_seen_rate,
@@ -49,15 +51,16 @@ from mailpush_instance import MailpushInstance
 
 BENCH = Path(__file__).resolve().parent
 RECORD_SCRIPT = BENCH / "lua" / "record.lua"
-# The seed document's first example, verbatim; tests/drivers/lua/test_seed_scripts.py
-# checks this copy against the document.
+# The simple example script of Dovecot's Lua push documentation, verbatim
+# (docs/dovecot-reference.md#http-requests-of-the-example-scripts);
+# tests/drivers/lua/test_seed_scripts.py checks this copy against that page when given it.
 SEED_HTTP_SCRIPT = BENCH.parent / "tests" / "drivers" / "lua" / "fixtures" / "simple_http.lua"
 DOVECOT_LUA_PLUGIN = Path("/usr/lib/dovecot/modules/lib22_push_notification_lua_plugin.so")
 # Where Debian's lua-socket puts socket.url for Dovecot's Lua 5.4.
 LUA_SOCKET_URL = ("/usr/share/lua/5.4/socket/url.lua", "/usr/local/share/lua/5.4/socket/url.lua")
 
 # Warm-up recipients, the IMAP rows' users; LMTP rows add fresh ones per round (_recipients).
-BASE_USERS = [f"user{i}" for i in range(8)] + ["alice", "fetch", "store"]
+BASE_USERS = [f"user{i}" for i in range(8)] + ["alice", "fetch", "store", "sort"]
 
 ROWS = [
     Row("lmtp_1", "LMTP, 1 connection, no push", "deliveries/s", 0.5),
@@ -70,6 +73,8 @@ ROWS = [
     Row("http_slow_8", "LMTP, 8 conns, Lua HTTP POST, 200 ms endpoint", "deliveries/s", 10.0),
     Row("imap_append", "IMAP APPEND, 1 connection", "appends/s", 0.5),
     Row("imap_fetch", "IMAP FETCH 1:* (FLAGS ENVELOPE)", "msgs/s", 0.5),
+    Row("imap_sort", "IMAP SORT (SUBJECT DATE), varied mail", "msgs/s", 0.5),
+    Row("imap_thread", "IMAP THREAD REFERENCES, varied mail", "msgs/s", 0.5),
     Row("imap_store", "IMAP STORE 1:* +FLAGS (\\Seen), Lua recording", "msgs/s", 0.5),
     Row("imap_idle", "IMAP IDLE latency, LMTP 250 -> EXISTS", "ms", 0.5, latency=True),
 ]
@@ -83,10 +88,12 @@ LMTP_ROWS = ["lmtp_1", "lmtp_8", "lua_record_1", "lua_record_8", *sorted(HTTP_RO
 DEFAULTS = {
     "rounds": 5, "messages": 500, "slow_messages": 15, "appends": 500,
     "fetch_messages": 10_000, "store_messages": 1000, "idle_deliveries": 8,
+    "sort_messages": 10_000,
 }
 QUICK = {
     "rounds": 2, "messages": 120, "slow_messages": 4, "appends": 120,
     "fetch_messages": 2000, "store_messages": 300, "idle_deliveries": 3,
+    "sort_messages": 2000,
 }
 WARM_UP_DELIVERIES = 80
 
@@ -167,7 +174,8 @@ async def main_async(args: argparse.Namespace) -> int:
 
 
 async def _plain_phase(run: Run, profile: _Profiler) -> None:
-    keys = run.wanted(["lmtp_1", "lmtp_8", "imap_append", "imap_fetch", "imap_idle"])
+    keys = run.wanted(["lmtp_1", "lmtp_8", "imap_append", "imap_fetch", "imap_sort",
+                       "imap_thread", "imap_idle"])
     if not keys:
         return
     args = run.args
@@ -197,10 +205,33 @@ async def _plain_phase(run: Run, profile: _Profiler) -> None:
                 for side in sides:  # the first FETCH fills Dovecot's cache: not timed
                     await measure(side, -1)
                 run.record("imap_fetch", await _alternate(args.rounds, sides, measure))
+            if "imap_sort" in keys or "imap_thread" in keys:
+                await _sort_rows(run, sides, keys)
             if "imap_idle" in keys:
                 run.record("imap_idle", await _alternate(args.rounds, sides, _blocking(
                     lambda side, _: idle_latency_ms(side.lmtp_port, side.imap_port, "alice",
                                                  args.idle_deliveries))))
+
+
+async def _sort_rows(run: Run, sides: list[Side], keys: list[str]) -> None:
+    """SORT and THREAD over one INBOX of varied mail per server (compare_workloads.fill_varied).
+
+    As for FETCH, the first command on each server is not timed: it fills
+    Dovecot's cache (mailpush keeps none and reads the headers every time).
+    """
+    count = run.args.sort_messages
+    print(f"  filling a {count}-message INBOX of varied mail on both", file=sys.stderr)
+    await asyncio.gather(*(asyncio.to_thread(fill_varied, side.imap_port, "sort", count)
+                           for side in sides))
+    for key, command in (("imap_sort", b"SORT (SUBJECT DATE) UTF-8 ALL"),
+                         ("imap_thread", b"THREAD REFERENCES UTF-8 ALL")):
+        if key not in keys:
+            continue
+        measure = _blocking(lambda side, _, command=command: command_rate(
+            side.imap_port, "sort", command, count))
+        for side in sides:
+            await measure(side, -1)
+        run.record(key, await _alternate(run.args.rounds, sides, measure))
 
 
 async def _recording_phase(run: Run, profile: _Profiler) -> None:
@@ -256,8 +287,8 @@ async def _http_phase(
     if not keys:
         return
     args = run.args
-    print(f"phase: Lua HTTP POST (seed script), endpoint answering after {delay_ms} ms",
-          file=sys.stderr)
+    print(f"phase: Lua HTTP POST (Dovecot's example script), endpoint answering after "
+          f"{delay_ms} ms", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="compare-lua-") as scratch:
         dovecot_script = Path(scratch) / "seed_http_post_2_3.lua"
         dovecot_script.write_text(_dovecot_2_3_variant(SEED_HTTP_SCRIPT.read_text()))
@@ -378,10 +409,10 @@ async def _servers(dovecot: DovecotInstance, mailpush: MailpushInstance) -> Asyn
 
 
 def _dovecot_2_3_variant(script: str) -> str:
-    """The seed script with `return 0` in script_init: 2.3.19 disables it otherwise."""
+    """Dovecot's example script with `return 0` in script_init: 2.3.19 disables it otherwise."""
     original = "client = dovecot.http.client({debug=True, timeout=10000})\nend"
     if original not in script:
-        raise RuntimeError(f"{SEED_HTTP_SCRIPT} no longer has the seed's script_init")
+        raise RuntimeError(f"{SEED_HTTP_SCRIPT} no longer has the example's script_init")
     return script.replace(original, original.removesuffix("end") + "  return 0\nend")
 
 
@@ -399,7 +430,7 @@ def _unavailable() -> dict[str, str]:
             reasons[key] = f"Dovecot's Lua push driver is missing ({DOVECOT_LUA_PLUGIN})"
     if not any(Path(path).exists() for path in LUA_SOCKET_URL):
         for key in sorted(HTTP_ROWS):
-            reasons.setdefault(key, "Dovecot's Lua cannot `require 'socket.url'` for the seed "
+            reasons.setdefault(key, "Dovecot's Lua cannot `require 'socket.url'` for the example "
                                     "script: apt-get install lua-socket")
     return reasons
 
@@ -447,6 +478,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--appends", type=int, help="APPENDs per measurement (500; quick 120)")
     parser.add_argument("--fetch-messages", type=int,
                         help="messages in the FETCH mailbox (10000; quick 2000)")
+    parser.add_argument("--sort-messages", type=int,
+                        help="messages in the SORT/THREAD mailbox (10000; quick 2000)")
     parser.add_argument("--store-messages", type=int,
                         help="messages in the STORE mailbox (1000; quick 300)")
     parser.add_argument("--idle-deliveries", type=int,

@@ -26,7 +26,9 @@ __all__ = [
     "PASSWORD",
     "RecordFile",
     "append_rate",
+    "command_rate",
     "fill_mailbox",
+    "fill_varied",
     "fetch_rate",
     "idle_latency_ms",
     "imap_login",
@@ -38,6 +40,7 @@ __all__ = [
 
 #: Every benchmark user's password, on both servers.
 PASSWORD = "pw"
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 async def lmtp_rate(lmtp_port: int, recipients: Sequence[str], messages: int) -> float:
@@ -91,6 +94,61 @@ def fetch_rate(imap_port: int, user: str, expected: int) -> float:
         fetched = sum(1 for line in lines if line.startswith(b"* ") and b" FETCH (" in line)
         if fetched != expected:
             raise RuntimeError(f"FETCH 1:* returned {fetched} messages, expected {expected}")
+        return expected / elapsed
+    finally:
+        _logout(client)
+
+
+def fill_varied(imap_port: int, user: str, messages: int) -> None:
+    """`messages` APPENDs of mail worth sorting and threading into the user's INBOX.
+
+    Subjects come from 200 topics with Re:/Fwd:/[list] decorations, senders
+    from 50 names, Date headers spread over a year (one in 50 missing), and
+    two in three messages reply by References to an earlier one of the same
+    topic: the SORT and THREAD rows then do real work, unlike over copies of
+    one message.
+    """
+    client = imap_login(imap_port, user)
+    try:
+        for number in range(messages):
+            topic = number % 200
+            decoration = ("", "Re: ", "RE: [list] ", "Fwd: ", "Re: Re: ")[number % 5]
+            headers = [
+                f"From: Sender {number % 50} <sender{number % 50}@example.net>",
+                f"To: user{number % 7}@example.org",
+                f"Subject: {decoration}Topic {topic} planning",
+                f"Message-ID: <m{number}@example.net>",
+            ]
+            if number % 50:
+                day = 1 + (number * 7919) % 365
+                headers.append(
+                    f"Date: {day % 28 + 1:02d} {_MONTHS[day % 12]} 2023 "
+                    f"{number % 24:02d}:{number % 60:02d}:00 +0000"
+                )
+            if number >= 200 and number % 3:
+                headers.append(f"References: <m{number - 200}@example.net>")
+            raw = ("\r\n".join(headers) + f"\r\n\r\nBody of message {number}.\r\n").encode()
+            _expect_ok(client.command(b"APPEND INBOX {%d+}\r\n%s" % (len(raw), raw)))
+    finally:
+        _logout(client)
+
+
+def command_rate(imap_port: int, user: str, command: bytes, expected: int) -> float:
+    """Messages/s of one command (SORT, THREAD) over the user's INBOX of `expected` messages.
+
+    The answer must name every message: a SORT's numbers, a THREAD's too.
+    """
+    client = imap_login(imap_port, user)
+    try:
+        _expect_ok(client.command(b"SELECT INBOX"))
+        start = time.perf_counter()
+        lines = client.command(command)
+        elapsed = time.perf_counter() - start
+        _expect_ok(lines)
+        answer = b"".join(lines[:-1])
+        named = len(answer.replace(b"(", b" ").replace(b")", b" ").split()) - 2
+        if named != expected:
+            raise RuntimeError(f"{command!r} named {named} messages, expected {expected}")
         return expected / elapsed
     finally:
         _logout(client)

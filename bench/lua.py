@@ -1,5 +1,5 @@
-"""The Lua push driver: events/s through a recording script, deliveries/s with the seed's
-HTTP-POST script against a fast (0 ms) and a slow (200 ms) endpoint.
+"""The Lua push driver: events/s through a recording script, deliveries/s with Dovecot's
+example HTTP-POST script against a fast (0 ms) and a slow (200 ms) endpoint.
 
 1. In process, pinned to one CPU core, the driver alone (no mail I/O): synthetic
    push transactions of the shapes real traffic has (a delivery; a STORE \\Seen,
@@ -7,13 +7,15 @@ HTTP-POST script against a fast (0 ms) and a slow (200 ms) endpoint.
    users go through `bench/lua/record.lua`-like recording in memory, exactly as
    the dispatcher calls a driver (begin_txn, each event, end_txn). Also reports
    what opening one user's Lua state costs (script loaded, script_init run).
-2. `mailpush serve` (own process, durable commits) with the seed's first example
-   script, unchanged, and `push_lua_url` pointing at a local endpoint; N
-   deliveries over 8 LMTP connections spread over many users; the clock stops
-   when the endpoint has received every POST. Run once with an endpoint that
-   answers at once and once with one that sleeps 200 ms per request. As in the
-   seed's configuration, every user's `push_lua_url` is the same URL (one
-   host); `--hosts N` spreads users over 127.0.0.1 … 127.0.0.N instead.
+2. `mailpush serve` (own process, durable commits) with the simple example
+   script of Dovecot's Lua push documentation, unchanged
+   (docs/dovecot-reference.md#http-requests-of-the-example-scripts), and
+   `push_lua_url` pointing at a local endpoint; N deliveries over 8 LMTP
+   connections spread over many users; the clock stops when the endpoint has
+   received every POST. Run once with an endpoint that answers at once and
+   once with one that sleeps 200 ms per request. As in that documentation's
+   configuration, every user's `push_lua_url` is the same URL (one host);
+   `--hosts N` spreads users over 127.0.0.1 … 127.0.0.N instead.
 
 Prints one line:
 
@@ -50,7 +52,8 @@ from mailpush.drivers import DriverConfig  # noqa: E402
 from mailpush.drivers.lua import LuaDriver  # noqa: E402
 from mailpush.events import MessageData, PushEvent, PushTransaction  # noqa: E402
 
-# The seed document's first example, verbatim (the copy the tests check).
+# The simple example script of Dovecot's Lua push documentation, verbatim (the copy the
+# tests check).
 SEED_SCRIPT = BENCH.parent / "tests" / "drivers" / "lua" / "fixtures" / "simple_http.lua"
 
 #: Every handler defined; each event becomes one line kept in memory.
@@ -255,7 +258,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=400)
     parser.add_argument("--hosts", type=int, default=1,
                         help="endpoint addresses 127.0.0.1…N (default 1: one URL for every"
-                             " user, as the seed configures it)")
+                             " user, as Dovecot's example configures it)")
     parser.add_argument("--transactions", type=int, default=20000)
     args = parser.parse_args()
     print(asyncio.run(main_async(args)))

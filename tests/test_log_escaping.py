@@ -22,9 +22,11 @@ from mailpush.server import MailpushServer
 from tests.conftest import free_port, lmtp_port
 from tests.support.http_receiver import HttpReceiver
 
-FORGED = "2026-01-01 00:00:00,000 INFO mailpush.imap.connection: imap: Login: user=<root>"
-#: A line that begins a log record.
-RECORD_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ")
+FORGED = "Jan 01 00:00:00 imap-login: Info: Login: user=<root>"
+#: A line that begins a log record (Dovecot's shape, the default `log_timestamp`).
+RECORD_START = re.compile(
+    r"^[A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d \S+: (Debug|Info|Warning|Error|Fatal): "
+)
 
 
 @pytest.fixture

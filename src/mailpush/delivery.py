@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .errors import MailboxNotFoundError
+from .logs.delivery_line import delivery_line
+from .logs.session import current_session
+from .logs.settings import DEFAULT_DELIVER_LOG_FORMAT
 from .store import DeliveryTarget, MailStore, MessagesSaved
 from .store.mailbox_names import INBOX
 
@@ -71,25 +74,35 @@ class DefaultFilingPlanner:
 
 
 class DeliveryAgent:
-    """Files messages for local users; the store makes each filing durable."""
+    """Files messages for local users; the store makes each filing durable.
 
-    def __init__(self, store: MailStore, planner: FilingPlanner) -> None:
+    Each filing is logged as one `deliver_log_format` line (logs/delivery_line.py),
+    under the prefix of the delivery's log session (`lmtp(alice)<pid><session>`).
+    """
+
+    def __init__(
+        self,
+        store: MailStore,
+        planner: FilingPlanner,
+        log_format: str = DEFAULT_DELIVER_LOG_FORMAT,
+    ) -> None:
         self._store = store
         self._planner = planner
+        self._log_format = log_format
 
     async def deliver(self, request: DeliveryRequest) -> list[MessagesSaved]:
         targets = await self._planner.plan(request)
         if not targets:
             # A Sieve `discard`: accepted, and deliberately not stored (as Dovecot).
-            log.info("delivered to %s: discarded by Sieve, nothing stored", request.user)
+            self._log_filed(request, "discarded by Sieve (discard action), nothing stored")
             return []
         saved = await self._store.deliver(request.user, request.raw, targets)
         for result in saved:
-            log.info(
-                "delivered to %s: mailbox=%s uid=%d size=%d",
-                request.user,
-                result.mailbox,
-                result.messages[0].uid,
-                len(request.raw),
-            )
+            self._log_filed(request, f"saved mail to {result.mailbox}")
         return saved
+
+    def _log_filed(self, request: DeliveryRequest, status: str) -> None:
+        line = delivery_line(
+            self._log_format, request.raw, request.sender, status, current_session()
+        )
+        log.info("%s", line)

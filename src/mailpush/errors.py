@@ -10,6 +10,7 @@ admin what was wrong and what to do about it.
     │   ├── ConfigSyntaxError        malformed file: carries file and line
     │   ├── SettingError             a setting's value is wrong: carries its name
     │   ├── LuaScriptError           a Lua push script does not compile: carries file and line
+    │   ├── SyslogUnavailableError   a log setting says `syslog` and /dev/log takes no lines
     │   └── InvalidValueError        a value is not a size/duration/...; also a ValueError,
     │                                raised without a setting name for the caller to wrap
     ├── AuthError                    users and passwords
@@ -54,6 +55,10 @@ class MailpushError(Exception):
 
 class ConfigError(MailpushError):
     """The configuration cannot be used as written."""
+
+
+class SyslogUnavailableError(ConfigError):
+    """`log_path` (or `info_log_path`, `debug_log_path`) is `syslog` and no syslog socket."""
 
 
 class ConfigSyntaxError(ConfigError):

@@ -1,10 +1,19 @@
-"""Starting and stopping the configured services in one asyncio process.
+"""Starting, reloading and stopping the configured services in one asyncio process.
 
 `MailpushServer` builds every part once from the one `Settings` object and
 passes it down; nothing is kept in module globals. Stopping is ordered so
 that nothing acknowledged is lost: listeners stop accepting, in-flight
 deliveries finish (bounded by `mailpush_shutdown_timeout`), then the store
 drains its write queue and closes.
+
+A reload (SIGHUP, or `mailpush reload` over the control socket) reads the
+file again and runs the same checks as start-up; a configuration that fails
+them is refused with one log line (`file:line: why`) and nothing changes.
+Otherwise everything that depends on it is built anew first (users, Sieve,
+TLS context, push drivers) and only then swapped in: new connections and new
+deliveries use it, open connections stay, running pushes finish on the
+drivers they began with (see `Dispatcher.replace_drivers`). What a process
+holds from start to end (sockets, store, log) needs a restart: reload_scope.py.
 """
 
 from __future__ import annotations
@@ -13,11 +22,18 @@ import asyncio
 import logging
 import signal
 import ssl
+import time
 from dataclasses import dataclass
 from typing import Literal
 
 from .auth import AuthPenalty, PasswdFile, PasswdFileAuthenticator, resolve_user
-from .config import Settings
+from .config import Settings, load_settings
+from .control_socket import (
+    ConnectedSession,
+    ControlSocket,
+    ReloadOutcome,
+    control_socket_path,
+)
 from .delivery import DefaultFilingPlanner, DeliveryAgent
 from .dispatch import (
     Dispatcher,
@@ -28,18 +44,24 @@ from .dispatch import (
     RetryPolicy,
 )
 from .dispatch.outbox_recorder import PushServicePlan, push_service_plan
-from .drivers import DriverRegistry, PushDriver, default_registry, driver_configs
-from .errors import SettingError
+from .drivers import DriverRegistry, PushDriver
+from .errors import ConfigError, ServiceError, StoreError
 from .imap import ImapOptions, ImapServer
 from .imap.heavy_work import HeavyWork
 from .imap.user_ip_connections import UserIpConnections
 from .lmtp import LmtpOptions, LmtpServer
+from .logging_config import mask_secrets
+from .reload_scope import restart_only_changes
+from .service_metrics import ServiceMetrics
 from .sieve import build_sieve_planner
+from .startup_checks import check_startup, instantiate_drivers
 from .store import SqliteStore
 
 log = logging.getLogger(__name__)
 
 STORE_FILE = "mail.sqlite"
+#: Seconds `/readyz` waits for the store's writer to take the write lock.
+READY_STORE_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,13 +145,17 @@ def build_push(
     users: UserDirectory,
     registry: DriverRegistry | None = None,
     delivery_service: str = "lmtp",
+    *,
+    metrics: PushMetrics | None = None,
+    install: bool = True,
 ) -> PushSetup:
     """Instantiate every configured driver (bad driver settings stop start-up here)
     and install the outbox recorder in the store.
 
     ``delivery_service`` is the service this process delivers as: ``lmtp`` for the
-    server, ``lda`` for `mailpush deliver`."""
-    registry = registry or default_registry()
+    server, ``lda`` for `mailpush deliver`. A reload passes the running `metrics`
+    (the counters go on) and installs the recorder itself (``install=False``),
+    once the new drivers have started."""
     services = FrameworkServices(
         store,
         settings.plugin,
@@ -139,41 +165,27 @@ def build_push(
         push_timeout=settings.push.timeout,
         outbox=store.outbox,
     )
-    drivers: dict[str, PushDriver] = {}
-    for config in driver_configs(settings):
-        driver_class = registry.get(config.driver, "push_notification_driver", config.where)
-        drivers[config.instance] = driver_class(config, services)
-    metrics = PushMetrics()
+    drivers = instantiate_drivers(settings, services, registry)
+    metrics = metrics or PushMetrics()
     plan = push_service_plan(settings, {name: driver.name for name, driver in drivers.items()})
     recorder = (
         PushRecorder(drivers, metrics, plan=plan, delivery_service=delivery_service)
         if drivers
         else None
     )
-    store.set_recorder(recorder)
+    if install:
+        store.set_recorder(recorder)
     return PushSetup(drivers, services, metrics, recorder, plan)
 
 
-def build_tls_context(settings: Settings) -> ssl.SSLContext | None:
-    """The server TLS context for IMAPS and STARTTLS, or None when TLS is off.
-
-    A certificate or key that cannot be loaded stops start-up: a server that
-    silently drops TLS would push clients to plaintext.
-    """
-    tls = settings.ssl
-    if not tls.enabled or tls.cert_path is None or tls.key_path is None:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(tls.cert_path, tls.key_path)
-    except (OSError, ssl.SSLError) as exc:
-        raise SettingError(
-            "ssl_cert",
-            f"cannot load certificate {tls.cert_path} with key {tls.key_path}: {exc}",
-            str(settings.source_path or ""),
-        ) from exc
-    return context
+def lmtp_options(settings: Settings, address: str, port: int) -> LmtpOptions:
+    """One LMTP listener's options."""
+    return LmtpOptions(
+        address=address,
+        port=port,
+        max_message_size=settings.max_message_size,
+        recipient_delimiter=settings.for_protocol("lmtp").lmtp.recipient_delimiter,
+    )
 
 
 def imap_options(
@@ -221,7 +233,7 @@ def build_delivery_agent(
         autocreate=settings.lmtp.mailbox_autocreate,
     )
     planner = build_sieve_planner(settings, store, fallback, users.user_settings, users.home)
-    return DeliveryAgent(store, planner)
+    return DeliveryAgent(store, planner, settings.log.deliver_log_format)
 
 
 class MailpushServer:
@@ -239,12 +251,27 @@ class MailpushServer:
         self._imap_heavy: HeavyWork | None = None
         self.metrics_endpoint: MetricsEndpoint | None = None
         self.listeners: list[BoundListener] = []
+        #: Every service's metrics; the push metrics share its registry.
+        self.metrics = ServiceMetrics()
+        self.push_metrics = PushMetrics(self.metrics.registry)
+        #: The settings the process started with: what a reload cannot change is kept.
+        self._started_settings = settings
+        #: Each IMAP listener's service (imap or imaps), for rebuilding its options.
+        self._imap_services: list[tuple[str, ImapServer]] = []
+        self._tls: ReloadableTls | None = None
+        self.control: ControlSocket | None = None
+        self._reload_lock = asyncio.Lock()
+        #: Replaced push services, closed once the deliveries using them ended.
+        self._retiring: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         settings = self.settings
-        # Certificate problems stop start-up before any port is opened.
-        tls = build_tls_context(settings) if "imap" in settings.protocols else None
+        # Every check `mailpush config check` runs, before any port or the store is opened.
+        tls = check_startup(settings, self.registry).tls
+        if tls is not None:
+            self._tls = ReloadableTls(tls)
         self.store = open_store(settings)
+        self.store.observe_commits(self.metrics.store.committed)
         log.info("store: %s (mail_fsync=%s)", self.store.path, settings.mail_fsync)
         users = UserDirectory(settings)
         log.info("users: passwd-file %s", settings.auth.passdb.path)
@@ -262,18 +289,14 @@ class MailpushServer:
             for listener in settings.listeners:
                 if listener.service != "lmtp" or "lmtp" not in settings.protocols:
                     continue
-                options = LmtpOptions(
-                    address=listener.address,
-                    port=listener.port,
-                    max_message_size=settings.max_message_size,
-                    recipient_delimiter=settings.for_protocol("lmtp").lmtp.recipient_delimiter,
-                )
-                server = LmtpServer(agent, users.resolve, options)
+                options = lmtp_options(settings, listener.address, listener.port)
+                server = LmtpServer(agent, users.resolve, options, self.metrics.lmtp)
                 host, port = await server.start()
                 self.lmtp.append(server)
                 self.listeners.append(BoundListener("lmtp", host, port))
                 log.info("lmtp: listening on %s:%d", host, port)
             await self._start_imap(settings, self.store, users, tls)
+            await self._start_control(settings)
         except BaseException:
             await self.stop()
             raise
@@ -306,9 +329,11 @@ class MailpushServer:
                 penalty=penalty,
                 user_ip_connections=user_ip_connections,
                 heavy=heavy,
+                metrics=self.metrics.imap,
             )
             host, port = await server.start()
             self.imap.append(server)
+            self._imap_services.append((listener.service, server))
             self.listeners.append(BoundListener(listener.service, host, port))
             log.info(
                 "%s: listening on %s:%d%s",
@@ -319,49 +344,243 @@ class MailpushServer:
             )
 
     async def _start_metrics(self, settings: Settings) -> None:
-        if settings.metrics_listen is None or self.push is None:
+        if settings.metrics_listen is None:
             return
         address, port = settings.metrics_listen
-        refresh = None if self.dispatcher is None else self.dispatcher.refresh_queue_depth
         self.metrics_endpoint = MetricsEndpoint(
-            self.push.metrics.registry, address, port, refresh
+            self.metrics.registry, address, port, self._refresh_gauges, self.readiness_problems
         )
         host, bound = await self.metrics_endpoint.start()
         self.listeners.append(BoundListener("metrics", host, bound))
-        log.info("metrics: http://%s:%d/metrics", host, bound)
+        log.info("metrics: http://%s:%d/metrics (/healthz, /readyz)", host, bound)
+
+    async def _refresh_gauges(self) -> None:
+        if self.dispatcher is not None:
+            await self.dispatcher.refresh_queue_depth()
+
+    async def readiness_problems(self) -> list[str]:
+        """What keeps the server from taking work (`/readyz`); empty when ready.
+
+        Ready: every configured listener is bound, the store takes a write (its
+        writer thread answers and gets the write lock within
+        `READY_STORE_TIMEOUT`), and the push dispatcher, when drivers are
+        configured, runs.
+        """
+        problems: list[str] = []
+        wanted = sum(
+            1 for listener in self.settings.listeners
+            if (listener.service == "lmtp" and "lmtp" in self.settings.protocols)
+            or (listener.service in ("imap", "imaps") and "imap" in self.settings.protocols)
+        )  # fmt: skip
+        bound = len(self.lmtp) + len(self.imap)
+        if bound < wanted:
+            problems.append(f"listeners: {bound} of {wanted} bound")
+        if self.store is None:
+            problems.append("store: not open")
+        else:
+            try:
+                await asyncio.wait_for(self.store.check_writable(), READY_STORE_TIMEOUT)
+            except TimeoutError:
+                problems.append(f"store: no write lock within {READY_STORE_TIMEOUT:g}s")
+            except StoreError as exc:
+                problems.append(f"store: {exc}")
+        if self.push is not None and self.push.drivers and (
+            self.dispatcher is None or not self.dispatcher.running
+        ):
+            problems.append("push: the dispatcher is not running")
+        return problems
+
+    async def _start_control(self, settings: Settings) -> None:
+        """The control socket; without it (path too long, another server answering on
+        it) the server still runs, SIGHUP still reloads, and the log says why."""
+        control = ControlSocket(control_socket_path(settings.data_dir), self)
+        try:
+            await control.start()
+        except ServiceError as exc:
+            log.warning("%s; `mailpush who|kick|reload` cannot reach this server", exc)
+            return
+        self.control = control
+        log.info("control socket: %s", control.path)
 
     async def _start_push(
         self, settings: Settings, store: SqliteStore, users: UserDirectory
     ) -> None:
-        self.push = build_push(settings, store, users, self.registry)
+        self.push = build_push(settings, store, users, self.registry, metrics=self.push_metrics)
         if not self.push.drivers:
             log.info("push: no push_notification drivers configured")
             return
-        log.info("push: %s", self.push.plan.describe())
-        if not self.push.plan.pushes:
+        self._describe_push(self.push)
+        await self._start_dispatcher(settings, store, self.push)
+
+    async def _start_dispatcher(
+        self, settings: Settings, store: SqliteStore, push: PushSetup
+    ) -> None:
+        self.dispatcher = Dispatcher(
+            store.outbox,
+            push.drivers,
+            policy=retry_policy(settings),
+            concurrency=settings.push.concurrency,
+            call_timeout=settings.push.timeout,
+            retention=settings.push.retention,
+            metrics=push.metrics,
+        )
+        await self.dispatcher.start()
+        store.hub.subscribe(self.dispatcher.wake)
+
+    @staticmethod
+    def _describe_push(push: PushSetup) -> None:
+        log.info("push: %s", push.plan.describe())
+        if not push.plan.pushes:
             log.warning(
                 "push: drivers are configured but no service's mail_plugins loads them"
                 " (push_notification, and mail_lua push_notification_lua for lua):"
                 " nothing will be pushed"
             )
-        push = settings.push
-        policy = RetryPolicy(push.retry_initial, push.retry_max_interval, push.max_age)
-        self.dispatcher = Dispatcher(
-            store.outbox,
-            self.push.drivers,
-            policy=policy,
-            concurrency=push.concurrency,
-            call_timeout=push.timeout,
-            retention=push.retention,
-            metrics=self.push.metrics,
-        )
-        await self.dispatcher.start()
-        store.hub.subscribe(self.dispatcher.wake)
-        for name, driver in self.push.drivers.items():
+        for name, driver in push.drivers.items():
             log.info("push: driver %s (%s) ready", name, driver.name)
+
+    # --- what the control socket offers ---------------------------------------------
+
+    def sessions(self) -> list[ConnectedSession]:
+        """The open IMAP and LMTP connections, oldest first (`mailpush who`)."""
+        found: list[ConnectedSession] = []
+        for service, imap in self._imap_services:
+            for connection in imap.connections:
+                found.append(ConnectedSession(
+                    service, connection.user or "", connection.peer_host,
+                    connection.connected_at,
+                ))  # fmt: skip
+        for lmtp in self.lmtp:
+            for protocol in list(lmtp.handler.connections):
+                peer = protocol.session.peer if protocol.session is not None else None
+                found.append(ConnectedSession(
+                    "lmtp", ",".join(dict.fromkeys(protocol.recipients)),
+                    str(peer[0]) if peer else "unknown", protocol.connected_at,
+                ))  # fmt: skip
+        return sorted(found, key=lambda session: session.since)
+
+    def kick(self, user: str) -> int:
+        """End `user`'s IMAP connections with `* BYE` (after a running command); how many."""
+        kicked = 0
+        for imap in self.imap:
+            for connection in imap.connections:
+                if connection.user == user:
+                    connection.shutdown_when_idle("Disconnected by administrator.")
+                    kicked += 1
+        log.info("kick: user=<%s>: %d IMAP connection(s) disconnected", user, kicked)
+        return kicked
+
+    async def reload(self) -> ReloadOutcome:
+        """Read the configuration file again and apply it; refused (and logged) if it fails
+        the start-up checks, in which case the running configuration stays whole."""
+        async with self._reload_lock:
+            outcome = await self._reload()
+        if not outcome.applied:
+            log.error("reload refused, keeping the running configuration: %s", outcome.message)
+            return outcome
+        log.info("reload: %s", outcome.message)
+        for setting in outcome.restart_needed:
+            log.warning(
+                "reload: %s changed but needs a restart to apply; the running value stays",
+                setting,
+            )
+        return outcome
+
+    async def _reload(self) -> ReloadOutcome:
+        store = self.store
+        if store is None:
+            return ReloadOutcome(False, "the server is not running")
+        source = self.settings.source_path
+        try:
+            loaded = await asyncio.to_thread(load_settings, source)
+            new = loaded.settings
+            plan = await asyncio.to_thread(check_startup, new, self.registry)
+            users = UserDirectory(new)
+            agent = build_delivery_agent(new.for_protocol("lmtp"), store, users)
+            push = build_push(
+                new, store, users, self.registry, metrics=self.push_metrics, install=False
+            )
+        except ConfigError as exc:
+            return ReloadOutcome(False, mask_secrets(str(exc)))
+        for warning in loaded.warnings:
+            log.warning("reload: %s", warning)
+        try:
+            await self._switch_push(new, store, push)
+        except Exception as exc:
+            await push.services.close()
+            return ReloadOutcome(
+                False, mask_secrets(f"push drivers could not start: {exc}")
+            )
+        held = restart_only_changes(self._started_settings, new)
+        # TLS switched on or off needs a restart (held); a new certificate applies now.
+        if self._tls is not None and plan.tls is not None:
+            self._tls.replace(plan.tls)
+        tls = None if self._tls is None else self._tls.listening
+        for lmtp in self.lmtp:
+            lmtp.reconfigure(agent, users.resolve, lmtp_options(
+                new, lmtp.options.address, lmtp.options.port
+            ))  # fmt: skip
+        imap_settings = new.for_protocol("imap")
+        for service, imap in self._imap_services:
+            imap.reconfigure(imap_options(
+                imap_settings, imap.options.address, imap.options.port, service == "imaps", tls
+            ), users.authenticate)  # fmt: skip
+        self.settings = new
+        shown = source or "built-in defaults"
+        return ReloadOutcome(
+            True, f"configuration reloaded from {shown}", tuple(held)
+        )
+
+    async def _switch_push(self, new: Settings, store: SqliteStore, push: PushSetup) -> None:
+        """New claims go to the new drivers, new commits are recorded for them; the old
+        ones finish what they run and are closed after."""
+        old = self.push
+        if self.dispatcher is not None:
+            retired = await self.dispatcher.replace_drivers(
+                push.drivers,
+                retry_policy(new),
+                concurrency=new.push.concurrency,
+                call_timeout=new.push.timeout,
+                retention=new.push.retention,
+            )
+        else:
+            retired = None
+            if push.drivers:
+                await self._start_dispatcher(new, store, push)
+        store.set_recorder(push.recorder)
+        self.push = push
+        if push.drivers:
+            self._describe_push(push)
+        if old is not None:
+            await self._note_removed_drivers(store, old, push)
+            task = asyncio.create_task(_close_after(retired, old.services))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
+    @staticmethod
+    async def _note_removed_drivers(store: SqliteStore, old: PushSetup, new: PushSetup) -> None:
+        removed = sorted(set(old.drivers) - set(new.drivers))
+        if not removed:
+            return
+        try:
+            rows = await store.outbox.stats(time.time())
+        except StoreError as exc:
+            log.warning("reload: cannot count the removed drivers' queued transactions: %s", exc)
+            rows = []
+        waiting = {row.driver: row.pending + row.inflight + row.retrying for row in rows}
+        for name in removed:
+            log.warning(
+                "reload: push driver instance %s was removed; its %d queued transaction(s)"
+                " stay pending in the outbox (mailpush queue status) and are sent if an"
+                " instance named %s is configured again; dead letters stay dead letters",
+                name, waiting.get(name, 0), name,
+            )  # fmt: skip
 
     async def stop(self) -> None:
         timeout = self.settings.shutdown_timeout
+        if self.control is not None:
+            await self.control.stop()
+            self.control = None
         await asyncio.gather(
             *(server.stop(timeout) for server in self.lmtp),
             *(server.stop(timeout) for server in self.imap),
@@ -378,6 +597,9 @@ class MailpushServer:
         if self.dispatcher is not None:
             await self.dispatcher.stop(timeout)
             self.dispatcher = None
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
+        self._imap_services.clear()
         if self.push is not None:
             await self.push.services.close()
             self.push = None
@@ -387,12 +609,76 @@ class MailpushServer:
         log.info("stopped")
 
 
+class ReloadableTls:
+    """The TLS context the listeners were started with, handing each new handshake the
+    context of the latest (re)load.
+
+    An IMAPS socket keeps the context it was bound with; a reload cannot give it
+    another. The context's SNI callback, which OpenSSL calls at every
+    ClientHello (with or without a server name), switches the connection to
+    the current context, as a server choosing a certificate by name does.
+    Handshakes already done keep their certificate.
+    """
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.listening = context
+        self._current = context
+        context.sni_callback = self._choose
+
+    def replace(self, context: ssl.SSLContext) -> None:
+        self._current = context
+
+    def _choose(
+        self, connection: ssl.SSLSocket | ssl.SSLObject, server_name: str | None,
+        context: ssl.SSLContext,
+    ) -> None:
+        if self._current is not context:
+            connection.context = self._current
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    push = settings.push
+    return RetryPolicy(push.retry_initial, push.retry_max_interval, push.max_age)
+
+
+async def _close_after(retired: asyncio.Task[None] | None, services: FrameworkServices) -> None:
+    if retired is not None:
+        await retired
+    await services.close()
+
+
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
-    """Run until SIGTERM or SIGINT, then stop cleanly."""
+    """Run until SIGTERM or SIGINT, then stop cleanly; reload on SIGHUP.
+
+    SIGHUP is caught from before start-up on (its default action ends the
+    process): one that comes while starting is applied once the server runs.
+    """
     server = MailpushServer(settings)
-    await server.start()
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Task[ReloadOutcome]] = set()
+    running = False
+    reload_wanted = False
+
+    def reload() -> None:
+        nonlocal reload_wanted
+        if not running:
+            reload_wanted = True
+            return
+        log.info("SIGHUP: reloading the configuration")
+        task = loop.create_task(server.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    try:
+        await server.start()
+    except BaseException:
+        loop.remove_signal_handler(signal.SIGHUP)
+        raise
+    running = True
+    if reload_wanted:
+        reload()
+    stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log.info("mailpush ready")
@@ -402,6 +688,8 @@ async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
         await stop.wait()
         log.info("shutting down")
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        if reloads:
+            await asyncio.gather(*reloads, return_exceptions=True)
         await server.stop()

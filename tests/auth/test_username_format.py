@@ -40,6 +40,19 @@ def test_domain_starts_at_the_first_at_sign_as_in_dovecot() -> None:
     assert format_username("%n|%d", "a@b@c") == "a|b@c"
 
 
+def test_upper_case_modifier_works_as_in_dovecot() -> None:
+    assert format_username("%Un/%U{domain}", "Alice@Example.ORG") == "ALICE/EXAMPLE.ORG"
+
+
+def test_an_error_names_the_template_and_what_is_known() -> None:
+    with pytest.raises(SettingError) as info:
+        format_username("%Ln@%h", "alice")
+    assert info.value.reason == (
+        "unknown variable '%h' in '%Ln@%h' (known: %u, %n, %d, %{user}, %{username}, "
+        "%{domain}, the %L and %U modifiers and %%)"
+    )
+
+
 @pytest.mark.parametrize("template", ["%x", "%L", "%", "%{user", "%{nope}", "%Lx", "%L%"])
 def test_unknown_or_incomplete_variable_is_a_setting_error(template: str) -> None:
     with pytest.raises(SettingError, match="auth_username_format") as info:

@@ -19,7 +19,7 @@ def values(section: ConfigSection) -> dict[str, str]:
     return {entry.key: entry.value for entry in section.settings}
 
 
-# --- seed snippets from the reference docs ------------------------------------------
+# --- snippets from Dovecot's Lua and Chronos push documentation -------------------------
 
 
 def test_seed_lua_driver_with_mail_plugins_expansion_parses() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
-import json
 import logging
 import smtplib
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from mailpush.events import transaction_from_json
 from mailpush.server import MailpushServer
 from tests.conftest import free_port, imap_listener, lmtp_port
 from tests.support.http_receiver import HttpReceiver
@@ -88,8 +88,8 @@ async def outbox_services(server: MailpushServer) -> list[tuple[str, list[str]]]
     """(service, event names) of every transaction queued so far, in order."""
     assert server.store is not None
     records = await server.store.outbox.records_after(0)
-    payloads = [json.loads(record.payload) for record in records]
-    return [(p["service"], [e["name"] for e in p["events"]]) for p in payloads]
+    txns = [transaction_from_json(record.payload) for record in records]
+    return [(txn.service, [event.name for event in txn.events]) for txn in txns]
 
 
 async def test_plugins_only_in_protocol_lmtp_push_deliveries_and_not_imap_changes(
@@ -182,6 +182,9 @@ async def test_mailpush_deliver_pushes_as_lda_when_protocol_lda_loads_the_plugin
 
 
 def test_config_check_lists_which_services_push_to_which_drivers(tmp_path: Path) -> None:
+    # `config check` compiles the Lua script as `serve` does, so it must exist.
+    script = tmp_path / "push.lua"
+    script.write_text("function dovecot_lua_notify_begin_txn(user) return {} end\n")
     config = tmp_path / "mailpush.conf"
     config.write_text(
         textwrap.dedent(
@@ -194,11 +197,11 @@ def test_config_check_lists_which_services_push_to_which_drivers(tmp_path: Path)
               mail_plugins = notify
             }
             plugin {
-              push_notification_driver = lua:file=/etc/dovecot/push.lua
+              push_notification_driver = lua:file=SCRIPT
               push_notification_driver2 = chronos:url=http://127.0.0.1:1/chronos
             }
             """
-        )
+        ).replace("SCRIPT", str(script))
     )
     result = subprocess.run(
         [sys.executable, "-m", "mailpush.cli", "config", "check", "-c", str(config)],

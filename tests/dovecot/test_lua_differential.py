@@ -2,7 +2,8 @@
 
 One recording script (fixtures/record_events.lua: every call, every argument,
 every field, as JSON) runs under a private real Dovecot and under mailpush;
-the same LMTP and IMAP operations — every row of dovecot-push.md §1.2 — are
+the same LMTP and IMAP operations — every row of
+docs/dovecot-reference.md#which-operations-produce-which-events — are
 performed on both, at the same time; then both records are cut at the
 operation markers, normalised where the two servers legitimately differ, and
 compared call by call, field by field — per user in the exact order the calls
@@ -20,12 +21,12 @@ same uid, gid and home on both: `<homes>/alice`), and `uid_validity` (creation
 times: only whether a mailbox keeps its value is compared — each (user,
 mailbox) gets V1 for its first value, V2 for a second…).
 
-Tolerated because mailpush differs on purpose (README, "Migrating from Dovecot"),
-each exactly and no more: numbers are Lua integers (Dovecot: floats); events
-also carry `user`, and `keywords_set` / `keywords_clear` equal to `keywords`;
-`script_init` gets an empty settings table; one Lua state per user rather than
-per session (only each state's init → transactions → deinit shape is
-compared).
+Tolerated because mailpush differs on purpose
+(docs/migrating-from-dovecot.md#lua-push-scripts), each exactly and no more:
+numbers are Lua integers (Dovecot: floats); events also carry `user`, and
+`keywords_set` / `keywords_clear` equal to `keywords`; `script_init` gets an
+empty settings table; one Lua state per user rather than per session (only
+each state's init → transactions → deinit shape is compared).
 """
 
 from __future__ import annotations
@@ -165,8 +166,8 @@ def _imap(*words: str, expect: str = "OK") -> Step:
 SCENARIO = [
     # alice's INBOX is created over IMAP at the first SELECT, not at LOGIN; bob's inside
     # his first delivery (LMTP). An INBOX made by a delivery can get two UIDVALIDITYs in
-    # Dovecot 2.3 (dovecot-observed.md §42); bob gets no later event, so that quirk
-    # cannot show here.
+    # Dovecot 2.3 (docs/dovecot-reference.md#uidvalidity-of-a-new-maildir-inbox); bob gets
+    # no later event, so that quirk cannot show here.
     Step("LOGIN alice", lambda s: s.login()),
     Step("SELECT INBOX", lambda s: s.select("INBOX")),
     Step("LMTP to alice, bob (full headers)",
@@ -399,8 +400,9 @@ class Normaliser:
             if self.server == "mailpush" and fn == "script_init" and line == {
                 "nargs": 1, "settings": []
             }:
-                # Deliberate (README): script_init always gets a settings table,
-                # empty with the 2.3 configuration, where Dovecot passes nothing.
+                # Deliberate (docs/migrating-from-dovecot.md#lua-push-scripts): script_init
+                # always gets a settings table, empty with the 2.3 configuration, where
+                # Dovecot passes nothing.
                 line = {"nargs": 0}
             calls.append(f"{fn}{json.dumps(line, sort_keys=True)}")
             return
@@ -460,8 +462,9 @@ class Normaliser:
         event = {key: _integral(value) for key, value in line.pop("event").items()}
         types = dict(line.pop("types"))
         if self.server == "mailpush":
-            # Deliberate (issue 5): the seed document's names are there too: `user`
-            # in every event, `keywords_set` / `keywords_clear` copying `keywords`.
+            # Deliberate (issue 5): the names Dovecot's Lua push documentation uses are
+            # there too: `user` in every event, `keywords_set` / `keywords_clear` copying
+            # `keywords` (docs/migrating-from-dovecot.md#lua-push-scripts).
             if "user" in event:
                 del event["user"], types["user"]
             for extra, owner in (("keywords_set", "FlagsSet"), ("keywords_clear", "FlagsClear")):
@@ -483,10 +486,11 @@ class Normaliser:
     def _lifecycle_shapes(self) -> dict[str, Any]:
         """How Lua states begin and end, not how many there are.
 
-        Deliberate (README): Dovecot makes a state per IMAP session and per LMTP
-        recipient, mailpush one per user, kept in a bounded cache; so the number of
-        script_init calls differs, but each state must be initialised once before
-        its first transaction and deinitialised once after its last.
+        Deliberate (docs/migrating-from-dovecot.md#lua-push-scripts): Dovecot makes a
+        state per IMAP session and per LMTP recipient, mailpush one per user, kept in
+        a bounded cache; so the number of script_init calls differs, but each state
+        must be initialised once before its first transaction and deinitialised once
+        after its last.
         """
         return {"every state": sorted({" ".join(calls) for calls in self._lifecycle.values()})}
 

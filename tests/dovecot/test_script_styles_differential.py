@@ -12,7 +12,7 @@ as they arrived, content type, and body — bytes, except that JSON bodies are
 compared as JSON, since Lua's table order varies from run to run even under
 Dovecot.
 
-Values that differ on purpose (README, "Migrating from Dovecot"): numbers are
+Values that differ on purpose (docs/migrating-from-dovecot.md#lua-push-scripts): numbers are
 Lua integers under mailpush (Dovecot: floats), so the scripts format them
 with `%d` where they build text by hand; JSON compares `1` and `1.0` equal.
 """

@@ -2,8 +2,9 @@
 
 Each is the tests' one HTTP receiver (tests/support/http_receiver.py) answering
 through a script that enforces the receiver's contract as
-dovecot-push.md §3.2 and §4 describe it, answering 4xx (and recording why)
-for anything the real one would refuse:
+docs/dovecot-reference.md#what-the-ox-receiver-accepts and
+docs/dovecot-reference.md#what-the-chronos-receiver-accepts describe it,
+answering 4xx (and recording why) for anything the real one would refuse:
 
 - Chronos `PushMailREST`: `PUT /chronos/v1/itip/pushmail`, Basic auth,
   JSON with `body` and `folder`, `event` (if present) equal to `messageNew`

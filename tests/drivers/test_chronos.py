@@ -83,7 +83,7 @@ async def test_chronos_puts_an_itip_invite_byte_exact_with_basic_auth(
 async def test_chronos_skips_plain_mail_and_oversized_invites(
     receiver: OxReceiver, make_server: Callable[..., object], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="mailpush.push.chronos")
+    caplog.set_level(logging.DEBUG, logger="mailpush.drivers.chronos")
     server = await start(make_server, chronos_config(receiver.url(), "msg_max_size=4k"))
     await asyncio.to_thread(deliver, server, plain())
     await asyncio.to_thread(deliver, server, invite("<big@example.net>", padding=5000))
@@ -183,7 +183,7 @@ async def test_chronos_expands_user_variables_in_the_url(
     }
 
 
-#: The seed's 2.4 / Pro 3.1 `mail_plugins { }` block.
+#: The 2.4 / Pro 3.1 `mail_plugins { }` block of Dovecot Pro's Chronos documentation.
 MAIL_PLUGINS_2_4 = (
     "mail_plugins {\n  notify = yes\n  push_notification = yes\n"
     "  push_notification_chronos = yes\n}\n"
@@ -260,7 +260,7 @@ async def test_chronos_gives_up_on_a_refused_request_as_a_dead_letter(
 async def test_chronos_sends_nothing_for_an_invite_expunged_before_its_retry(
     receiver: OxReceiver, make_server: Callable[..., object], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="mailpush.push.chronos")
+    caplog.set_level(logging.INFO, logger="mailpush.drivers.chronos")
     receiver.fail_next = 1_000_000  # down until the invite is gone
     server = await start(make_server, chronos_config(receiver.url(), "delivery_attempts=0"))
     await asyncio.to_thread(deliver, server, invite())
@@ -299,8 +299,9 @@ def test_chronos_reads_the_2_3_driver_options(tmp_path: Path) -> None:
         "plugin {\n  push_notification_driver = chronos:url=https://u:p@ox:8009/x"
         " msg_max_size=500kb max_retries=3 timeout=1500\n}\n",
     )
-    assert (driver.msg_max_size, driver.attempts, driver.timeout) == (500 * 1024, 4, 1.5)
-    assert driver.url.expand("alice") == "https://u:p@ox:8009/x"
+    endpoint = driver.endpoint
+    assert (driver.msg_max_size, endpoint.attempts, endpoint.timeout) == (500 * 1024, 4, 1.5)
+    assert driver.endpoint.url.expand("alice") == "https://u:p@ox:8009/x"
 
 
 def test_chronos_reads_the_seed_block_form(tmp_path: Path) -> None:
@@ -311,7 +312,7 @@ def test_chronos_reads_the_seed_block_form(tmp_path: Path) -> None:
         "  msg_max_size = 500kb\n}\n",
     )
     assert driver.msg_max_size == 500 * 1024
-    assert (driver.attempts, driver.timeout) == (2, 2.0)
+    assert (driver.endpoint.attempts, driver.endpoint.timeout) == (2, 2.0)
 
 
 def test_chronos_reads_the_plugin_keys(tmp_path: Path) -> None:
@@ -322,7 +323,7 @@ def test_chronos_reads_the_plugin_keys(tmp_path: Path) -> None:
         "  push_notification_chronos_msg_max_size = 2m\n}\n",
     )
     assert driver.msg_max_size == 2 * 1024 * 1024
-    assert driver.url.expand("alice") == "https://ox.example/chronos/v1/itip/pushmail"
+    assert driver.endpoint.url.expand("alice") == "https://ox.example/chronos/v1/itip/pushmail"
 
 
 def test_chronos_block_values_win_over_the_2_4_top_level_settings(tmp_path: Path) -> None:
@@ -333,7 +334,7 @@ def test_chronos_block_values_win_over_the_2_4_top_level_settings(tmp_path: Path
         "  msg_max_size = 500kb\n}\n"
     )
     driver = build(tmp_path, config)
-    assert driver.url.expand("alice") == "https://block:pw@ox.example/block"
+    assert driver.endpoint.url.expand("alice") == "https://block:pw@ox.example/block"
     assert driver.msg_max_size == 500 * 1024
     loaded = load_settings(tmp_path / "mailpush.conf")
     assert not any("push_notification_chronos" in warning for warning in loaded.warnings)

@@ -148,7 +148,8 @@ async def test_global_ssl_client_ca_file_is_the_default_for_every_driver(
     (driver_config,) = driver_configs(settings)
     driver = ChronosDriver(driver_config, services)
     target = HttpTarget.from_url(
-        driver.url.expand("alice"), ssl_context=driver.tls, ca_file=driver.ca_file,
+        driver.endpoint.url.expand("alice"), ssl_context=driver.endpoint.tls,
+        ca_file=driver.endpoint.ca_file,
         timeout=5, attempts=1,
     )
     try:

@@ -85,6 +85,33 @@ def test_a_bad_value_names_the_instance_the_name_written_and_the_place() -> None
     assert "1..5" in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("kind", "value", "reason"),
+    [
+        (SettingType.DURATION, "0s", "must be more than 0, got '0s'"),
+        (SettingType.DURATION, "soon", "soon"),
+        (SettingType.SIZE, "0", "must be more than 0, got '0'"),
+        (SettingType.SIZE, "big", "big"),
+    ],
+)
+def test_a_duration_or_size_must_parse_and_be_more_than_0(
+    kind: SettingType, value: str, reason: str
+) -> None:
+    option = declare_option("wait", kind, "1s" if kind is SettingType.DURATION else "1k", "doc")
+    options = DriverOptions(DriverConfig("hook", "webhook", {"wait": value}, where="f:2"))
+    read = options.duration if kind is SettingType.DURATION else options.size
+    with pytest.raises(SettingError) as raised:
+        read(option)
+    assert str(raised.value).startswith("f:2: hook wait: ")
+    assert reason in str(raised.value)
+
+
+def test_a_positive_duration_or_size_is_read_in_its_unit() -> None:
+    options = DriverOptions(DriverConfig("hook", "webhook", {"wait": "1500ms", "most": "2k"}))
+    assert options.duration(declare_option("wait", SettingType.DURATION, "1s", "doc")) == 1.5
+    assert options.size(declare_option("most", SettingType.SIZE, "1k", "doc")) == 2048
+
+
 def read_default(options: DriverOptions, option: DriverOption) -> object:
     kind = option.type
     if kind is SettingType.BOOL:

@@ -122,7 +122,7 @@ async def test_ox_opt_in_by_setmetadata_sends_the_exact_json(
 async def test_ox_without_opt_in_sends_nothing(
     receiver: OxReceiver, make_server: Callable[..., object], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="mailpush.push.ox")
+    caplog.set_level(logging.DEBUG, logger="mailpush.drivers.ox")
     server = await start(make_server, ox_config(receiver.url()))
     await asyncio.to_thread(set_metadata, server, "alice", f"user={OX_USER}")
     await asyncio.to_thread(deliver, server, "bob")
@@ -217,8 +217,9 @@ def test_ox_reads_the_2_3_options(tmp_path: Path) -> None:
         " user_from_metadata cache_lifetime=30s max_retries=0 timeout_msecs=500\n}\n",
     )
     assert driver.user_from_metadata is True
-    assert (driver.cache_lifetime, driver.attempts, driver.timeout) == (30.0, 1, 0.5)
-    assert driver.url.expand("alice") == "https://u:p@ox/notify/alice"
+    endpoint = driver.endpoint
+    assert (driver.cache_lifetime, endpoint.attempts, endpoint.timeout) == (30.0, 1, 0.5)
+    assert driver.endpoint.url.expand("alice") == "https://u:p@ox/notify/alice"
 
 
 def test_ox_reads_the_2_4_block(tmp_path: Path) -> None:
@@ -229,13 +230,13 @@ def test_ox_reads_the_2_4_block(tmp_path: Path) -> None:
         "  http_client_request_timeout = 2s\n  http_client_request_max_attempts = 3\n}\n",
     )
     assert (driver.user_from_metadata, driver.cache_lifetime) == (True, 30.0)
-    assert (driver.timeout, driver.attempts) == (2.0, 3)
+    assert (driver.endpoint.timeout, driver.endpoint.attempts) == (2.0, 3)
 
 
 def test_ox_defaults_follow_dovecot_2_3(tmp_path: Path) -> None:
     driver = build(tmp_path, "plugin {\n  push_notification_driver = ox:url=http://ox/n\n}\n")
     assert (driver.user_from_metadata, driver.cache_lifetime) == (False, 60.0)
-    assert (driver.timeout, driver.attempts) == (2.0, 2)
+    assert (driver.endpoint.timeout, driver.endpoint.attempts) == (2.0, 2)
 
 
 SECRET = "hunter2secret"

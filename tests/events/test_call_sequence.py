@@ -1,10 +1,12 @@
 """The order of Lua calls a push script observes, as Dovecot 2.3.19 makes them.
 
-dovecot-observed.md items 4, 5 and 39: `begin_txn` comes when a mail
-transaction opens, its events and `end_txn` when it commits, so transactions
-of one operation interleave; a rolled-back transaction is `begin_txn` and
-`end_txn(ctx, false)` without events; INBOX is created (MailboxCreate, service
-imap) at the first SELECT, not at LOGIN.
+`begin_txn` comes when a mail transaction opens, its events and `end_txn`
+when it commits, so transactions of one operation interleave
+(docs/dovecot-reference.md#call-order-of-interleaved-transactions); a
+rolled-back transaction is `begin_txn` and `end_txn(ctx, false)` without
+events (docs/dovecot-reference.md#rolled-back-transactions); INBOX is created
+(MailboxCreate, service imap) at the first SELECT, not at LOGIN
+(docs/dovecot-reference.md#inbox-is-created-on-first-use).
 
 Each test runs the recording script of the Dovecot differential test
 (tests/dovecot/fixtures/record_events.lua) under a real server, performs a

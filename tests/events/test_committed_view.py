@@ -6,7 +6,9 @@ four quick deliveries report messages = 1, 2, 3, 4. mailpush runs the script
 later, from the outbox; the status travels with the transaction instead.
 
 And a transaction whose time goes into waiting for its endpoint is not cut:
-the seed's first example sends one POST per message from `end_txn`, so a
+the simple example script of Dovecot's Lua push documentation
+(docs/dovecot-reference.md#http-requests-of-the-example-scripts) sends one
+POST per message from `end_txn`, so a
 150-message COPY to an endpoint answering in 200 ms spends 30 s in I/O and
 must still send all 150.
 """

@@ -1,7 +1,9 @@
 """transactions_for_change(): store change records become the push transactions Dovecot ran.
 
-Every table row is named after the dovecot-observed.md item it reproduces;
-the change records are built by hand, the way the store reports that command.
+Every table row is named after the numbered observation of Dovecot it
+reproduces (docs/dovecot-reference.md#numbered-observations maps each number to
+its heading); the change records are built by hand, the way the store reports
+that command.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from mailpush.events import (
     transactions_for_change,
     transactions_for_operation,
 )
+from mailpush.mime import summarize
 from mailpush.store import flags as F
 from mailpush.store.changes import (
     Change,
@@ -70,7 +73,7 @@ def saved(
         size=len(raw),
         internal_date=1_700_000_000,
         modseq=7,
-        raw=raw,
+        summary=summarize(raw),
     )
 
 

@@ -2,8 +2,9 @@
 
 The dispatcher claims at most CLAIM_LIMIT deliveries per round. A MOVE's two
 transactions must still run interleaved (begin, begin, events, end, events,
-end: dovecot-observed.md item 4), so a claim that ends inside the group gives
-its tail back and the whole group runs in the next round.
+end: docs/dovecot-reference.md#call-order-of-interleaved-transactions), so a
+claim that ends inside the group gives its tail back and the whole group runs
+in the next round.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Every row of dovecot-push.md §1.2, performed over real LMTP and IMAP.
+"""Every row of docs/dovecot-reference.md#which-operations-produce-which-events, over LMTP and IMAP.
 
 Each case starts a server whose only driver records what the dispatcher
 hands it, runs a setup (whose events are discarded), then the operation
@@ -98,7 +98,7 @@ Step = Callable[[Client], None]
 
 @dataclass(frozen=True)
 class Row:
-    """One storage operation of §1.2 and the transactions Dovecot runs for it."""
+    """One storage operation of that table and the transactions Dovecot runs for it."""
 
     id: str
     action: Step
@@ -190,7 +190,8 @@ ROWS = [
         "imap-append-is-MessageAppend-with-flags-and-keywords",
         lambda c: c.append("INBOX", "(\\Seen $Label)", "appended"),
         [
-            # INBOX is created on first use, here the APPEND, not at LOGIN (observed item 39).
+            # INBOX is created on first use, here the APPEND, not at LOGIN
+            # (docs/dovecot-reference.md#inbox-is-created-on-first-use).
             ("imap", "INBOX", [{"name": "MailboxCreate", "mailbox": "INBOX"}]),
             ("imap", "INBOX", [{"name": "MessageAppend", "mailbox": "INBOX", "uid": 1,
                                 "flags": ["\\Seen"], "keywords": ["$Label"],

@@ -21,6 +21,7 @@ from mailpush.events import (
     transaction_to_json,
     transactions_for_change,
 )
+from mailpush.mime import summarize
 from mailpush.store import MailboxStatus
 from mailpush.store import flags as F
 from mailpush.store.changes import (
@@ -79,7 +80,7 @@ def transaction(*events: PushEvent, mailbox: str = "INBOX") -> PushTransaction:
 
 def mapped_transactions() -> list[PushTransaction]:
     raw = b"Subject: Hi\r\nFrom: a@example.org\r\n\r\nBody\r\n"
-    saved = SavedMessage(1, F.SEEN, ("$Label1",), len(raw), 0, 1, raw)
+    saved = SavedMessage(1, F.SEEN, ("$Label1",), len(raw), 0, 1, summarize(raw))
     return [
         *transactions_for_change(MailboxRenamed("alice", "Work", "Work Renamed")),
         *transactions_for_change(MessagesSaved("alice", "INBOX", UIDVALIDITY, (saved,), True)),
@@ -259,7 +260,7 @@ def with_event(**fields: object) -> bytes:
         pytest.param(b"{", "not JSON", id="not_json"),
         pytest.param(b"[]", "expected a JSON object, got a list", id="not_an_object"),
         pytest.param(
-            json.dumps({**VALID, "v": 2}).encode(), "format version 2", id="newer_version"
+            json.dumps({**VALID, "v": 3}).encode(), "format version 3", id="newer_version"
         ),
         pytest.param(
             json.dumps({k: v for k, v in VALID.items() if k != "user"}).encode(),
@@ -310,7 +311,7 @@ def test_error_names_the_transaction_and_event() -> None:
 
 # --- the Dovecot view (events tail) --------------------------------------------------------
 
-#: dovecot-observed.md item 11, the exact key sets of Lua's event tables.
+#: The exact key sets of Lua's event tables (docs/dovecot-reference.md#event-table-fields).
 MESSAGE_KEYS = {
     "date",
     "flags",

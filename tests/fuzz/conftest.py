@@ -47,8 +47,9 @@ from tests.support.http_receiver import HttpReceiver
 
 T = TypeVar("T")
 
-#: The seed's second example script (dovecot-observed.md): it opens every event's
-#: mailbox through the storage API, so hostile mailbox names reach that too.
+#: The events example script of Dovecot's Lua push documentation
+#: (docs/dovecot-reference.md#http-requests-of-the-example-scripts): it opens every
+#: event's mailbox through the storage API, so hostile mailbox names reach that too.
 EVENTS_SCRIPT = Path(__file__).parents[1] / "drivers" / "lua" / "fixtures" / "events_http.lua"
 
 #: Posts every field of every event it is given, as a form, to `push_lua_url` + "/fuzz".

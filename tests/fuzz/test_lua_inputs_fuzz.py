@@ -1,7 +1,7 @@
 """What a Lua push script is handed, made hostile: headers and bodies with bad charsets,
 control characters, NULs and huge subjects (by LMTP and by IMAP APPEND), mailbox names
 and keywords with odd characters (by IMAP CREATE, RENAME, STORE). The script (FUZZ_SCRIPT
-in conftest, beside the seed's events_http.lua) must run for each event and post what it
+in conftest, beside Dovecot's example events_http.lua) must run for each event and post what it
 read; every text field it reads is UTF-8; nothing is logged as an error."""
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def test_odd_mailbox_names_reach_the_script_as_the_user_wrote_them(
             return  # refused (as Dovecot refuses control characters): nothing to push
         pushed(fuzz_server, "MailboxCreate", mailbox=("Odd/" + name).encode())
         if re.fullmatch(r"[\w.&'=~-]+", name):
-            # carol+Odd/<name> files into it, and the seed script opens it for its status
+            # carol+Odd/<name> files into it, and the events example script opens it for its status
             # (before the RENAME: a push runs after the commit, and the mailbox must exist).
             seen = len(fuzz_server.posts("/hook"))
             uid = deliver_raw(fuzz_server, b"Subject: filed\r\n\r\nx", f"{USER}+Odd/{name}")

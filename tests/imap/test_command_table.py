@@ -33,6 +33,8 @@ EXPECTED_STATES = {
     "EXPUNGE": SELECTED, "UID EXPUNGE": SELECTED, "SEARCH": SELECTED, "UID SEARCH": SELECTED,
     "FETCH": SELECTED, "UID FETCH": SELECTED, "STORE": SELECTED, "UID STORE": SELECTED,
     "COPY": SELECTED, "UID COPY": SELECTED, "MOVE": SELECTED, "UID MOVE": SELECTED,
+    "SORT": SELECTED, "UID SORT": SELECTED, "THREAD": SELECTED, "UID THREAD": SELECTED,
+    "COMPRESS": AUTH,
 }  # fmt: skip
 
 #: The commands a capability promises (STARTTLS is offered only with a TLS context).
@@ -53,6 +55,17 @@ COMMANDS_OF_CAPABILITY = {
     "UNSELECT": {"UNSELECT"},
     "METADATA": {"GETMETADATA", "SETMETADATA"},
     "METADATA-SERVER": {"GETMETADATA", "SETMETADATA"},
+    "SORT": {"SORT", "UID SORT"},
+    "SORT=DISPLAY": {"SORT", "UID SORT"},
+    "ESORT": {"SORT", "UID SORT"},
+    "ESEARCH": {"SEARCH", "UID SEARCH"},
+    "THREAD=REFERENCES": {"THREAD", "UID THREAD"},
+    "THREAD=ORDEREDSUBJECT": {"THREAD", "UID THREAD"},
+    "COMPRESS=DEFLATE": {"COMPRESS"},
+    "BINARY": {"FETCH", "UID FETCH", "APPEND"},
+    "CATENATE": {"APPEND"},
+    "LIST-EXTENDED": {"LIST"},
+    "LIST-STATUS": {"LIST"},
 }  # fmt: skip
 
 
@@ -73,9 +86,10 @@ def test_every_handler_takes_the_session_and_one_value_per_argument() -> None:
         assert inspect.iscoroutinefunction(spec.handler), spec.name
 
 
-def test_only_plain_fetch_store_and_search_hold_back_expunge_responses() -> None:
+def test_only_plain_fetch_store_search_sort_and_thread_hold_back_expunge_responses() -> None:
+    # SORT and THREAD answer sequence numbers like SEARCH (RFC 5256 §4; Dovecot agrees).
     held_back = {name for name, spec in COMMANDS.items() if not spec.sends_expunge}
-    assert held_back == {"FETCH", "STORE", "SEARCH"}
+    assert held_back == {"FETCH", "STORE", "SEARCH", "SORT", "THREAD"}
 
 
 def test_only_a_trailing_argument_is_optional() -> None:

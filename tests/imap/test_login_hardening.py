@@ -283,7 +283,7 @@ async def test_each_login_outcome_is_logged_with_user_ip_and_mechanism(
         timed_login(stack.port, "ghost", "wrong", source="127.0.0.2")
 
     await asyncio.to_thread(logins)
-    lines = [r.getMessage() for r in caplog.records if r.name.startswith("mailpush.imap")]
+    lines = [r.getMessage() for r in caplog.records if r.name == "mailpush.imap.connection"]
     assert any(
         "Login failed" in line
         and "user=<alice>" in line
@@ -292,7 +292,7 @@ async def test_each_login_outcome_is_logged_with_user_ip_and_mechanism(
         for line in lines
     ), lines
     assert any(
-        line.startswith("imap: Login:")
+        line.startswith("Login:")
         and "user=<bob>" in line
         and "method=PLAIN" in line
         and "rip=127.0.0.1" in line

@@ -52,6 +52,36 @@ def test_flag_list_accepts_system_flags_and_keywords() -> None:
     assert Tokenizer(b"(\\Seen $Label1 \\*)").flag_list() == ["\\Seen", "$Label1", "\\*"]
 
 
+def test_a_parenthesised_list_reads_each_item_with_the_reader_given() -> None:
+    tokens = Tokenizer(b'() (a "b c" {1}\r\nd) rest')
+    assert tokens.paren_list(tokens.astring_text) == []
+    tokens.space()
+    assert tokens.paren_list(tokens.astring_text) == ["a", "b c", "d"]
+    assert Tokenizer(b"(MESSAGES UIDNEXT)").atom_list() == ["MESSAGES", "UIDNEXT"]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (b"a b)", "Expected a parenthesised list"),
+        (b"(a  b)", ""),
+        (b"(a b", ""),
+    ],
+)
+def test_a_parenthesised_list_needs_its_parentheses_and_single_spaces(
+    text: bytes, reason: str
+) -> None:
+    tokens = Tokenizer(text)
+    with pytest.raises(CommandSyntaxError) as info:
+        tokens.paren_list(tokens.astring_text)
+    assert reason in str(info.value) and str(info.value)
+
+
+def test_a_flag_list_without_parenthesis_says_a_flag_list_was_expected() -> None:
+    with pytest.raises(CommandSyntaxError, match="Expected a parenthesised flag list"):
+        Tokenizer(b"\\Seen").flag_list()
+
+
 def test_mailbox_names_are_decoded_from_modified_utf7() -> None:
     assert Tokenizer(b"Entw&APw-rfe").mailbox() == "Entwürfe"
 

@@ -61,3 +61,15 @@ def test_impossible_calendar_day_is_unusable() -> None:
 
 def test_weekday_without_comma_is_unusable() -> None:
     assert parse_date("Mon 02 Jan 2023 10:00:00 +0000") is None
+
+
+def test_minutes_and_seconds_take_two_digits_each() -> None:
+    assert parse_date("02 Jan 2023 10:5:00 +0000") is None
+    assert parse_date("02 Jan 2023 10:05:7 +0000") is None
+    assert parse_date("02 Jan 2023 10:05:007 +0000") is None
+
+
+def test_a_comment_or_space_may_follow_a_time_separator() -> None:
+    expected = MessageDate(1672653907, 0)
+    assert parse_date("02 Jan 2023 10: (c) 05:07 +0000") == expected
+    assert parse_date("02 Jan 2023 10:05: 07 +0000") == expected

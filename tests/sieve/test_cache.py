@@ -52,10 +52,11 @@ def test_broken_script_is_logged_once_per_version(
             assert isinstance(cache.load(path), SieveScriptError)
         write(path, "keep;\n\nfileinto;\n", 2_000_000_000)
         assert isinstance(cache.load(path), SieveScriptError)
+    assert {r.name for r in caplog.records} == {"mailpush.sieve.cache"}
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2
-    assert lines[0].startswith(f"sieve: {path}:2: ")
-    assert lines[1].startswith(f"sieve: {path}:3: ")
+    assert lines[0].startswith(f"{path}:2: ")
+    assert lines[1].startswith(f"{path}:3: ")
 
 
 def test_missing_file_is_no_script(tmp_path: Path) -> None:

@@ -160,8 +160,10 @@ async def test_broken_script_is_logged_and_the_message_kept_in_inbox(
         await deliver(site)
     assert await count(site, "INBOX") == 2
     script = site.scripts / "alice.sieve"
-    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-    assert errors == [f"sieve: {script}:4: unexpected token '}}' found near '}}'"]
+    errors = [(r.name, r.getMessage()) for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == [
+        ("mailpush.sieve.cache", f"{script}:4: unexpected token '}}' found near '}}'")
+    ]
 
 
 async def test_discard_answers_250_and_stores_nothing(make_site: Callable[..., object]) -> None:

@@ -73,6 +73,24 @@ def test_unknown_variable_names_the_sieve_setting() -> None:
     assert "%x" in caught.value.reason
 
 
+def test_unknown_variable_message_lists_what_sieve_paths_know() -> None:
+    with pytest.raises(SettingError) as caught:
+        script_locations({"sieve": "~/%{service}.sieve"}, "alice", "/home/alice")
+    assert caught.value.reason == (
+        "unknown variable '%{service}' in '~/%{service}.sieve' (known: %u, %n, %d, %h, "
+        "%{user}, %{username}, %{domain}, %{home}, the %L and %U modifiers and %%)"
+    )
+
+
+def test_case_modifiers_apply_to_the_home_too() -> None:
+    settings = {"sieve": "%L{home}/%Un.sieve", "sieve_after": "/x/%Lh"}
+    locations = script_locations(settings, "alice", "/Home/Alice")
+    assert [loc.path for loc in locations] == [
+        Path("/home/alice/ALICE.sieve"),
+        Path("/x/home/alice"),
+    ]
+
+
 def test_empty_values_mean_no_sieve() -> None:
     assert not has_sieve_settings({"sieve": " ", "push_notification_driver": "x"})
     assert has_sieve_settings({"sieve_after": "/x"})

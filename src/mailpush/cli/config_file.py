@@ -8,7 +8,7 @@ from typing import TypeAlias
 
 from ..config import LoadedConfig, Settings, load_settings
 
-log = logging.getLogger("mailpush")
+log = logging.getLogger(__name__)
 
 #: What `add_parser` of the top-level and group subcommands returns to.
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"

@@ -16,8 +16,10 @@ from ..delivery import DeliveryRequest
 from ..errors import ConfigError, MailpushError, StoreError
 from ..lmtp import split_detail
 from ..logging_config import configure_logging
-from ..server import UserDirectory, build_delivery_agent, build_push, open_store
+from ..logs.session import LogSession, enter_session, new_session_id
+from ..server import UserDirectory, build_delivery_agent, build_push
 from .config_file import Commands, add_config_option, load_config
+from .data_dir import open_command_store
 from .exit_status import EX_CONFIG, EX_DATAERR, EX_NOUSER, EX_TEMPFAIL
 
 
@@ -41,7 +43,7 @@ def _deliver(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"mailpush deliver: configuration error: {exc}", file=sys.stderr)
         return EX_CONFIG
-    configure_logging(settings.log_path, settings.mail_debug)
+    configure_logging(settings.log, settings.mail_debug)
     raw = sys.stdin.buffer.read()
     if not raw:
         print("mailpush deliver: empty message on standard input", file=sys.stderr)
@@ -70,14 +72,16 @@ def _deliver(args: argparse.Namespace) -> int:
         raise
     except Exception as exc:
         # Exit 75 rather than 1: an MTA bounces on 1 but keeps the mail queued on 75.
-        logging.getLogger("mailpush.deliver").exception("delivery failed unexpectedly")
+        logging.getLogger(__name__).exception("delivery failed unexpectedly")
         print(f"mailpush deliver: internal error, try again later: {exc}", file=sys.stderr)
         return EX_TEMPFAIL
     return 0
 
 
 async def _deliver_once(settings: Settings, request: DeliveryRequest) -> None:
-    store = open_store(settings)
+    # dovecot-lda's log prefix: `lda(alice)<pid><session>: Info: msgid=...`.
+    enter_session(LogSession.for_user("lda", request.user, new_session_id(16)))
+    store = open_command_store(settings)
     try:
         # Queues the push transactions; the running server's dispatcher sends them.
         users = UserDirectory(settings)

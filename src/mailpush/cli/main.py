@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from .. import __version__
 from ..errors import ConfigError, MailpushError
 from ..logging_config import mask_secrets
-from . import config, deliver, events, lua, metadata, queue, serve, user
+from . import (
+    config,
+    control,
+    deliver,
+    events,
+    lua,
+    mailbox,
+    messages,
+    metadata,
+    pw,
+    queue,
+    serve,
+    store,
+    user,
+)
 from .config_file import Commands
 from .exit_status import EX_CONFIG, EX_USAGE
 
@@ -23,6 +38,11 @@ COMMAND_GROUPS: tuple[Callable[[Commands], None], ...] = (
     lua.register,
     events.register,
     config.register,
+    control.register,
+    mailbox.register,
+    messages.register,
+    store.register,
+    pw.register,
 )
 
 
@@ -43,6 +63,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `mailpush events tail | head -1`: the reader is gone, which is not an error.
+        _silence_stdout()
+        return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import re
 import sys
 
-from ..auth import add_user, delete_user, list_users, set_password, supported_schemes
-from ..errors import MailpushError
+from ..auth import (
+    PasswdFile,
+    add_user,
+    delete_user,
+    list_users,
+    set_password,
+    stored_scheme,
+    supported_schemes,
+)
+from ..config import Settings
+from ..errors import MailpushError, NoSuchUserError
 from .config_file import Commands, add_config_option, load_config
+from .data_dir import prepare_data_dir
+
+_SCHEME_PREFIX = re.compile(r"^\{([A-Za-z0-9.\-_]+)\}")
 
 
 def register(commands: Commands) -> None:
@@ -37,7 +50,8 @@ def register(commands: Commands) -> None:
     listing.set_defaults(run=_user_list)
     passwd = user_command("passwd", "change a user's password")
     passwd.add_argument("name")
-    passwd.add_argument("--scheme", default="ARGON2ID", help=f"password scheme ({schemes})")
+    passwd.add_argument("--scheme", help=f"password scheme ({schemes};"
+                        " default: the scheme the user's password has now)")
     passwd.add_argument("--password-stdin", action="store_true",
                         help="read the password from standard input instead of prompting")
     passwd.set_defaults(run=_user_passwd)
@@ -64,6 +78,7 @@ def _user_add(args: argparse.Namespace) -> int:
             raise MailpushError(f"--field {item!r}: expected KEY=VALUE")
         fields[key] = value if sep else ""
     path = settings.auth.passdb.path
+    _prepare_passwd_dir(settings)
     add_user(path, args.name, _read_password(args), args.scheme, home=args.home,
              extra_fields=fields)
     print(f"added {args.name} to {path}")
@@ -86,6 +101,35 @@ def _user_list(args: argparse.Namespace) -> int:
 
 def _user_passwd(args: argparse.Namespace) -> int:
     settings = load_config(args)
-    set_password(settings.auth.passdb.path, args.name, _read_password(args), args.scheme)
-    print(f"changed the password of {args.name}")
+    path = settings.auth.passdb.path
+    scheme = args.scheme or _current_scheme(settings, args.name)
+    set_password(path, args.name, _read_password(args), scheme)
+    print(f"changed the password of {args.name} ({scheme.upper()})")
     return 0
+
+
+def _current_scheme(settings: Settings, name: str) -> str:
+    """The scheme of `name`'s stored password, as written (`{SHA256.HEX}` stays hex).
+
+    A password without a `{SCHEME}` prefix uses the passdb's `default_pass_scheme`
+    (Dovecot's CRYPT when none is set), so changing it keeps the file readable.
+    """
+    record = PasswdFile(settings.auth.passdb.path).lookup(name)
+    if record is None:
+        raise NoSuchUserError(f"no user {name!r} in {settings.auth.passdb.path}")
+    written = _SCHEME_PREFIX.match(record.password)
+    if written is not None:
+        return written.group(1)
+    return stored_scheme(record.password, settings.auth.passdb.scheme or "CRYPT")
+
+
+def _prepare_passwd_dir(settings: Settings) -> None:
+    """The passwd-file's directory: the data directory is created, another must exist."""
+    directory = settings.auth.passdb.path.parent
+    if directory == settings.data_dir:
+        prepare_data_dir(settings)
+    elif not directory.is_dir():
+        raise MailpushError(
+            f"the directory of the passwd-file {settings.auth.passdb.path} does not exist;"
+            " create it, or change passdb { args } to a file in an existing directory"
+        )

@@ -22,6 +22,7 @@ from mailpush.errors import InvalidValueError, SettingError
 
 __all__ = [
     "mail_plugins",
+    "plugin_places",
     "plugin_values",
     "protocol_push_driver_warnings",
     "push_notification_blocks",
@@ -68,6 +69,19 @@ def plugin_values(tree: ConfigSection, protocol: str | None) -> Mapping[str, str
         for entry in block.settings:
             values[entry.key] = entry.value
     return MappingProxyType(values)
+
+
+def plugin_places(tree: ConfigSection) -> Mapping[str, str]:
+    """``file:line`` of each global ``plugin { }`` key's winning entry.
+
+    Kept beside `plugin_values` so that errors about a 2.3-style
+    ``push_notification_driver`` or ``sieve_before`` name the line to fix.
+    """
+    places: dict[str, str] = {}
+    for block in tree.find("plugin"):
+        for entry in block.settings:
+            places[entry.key] = entry.where
+    return MappingProxyType(places)
 
 
 def push_notification_blocks(tree: ConfigSection) -> tuple[PushNotificationBlock, ...]:

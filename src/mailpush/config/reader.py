@@ -15,11 +15,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from mailpush.config import schema
 from mailpush.config.dovecot_sections import (
     mail_plugins,
+    plugin_places,
     plugin_values,
     protocol_push_driver_warnings,
     push_notification_blocks,
@@ -52,6 +53,7 @@ from mailpush.config.values import (
     parse_size,
 )
 from mailpush.errors import InvalidValueError, SettingError
+from mailpush.logs.settings import SYSLOG, LogDestination, LogSettings
 
 __all__ = ["load_settings", "parse_setting_value", "settings_from_tree"]
 
@@ -100,10 +102,11 @@ def settings_from_tree(
         lmtp=reader.lmtp(None),
         mail_plugins=mail_plugins(tree, None),
         plugin=plugin_values(tree, None),
+        plugin_places=plugin_places(tree),
         push_notification_blocks=push_notification_blocks(tree),
         mail_fsync=reader.fsync(),
         mail_debug=reader.boolean(schema.MAIL_DEBUG),
-        log_path=reader.path(schema.LOG_PATH),
+        log=reader.log_settings(),
         imap_max_line_length=reader.size(schema.IMAP_MAX_LINE_LENGTH),
         mail_max_userip_connections=reader.limit(schema.MAIL_MAX_USERIP_CONNECTIONS),
         quota_mailbox_count=reader.limit(schema.QUOTA_MAILBOX_COUNT),
@@ -113,6 +116,7 @@ def settings_from_tree(
         data_dir=data_dir,
         max_message_size=reader.size(schema.MAX_MESSAGE_SIZE),
         metrics_listen=reader.host_port(schema.METRICS_LISTEN),
+        metrics_where=reader.raw(schema.METRICS_LISTEN).where,
         shutdown_timeout=reader.duration(schema.SHUTDOWN_TIMEOUT),
         push=PushSettings(
             concurrency=reader.count(schema.PUSH_CONCURRENCY),
@@ -286,6 +290,7 @@ class _Reader:
             mode="yes" if mode == "yes" else "no" if mode == "no" else "required",
             cert_path=self.path(schema.SSL_CERT),
             key_path=self.path(schema.SSL_KEY),
+            cert_where=cert.where,
         )
         if mode == "required" and not settings.enabled:
             raise SettingError(
@@ -294,6 +299,25 @@ class _Reader:
                 self.raw(schema.SSL).where,
             )
         return settings
+
+    def log_settings(self) -> LogSettings:
+        return LogSettings.of(
+            self._log_destination(schema.LOG_PATH) or None,
+            self._log_destination(schema.INFO_LOG_PATH),
+            self._log_destination(schema.DEBUG_LOG_PATH),
+            syslog_facility=self.choice(schema.SYSLOG_FACILITY),
+            timestamp=self.string(schema.LOG_TIMESTAMP),
+            deliver_log_format=self.string(schema.DELIVER_LOG_FORMAT),
+        )
+
+    def _log_destination(self, spec: SettingSpec) -> LogDestination | Literal[""]:
+        """`syslog`, a file, None for standard error, "" when not set."""
+        text = self.raw(spec).text.strip()
+        if text == SYSLOG:
+            return SYSLOG
+        if text in ("/dev/stderr", "/dev/fd/2"):
+            return None
+        return self.resolve(text) if text else ""
 
     def fsync(self) -> FsyncMode:
         mode = self.choice(schema.MAIL_FSYNC)
@@ -325,8 +349,11 @@ class _Reader:
                 continue
             addresses = self.words(address_spec)
             chosen = addresses if addresses.values else listen
+            where = self.raw(port_spec).where or chosen.where
             for address in chosen.values:
-                result.append(Listener(service, _bind_address(address), port, implicit_tls))
+                result.append(
+                    Listener(service, _bind_address(address), port, implicit_tls, where)
+                )
         return tuple(result)
 
     def passdb(self, data_dir: Path, warnings: list[str]) -> PassdbSettings:

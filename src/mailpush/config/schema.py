@@ -324,7 +324,60 @@ LOG_PATH = _declare(
     "log_path",
     SettingType.PATH,
     "",
-    "File to append the log to; empty logs to standard error.",
+    "Where errors and warnings go (and, unless `info_log_path` / `debug_log_path` say "
+    "otherwise, every other line): a file to append to, `syslog` (the local syslog "
+    "socket /dev/log, with `syslog_facility`), or empty / `/dev/stderr` for standard "
+    "error. Dovecot's default is `syslog`; mailpush's is standard error, which a service "
+    "manager collects. Lines are written in Dovecot's shape (`Dec 05 08:00:00 "
+    "imap-login: Info: Login: ...`), so fail2ban's `dovecot` filter reads them "
+    "(docs/operations.md#logs).",
+)
+INFO_LOG_PATH = _declare(
+    "info_log_path",
+    SettingType.PATH,
+    "",
+    "Where informational lines (logins, deliveries) go: a file, `syslog` or "
+    "`/dev/stderr`; empty means as `log_path`.",
+)
+DEBUG_LOG_PATH = _declare(
+    "debug_log_path",
+    SettingType.PATH,
+    "",
+    "Where debug lines (`mail_debug = yes`) go: a file, `syslog` or `/dev/stderr`; "
+    "empty means as `info_log_path`.",
+)
+SYSLOG_FACILITY = _declare(
+    "syslog_facility",
+    SettingType.CHOICE,
+    "mail",
+    "Syslog facility of the lines a `syslog` log setting sends; the ident is `dovecot`, "
+    "as Dovecot's, so syslog rules and fail2ban read them alike.",
+    choices=("auth", "authpriv", "cron", "daemon", "ftp", "kern", "local0", "local1",
+             "local2", "local3", "local4", "local5", "local6", "local7", "lpr", "mail",
+             "news", "syslog", "user", "uucp"),  # fmt: skip
+)
+LOG_TIMESTAMP = _declare(
+    "log_timestamp",
+    SettingType.STRING,
+    "%b %d %H:%M:%S ",
+    "strftime format put before each line written to a file or standard error (not to "
+    "syslog, which stamps its own), trailing space included: quote it, "
+    '`log_timestamp = "%Y-%m-%d %H:%M:%S.%{usecs} "`. `%{usecs}` is the microseconds, '
+    "as in Dovecot.",
+)
+DELIVER_LOG_FORMAT = _declare(
+    "deliver_log_format",
+    SettingType.STRING,
+    "msgid=%m, size=%p, rip=%{rip}: %$",
+    "The line logged for each message LMTP or `mailpush deliver` files (after the "
+    "`lmtp(user)<pid><session>: Info: ` prefix). Dovecot's variables: `%$` what was done "
+    "(`saved mail to INBOX`), `%m` Message-ID, `%s` Subject, `%f` From address, `%e` "
+    "envelope sender, `%p` size, `%w` virtual size (LF counted as CRLF), also by long name "
+    "(`%{msgid}`, `%{subject}`, `%{from}`, `%{from_envelope}`, `%{size}`, `%{vsize}`); "
+    "mailpush adds `%{rip}`, `%{lip}` and `%{session}`. Dovecot's default is `msgid=%m: %$`; "
+    "mailpush's adds the size and the client's address, because its one process's pid "
+    "does not lead to the connection the way a Dovecot lmtp process's does. Only the "
+    "global value is read.",
 )
 IMAP_MAX_LINE_LENGTH = _declare(
     "imap_max_line_length",
@@ -417,7 +470,8 @@ PUSH_TIMEOUT = _declare(
     "How long one driver may take for one push transaction, per event it carries (at "
     "least one; summed over the transactions of one operation, which run together), before "
     "the attempt counts as failed (and is retried). Per event because a script's work is: "
-    "the seed's first example POSTs each copied message from `end_txn`.",
+    "the simple example script of Dovecot's Lua push documentation POSTs each copied "
+    "message from `end_txn`.",
 )
 PUSH_RETRY_INITIAL = _declare(
     "mailpush_push_retry_initial",

@@ -16,6 +16,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
+from mailpush.logs.settings import LogDestination, LogSettings
+
 __all__ = [
     "AuthSettings",
     "Listener",
@@ -47,6 +49,9 @@ class Listener:
     address: str
     port: int
     ssl: bool
+    #: ``file:line`` of the port (or address) setting; None for the built-in default.
+    #: Where a value is written is not part of it: equality (and reload) ignores it.
+    where: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,8 @@ class SslSettings:
     mode: SslMode
     cert_path: Path | None
     key_path: Path | None
+    #: ``file:line`` of ``ssl_cert``, for a certificate that cannot be loaded.
+    cert_where: str | None = field(default=None, compare=False)
 
     @property
     def enabled(self) -> bool:
@@ -156,7 +163,9 @@ class Settings:
     push_notification_blocks: tuple[PushNotificationBlock, ...]
     mail_fsync: FsyncMode
     mail_debug: bool
-    log_path: Path | None
+    #: `log_path`, `info_log_path`, `debug_log_path`, `syslog_facility`, `log_timestamp`,
+    #: `deliver_log_format`.
+    log: LogSettings
     imap_max_line_length: int
     data_dir: Path
     max_message_size: int
@@ -175,6 +184,12 @@ class Settings:
     #: Per service in `PROTOCOL_SERVICES`: the values its ``protocol { }`` sections give.
     protocol_overrides: Mapping[str, ProtocolOverrides] = field(
         default_factory=lambda: MappingProxyType({})
+    )
+    #: ``file:line`` of `mailpush_metrics_listen`, for a port another listener takes.
+    metrics_where: str | None = field(default=None, compare=False)
+    #: ``file:line`` of each global ``plugin { }`` key, for messages about its value.
+    plugin_places: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), compare=False
     )
     #: Logged-in IMAP connections per user and IP (0: unlimited).
     mail_max_userip_connections: int = 10
@@ -202,6 +217,11 @@ class Settings:
             lmtp=view.lmtp,
             imap_max_line_length=view.imap_max_line_length,
         )
+
+    @property
+    def log_path(self) -> LogDestination:
+        """Where errors go: a file, `syslog`, or None for standard error."""
+        return self.log.path
 
     @property
     def fsync_before_ack(self) -> bool:

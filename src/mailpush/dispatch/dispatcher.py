@@ -18,7 +18,8 @@ driver's retry options (`delivery_attempts`, `retry_initial`,
 `retry_max_interval`, `max_age`; see retry_policy.py).
 
 The framework, not each driver, decides the order of a driver's calls, as
-Dovecot makes them (dovecot-observed.md items 4 and 5). The transactions one
+Dovecot makes them (docs/dovecot-reference.md#call-order-of-interleaved-transactions,
+docs/dovecot-reference.md#rolled-back-transactions). The transactions one
 store operation produced form an operation group (events/model.py), run and
 settled (completed, retried, buried) as one unit by an ordered driver:
 walking the group in order, a transaction that completes at once (a mailbox
@@ -33,8 +34,10 @@ the middle of a group gives the group's tail back, to be taken whole in the
 next round. Unordered drivers run each transaction on its own.
 
 Time limits: `mailpush_push_timeout` bounds one attempt per event it carries
-(at least one per transaction, summed over a group). The seed's first script
-sends one POST per message from end_txn, so a 150-message COPY takes 150
+(at least one per transaction, summed over a group). The simple example
+script of Dovecot's Lua push documentation
+(docs/dovecot-reference.md#http-requests-of-the-example-scripts) sends one
+POST per message from end_txn, so a 150-message COPY takes 150
 times as long as one delivery and must not be cut (and sent again) for that;
 a stuck one is still cut, at that bound. The cut is an attempt of the
 transaction that was running; the group's others not yet run (or begun and
@@ -61,7 +64,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..drivers.base import PushDriver
@@ -70,12 +73,12 @@ from ..errors import PermanentDriverError, RetryableDriverError
 from ..events import PushTransaction, transaction_from_json
 from ..logging_config import mask_secrets
 from ..store.models import ClaimedDelivery
-from ..store.sqlite_outbox import HTTP_REQUEST, DeliveryKey, SqliteOutbox
+from ..store.outbox import HTTP_REQUEST, DeliveryKey, PushOutbox
 from .metrics import PushMetrics
 from .request_journal import resend
 from .retry_policy import RetryPolicy
 
-log = logging.getLogger("mailpush.push")
+log = logging.getLogger(__name__)
 
 CLAIM_LIMIT = 1000
 PURGE_INTERVAL = 60.0
@@ -116,7 +119,7 @@ class _Outcome:
 class Dispatcher:
     def __init__(
         self,
-        outbox: SqliteOutbox,
+        outbox: PushOutbox,
         drivers: Mapping[str, PushDriver],
         *,
         policy: RetryPolicy | None = None,
@@ -129,6 +132,7 @@ class Dispatcher:
         self._outbox = outbox
         self._drivers = dict(drivers)
         base = policy or RetryPolicy()
+        self._base_policy = base
         self._policies = {
             name: base.with_options(driver.retry) for name, driver in self._drivers.items()
         }
@@ -138,7 +142,10 @@ class Dispatcher:
         )
         self._ordered = frozenset(self._drivers) - self._independent
         self._tls: dict[str, ssl.SSLContext] = {}
+        self._concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
+        #: Drivers a reload replaced, closed once the deliveries they were running end.
+        self._retiring: set[asyncio.Task[None]] = set()
         self._call_timeout = call_timeout
         self._retention = retention
         self._poll_interval = poll_interval
@@ -156,13 +163,13 @@ class Dispatcher:
     async def start(self) -> None:
         recovery = await self._outbox.reset_inflight()
         if recovery.pending_again:
-            log.info("push: %d deliveries left in flight by the last run are pending again",
+            log.info("%d deliveries left in flight by the last run are pending again",
                      recovery.pending_again)
         for letter in recovery.buried:
             self.metrics.dead_letters.labels(letter.driver).inc()
             self.metrics.transactions.labels(letter.driver, "dead").inc()
             log.error(
-                "push: %s for %s, %s %s is a dead letter: %s (list: mailpush queue dead;"
+                "%s for %s, %s %s is a dead letter: %s (list: mailpush queue dead;"
                 " retry: mailpush queue replay %d)",
                 letter.driver, letter.user, _what(letter.kind), letter.txn_id, letter.last_error,
                 letter.outbox_id,
@@ -191,11 +198,70 @@ class Dispatcher:
         if self._flusher is not None:
             await self._flusher
         await self._flush_completed()
-        for driver in self._drivers.values():
-            try:
-                await driver.close()
-            except Exception:
-                log.exception("push: closing driver %s failed", driver.config.instance)
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
+        await _close_drivers(self._drivers.values())
+
+    async def replace_drivers(
+        self,
+        drivers: Mapping[str, PushDriver],
+        policy: RetryPolicy,
+        *,
+        concurrency: int,
+        call_timeout: float,
+        retention: float,
+    ) -> asyncio.Task[None]:
+        """A reload: claims from now on go to `drivers` (started here first).
+
+        A delivery running now finishes with the driver it began with; the
+        replaced drivers are closed once those deliveries end (the returned
+        task). A claim of a later unit whose driver instance is gone is given
+        back as pending (`_deliver`), and nothing claims the rows of an
+        instance no longer configured: they stay pending in the outbox, to be
+        sent if an instance of that name is configured again.
+        """
+        started: list[PushDriver] = []
+        try:
+            for driver in drivers.values():
+                await driver.start()
+                started.append(driver)
+        except BaseException:
+            await _close_drivers(started)
+            raise
+        old = list(self._drivers.values())
+        running = list(self._active.values())
+        self._drivers = dict(drivers)
+        self._base_policy = policy
+        self._policies = {
+            name: policy.with_options(driver.retry) for name, driver in self._drivers.items()
+        }
+        self._independent = frozenset(
+            name for name, driver in self._drivers.items() if not driver.ordered
+        )
+        self._ordered = frozenset(self._drivers) - self._independent
+        self._tls = {}
+        if concurrency != self._concurrency:
+            # Running groups hold the old semaphore and give it back; new ones take this one.
+            self._concurrency = concurrency
+            self._slots = asyncio.Semaphore(concurrency)
+        self._call_timeout = call_timeout
+        self._retention = retention
+        self._wake.set()
+
+        async def retire() -> None:
+            if running:
+                await asyncio.wait(running)
+            await _close_drivers(old)
+
+        task = asyncio.create_task(retire(), name="push-retire-drivers")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+        return task
+
+    @property
+    def running(self) -> bool:
+        """Whether the claiming loop is alive (`/readyz`)."""
+        return self._loop_task is not None and not self._loop_task.done()
 
     # --- the claiming loop ----------------------------------------------------------
 
@@ -206,7 +272,7 @@ class Dispatcher:
                 await self._claim_and_start()
                 await self._purge_now_and_then()
             except Exception:
-                log.exception("push: dispatcher round failed; retrying shortly")
+                log.exception("dispatcher round failed; retrying shortly")
             try:
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval)
             except TimeoutError:
@@ -304,7 +370,11 @@ class Dispatcher:
         failure kept from running (or ended unsuccessfully) are given back.
         """
         claims = unit.claims
-        driver = self._drivers[claims[0].driver]
+        driver = self._drivers.get(claims[0].driver)
+        if driver is None:
+            # Its instance was removed by a reload after the claim: pending again, kept.
+            await self._outbox.release(claims)
+            return False
         if unit.unreadable is not None:
             await self._bury(claims[0], f"unreadable outbox payload: {unit.unreadable}")
             return True
@@ -346,7 +416,7 @@ class Dispatcher:
             elif isinstance(error, RetryableDriverError):
                 follow_on &= await self._retry_or_bury(claim, str(error))
             elif error is not None:
-                log.error("push: driver %s raised unexpectedly", claim.driver, exc_info=error)
+                log.error("driver %s raised unexpectedly", claim.driver, exc_info=error)
                 follow_on &= await self._retry_or_bury(
                     claim, f"{error.__class__.__name__}: {error}"
                 )
@@ -374,7 +444,7 @@ class Dispatcher:
                 await asyncio.shield(self._outbox.complete(batch))
             except Exception:
                 # Still `inflight`: reset to pending at the next start and delivered again.
-                log.exception("push: could not mark %d deliveries done", len(batch))
+                log.exception("could not mark %d deliveries done", len(batch))
 
     async def _run_driver(
         self, driver: PushDriver, txns: Sequence[PushTransaction], outcomes: list[_Outcome]
@@ -431,7 +501,7 @@ class Dispatcher:
         now = time.time()
         error = _kept(error)
         first = claim.first_attempt if claim.first_attempt is not None else now
-        policy = self._policies[claim.driver]
+        policy = self._policies.get(claim.driver, self._base_policy)
         attempts = claim.attempts + 1
         if policy.gives_up(first, now, attempts):
             await self._bury(claim, f"{error} ({policy.limits(attempts)})")
@@ -441,7 +511,7 @@ class Dispatcher:
         self.metrics.retries.labels(claim.driver).inc()
         self.metrics.transactions.labels(claim.driver, "retry").inc()
         log.warning(
-            "push: %s for %s, %s %s: %s; retry %d in %.1fs",
+            "%s for %s, %s %s: %s; retry %d in %.1fs",
             claim.driver, claim.user, _what(claim.kind), claim.txn_id, error, attempts, delay,
         )
         return False
@@ -452,10 +522,18 @@ class Dispatcher:
         self.metrics.dead_letters.labels(claim.driver).inc()
         self.metrics.transactions.labels(claim.driver, "dead").inc()
         log.error(
-            "push: %s for %s, %s %s is a dead letter: %s"
+            "%s for %s, %s %s is a dead letter: %s"
             " (list: mailpush queue dead; retry: mailpush queue replay %d)",
             claim.driver, claim.user, _what(claim.kind), claim.txn_id, error, claim.outbox_id,
         )
+
+
+async def _close_drivers(drivers: Iterable[PushDriver]) -> None:
+    for driver in drivers:
+        try:
+            await driver.close()
+        except Exception:
+            log.exception("closing driver %s failed", driver.config.instance)
 
 
 async def _finish(
@@ -491,7 +569,7 @@ async def _end_unsuccessfully(driver: PushDriver, state: object) -> None:
     try:
         await driver.end_txn(state, False)
     except Exception:
-        log.exception("push: %s: end_txn after a failure failed", driver.config.instance)
+        log.exception("%s: end_txn after a failure failed", driver.config.instance)
 
 
 def _read_unit(claim: ClaimedDelivery) -> _Unit:

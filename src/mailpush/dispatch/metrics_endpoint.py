@@ -1,9 +1,13 @@
-"""The Prometheus scrape endpoint: `/metrics` over HTTP on `mailpush_metrics_listen`.
+"""The Prometheus scrape endpoint: `/metrics` over HTTP on `mailpush_metrics_listen`,
+with `/healthz` and `/readyz` for orchestrators and load balancers.
 
 It runs on the server's own event loop with aiohttp (already a dependency
 for the HTTP drivers) rather than prometheus-client's thread-based server, so
 stopping is ordered with the rest of the services and nothing listens after
-`stop()`.
+`stop()`. For the same reason `/healthz` means what it says: an answer comes
+only from a process whose event loop runs. `/readyz` asks the server what
+keeps it from taking work (listeners, store, dispatcher) and answers 503
+with the list, one problem a line, when anything does.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from ..errors import ServiceError
 
-__all__ = ["MetricsEndpoint"]
+__all__ = ["MetricsEndpoint", "Readiness"]
+
+#: What keeps the server from taking work, one phrase each; empty when ready.
+Readiness = Callable[[], Awaitable[list[str]]]
 
 
 class MetricsEndpoint:
@@ -25,8 +32,10 @@ class MetricsEndpoint:
         address: str,
         port: int,
         refresh: Callable[[], Awaitable[None]] | None = None,
+        readiness: Readiness | None = None,
     ) -> None:
         self._registry = registry
+        self._readiness = readiness
         #: Updates gauges that are read from the store (queue depth) just before a scrape.
         self._refresh = refresh
         self._address = address
@@ -36,6 +45,8 @@ class MetricsEndpoint:
     async def start(self) -> tuple[str, int]:
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self._address, self._port, reuse_address=True)
@@ -61,3 +72,12 @@ class MetricsEndpoint:
             await self._refresh()
         body = generate_latest(self._registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        problems = [] if self._readiness is None else await self._readiness()
+        if problems:
+            return web.Response(status=503, text="".join(f"{p}\n" for p in problems))
+        return web.Response(text="ready\n")

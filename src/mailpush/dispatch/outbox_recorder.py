@@ -1,14 +1,28 @@
 """The outbox recorder: store change records → push transactions, inside the commit.
 
 Runs on the store's writer thread while the mail change's transaction is
-open, so it must be pure computation: map one operation's changes to
-Dovecot-style push transactions (`events.mapping`, one operation group),
-serialise them, and name the driver instances that must deliver each one.
+open, so it must be cheap: decide one operation's Dovecot-style push
+transactions (`events.mapping`, one operation group), name the driver
+instances that must deliver each one, and store each in its compact form —
+the change record with the transaction's envelope (events/serialization.py,
+version 2). The events themselves are made by the dispatcher when it reads
+the row, outside the transaction: a STORE on 10,000 messages commits one
+row holding 10,000 flag changes, not 20,000 encoded events.
+
+A driver that does not override `PushDriver.accepts` takes every
+transaction, and no event is made for it here. One that filters is first
+asked, by event name, whether it subscribes to any of the transaction's
+events (counted without making them, `events.mapping.event_counts`); only
+if so are the events made, once per transaction, for its `accepts`. So the
+chronos and ox drivers, which take MessageNew only, never cost a flag
+change's expansion; a webhook subscribed to flag events does.
 The one exception is a mailbox's status: when a driver that reads it
 (`PushDriver.wants_mailbox_status`, the Lua driver's `mailbox:status()`)
 takes a save transaction (MessageNew, MessageAppend: where scripts read it,
-like the seed's events example), the status its commit leaves is read in
-the same database transaction (one aggregate query) and travels with it, so
+like the events example script of Dovecot's Lua push documentation,
+docs/dovecot-reference.md#http-requests-of-the-example-scripts), the status
+its commit leaves is read in the same database transaction (one aggregate
+query) and travels with it, so
 the script sees what Dovecot's synchronous call would — not whatever the
 mailbox holds when the push finally runs. Flag changes and expunges do not
 pay for that query; a script reads their mailbox's status live.
@@ -24,7 +38,6 @@ that loads no plugin for a driver never enters the outbox for it.
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -33,9 +46,17 @@ from ..config import Settings
 from ..config.settings import PROTOCOL_SERVICES
 from ..drivers.base import PushDriver
 from ..errors import MailboxNotFoundError
-from ..events import PushTransaction, transaction_to_json, transactions_for_operation
-from ..store.changes import Change
-from ..store.sqlite_writer import OutboxEntry, StatusAt
+from ..events import (
+    CompactTransaction,
+    EventName,
+    PushTransaction,
+    compact_transaction_to_json,
+    compact_transactions_for_operation,
+    event_counts,
+    expand,
+)
+from ..store.changes import Change, MessagesSaved
+from ..store.outbox import OutboxEntry, StatusAt
 from .metrics import PushMetrics
 
 __all__ = ["PushRecorder", "PushServicePlan", "push_service_plan", "required_plugins"]
@@ -46,8 +67,6 @@ _FRAMEWORK_PLUGINS = ("push_notification",)
 _DRIVER_PLUGINS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {"lua": ("push_notification", "mail_lua", "push_notification_lua")}
 )
-#: The events of a save transaction, whose mailbox status is captured for drivers that want it.
-_SAVE_EVENTS = frozenset({"MessageNew", "MessageAppend"})
 #: The service changes are labelled with by `events.mapping` when they are deliveries.
 _MAPPED_DELIVERY_SERVICE = "lmtp"
 
@@ -122,38 +141,68 @@ class PushRecorder:
 
     def __call__(self, changes: Sequence[Change], status: StatusAt) -> Sequence[OutboxEntry]:
         entries = []
-        for txn in transactions_for_operation(changes):
+        for compact in compact_transactions_for_operation(changes):
+            txn = compact.envelope
             if txn.service == _MAPPED_DELIVERY_SERVICE != self._delivery_service:
                 txn = dataclasses.replace(txn, service=self._delivery_service)
+                compact = CompactTransaction(txn, compact.change)
             allowed = self._drivers.keys() if self._plan is None else self._plan.drivers_for(
                 txn.service
             )
-            wanted = tuple(
-                name for name, d in self._drivers.items() if name in allowed and d.accepts(txn)
-            )
+            candidates = [(name, d) for name, d in self._drivers.items() if name in allowed]
+            if not candidates:
+                continue
+            counts = event_counts(compact.change)
+            wanted = _accepting(candidates, compact, counts)
             if not wanted:
                 continue
-            if _is_save_transaction(txn) and any(
+            if _is_save(compact) and any(
                 self._drivers[name].wants_mailbox_status for name in wanted
             ):
-                txn = _with_status(txn, status)
+                compact = _with_status(compact, status)
             if self._metrics is not None:
                 # One labels() lookup per event type, not per event: a STORE on 1:*
                 # is thousands of events in one transaction.
-                for name, count in Counter(event.name for event in txn.events).items():
+                for name, count in counts.items():
                     self._metrics.events.labels(name).inc(count)
-            entries.append(OutboxEntry(txn.user, transaction_to_json(txn), wanted, txn.id))
+            entries.append(
+                OutboxEntry(txn.user, compact_transaction_to_json(compact), wanted, txn.id)
+            )
         return entries
 
 
-def _is_save_transaction(txn: PushTransaction) -> bool:
-    return bool(txn.events) and txn.events[0].name in _SAVE_EVENTS
+def _accepting(
+    candidates: Sequence[tuple[str, PushDriver]],
+    compact: CompactTransaction,
+    counts: Mapping[EventName, int],
+) -> tuple[str, ...]:
+    """The candidates that take the transaction (see the module docstring)."""
+    expanded: PushTransaction | None = None
+    wanted = []
+    for name, driver in candidates:
+        if type(driver).accepts is PushDriver.accepts:
+            wanted.append(name)
+            continue
+        if not any(driver.subscribes(event) for event in counts):
+            continue
+        if expanded is None:
+            expanded = expand(compact)
+        if driver.accepts(expanded):
+            wanted.append(name)
+    return tuple(wanted)
 
 
-def _with_status(txn: PushTransaction, status: StatusAt) -> PushTransaction:
-    """`txn` with its mailbox's status; without one if the mailbox is gone by the end of
-    the operation, where a script's `mailbox:status()` fails as it would live."""
+def _is_save(compact: CompactTransaction) -> bool:
+    """MessageNew or MessageAppend: where a script reads the status its commit left."""
+    return isinstance(compact.change, MessagesSaved) and bool(compact.change.messages)
+
+
+def _with_status(compact: CompactTransaction, status: StatusAt) -> CompactTransaction:
+    """`compact` with its mailbox's status; without one if the mailbox is gone by the end
+    of the operation, where a script's `mailbox:status()` fails as it would live."""
+    txn = compact.envelope
     try:
-        return dataclasses.replace(txn, status=status(txn.user, txn.mailbox))
+        txn = dataclasses.replace(txn, status=status(txn.user, txn.mailbox))
     except MailboxNotFoundError:
-        return txn
+        return compact
+    return CompactTransaction(txn, compact.change)

@@ -2,8 +2,10 @@
 
 Dovecot runs a push script once per transaction: when the script's `submit()`
 fails (connection refused, a timeout, a 5xx) the script sees the failure and
-moves on, and the notification is lost — the seed's example scripts only log
-it. With the lua driver option `http_resend = yes` mailpush keeps such a
+moves on, and the notification is lost — the example scripts of Dovecot's
+Lua push documentation only log it
+(docs/dovecot-reference.md#http-requests-of-the-example-scripts). With the
+lua driver option `http_resend = yes` mailpush keeps such a
 request (method, URL, headers, body and the client options that shape it) in
 the outbox database, durably, before the script sees the answer, and the
 dispatcher sends it again with the driver's backoff until it is answered 2xx

@@ -150,6 +150,9 @@ class PushDriver(ABC):
         Called on the store's writer thread inside the commit: it must only
         look at `txn` (e.g. Chronos: is there a MessageNew?). Default: every
         transaction, as Dovecot calls every driver for every transaction.
+        A driver that overrides it accepts only transactions holding an event
+        it `subscribes` to: the recorder asks it only about those, and makes a
+        transaction's events for it only then (dispatch/outbox_recorder.py).
         """
         return True
 

@@ -1,18 +1,21 @@
-"""chronos: calendar invitations pushed to OX App Suite's iTIP endpoint (seed document 2).
+"""chronos: calendar invitations pushed to OX App Suite's iTIP endpoint, as Dovecot Pro does.
 
 For every delivered message (MessageNew, any folder) that carries a
 text/calendar part or an `.ics` attachment, one HTTP PUT of
 `{"user","event","folder","body"}` with the full raw message, to
-`/chronos/v1/itip/pushmail` on the OX node, with Basic auth from the URL.
+`/chronos/v1/itip/pushmail` on the OX node, with Basic auth from the URL
+(docs/dovecot-reference.md#chronos-driver).
 
-Where mailpush differs from Dovecot's driver (spec §4, §6 item 13), on purpose:
+Where mailpush differs from Dovecot's driver
+(docs/dovecot-reference.md#one-push-per-message-id), on purpose:
 - one push per Message-ID per user is enforced durably (a store table, kept
   for `dedup_retention`), not per LMTP session in memory, so a restart or a
   retry never pushes the same invitation twice;
 - plain and oversized mail is filtered while the delivery commits (the event
   already knows size and calendar parts), so no outbox row is written for it;
-- `event` is `MessageNew` as the seed document shows (Dovecot's code sends
-  `messageNew`; the OX receiver compares case-insensitively);
+- `event` is `MessageNew` as Dovecot Pro's Chronos documentation shows
+  (Dovecot's code sends `messageNew`; the OX receiver compares
+  case-insensitively: docs/dovecot-reference.md#request);
 - failed requests are retried through the outbox instead of being lost
   after `max_retries`, but few times: each retry may import the invitation
   again (a timeout may hide a request that arrived), so by default a
@@ -34,30 +37,22 @@ from ..config import parse_size
 from ..config.schema import SettingType
 from ..errors import InvalidValueError, MailboxNotFoundError, MessageNotFoundError, SettingError
 from ..events import PushEvent, PushTransaction
-from ..logging_config import mask_secrets
 from .base import DriverServices, PushDriver
 from .dovecot_json import dovecot_json_object
 from .driver_config import DriverConfig
 from .driver_options import DriverOptions
-from .http_target import HttpTarget, check_http_url, response_max_size
-from .http_tls import driver_ca_file, driver_ssl_context
 from .option_schema import DriverOptionSchema, declare_option
-from .shared_options import (
-    DELIVERY_ATTEMPTS,
-    HTTP_CLIENT_REQUEST_MAX_ATTEMPTS,
-    MAX_AGE,
-    MAX_RETRIES,
-    RESPONSE_MAX_SIZE,
-    RETRY_INITIAL,
-    RETRY_MAX_INTERVAL,
-    SSL_CLIENT_CA_FILE,
-    TIMEOUT,
+from .per_user_endpoint import (
+    REQUEST_ATTEMPTS,
+    REQUEST_RETRIES,
+    PerUserEndpoint,
+    checked_url_template,
 )
-from .url_template import UrlTemplate
+from .shared_options import RESPONSE_MAX_SIZE, SSL_CLIENT_CA_FILE, TIMEOUT, retry_options
 
-log = logging.getLogger("mailpush.push.chronos")
+log = logging.getLogger(__name__)
 
-#: Plugin settings of the seed's key/value form (`plugin { push_notification_chronos_url = … }`).
+#: Plugin settings of the 2.3-style key/value form (`plugin { push_notification_chronos_url = … }`).
 PLUGIN_URL = "push_notification_chronos_url"
 PLUGIN_MSG_MAX_SIZE = "push_notification_chronos_msg_max_size"
 
@@ -90,8 +85,6 @@ DEDUP_RETENTION = declare_option(
 )
 
 REQUEST_TIMEOUT = TIMEOUT.with_default("2s").with_bare_unit("ms")
-REQUEST_RETRIES = MAX_RETRIES.with_default("1")
-REQUEST_ATTEMPTS = HTTP_CLIENT_REQUEST_MAX_ATTEMPTS.with_default("2")
 
 OPTION_SCHEMA = DriverOptionSchema(
     "chronos",
@@ -106,10 +99,9 @@ OPTION_SCHEMA = DriverOptionSchema(
         REQUEST_TIMEOUT,
         REQUEST_RETRIES,
         REQUEST_ATTEMPTS,
-        DELIVERY_ATTEMPTS.with_default("3"),
-        RETRY_INITIAL.with_default("30s"),
-        RETRY_MAX_INTERVAL.with_default("5min"),
-        MAX_AGE.with_default("1h"),
+        *retry_options(
+            delivery_attempts="3", retry_initial="30s", retry_max_interval="5min", max_age="1h"
+        ),
         RESPONSE_MAX_SIZE,
         DEDUP_RETENTION,
         SSL_CLIENT_CA_FILE,
@@ -129,7 +121,6 @@ class ChronosDriver(PushDriver):
         super().__init__(config, services)
         options = DriverOptions(config)
         plugin = services.plugin_settings()
-        where = config.where or None
         found = options.find(URL)
         if found is not None:
             setting, url = f"{config.instance} {found[0]}", found[1].strip()
@@ -143,23 +134,16 @@ class ChronosDriver(PushDriver):
                 "/chronos/v1/itip/pushmail, url = … in a push_notification block, or "
                 f"{PLUGIN_URL} in plugin {{}} or (2.4) at the top level",
             )
-        option = setting.rpartition(" ")[2]
-        if not url.startswith(("http://", "https://")):
-            # Checked before the template, which would quote a scheme-less value unmasked.
-            raise options.error(
-                option, f"an http:// or https:// URL is required (got {_shown_url(url)})"
-            )
-        self.url = UrlTemplate(url, setting, where)
-        problem = check_http_url(self.url.sample)
-        if problem is not None:
-            raise options.error(option, mask_secrets(f"{problem} (got {self.url.sample})"))
+        template = checked_url_template(options, setting.rpartition(" ")[2], setting, url)
         self.msg_max_size = self._msg_max_size(options, plugin)
-        self.timeout = options.duration(REQUEST_TIMEOUT)
-        self.attempts = options.attempts(REQUEST_RETRIES, REQUEST_ATTEMPTS)
-        self.response_max_size = response_max_size(options)
+        self.endpoint = PerUserEndpoint.for_driver(
+            template,
+            options,
+            config,
+            services,
+            timeout=options.duration(REQUEST_TIMEOUT),
+        )
         self.dedup_retention = options.duration(DEDUP_RETENTION)
-        self.tls = driver_ssl_context(config, services)
-        self.ca_file = driver_ca_file(config, services)
 
     # --- the driver interface ---------------------------------------------------------------
 
@@ -196,15 +180,9 @@ class ChronosDriver(PushDriver):
                 ("body", raw.decode("utf-8", "replace")),
             ]
         )
-        target = HttpTarget.from_url(
-            self.url.expand(txn.user),
-            ssl_context=self.tls,
-            ca_file=self.ca_file,
-            timeout=self.timeout,
-            attempts=self.attempts,
-            response_max_size=self.response_max_size,
+        await self.endpoint.target(txn.user).send(
+            self.services.http(), "PUT", body, {"Content-Type": CONTENT_TYPE}
         )
-        await target.send(self.services.http(), "PUT", body, {"Content-Type": CONTENT_TYPE})
 
     # --- private --------------------------------------------------------------------------
 
@@ -256,10 +234,3 @@ class ChronosDriver(PushDriver):
         if size <= 0:
             raise SettingError(PLUGIN_MSG_MAX_SIZE, f"must be more than 0, got {text!r}")
         return size
-
-
-def _shown_url(url: str) -> str:
-    """`url` for an error message, its password masked even when it lacks the scheme."""
-    if "://" in url:
-        return mask_secrets(url)
-    return mask_secrets(f"x://{url}").removeprefix("x://")

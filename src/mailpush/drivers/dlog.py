@@ -1,9 +1,9 @@
 """dlog: logs every transaction and event the way Dovecot's dlog driver does.
 
-For debugging configurations: the lines match Dovecot's wording (spec §3.1),
-including its "Mailbox was subscribed to" for unsubscribe. Unlike Dovecot,
-MessageNew/MessageAppend data is always shown (Dovecot's dlog alone records
-none).
+For debugging configurations: the lines match Dovecot's wording
+(docs/dovecot-reference.md#dlog-wording), including its "Mailbox was
+subscribed to" for unsubscribe. Unlike Dovecot, MessageNew/MessageAppend
+data is always shown (Dovecot's dlog alone records none).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from .base import PushDriver
 from .option_schema import DriverOptionSchema
 from .shared_options import RETRY_OPTIONS
 
-log = logging.getLogger("mailpush.push.dlog")
+log = logging.getLogger(__name__)
 
 _MAILBOX_LINES = {
     "MailboxCreate": "MailboxCreate: Mailbox was created",

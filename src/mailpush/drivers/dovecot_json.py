@@ -3,8 +3,9 @@
 Receivers (OX App Suite) were built against Dovecot's output, so the bytes
 follow it: keys in the given order, no spaces, `\\" \\\\ \\b \\f \\n \\r \\t`,
 other control characters and U+2028/U+2029 as `\\uXXXX`, every other
-character as raw UTF-8 (spec §3.2 step 5). Text that came from bytes is
-decoded with invalid UTF-8 replaced by U+FFFD, as Dovecot does.
+character as raw UTF-8 (docs/dovecot-reference.md#json-encoding). Text that
+came from bytes is decoded with invalid UTF-8 replaced by U+FFFD, as Dovecot
+does.
 """
 
 from __future__ import annotations

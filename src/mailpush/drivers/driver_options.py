@@ -11,8 +11,9 @@ through the same parsers as global settings (`config.values`), so `500kb` or
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ..config import parse_bool, parse_duration, parse_size
 from ..config.schema import SettingType
@@ -23,6 +24,8 @@ from .option_schema import DriverOption, DriverOptionSchema
 from .shared_options import DELIVERY_ATTEMPTS, MAX_AGE, RETRY_INITIAL, RETRY_MAX_INTERVAL
 
 __all__ = ["DriverOptions", "RetryOptions", "read_retry_options"]
+
+_Number = TypeVar("_Number", int, float)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,13 +117,9 @@ class DriverOptions:
                 return None
             return parse_duration(option.default, bare_unit=option.bare_unit)
         name, value = found
-        try:
-            seconds = parse_duration(value, bare_unit=option.bare_unit)
-        except InvalidValueError as exc:
-            raise self.error(name, str(exc)) from None
-        if seconds <= 0:
-            raise self.error(name, f"must be more than 0, got {value!r}")
-        return seconds
+        return self._positive(
+            name, value, lambda text: parse_duration(text, bare_unit=option.bare_unit)
+        )
 
     def size(self, option: DriverOption) -> int:
         """Bytes, more than 0."""
@@ -129,13 +128,7 @@ class DriverOptions:
         if found is None:
             return parse_size(option.default)
         name, value = found
-        try:
-            size = parse_size(value)
-        except InvalidValueError as exc:
-            raise self.error(name, str(exc)) from None
-        if size <= 0:
-            raise self.error(name, f"must be more than 0, got {value!r}")
-        return size
+        return self._positive(name, value, parse_size)
 
     def count(self, option: DriverOption) -> int:
         """A whole number within the option's bounds."""
@@ -163,6 +156,16 @@ class DriverOptions:
         if self.find(max_retries) is not None:
             return self.count(max_retries) + 1
         return self.count(max_attempts)
+
+    def _positive(self, name: str, value: str, parse: Callable[[str], _Number]) -> _Number:
+        """`value`, set as option `name`, parsed; refused unless more than 0."""
+        try:
+            number = parse(value)
+        except InvalidValueError as exc:
+            raise self.error(name, str(exc)) from None
+        if number <= 0:
+            raise self.error(name, f"must be more than 0, got {value!r}")
+        return number
 
 
 def _expect(option: DriverOption, *types: SettingType) -> None:

@@ -1,4 +1,6 @@
-"""Driver instances from both configuration syntaxes the seed documents use.
+"""Driver instances from both of Dovecot's configuration syntaxes, 2.3's and 2.4's.
+
+Both are shown to users in docs/push.md#configuring-drivers.
 
 Dovecot 2.3: `plugin { push_notification_driver = NAME:k=v k2 ... }` then
 `push_notification_driver2`, `…3`, stopping at the first missing or empty key
@@ -22,7 +24,7 @@ from .driver_config import DriverConfig
 
 
 def driver_configs(settings: Settings) -> list[DriverConfig]:
-    configs = _plugin_drivers(settings.plugin)
+    configs = _plugin_drivers(settings.plugin, settings.plugin_places)
     for block in settings.push_notification_blocks:
         options = dict(block.settings)
         driver = options.pop("driver", "") or options.pop("push_notification_driver", "")
@@ -56,7 +58,7 @@ def parse_driver_value(value: str) -> tuple[str, dict[str, str]]:
     return name.strip(), options
 
 
-def _plugin_drivers(plugin: Mapping[str, str]) -> list[DriverConfig]:
+def _plugin_drivers(plugin: Mapping[str, str], places: Mapping[str, str]) -> list[DriverConfig]:
     for prefix in ("push_notification_driver", "push_notification_backend"):
         found: list[DriverConfig] = []
         index = 1
@@ -66,7 +68,8 @@ def _plugin_drivers(plugin: Mapping[str, str]) -> list[DriverConfig]:
             if not value:
                 break
             name, options = parse_driver_value(value)
-            found.append(DriverConfig(name.lower(), name.lower(), options, where=key))
+            where = places.get(key, key)  # file:line when read from a file
+            found.append(DriverConfig(name.lower(), name.lower(), options, where=where))
             index += 1
         if found:
             return found

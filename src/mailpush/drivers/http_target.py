@@ -47,7 +47,7 @@ from .shared_options import RESPONSE_MAX_SIZE
 
 __all__ = ["DEFAULT_RESPONSE_MAX_SIZE", "HttpTarget", "check_http_url", "response_max_size"]
 
-log = logging.getLogger("mailpush.push.http")
+log = logging.getLogger(__name__)
 
 #: Pause before the second attempt; doubled for each further one.
 FIRST_RETRY_DELAY = 0.1

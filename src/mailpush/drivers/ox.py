@@ -4,8 +4,9 @@ Per user opt-in: OX App Suite sets the server METADATA entry
 `/private/vendor/vendor.dovecot/http-notify` (IMAP SETMETADATA, or `mailpush
 metadata set`) to a TAB-separated `key=value` list holding `user=<userId>@
 <contextId>`. For each message delivered to that user's INBOX (MessageNew; no
-other mailbox, no other event — spec §3.2) one HTTP PUT goes to `url` with
-Basic auth from its userinfo and, in this key order,
+other mailbox, no other event: docs/dovecot-reference.md#opt-in-and-what-is-sent)
+one HTTP PUT goes to `url` with Basic auth from its userinfo and, in this
+key order,
 `{"user","event":"messageNew","folder","imap-uidvalidity","imap-uid","from",
 "subject","snippet","unseen"}`: From and Subject raw (encoded words kept),
 `unseen` the INBOX's count when the push is sent.
@@ -31,28 +32,21 @@ from dataclasses import dataclass
 from ..config.schema import SettingType
 from ..errors import MailboxNotFoundError
 from ..events import PushEvent, PushTransaction
-from ..logging_config import mask_secrets
 from ..store.mailbox_names import INBOX
 from .base import DriverServices, PushDriver
 from .dovecot_json import JsonField, dovecot_json_object
 from .driver_config import DriverConfig
 from .driver_options import DriverOptions
-from .http_target import HttpTarget, check_http_url, response_max_size
-from .http_tls import driver_ca_file, driver_ssl_context
 from .option_schema import DriverOptionSchema, declare_option
-from .shared_options import (
-    DELIVERY_ATTEMPTS,
-    HTTP_CLIENT_REQUEST_MAX_ATTEMPTS,
-    MAX_AGE,
-    MAX_RETRIES,
-    RESPONSE_MAX_SIZE,
-    RETRY_INITIAL,
-    RETRY_MAX_INTERVAL,
-    SSL_CLIENT_CA_FILE,
+from .per_user_endpoint import (
+    REQUEST_ATTEMPTS,
+    REQUEST_RETRIES,
+    PerUserEndpoint,
+    checked_url_template,
 )
-from .url_template import UrlTemplate
+from .shared_options import RESPONSE_MAX_SIZE, SSL_CLIENT_CA_FILE, retry_options
 
-log = logging.getLogger("mailpush.push.ox")
+log = logging.getLogger(__name__)
 
 #: The server METADATA entry OX App Suite writes to opt a user in.
 OPT_IN_ENTRY = "/private/vendor/vendor.dovecot/http-notify"
@@ -99,8 +93,6 @@ HTTP_CLIENT_REQUEST_TIMEOUT = declare_option(
     "once: it may have arrived).",
     bare_unit=None,
 )
-REQUEST_RETRIES = MAX_RETRIES.with_default("1")
-REQUEST_ATTEMPTS = HTTP_CLIENT_REQUEST_MAX_ATTEMPTS.with_default("2")
 
 OPTION_SCHEMA = DriverOptionSchema(
     "ox",
@@ -118,10 +110,9 @@ OPTION_SCHEMA = DriverOptionSchema(
         HTTP_CLIENT_REQUEST_TIMEOUT,
         REQUEST_RETRIES,
         REQUEST_ATTEMPTS,
-        DELIVERY_ATTEMPTS.with_default("3"),
-        RETRY_INITIAL.with_default("10s"),
-        RETRY_MAX_INTERVAL.with_default("1min"),
-        MAX_AGE.with_default("15min"),
+        *retry_options(
+            delivery_attempts="3", retry_initial="10s", retry_max_interval="1min", max_age="15min"
+        ),
         RESPONSE_MAX_SIZE,
         SSL_CLIENT_CA_FILE,
     ),
@@ -153,29 +144,23 @@ class OxDriver(PushDriver):
                 "ox:url=https://LOGIN:PASS@HOST:8009/preliminary/http-notify/v1/notify, "
                 "or url = … in a push_notification block",
             )
-        setting = f"{config.instance} {found[0]}"
-        url = found[1].strip()
-        if not url.startswith(("http://", "https://")):
-            # Checked before the template, which would quote a scheme-less value unmasked.
-            raise options.error(
-                found[0], f"an http:// or https:// URL is required (got {_shown_url(url)})"
-            )
-        self.url = UrlTemplate(url, setting, config.where or None)
-        problem = check_http_url(self.url.sample)
-        if problem is not None:
-            raise options.error(found[0], mask_secrets(f"{problem} (got {self.url.sample})"))
+        template = checked_url_template(
+            options, found[0], f"{config.instance} {found[0]}", found[1].strip()
+        )
         self.user_from_metadata = options.flag(USER_FROM_METADATA)
         # Dovecot insists on a unit here ("missing units"); so does mailpush.
         self.cache_lifetime = options.duration(CACHE_LIFETIME)
-        self.timeout = (
-            options.duration(TIMEOUT_MSECS)
-            if options.find(TIMEOUT_MSECS) is not None
-            else options.duration(HTTP_CLIENT_REQUEST_TIMEOUT)
+        self.endpoint = PerUserEndpoint.for_driver(
+            template,
+            options,
+            config,
+            services,
+            timeout=(
+                options.duration(TIMEOUT_MSECS)
+                if options.find(TIMEOUT_MSECS) is not None
+                else options.duration(HTTP_CLIENT_REQUEST_TIMEOUT)
+            ),
         )
-        self.attempts = options.attempts(REQUEST_RETRIES, REQUEST_ATTEMPTS)
-        self.response_max_size = response_max_size(options)
-        self.tls = driver_ssl_context(config, services)
-        self.ca_file = driver_ca_file(config, services)
         #: user → (opt-in value, when it was read); only values found are kept.
         self._opt_ins: dict[str, tuple[str, float]] = {}
 
@@ -228,15 +213,7 @@ class OxDriver(PushDriver):
         unseen = await self._unseen(txn.user, event.mailbox)
         if unseen is not None:
             fields.append(("unseen", unseen))
-        target = HttpTarget.from_url(
-            self.url.expand(txn.user),
-            ssl_context=self.tls,
-            ca_file=self.ca_file,
-            timeout=self.timeout,
-            attempts=self.attempts,
-            response_max_size=self.response_max_size,
-        )
-        await target.send(
+        await self.endpoint.target(txn.user).send(
             self.services.http(), "PUT", dovecot_json_object(fields),
             {"Content-Type": CONTENT_TYPE},
         )
@@ -297,10 +274,3 @@ def _tab_unescape(text: str) -> str:
         out.append(char)
         i += 1
     return "".join(out)
-
-
-def _shown_url(url: str) -> str:
-    """`url` for an error message, its password masked even when it lacks the scheme."""
-    if "://" in url:
-        return mask_secrets(url)
-    return mask_secrets(f"x://{url}").removeprefix("x://")

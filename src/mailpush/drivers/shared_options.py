@@ -19,6 +19,7 @@ __all__ = [
     "RETRY_INITIAL",
     "RETRY_MAX_INTERVAL",
     "RETRY_OPTIONS",
+    "retry_options",
     "SSL_CLIENT_CA_FILE",
     "TIMEOUT",
 ]
@@ -65,6 +66,18 @@ MAX_AGE = declare_option(
 RETRY_OPTIONS: tuple[DriverOption, ...] = (
     DELIVERY_ATTEMPTS, RETRY_INITIAL, RETRY_MAX_INTERVAL, MAX_AGE,
 )
+
+
+def retry_options(
+    *, delivery_attempts: str, retry_initial: str, retry_max_interval: str, max_age: str
+) -> tuple[DriverOption, ...]:
+    """`RETRY_OPTIONS` with one driver's own defaults (chronos and ox retry briefly)."""
+    return (
+        DELIVERY_ATTEMPTS.with_default(delivery_attempts),
+        RETRY_INITIAL.with_default(retry_initial),
+        RETRY_MAX_INTERVAL.with_default(retry_max_interval),
+        MAX_AGE.with_default(max_age),
+    )
 
 # --- HTTP endpoints ----------------------------------------------------------------------
 

@@ -2,9 +2,11 @@
 
 The store hands every change record to the outbox recorder inside its own
 database transaction; this module is the pure function in the middle. It
-reproduces what Dovecot's push-notification plugin does (the triggers of
-dovecot-push.md §1.5) and, where real Dovecot was seen to differ from its
-source, what it did (dovecot-observed.md items 15, 22, 25-34):
+reproduces what Dovecot's push-notification plugin does and, where real
+Dovecot was seen to differ from its source, what it did
+(docs/dovecot-reference.md#which-operations-produce-which-events,
+docs/dovecot-reference.md#flag-and-keyword-changes,
+docs/dovecot-reference.md#expunge-move-and-delete):
 
 * a mailbox operation is one transaction with one event;
 * a save, flag change or expunge is one transaction for the whole record
@@ -25,8 +27,15 @@ complete). MOVE thus opens the destination's transaction, then the source's,
 and commits them in that order; a Sieve delivery into two new folders gives
 create One, open One, create Two, open Two, commit One, commit Two.
 
-Being pure (ids and clock injected) keeps it deterministic under test and
-lets the caller run it while holding the store's write lock.
+Being pure (ids and clock injected) keeps it deterministic under test. It
+works in two steps so that the write transaction pays only for the first:
+`compact_transactions_for_operation` decides the transactions (ids, group,
+order, service) with the change each reports, which the outbox stores as it
+is; `expand` makes the events from that, when the dispatcher reads the row.
+An expanded transaction is the same whenever it is made.
+
+"Item N" is observation N of docs/dovecot-reference.md#numbered-observations,
+which names the heading that describes it.
 """
 
 from __future__ import annotations
@@ -38,8 +47,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeGuard
 
-from mailpush.events.model import EventName, MessageData, PushEvent, PushTransaction
-from mailpush.mime import summarize
+from mailpush.events.model import (
+    CompactTransaction,
+    EventName,
+    MessageData,
+    PushEvent,
+    PushTransaction,
+)
+from mailpush.mime import MessageSummary
 from mailpush.store import flags as F
 from mailpush.store.changes import (
     Change,
@@ -55,7 +70,14 @@ from mailpush.store.changes import (
     TransactionRolledBack,
 )
 
-__all__ = ["transactions_for_change", "transactions_for_operation"]
+__all__ = [
+    "compact_transactions_for_operation",
+    "event_counts",
+    "events_for_change",
+    "expand",
+    "transactions_for_change",
+    "transactions_for_operation",
+]
 
 #: Front ends as Lua's `user.service` names them.
 _SERVICE_LMTP = "lmtp"
@@ -78,21 +100,45 @@ def transactions_for_operation(
     `deferred` as the module docstring says; when there are several, they
     share a new group id and carry their size and places.
     """
-    mapped: list[PushTransaction] = []
+    return [
+        expand(compact)
+        for compact in compact_transactions_for_operation(changes, new_id=new_id, now=now)
+    ]
+
+
+def compact_transactions_for_operation(
+    changes: Sequence[Change],
+    *,
+    new_id: Callable[[], str] = _random_id,
+    now: Callable[[], float] = time.time,
+) -> list[CompactTransaction]:
+    """`transactions_for_operation` before the events are made: each transaction's
+    envelope with the change it reports, `expand`ed later.
+
+    This is what the outbox recorder needs inside the write transaction: ids,
+    group and order are decided there, while the events (thousands for a STORE
+    on 1:*) are made by whoever reads the outbox row, outside it.
+    """
+    mapped: list[CompactTransaction] = []
     for position, change in enumerate(changes):
+        envelope = _envelope(change, new_id, now)
+        if envelope is None:
+            continue
         deferred = _is_message_change(change) and not _mailbox_goes_later(
             change.mailbox, changes[position + 1 :]
         )
-        mapped.extend(
-            dataclasses.replace(txn, deferred=deferred)
-            for txn in transactions_for_change(change, new_id=new_id, now=now)
-        )
+        mapped.append(CompactTransaction(dataclasses.replace(envelope, deferred=deferred), change))
     if len(mapped) < 2:
         return mapped
     group = new_id()
     return [
-        dataclasses.replace(txn, group=group, group_size=len(mapped), group_index=index)
-        for index, txn in enumerate(mapped)
+        dataclasses.replace(
+            compact,
+            envelope=dataclasses.replace(
+                compact.envelope, group=group, group_size=len(mapped), group_index=index
+            ),
+        )
+        for index, compact in enumerate(mapped)
     ]
 
 
@@ -106,37 +152,99 @@ def transactions_for_change(
 
     Returns a list because a record that changed nothing (no messages, no
     uids) yields no transaction at all: Dovecot calls no driver when a
-    storage transaction had no mail event (observed item 6).
+    storage transaction had no mail event
+    (docs/dovecot-reference.md#no-change-no-transaction).
 
     Raises TypeError for a record type this function does not know: that is
     a programming error in the store, and silently dropping notifications
     would hide it.
     """
+    envelope = _envelope(change, new_id, now)
+    if envelope is None:
+        return []
+    return [expand(CompactTransaction(envelope, change))]
+
+
+def expand(compact: CompactTransaction) -> PushTransaction:
+    """The transaction with its events: the same for the same change, however late."""
+    return dataclasses.replace(compact.envelope, events=events_for_change(compact.change))
+
+
+def events_for_change(change: Change) -> tuple[PushEvent, ...]:
+    """The events of the transaction `change` makes (none for a rolled-back one)."""
     if isinstance(change, MailboxCreated):
-        events = [PushEvent("MailboxCreate", change.mailbox)]
-        service = _SERVICE_LMTP if change.delivery else _SERVICE_IMAP
-        return [_transaction(change.user, change.mailbox, service, events, new_id, now)]
+        return (PushEvent("MailboxCreate", change.mailbox),)
     if isinstance(change, MailboxDeleted):
-        events = [PushEvent("MailboxDelete", change.mailbox)]
-        return [_transaction(change.user, change.mailbox, _SERVICE_IMAP, events, new_id, now)]
+        return (PushEvent("MailboxDelete", change.mailbox),)
     if isinstance(change, MailboxRenamed):
         # Dovecot runs the txn on the destination and reports the new name as `mailbox`.
-        events = [PushEvent("MailboxRename", change.new, mailbox_old=change.old)]
-        return [_transaction(change.user, change.new, _SERVICE_IMAP, events, new_id, now)]
+        return (PushEvent("MailboxRename", change.new, mailbox_old=change.old),)
     if isinstance(change, SubscriptionChanged):
         name: EventName = "MailboxSubscribe" if change.subscribed else "MailboxUnsubscribe"
-        events = [PushEvent(name, change.mailbox)]
-        return [_transaction(change.user, change.mailbox, _SERVICE_IMAP, events, new_id, now)]
+        return (PushEvent(name, change.mailbox),)
     if isinstance(change, MessagesSaved):
-        return _saved_transactions(change, new_id, now)
+        return _saved_events(change)
     if isinstance(change, FlagsChanged):
-        return _flag_transactions(change, new_id, now)
+        return _flag_events(change)
     if isinstance(change, MessagesExpunged):
-        return _expunge_transactions(change, new_id, now)
+        return _expunge_events(change)
     if isinstance(change, TransactionRolledBack):
-        txn = _transaction(change.user, change.mailbox, _SERVICE_IMAP, [], new_id, now)
-        return [dataclasses.replace(txn, rolled_back=True)]
-    raise TypeError(
+        return ()
+    raise _unsupported(change)
+
+
+def event_counts(change: Change) -> dict[EventName, int]:
+    """How many events of each name `events_for_change` makes, without making them.
+
+    Cheap enough for the write transaction: the outbox recorder counts events
+    (metrics) and skips drivers that subscribe to none of them.
+    """
+    if isinstance(change, MessagesSaved):
+        return {_saved_name(change): len(change.messages)} if change.messages else {}
+    if isinstance(change, MessagesExpunged):
+        count = len(set(change.uids))
+        return {"MessageExpunge": count} if count else {}
+    if isinstance(change, FlagsChanged):
+        counts: dict[EventName, int] = {}
+        for record in _flag_records(change).values():
+            for name in record.event_names():
+                counts[name] = counts.get(name, 0) + 1
+        return counts
+    return {event.name: 1 for event in events_for_change(change)}
+
+
+def _envelope(
+    change: Change, new_id: Callable[[], str], now: Callable[[], float]
+) -> PushTransaction | None:
+    """The transaction `change` makes, without its events; None if it makes none."""
+    if isinstance(change, MailboxCreated):
+        service = _SERVICE_LMTP if change.delivery else _SERVICE_IMAP
+        return _transaction(change.user, change.mailbox, service, new_id, now)
+    if isinstance(change, MailboxDeleted | SubscriptionChanged):
+        return _transaction(change.user, change.mailbox, _SERVICE_IMAP, new_id, now)
+    if isinstance(change, MailboxRenamed):
+        return _transaction(change.user, change.new, _SERVICE_IMAP, new_id, now)
+    if isinstance(change, MessagesSaved):
+        if not change.messages:
+            return None
+        service = _SERVICE_LMTP if change.delivery else _SERVICE_IMAP
+        return _transaction(change.user, change.mailbox, service, new_id, now)
+    if isinstance(change, FlagsChanged):
+        if not any(_changes_something(flag_change) for flag_change in change.changes):
+            return None
+        return _transaction(change.user, change.mailbox, _SERVICE_IMAP, new_id, now)
+    if isinstance(change, MessagesExpunged):
+        if not change.uids:
+            return None
+        return _transaction(change.user, change.mailbox, _SERVICE_IMAP, new_id, now)
+    if isinstance(change, TransactionRolledBack):
+        txn = _transaction(change.user, change.mailbox, _SERVICE_IMAP, new_id, now)
+        return dataclasses.replace(txn, rolled_back=True)
+    raise _unsupported(change)
+
+
+def _unsupported(change: object) -> TypeError:
+    return TypeError(
         f"transactions_for_change: unsupported change record {type(change).__name__!r}"
         " (expected one of the types in mailpush.store.changes)"
     )
@@ -161,35 +269,25 @@ def _transaction(
     user: str,
     mailbox: str,
     service: str,
-    events: list[PushEvent],
     new_id: Callable[[], str],
     now: Callable[[], float],
 ) -> PushTransaction:
-    return PushTransaction(
-        id=new_id(),
-        user=user,
-        mailbox=mailbox,
-        service=service,
-        created=now(),
-        events=tuple(events),
-    )
+    return PushTransaction(id=new_id(), user=user, mailbox=mailbox, service=service, created=now())
 
 
-def _saved_transactions(
-    change: MessagesSaved, new_id: Callable[[], str], now: Callable[[], float]
-) -> list[PushTransaction]:
-    if not change.messages:
-        return []
+def _saved_name(change: MessagesSaved) -> EventName:
     # POST_SESSION decides it: deliveries (LMTP, Sieve filing) are MessageNew; APPEND,
     # COPY and MOVE - even COPY into the selected mailbox - are MessageAppend (item 15).
-    name: EventName = "MessageNew" if change.delivery else "MessageAppend"
-    events = [_saved_event(name, change, saved) for saved in change.messages]
-    service = _SERVICE_LMTP if change.delivery else _SERVICE_IMAP
-    return [_transaction(change.user, change.mailbox, service, events, new_id, now)]
+    return "MessageNew" if change.delivery else "MessageAppend"
+
+
+def _saved_events(change: MessagesSaved) -> tuple[PushEvent, ...]:
+    name = _saved_name(change)
+    return tuple(_saved_event(name, change, saved) for saved in change.messages)
 
 
 def _saved_event(name: EventName, change: MessagesSaved, saved: SavedMessage) -> PushEvent:
-    summary = summarize(saved.raw)
+    summary = saved_summary(change, saved)
     message = MessageData(
         from_=summary.from_,
         to=summary.to,
@@ -220,23 +318,37 @@ def _saved_event(name: EventName, change: MessagesSaved, saved: SavedMessage) ->
     )
 
 
-def _expunge_transactions(
-    change: MessagesExpunged, new_id: Callable[[], str], now: Callable[[], float]
-) -> list[PushTransaction]:
+def saved_summary(change: MessagesSaved, saved: SavedMessage) -> MessageSummary:
+    """The summary a saved message's event is made from.
+
+    The store leaves it out only while it records no pushes (store/changes.py), so
+    a record without one reaching a push transaction is a store bug: reported,
+    not turned into an event with empty fields.
+    """
+    if saved.summary is None:
+        raise ValueError(
+            f"{change.user}: message {saved.uid} saved in {change.mailbox!r} has no summary;"
+            " the store must make one whenever an outbox recorder is installed"
+        )
+    return saved.summary
+
+
+def _expunge_events(change: MessagesExpunged) -> tuple[PushEvent, ...]:
     # Dovecot records an expunge once per message, and the observed order was UID order.
-    uids = sorted(set(change.uids))
-    if not uids:
-        return []
-    events = [
+    return tuple(
         PushEvent("MessageExpunge", change.mailbox, uid=uid, uid_validity=change.uidvalidity)
-        for uid in uids
-    ]
-    return [_transaction(change.user, change.mailbox, _SERVICE_IMAP, events, new_id, now)]
+        for uid in sorted(set(change.uids))
+    )
 
 
-def _flag_transactions(
-    change: FlagsChanged, new_id: Callable[[], str], now: Callable[[], float]
-) -> list[PushTransaction]:
+def _flag_events(change: FlagsChanged) -> tuple[PushEvent, ...]:
+    events: list[PushEvent] = []
+    for record in _flag_records(change).values():
+        events.extend(record.events(change.mailbox, change.uidvalidity))
+    return tuple(events)
+
+
+def _flag_records(change: FlagsChanged) -> dict[int, _FlagRecord]:
     # Dovecot keeps one record per message for the whole storage transaction, so two
     # changes of the same message in one record accumulate instead of repeating events.
     records: dict[int, _FlagRecord] = {}
@@ -244,19 +356,22 @@ def _flag_transactions(
         record = records.get(flag_change.uid, _FlagRecord(flag_change.uid))
         if record.apply(flag_change):
             records.setdefault(flag_change.uid, record)
-    if not records:
-        return []
-    events: list[PushEvent] = []
-    for record in records.values():
-        events.extend(record.events(change.mailbox, change.uidvalidity))
-    return [_transaction(change.user, change.mailbox, _SERVICE_IMAP, events, new_id, now)]
+    return records
+
+
+def _changes_something(change: FlagChange) -> bool:
+    """Whether a flag change triggers anything (`_FlagRecord.apply` is true for it)."""
+    return (change.old_flags ^ change.new_flags) & F.STORED_FLAGS != 0 or _fold(
+        change.old_keywords
+    ) != _fold(change.new_keywords)
 
 
 @dataclass(slots=True)
 class _FlagRecord:
     """What Dovecot's FlagsClear/FlagsSet/MessageRead/MessageTrash triggers collect
-    for one message over one storage transaction (dovecot-push.md §1.5, Lua configs:
-    FlagsSet shows Seen and Deleted, FlagsClear stores old values).
+    for one message over one storage transaction
+    (docs/dovecot-reference.md#flag-and-keyword-changes: for a Lua driver FlagsSet
+    reports Seen and Deleted too, and FlagsClear keeps the old values).
     """
 
     uid: int
@@ -307,6 +422,17 @@ class _FlagRecord:
         self.keywords_old.extend(old)
         # Unconditional on a keyword change, even if nothing was added (item 26).
         self.flags_set_created = True
+
+    def event_names(self) -> list[EventName]:
+        """The names of `events`, in their order."""
+        names: list[EventName] = ["FlagsClear"]
+        if self.flags_set_created:
+            names.append("FlagsSet")
+        if self.read:
+            names.append("MessageRead")
+        if self.trash:
+            names.append("MessageTrash")
+        return names
 
     def events(self, mailbox: str, uid_validity: int) -> list[PushEvent]:
         events = [

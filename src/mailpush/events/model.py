@@ -10,9 +10,10 @@ commit (`status`), which a script reads with `mailbox:status()`.
 The transactions one store operation produced form an *operation group*
 (`group`, `group_size`, `group_index`). Dovecot opens a message transaction
 at its first change and commits it at the end of the operation, so with
-several open at once their calls interleave (dovecot-observed.md item 4):
-the dispatcher runs a group's `deferred` transactions' begin at their
-place, and their events and end after the whole group.
+several open at once their calls interleave
+(docs/dovecot-reference.md#call-order-of-interleaved-transactions): the
+dispatcher runs a group's `deferred` transactions' begin at their place, and
+their events and end after the whole group.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final, Literal, get_args
 
+from mailpush.store.changes import Change
 from mailpush.store.models import MailboxStatus
 
 EventName = Literal[
@@ -129,3 +131,17 @@ class PushTransaction:
     @property
     def last_in_group(self) -> bool:
         return self.group_index + 1 >= self.group_size
+
+
+@dataclass(frozen=True, slots=True)
+class CompactTransaction:
+    """A push transaction before its events are made: what the outbox stores.
+
+    `envelope` is the transaction with everything but its events (id, group,
+    service, status); `change` is the store's record the events are made from
+    (`events.mapping.expand`). A STORE on 10,000 messages is one FlagsChanged
+    here, not 20,000 events.
+    """
+
+    envelope: PushTransaction
+    change: Change

@@ -10,8 +10,9 @@ Two shapes, for two readers:
   and strict on reading: a row that does not parse is reported, not guessed
   at, because a guessed notification is worse than a dead letter.
 * `transaction_to_dict` — what an operator sees: each event with exactly the
-  keys Dovecot's Lua driver puts in its event table (dovecot-observed.md
-  item 11), so a line can be compared with what a Lua script would receive.
+  keys Dovecot's Lua driver puts in its event table
+  (docs/dovecot-reference.md#event-table-fields), so a line can be compared
+  with what a Lua script would receive.
 
 Stored form, version 1 (keys in `[]` are omitted at their default)::
 
@@ -32,6 +33,30 @@ Stored form, version 1 (keys in `[]` are omitted at their default)::
                ["date": int], ["tz": int], ["message_id": str], ["snippet": str],
                ["size": int], ["has_calendar": bool]}
 
+Version 2 is what the outbox recorder writes: the same envelope without
+`events`, and instead the store's change record the events are made from
+(`events.mapping.expand`, run by the reader), so the write transaction does
+not build and encode thousands of events for a STORE on 1:*::
+
+    {"v": 2, <the version-1 keys but "events">, "change": change}
+    change  = {"type": "saved", "mailbox": str, "uidvalidity": int,
+               ["delivery": true], ["source_mailbox": str], "messages": [saved, ...]}
+            | {"type": "flags", "mailbox": str, "uidvalidity": int, "changes": [flag, ...]}
+            | {"type": "expunged", "mailbox": str, "uidvalidity": int, "uids": [int],
+               "modseq": int}
+            | {"type": "mailbox_created", "mailbox": str, "uidvalidity": int,
+               ["delivery": true]}
+            | {"type": "mailbox_deleted" | "rolled_back", "mailbox": str}
+            | {"type": "mailbox_renamed", "old": str, "new": str}
+            | {"type": "subscription", "mailbox": str, "subscribed": bool}
+    saved   = [uid, flags, [keyword, ...], size, internal_date, modseq, summary,
+               source_uid or null]          (summary: store/message_summaries.py)
+    flag    = [uid, old_flags, new_flags, [old keyword, ...], [new keyword, ...],
+               modseq, recent]
+
+The change's user is the envelope's. `transaction_from_json` reads both
+versions, so rows written before version 2 are still delivered.
+
 Defaults: `""` for plain strings, absent (None) for `subject`, `subject_raw`,
 `message_id`, `mailbox_old`, `uid`, `uid_validity`, `status`,
 `first_unseen_uid`; `group_size` 1; `0`, `false`, `[]`. Rows written before
@@ -46,12 +71,39 @@ from __future__ import annotations
 import json
 from typing import Final, TypeVar, cast
 
-from mailpush.events.model import EVENT_NAMES, MessageData, PushEvent, PushTransaction
+from mailpush.events.mapping import expand, saved_summary
+from mailpush.events.model import (
+    EVENT_NAMES,
+    CompactTransaction,
+    MessageData,
+    PushEvent,
+    PushTransaction,
+)
+from mailpush.store.changes import (
+    Change,
+    FlagChange,
+    FlagsChanged,
+    MailboxCreated,
+    MailboxDeleted,
+    MailboxRenamed,
+    MessagesExpunged,
+    MessagesSaved,
+    SavedMessage,
+    SubscriptionChanged,
+    TransactionRolledBack,
+)
+from mailpush.store.message_summaries import (
+    SummaryFormatError,
+    summary_from_values,
+    summary_values,
+)
 from mailpush.store.models import MailboxStatus
 
 __all__ = [
     "FORMAT_VERSION",
+    "COMPACT_FORMAT_VERSION",
     "EventFormatError",
+    "compact_transaction_to_json",
     "transaction_from_json",
     "transaction_to_dict",
     "transaction_to_json",
@@ -59,6 +111,8 @@ __all__ = [
 
 #: Bump when a reader of the previous version would misread the new form.
 FORMAT_VERSION: Final = 1
+#: The compact form (a change record instead of events), which the outbox recorder writes.
+COMPACT_FORMAT_VERSION: Final = 2
 
 
 class EventFormatError(ValueError):
@@ -73,16 +127,37 @@ class EventFormatError(ValueError):
 
 def transaction_to_json(txn: PushTransaction) -> bytes:
     """The stored form of `txn`: compact UTF-8 JSON, see the module docstring."""
-    document: dict[str, object] = {
-        "v": FORMAT_VERSION,
+    document = _envelope_document(txn, FORMAT_VERSION)
+    if txn.events:
+        document["events"] = [_event_document(event) for event in txn.events]
+    _add_envelope_tail(document, txn)
+    return _encode(document, txn)
+
+
+def compact_transaction_to_json(compact: CompactTransaction) -> bytes:
+    """The version-2 form of `compact`: its envelope and its change record.
+
+    Cheap enough for the write transaction: no event is made; a save's
+    summaries are stored as they came (store/message_summaries.py).
+    """
+    document = _envelope_document(compact.envelope, COMPACT_FORMAT_VERSION)
+    _add_envelope_tail(document, compact.envelope)
+    document["change"] = _change_document(compact.change)
+    return _encode(document, compact.envelope)
+
+
+def _envelope_document(txn: PushTransaction, version: int) -> dict[str, object]:
+    return {
+        "v": version,
         "id": txn.id,
         "user": txn.user,
         "mailbox": txn.mailbox,
         "service": txn.service,
         "created": txn.created,
     }
-    if txn.events:
-        document["events"] = [_event_document(event) for event in txn.events]
+
+
+def _add_envelope_tail(document: dict[str, object], txn: PushTransaction) -> None:
     if txn.group:
         document["group"] = txn.group
     if txn.group_size != 1:
@@ -95,6 +170,9 @@ def transaction_to_json(txn: PushTransaction) -> bytes:
         document["rolled_back"] = True
     if txn.status is not None:
         document["status"] = _status_document(txn.status)
+
+
+def _encode(document: dict[str, object], txn: PushTransaction) -> bytes:
     try:
         text = json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except ValueError as exc:
@@ -127,10 +205,11 @@ def transaction_from_json(data: bytes) -> PushTransaction:
         raise EventFormatError(f"push transaction: not JSON ({exc})") from exc
     reader = _Reader(document, "push transaction")
     version = reader.required("v", int)
-    if version != FORMAT_VERSION:
+    if version not in (FORMAT_VERSION, COMPACT_FORMAT_VERSION):
         raise EventFormatError(
             f"push transaction: format version {version} is not supported"
-            f" (this mailpush reads version {FORMAT_VERSION}); upgrade mailpush"
+            f" (this mailpush reads versions {FORMAT_VERSION} and {COMPACT_FORMAT_VERSION});"
+            " upgrade mailpush"
         )
     txn_id = reader.required("id", str)
     reader.where = f"push transaction {txn_id!r}"
@@ -138,7 +217,10 @@ def transaction_from_json(data: bytes) -> PushTransaction:
     mailbox = reader.required("mailbox", str)
     service = reader.required("service", str)
     created = float(reader.required("created", float))
-    raw_events = reader.optional("events", list, [])
+    raw_events = reader.optional("events", list, []) if version == FORMAT_VERSION else []
+    raw_change = (
+        reader.required("change", dict) if version == COMPACT_FORMAT_VERSION else None
+    )
     group = reader.optional("group", str, "")
     group_size = reader.optional("group_size", int, 1)
     group_index = reader.optional("group_index", int, 0)
@@ -158,11 +240,15 @@ def transaction_from_json(data: bytes) -> PushTransaction:
         None if raw_status is None
         else _read_status(raw_status, mailbox, f"{reader.where}, status")
     )
-    return PushTransaction(
+    txn = PushTransaction(
         id=txn_id, user=user, mailbox=mailbox, service=service, created=created, events=events,
         group=group, group_size=group_size, group_index=group_index, deferred=deferred,
         rolled_back=rolled_back, status=status,
     )
+    if raw_change is None:
+        return txn
+    change = _read_change(raw_change, user, f"{reader.where}, change")
+    return expand(CompactTransaction(txn, change))
 
 
 def transaction_to_dict(txn: PushTransaction) -> dict[str, object]:
@@ -240,6 +326,152 @@ def _message_document(message: MessageData) -> dict[str, object]:
     if message.has_calendar:
         document["has_calendar"] = True
     return document
+
+
+# --- the change record of the compact form --------------------------------------------------
+
+
+def _change_document(change: Change) -> dict[str, object]:
+    if isinstance(change, MessagesSaved):
+        saved: dict[str, object] = {
+            "type": "saved", "mailbox": change.mailbox, "uidvalidity": change.uidvalidity,
+        }
+        if change.delivery:
+            saved["delivery"] = True
+        if change.source_mailbox is not None:
+            saved["source_mailbox"] = change.source_mailbox
+        saved["messages"] = [
+            [m.uid, m.flags, list(m.keywords), m.size, m.internal_date, m.modseq,
+             summary_values(saved_summary(change, m)), m.source_uid]
+            for m in change.messages
+        ]
+        return saved
+    if isinstance(change, FlagsChanged):
+        return {
+            "type": "flags", "mailbox": change.mailbox, "uidvalidity": change.uidvalidity,
+            "changes": [
+                [c.uid, c.old_flags, c.new_flags, list(c.old_keywords), list(c.new_keywords),
+                 c.modseq, c.recent]
+                for c in change.changes
+            ],
+        }
+    if isinstance(change, MessagesExpunged):
+        return {
+            "type": "expunged", "mailbox": change.mailbox, "uidvalidity": change.uidvalidity,
+            "uids": list(change.uids), "modseq": change.modseq,
+        }
+    if isinstance(change, MailboxCreated):
+        created: dict[str, object] = {
+            "type": "mailbox_created", "mailbox": change.mailbox,
+            "uidvalidity": change.uidvalidity,
+        }
+        if change.delivery:
+            created["delivery"] = True
+        return created
+    if isinstance(change, MailboxDeleted):
+        return {"type": "mailbox_deleted", "mailbox": change.mailbox}
+    if isinstance(change, TransactionRolledBack):
+        return {"type": "rolled_back", "mailbox": change.mailbox}
+    if isinstance(change, MailboxRenamed):
+        return {"type": "mailbox_renamed", "old": change.old, "new": change.new}
+    if isinstance(change, SubscriptionChanged):
+        return {"type": "subscription", "mailbox": change.mailbox, "subscribed": change.subscribed}
+    raise EventFormatError(f"cannot store change record {type(change).__name__!r}")
+
+
+def _read_change(raw: dict[str, object], user: str, where: str) -> Change:
+    reader = _Reader(raw, where)
+    kind = reader.required("type", str)
+    change: Change
+    if kind == "saved":
+        change = MessagesSaved(
+            user, reader.required("mailbox", str), reader.required("uidvalidity", int),
+            delivery=reader.optional("delivery", bool, False),
+            source_mailbox=reader.optional("source_mailbox", str, None),
+            messages=tuple(
+                _read_saved(item, f"{where}, message {index}")
+                for index, item in enumerate(reader.required("messages", list))
+            ),
+        )
+    elif kind == "flags":
+        change = FlagsChanged(
+            user, reader.required("mailbox", str), reader.required("uidvalidity", int),
+            tuple(
+                _read_flag_change(item, f"{where}, flag change {index}")
+                for index, item in enumerate(reader.required("changes", list))
+            ),
+        )
+    elif kind == "expunged":
+        mailbox, uidvalidity = reader.required("mailbox", str), reader.required("uidvalidity", int)
+        uids = tuple(_ints(reader.required("uids", list), f"{where}, uids"))
+        change = MessagesExpunged(user, mailbox, uidvalidity, uids, reader.required("modseq", int))
+    elif kind == "mailbox_created":
+        change = MailboxCreated(
+            user, reader.required("mailbox", str), reader.required("uidvalidity", int),
+            delivery=reader.optional("delivery", bool, False),
+        )
+    elif kind == "mailbox_deleted":
+        change = MailboxDeleted(user, reader.required("mailbox", str))
+    elif kind == "rolled_back":
+        change = TransactionRolledBack(user, reader.required("mailbox", str))
+    elif kind == "mailbox_renamed":
+        change = MailboxRenamed(user, reader.required("old", str), reader.required("new", str))
+    elif kind == "subscription":
+        change = SubscriptionChanged(
+            user, reader.required("mailbox", str), reader.required("subscribed", bool)
+        )
+    else:
+        raise EventFormatError(f"{where}: unknown change type {kind!r}")
+    reader.finish()
+    return change
+
+
+def _read_saved(item: object, where: str) -> SavedMessage:
+    values = _fixed_list(item, 8, where)
+    uid, flags, size, internal_date, modseq = _ints(
+        [values[0], values[1], values[3], values[4], values[5]], where
+    )
+    source_uid = values[7]
+    if source_uid is not None and not _is_instance(source_uid, int):
+        raise EventFormatError(f"{where}: the source uid must be an integer or null")
+    try:
+        summary = summary_from_values(values[6])
+    except SummaryFormatError as exc:
+        raise EventFormatError(f"{where}: {exc}") from None
+    return SavedMessage(
+        uid, flags, _strings(values[2], where), size, internal_date, modseq, summary,
+        None if source_uid is None else int(cast(int, source_uid)),
+    )
+
+
+def _read_flag_change(item: object, where: str) -> FlagChange:
+    values = _fixed_list(item, 7, where)
+    uid, old_flags, new_flags, modseq = _ints([values[0], values[1], values[2], values[5]], where)
+    if not isinstance(values[6], bool):
+        raise EventFormatError(f"{where}: 'recent' must be true or false")
+    return FlagChange(
+        uid, old_flags, new_flags, _strings(values[3], where), _strings(values[4], where),
+        modseq, values[6],
+    )
+
+
+def _fixed_list(item: object, length: int, where: str) -> list[object]:
+    if not isinstance(item, list) or len(item) != length:
+        raise EventFormatError(f"{where}: expected a list of {length} values")
+    return item
+
+
+def _ints(values: list[object], where: str) -> list[int]:
+    for value in values:
+        if not _is_instance(value, int):
+            raise EventFormatError(f"{where}: expected integers, found {_json_type(value)}")
+    return cast(list[int], values)
+
+
+def _strings(value: object, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise EventFormatError(f"{where}: expected a list of strings")
+    return tuple(cast(list[str], value))
 
 
 _STATUS_INT_FIELDS: Final = (
@@ -448,7 +680,8 @@ def _dovecot_message_fields(message: MessageData) -> dict[str, object]:
         "to_address": message.to_address,
         "to_display_name": message.to_display_name,
     }
-    # nil in Lua when the header is missing: the key is absent (item 11).
+    # nil in Lua when the header is missing: the key is absent
+    # (docs/dovecot-reference.md#event-table-fields).
     if message.subject is not None:
         fields["subject"] = message.subject
     if message.message_id is not None:

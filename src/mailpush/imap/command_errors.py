@@ -49,5 +49,5 @@ def store_error_text(exc: StoreError, trycreate: bool = False) -> str:
     if isinstance(exc, StoreFullError):
         # Dovecot 2.3 maps ENOSPC (and EDQUOT) to MAIL_ERROR_NOQUOTA: this code and text.
         return "[OVERQUOTA] Not enough disk quota"
-    log.error("imap: store error: %s", exc)
+    log.error("store error: %s", exc)
     return "[SERVERBUG] Internal error occurred. Refer to server log for more information."

@@ -8,11 +8,14 @@ imports no command module, and the command modules import only the
 from __future__ import annotations
 
 from .command_spec import CommandSpec, CommandTable
+from .compress_commands import COMPRESS_COMMANDS
+from .list_extended import LIST_COMMANDS
 from .login_commands import LOGIN_COMMANDS
 from .mailbox_commands import MAILBOX_COMMANDS
 from .message_commands import MESSAGE_COMMANDS
 from .metadata_commands import METADATA_COMMANDS
 from .session_commands import SESSION_COMMANDS
+from .sort_commands import SORT_COMMANDS
 
 __all__ = ["COMMANDS", "command_table"]
 
@@ -29,5 +32,6 @@ def command_table(*groups: tuple[CommandSpec, ...]) -> CommandTable:
 
 
 COMMANDS = command_table(
-    SESSION_COMMANDS, LOGIN_COMMANDS, MAILBOX_COMMANDS, MESSAGE_COMMANDS, METADATA_COMMANDS
+    SESSION_COMMANDS, LOGIN_COMMANDS, MAILBOX_COMMANDS, MESSAGE_COMMANDS, METADATA_COMMANDS,
+    SORT_COMMANDS, COMPRESS_COMMANDS, LIST_COMMANDS,
 )

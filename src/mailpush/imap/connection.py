@@ -17,6 +17,7 @@ import asyncio
 import ipaddress
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -27,6 +28,7 @@ from ..errors import (
     TooManyLoginsWaitingError,
     UnknownUserError,
 )
+from ..service_metrics import ImapMetrics
 from ..store import Change, MailStore
 from ..store.mailbox_names import INBOX
 from ..store.sqlite_metadata import MAX_VALUE_SIZE
@@ -35,6 +37,7 @@ from .command_spec import CommandTable
 from .fetch import StructureCache
 from .heavy_work import HeavyWork
 from .literal_spool import AppendSpool, SpooledLiteral
+from .login_log import ConnectionLog
 from .options import ImapOptions
 from .parser import (
     CommandSyntaxError,
@@ -45,6 +48,7 @@ from .parser import (
 )
 from .responses import ResponseBuffer, format_flags
 from .session import MailboxView
+from .sort_fields import FactsCache
 from .states import State
 from .stream import ConnectionClosedError, ImapStream, LineTooLongError
 from .user_ip_connections import UserIpConnections
@@ -92,7 +96,13 @@ class Listener(Protocol):
     def structures(self) -> StructureCache: ...
 
     @property
+    def sort_facts(self) -> FactsCache: ...
+
+    @property
     def append_spool(self) -> AppendSpool: ...
+
+    @property
+    def metrics(self) -> ImapMetrics: ...
 
 
 class _LiteralTooLargeError(Exception):
@@ -121,6 +131,7 @@ class ImapConnection:
         self.store: MailStore = server.store
         self.heavy = server.heavy
         self.structures = server.structures
+        self.sort_facts = server.sort_facts
         self.append_spool = server.append_spool
         self._commands = server.commands
         self.stream = stream
@@ -147,10 +158,22 @@ class ImapConnection:
         self._tag = ""
         peer = stream.peer
         self.peer_host = peer[0] if peer else "unknown"
+        #: Dovecot's login and logout lines, and the connection's log prefix.
+        self.login_log = ConnectionLog(
+            self.peer_host, _local_host(stream), stream.tls,
+            stream.tls or _is_loopback(self.peer_host),
+        )  # fmt: skip
+        #: Why the connection ended, for its `Disconnected:` line (None: the client left).
+        self._disconnect_reason: str | None = None
+        #: When the client connected (`mailpush who`).
+        self.connected_at = time.time()
+        #: What `* BYE` says when the server ends the connection (stop, `mailpush kick`).
+        self._bye_reason = "Server shutting down."
 
     # --- lifecycle ---------------------------------------------------------------------
 
     async def run(self) -> None:
+        self.login_log.begin()
         try:
             self.out.line(f"* OK [CAPABILITY {self.capabilities()}] mailpush ready.")
             self.out.flush()
@@ -159,7 +182,7 @@ class ImapConnection:
                     async with asyncio.timeout(self.options.idle_timeout):
                         data = await self._read_command()
                 except TimeoutError:
-                    self.out.line("* BYE Disconnected for inactivity.")
+                    self._say_bye("Disconnected for inactivity.")
                     break
                 except LineTooLongError as exc:
                     self._reply_bad(extract_tag(exc.head), "Command line too long")
@@ -173,7 +196,7 @@ class ImapConnection:
                     continue
                 except _LiteralOverLineLimitError:
                     # Dovecot's answer (imap-parser's LITERAL_TOO_BIG): BYE, then disconnect.
-                    self.out.line("* BYE Literal size too large")
+                    self._say_bye("Literal size too large")
                     break
                 self._busy = True
                 try:
@@ -182,24 +205,43 @@ class ImapConnection:
                     self._busy = False
                     self.discard_spooled()
                 if self._too_many_bad():
-                    self.out.line("* BYE Too many invalid IMAP commands.")
+                    self._say_bye("Too many invalid IMAP commands.")
                     break
             if self._shutdown and self.state is not State.LOGOUT:
-                self.out.line("* BYE Server shutting down.")
+                self._say_bye(self._bye_reason)
             self.out.flush()
         except ConnectionClosedError:
             pass
         except Exception:
-            log.exception("imap: connection from %s failed", self.peer_host)
+            self._disconnect_reason = "Internal error"
+            log.exception("connection from %s failed", self.peer_host)
         finally:
             self._close()
+            log.info("%s", self.login_log.disconnected(
+                self._why_disconnected(), self.stream.bytes_in, self.stream.bytes_out
+            ))  # fmt: skip
 
-    def shutdown_when_idle(self) -> None:
-        """Server stop: leave now if waiting for input, else after the current command."""
+    def _say_bye(self, reason: str) -> None:
+        self.out.line(f"* BYE {reason}")
+        self._disconnect_reason = reason.rstrip(".")
+
+    def _why_disconnected(self) -> str:
+        """Dovecot's words: `Logged out`, `Aborted login by logging out`, `Connection closed`."""
+        if self._disconnect_reason is not None:
+            return self._disconnect_reason
+        if self.state is State.LOGOUT:
+            return "Logged out" if self.login_log.logged_in else "Aborted login by logging out"
+        return "Connection closed"
+
+    def shutdown_when_idle(self, reason: str = "Server shutting down.") -> None:
+        """Server stop (or `mailpush kick`): leave now if waiting for input, else after
+        the current command, saying `* BYE reason`."""
         self._shutdown = True
+        self._bye_reason = reason
         if not self._busy:
+            self._disconnect_reason = reason.rstrip(".")
             self.out.discard()
-            self.stream.write(b"* BYE Server shutting down.\r\n")
+            self.stream.write(f"* BYE {reason}\r\n".encode())
             self.stream.close()
 
     def _close(self) -> None:
@@ -372,6 +414,10 @@ class ImapConnection:
     def tls_active(self) -> bool:
         return self.stream.tls
 
+    @property
+    def tag(self) -> str:
+        return self._tag
+
     def require_user(self) -> str:
         assert self.user is not None and self.state is not State.NOT_AUTHENTICATED
         return self.user
@@ -393,6 +439,9 @@ class ImapConnection:
             "NAMESPACE", "UIDPLUS", "MOVE", "UNSELECT", "CHILDREN", "SPECIAL-USE",
             "MULTIAPPEND", f"APPENDLIMIT={self.options.max_literal_size}",
             "METADATA", "METADATA-SERVER",
+            "SORT", "SORT=DISPLAY", "THREAD=REFERENCES", "THREAD=ORDEREDSUBJECT", "ESEARCH",
+            "ESORT", "COMPRESS=DEFLATE", "LIST-EXTENDED", "LIST-STATUS", "BINARY",
+            "CATENATE",
         ]  # fmt: skip
         return " ".join(caps)
 
@@ -438,11 +487,12 @@ class ImapConnection:
             ) from None
         if user is None:
             self._auth_failures += 1
-            self.log_auth("Login failed (auth failed)", login, mechanism)
+            self.server.metrics.auth.failed(mechanism)
+            log.info("%s", self.login_log.auth_failed(login, mechanism))
             await asyncio.sleep(self.options.auth_failure_delay)
             if self._auth_failures >= self.options.max_auth_failures:
                 self.state = State.LOGOUT
-                self.out.line("* BYE Too many invalid authentication attempts.")
+                self._say_bye("Too many invalid authentication attempts.")
             raise CommandFailedError("[AUTHENTICATIONFAILED] Authentication failed.")
         limit = self.options.mail_max_userip_connections
         connections = self.server.user_ip_connections
@@ -458,7 +508,9 @@ class ImapConnection:
             )
         connections.add(user, self.peer_host)
         self._counted_user_ip = True
-        self.log_auth("Login", user, mechanism)
+        self.server.metrics.auth.succeeded(mechanism)
+        log.info("%s", self.login_log.login(user, mechanism))
+        self.login_log.enter_user(user)
         self.user = user
         self.state = State.AUTHENTICATED
         self._unsubscribe = self.store.hub.subscribe(self._on_change, user=user)
@@ -466,19 +518,20 @@ class ImapConnection:
         return f"OK [CAPABILITY {self.capabilities()}] Logged in"
 
     def log_auth(self, what: str, user: str, mechanism: str) -> None:
-        """One line per authentication outcome, in Dovecot's `imap-login` words."""
-        secured = ", TLS" if self.stream.tls else ""
-        log.info(
-            "imap: %s: user=<%s>, method=%s, rip=%s%s",
-            what, user, mechanism, self.peer_host, secured,
-        )  # fmt: skip
+        """A login refused before its password was checked, in Dovecot's `imap-login` words
+        (`login_log.py`); a plaintext refusal is also what the `Disconnected:` line says."""
+        if what.startswith("Login refused (plaintext"):
+            line = self.login_log.plaintext_refused(user, mechanism)
+        else:
+            line = self.login_log.refused(what, user, mechanism)
+        log.info("%s", line)
 
     async def ensure_default_mailboxes(self) -> None:
         """The SPECIAL-USE mailboxes exist from the first login on (without push events).
 
         Not INBOX: Dovecot creates it when it is first used (`ensure_inbox`),
         and that creation is what a push script sees (MailboxCreate INBOX at
-        the first SELECT, dovecot-observed.md item 39).
+        the first SELECT; docs/dovecot-reference.md#inbox-is-created-on-first-use).
         """
         assert self.user is not None
         wanted = [(name, use) for name, use in self.options.default_mailboxes
@@ -559,7 +612,7 @@ class ImapConnection:
         if view is None:
             return []
         if view.deleted:
-            self.out.line("* BYE Selected mailbox was deleted, have to disconnect.")
+            self._say_bye("Selected mailbox was deleted, have to disconnect.")
             self.state = State.LOGOUT
             self.view = None
             return []
@@ -567,33 +620,51 @@ class ImapConnection:
             return []
         updates = view.take_updates(allow_expunge)
         out = self.out
+        # Dovecot's order: EXPUNGE, FLAGS before the FETCH that uses a new keyword, EXISTS.
         for seq in updates.expunged:
             out.add(b"* %d EXPUNGE\r\n" % seq)
         if updates.new_keywords:
             self.write_flags_lines(view)
-        if updates.exists is not None:
-            out.add(b"* %d EXISTS\r\n" % updates.exists)
-            if not defer_recent:
-                self._recent_claim = asyncio.get_running_loop().create_task(
-                    self._claim_recent_and_flush(view, updates.new_uids)
-                )
         for seq, uid, flags, keywords in updates.flags:
             text = format_flags(flags, keywords, uid in view.recent)
             out.add(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, uid, text.encode()))
-        return updates.new_uids if defer_recent else []
+        if updates.exists is not None:
+            out.add(b"* %d EXISTS\r\n" % updates.exists)
+            if updates.new_uids:
+                if defer_recent:
+                    return updates.new_uids
+                self._recent_claim = asyncio.get_running_loop().create_task(
+                    self._claim_recent_and_flush(view, updates.new_uids)
+                )
+                return []
+        self._report_recent(view)
+        return []
 
     async def _claim_recent(self, view: MailboxView, new_uids: list[int]) -> None:
-        """Take `\\Recent` for messages this session is the first to see; report RECENT."""
-        if view.readonly:
-            self.out.add(b"* %d RECENT\r\n" % len(view.recent))
-            return
+        """Take `\\Recent` for new messages no other session saw first; report RECENT.
+
+        Only messages this session has announced are claimed (up to the highest
+        new UID), so RECENT never exceeds the EXISTS the client knows. A
+        read-only session claims nothing but, as Dovecot's, shows `\\Recent` on
+        those no session has claimed yet.
+        """
         assert self.user is not None
         try:
-            claimed = await self.store.take_recent(self.user, view.name)
+            if view.readonly:
+                infos = await self.store.messages(self.user, view.name, new_uids)
+                claimed = [info.uid for info in infos if info.recent]
+            else:
+                claimed = await self.store.take_recent(self.user, view.name, new_uids[-1])
         except StoreError:
             claimed = []
         view.recent.update(claimed)
-        self.out.add(b"* %d RECENT\r\n" % len(view.recent))
+        self._report_recent(view)
+
+    def _report_recent(self, view: MailboxView) -> None:
+        """`* n RECENT` when this session's count changed since it last said one (as Dovecot)."""
+        if len(view.recent) != view.recent_reported:
+            view.recent_reported = len(view.recent)
+            self.out.add(b"* %d RECENT\r\n" % view.recent_reported)
 
     async def _claim_recent_and_flush(self, view: MailboxView, new_uids: list[int]) -> None:
         await self._claim_recent(view, new_uids)
@@ -623,7 +694,7 @@ class ImapConnection:
                 return await self.stream.readline(self.options.max_line_length)
         except TimeoutError:
             self.state = State.LOGOUT
-            self.out.line("* BYE Disconnected for inactivity.")
+            self._say_bye("Disconnected for inactivity.")
             return None
         finally:
             self._idling = False
@@ -639,6 +710,16 @@ class ImapConnection:
         self.out.flush()
         await self.stream.start_tls(context)
         self.out.set_transport(self.stream)
+        self.login_log.tls_started()
+
+    @property
+    def compression_active(self) -> bool:
+        return self.stream.compressed
+
+    def start_compression(self, reply: str) -> None:
+        self.out.line(f"{self._tag} {reply}")
+        self.out.flush()
+        self.stream.start_compression()
 
 
 def _names_append(first_line: bytes) -> bool:
@@ -652,3 +733,17 @@ def _names_setmetadata(first_line: bytes) -> bool:
     words = first_line.split(b" ", 2)
     return len(words) > 1 and words[1].upper() == b"SETMETADATA"
 
+
+def _local_host(stream: ImapStream) -> str:
+    """The address the client connected to (Dovecot's `lip`)."""
+    transport = stream.transport
+    local = transport.get_extra_info("sockname") if transport is not None else None
+    return str(local[0]) if isinstance(local, tuple) else ""
+
+
+def _is_loopback(host: str) -> bool:
+    """Dovecot calls a connection from this host `secured` even without TLS."""
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False

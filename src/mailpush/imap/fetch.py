@@ -7,15 +7,21 @@ BODYSTRUCTURE are immutable per message, so their rendered form is kept in
 a shared `StructureCache`. A plan that `parses` (structure, a part, a header)
 is rendered off the event loop by `heavy_work`; BODY[] and RFC822 are the
 stored bytes as they are and are rendered in place.
+
+A message the store no longer has (another session expunged it while this
+one still shows it) is answered with Dovecot's NIL form of each item that
+needs the store: `NIL` for a section, an envelope of NILs, an empty
+text/plain body structure, size 0 and the 1970 date.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..mime.structure import MimePart, parse_structure
 from ..store import MessageInfo
+from .binary_fetch import UnknownCteError, render_binary
 from .message_structure import (
     SectionSpec,
     render_body_structure,
@@ -37,11 +43,22 @@ _SIMPLE = frozenset(
      "RFC822", "RFC822.HEADER", "RFC822.TEXT", "MODSEQ"}
 )
 _NEEDS_RAW = frozenset({"ENVELOPE", "BODYSTRUCTURE", "BODY", "RFC822", "RFC822.HEADER",
+                        "BINARY", "BINARY.SIZE",
                         "RFC822.TEXT", "SECTION"})
 _ITEM_NAME_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-"
 _SECTION_KINDS = ("HEADER.FIELDS.NOT", "HEADER.FIELDS", "HEADER", "TEXT", "MIME")
-_PARSED = frozenset({"ENVELOPE", "BODYSTRUCTURE", "BODY", "RFC822.HEADER", "RFC822.TEXT"})
+_PARSED = frozenset({"ENVELOPE", "BODYSTRUCTURE", "BODY", "RFC822.HEADER", "RFC822.TEXT",
+                     "BINARY", "BINARY.SIZE"})
 _WHOLE = SectionSpec()
+#: Dovecot 2.3.19's answers for items of an expunged message (imap-fetch.c, `nil_reply`).
+_BODY_NIL = b'"text" "plain" NIL NIL NIL "7bit" 0 0'
+_NIL_REPLIES = {
+    "ENVELOPE": b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)",
+    "BODY": b"(" + _BODY_NIL + b")",
+    "BODYSTRUCTURE": b"(" + _BODY_NIL + b" NIL NIL NIL NIL)",
+    "INTERNALDATE": b'"01-Jan-1970 00:00:00 +0000"',
+    "RFC822.SIZE": b"0",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +102,8 @@ def parse_fetch_items(tokens: Tokenizer, uid_command: bool) -> FetchPlan:
     names = {item.name for item in items}
     needs_raw = bool(names & _NEEDS_RAW)
     sets_seen = any(
-        (item.name == "SECTION" and not item.peek) or item.name in ("RFC822", "RFC822.TEXT")
+        (item.name in ("SECTION", "BINARY") and not item.peek)
+        or item.name in ("RFC822", "RFC822.TEXT")
         for item in items
     )
     structure_only = needs_raw and names <= {
@@ -112,8 +130,10 @@ def _item(tokens: Tokenizer) -> list[FetchItem]:
         return [FetchItem(n) for n in _MACROS[name]]
     if name in ("BODY", "BODY.PEEK") and tokens.peek_is(b"["):
         return [_section_item(tokens, peek=name == "BODY.PEEK", start=start)]
-    if name == "BINARY" or name.startswith("BINARY."):
-        raise CommandSyntaxError("BINARY is not supported")
+    if name in ("BINARY", "BINARY.PEEK", "BINARY.SIZE") and tokens.peek_is(b"["):
+        return [_binary_item(name, _section_item(tokens, peek=name != "BINARY", start=start))]
+    if name.startswith("BINARY"):
+        raise CommandSyntaxError("Invalid BINARY[..] parameter: Missing '['.")
     if name not in _SIMPLE or name == "MODSEQ":
         raise CommandSyntaxError(f"Unknown FETCH item {name}")
     return [FetchItem(name)]
@@ -170,6 +190,21 @@ def _section_item(tokens: Tokenizer, peek: bool, start: int) -> FetchItem:
     return FetchItem("SECTION", SectionSpec(tuple(path), kind, fields), label, partial, peek)
 
 
+def _binary_item(name: str, section: FetchItem) -> FetchItem:
+    """BINARY[...] (RFC 3516) from its BODY[...] twin: same section grammar, other label.
+
+    BINARY.SIZE takes no partial (Dovecot ignores one); the others are labelled
+    `BINARY[...]<offset>` like BODY.
+    """
+    if name == "BINARY.SIZE":
+        label = section.label
+        if section.partial is not None:
+            label = label[: label.rindex(b"<")]
+        label = b"BINARY.SIZE" + label[len(b"BODY") :]
+        return replace(section, name=name, label=label, partial=None, peek=True)
+    return replace(section, name="BINARY", label=b"BINARY" + section.label[len(b"BODY") :])
+
+
 class StructureCache:
     """Rendered ENVELOPE and BODYSTRUCTURE per message; messages never change."""
 
@@ -209,7 +244,11 @@ def render_fetch(
     structure: tuple[bytes, bytes, bytes] | None,
     include_flags: bool,
 ) -> bytes:
-    """One `* seq FETCH (...)` line; `include_flags` adds FLAGS after an implicit \\Seen."""
+    """One `* seq FETCH (...)` line; `include_flags` adds FLAGS after an implicit \\Seen.
+
+    Without `info` or `raw` (the message is gone from the store) the items
+    that need them get their NIL forms.
+    """
     parts: list[bytes] = []
     entity: MimePart | None = None
     flags_done = False
@@ -220,6 +259,8 @@ def render_fetch(
         elif name == "FLAGS":
             parts.append(b"FLAGS " + format_flags(flags[0], flags[1], recent).encode())
             flags_done = True
+        elif name in ("INTERNALDATE", "RFC822.SIZE") and info is None:
+            parts.append(name.encode() + b" " + _NIL_REPLIES[name])
         elif name == "INTERNALDATE":
             assert info is not None
             date = format_internal_date(info.internal_date, info.internal_tz)
@@ -228,13 +269,30 @@ def render_fetch(
             assert info is not None
             parts.append(b"RFC822.SIZE %d" % info.size)
         elif name in ("ENVELOPE", "BODY", "BODYSTRUCTURE"):
-            if structure is None:
-                assert raw is not None
+            if structure is None and raw is not None:
                 structure = structure_of(raw)
             index = {"ENVELOPE": 0, "BODY": 1, "BODYSTRUCTURE": 2}[name]
-            parts.append(name.encode() + b" " + structure[index])
+            value = _NIL_REPLIES[name] if structure is None else structure[index]
+            parts.append(name.encode() + b" " + value)
+        elif name in ("BINARY", "BINARY.SIZE"):
+            assert item.section is not None
+            if raw is None:
+                parts.append(item.label + (b" NIL" if name == "BINARY" else b" 0"))
+                continue
+            if entity is None:
+                entity = parse_structure(raw)
+            size_only = name == "BINARY.SIZE"
+            try:
+                parts.append(
+                    render_binary(entity, item.section, item.label, item.partial, size_only)
+                )
+            except UnknownCteError:
+                # Dovecot ends the line with what it has (the UID when nothing), then NO.
+                done = b" ".join(parts) if parts else b"UID %d" % uid
+                raise UnknownCteError((b"* %d FETCH (" % seq + done + b")\r\n",)) from None
+        elif raw is None:
+            parts.append((item.label if name == "SECTION" else name.encode()) + b" NIL")
         else:
-            assert raw is not None
             if name in ("SECTION", "RFC822") and item.section in (None, _WHOLE):
                 data: bytes | None = raw  # the whole message: nothing to parse
                 label = item.label if name == "SECTION" else b"RFC822"
@@ -259,6 +317,10 @@ def render_fetch(
             if data is None:
                 parts.append(label + b" NIL")
             else:
+                if b"\x00" in data:
+                    # A literal holds no NUL (RFC 3501 CHAR8; APPEND ~{n} can store one):
+                    # Dovecot sends 0x80 in its place. BINARY sends it as it is.
+                    data = data.replace(b"\x00", b"\x80")
                 parts.append(label + b" {%d}\r\n" % len(data) + data)
     if include_flags and not flags_done:
         parts.append(b"FLAGS " + format_flags(flags[0], flags[1], recent).encode())

@@ -34,6 +34,7 @@ from contextlib import asynccontextmanager
 from typing import Literal, TypeVar
 
 from ..store import MessageInfo
+from .binary_fetch import UnknownCteError
 from .fetch import FetchPlan, render_fetch, structure_of
 from .parser import Tokenizer
 from .search import SearchContext, SearchProgram, parse_search
@@ -143,7 +144,7 @@ class HeavyWork:
         try:
             return await loop.run_in_executor(pool, function, *args)
         except BrokenExecutor:
-            log.warning("imap: a heavy-work process died; starting a new pool")
+            log.warning("a heavy-work process died; starting a new pool")
             if self._pool is pool:
                 self.close()
             return await loop.run_in_executor(self._executor(), function, *args)
@@ -209,7 +210,11 @@ def render_fetch_rows(
     for seq, uid, state, recent, info, raw, structure, include_flags in rows:
         if structure is None and plan.structure_only and raw is not None:
             structure = computed[uid] = structure_of(raw)
-        lines.append(
-            render_fetch(plan, seq, uid, state, recent, info, raw, structure, include_flags)
-        )
+        try:
+            lines.append(
+                render_fetch(plan, seq, uid, state, recent, info, raw, structure, include_flags)
+            )
+        except UnknownCteError as exc:
+            # The lines before, then the failing message's (partial) line: Dovecot's answer.
+            raise UnknownCteError((*lines, *exc.answered)) from None
     return lines, computed

@@ -15,6 +15,8 @@ from ..errors import MailboxNotFoundError, StoreFullError, TooManyMailboxesError
 from ..store import MailboxInfo, NewMessage
 from ..store import flags as F
 from ..store.mailbox_names import INBOX, SEPARATOR, parent_names
+from .binary_append import BinaryAppendMessage
+from .catenate import CatenatedMessage, catenate_follows, parse_catenate
 from .command_arguments import MAILBOX
 from .command_errors import CommandFailedError, store_error_text
 from .command_spec import Argument, CommandSpec, command
@@ -26,8 +28,8 @@ from .sequence_set import format_uid_ranges
 from .session import MailboxView
 from .session_protocol import Session
 from .states import AUTHENTICATED
+from .status_response import status_items, write_status
 
-_STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN")
 _MONTHS = {m.lower(): i for i, m in enumerate(calendar.month_abbr) if m}
 _DATE_TIME = re.compile(
     r"^ ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})$"
@@ -58,7 +60,8 @@ async def _open(conn: Session, name: str, readonly: bool) -> str:
             view.recent.update(info.uid for info in infos if info.recent)
         else:
             try:
-                view.recent.update(await conn.store.take_recent(user, name))
+                last_uid = infos[-1].uid if infos else 0
+                view.recent.update(await conn.store.take_recent(user, name, last_uid))
             except StoreFullError:
                 # Claiming \Recent is a write; a full disk must not stop a SELECT.
                 view.recent.update(info.uid for info in infos if info.recent)
@@ -68,6 +71,7 @@ async def _open(conn: Session, name: str, readonly: bool) -> str:
     conn.write_flags_lines(view)
     conn.out.line(f"* {len(infos)} EXISTS")
     conn.out.line(f"* {len(view.recent)} RECENT")
+    view.recent_reported = len(view.recent)
     if first_unseen is not None:
         conn.out.line(f"* OK [UNSEEN {first_unseen}] First unseen.")
     conn.out.line(f"* OK [UIDVALIDITY {status.uidvalidity}] UIDs valid")
@@ -180,22 +184,8 @@ async def lsub(conn: Session, reference: str | None, pattern: str | None) -> str
 
 
 async def status(conn: Session, name: str, items: list[str]) -> str:
-    for item in items:
-        if item not in _STATUS_ITEMS:
-            raise CommandSyntaxError(f"Invalid status item {item}")
-    await conn.ensure_inbox(name)
-    result = await conn.store.status(conn.require_user(), name)
-    values = {
-        "MESSAGES": result.messages,
-        "RECENT": result.recent,
-        "UIDNEXT": result.uidnext,
-        "UIDVALIDITY": result.uidvalidity,
-        "UNSEEN": result.unseen,
-    }
-    if conn.view is not None and conn.view.name == result.mailbox:
-        values["RECENT"] = len(conn.view.recent) + result.recent
-    text = " ".join(f"{item} {values[item]}" for item in items)
-    conn.out.add(b"* STATUS " + mailbox_name(result.mailbox) + f" ({text})\r\n".encode())
+    # Items go out in Dovecot's order, not the request's (status_response.py).
+    await write_status(conn, name, status_items(items))
     return "OK Status completed."
 
 
@@ -227,8 +217,8 @@ async def _refuse_empty_message(conn: Session, name: str, *, accepted: bool) -> 
     Dovecot saves a MULTIAPPEND's messages as they arrive, so when a later
     one is empty its transaction had begun with the first: it is rolled back,
     and the push script sees `begin_txn` and `end_txn(ctx, false)` without
-    events (dovecot-observed.md item 5). That rollback is recorded here; an
-    empty first message began nothing.
+    events (docs/dovecot-reference.md#rolled-back-transactions). That
+    rollback is recorded here; an empty first message began nothing.
     """
     if accepted:
         try:
@@ -243,7 +233,7 @@ async def _refuse_empty_message(conn: Session, name: str, *, accepted: bool) -> 
 class AppendedMessages:
     """APPEND's messages, as read from the command."""
 
-    messages: list[NewMessage | SpooledMessage]
+    messages: list[NewMessage | SpooledMessage | CatenatedMessage | BinaryAppendMessage]
     #: A zero-byte message came next: the command is refused, and as in Dovecot
     #: nothing after it is read.
     empty_follows: bool
@@ -276,8 +266,9 @@ class SpooledMessage:
 
 
 def _appended_messages(tokens: Tokenizer, conn: Session) -> AppendedMessages:
-    """`[flag-list SP] [date-time SP] literal`, each after a space (MULTIAPPEND: several)."""
-    messages: list[NewMessage | SpooledMessage] = []
+    """`[flag-list SP] [date-time SP] (literal | CATENATE (...))`, each after a space
+    (MULTIAPPEND: several; CATENATE is catenate.py's)."""
+    messages: list[NewMessage | SpooledMessage | CatenatedMessage | BinaryAppendMessage] = []
     while tokens.skip_space():
         flags: int = 0
         keywords: tuple[str, ...] = ()
@@ -288,7 +279,14 @@ def _appended_messages(tokens: Tokenizer, conn: Session) -> AppendedMessages:
         if tokens.peek_is(b'"'):
             date = _date_time(tokens.quoted())
             tokens.space()
+        if catenate_follows(tokens):
+            messages.append(parse_catenate(tokens, conn, flags, keywords, date))
+            continue
+        binary = tokens.peek_is(b"~")
         raw = message_argument(tokens, conn.spooled)
+        if binary and raw:
+            messages.append(BinaryAppendMessage(raw, flags, keywords, date))
+            continue
         if not isinstance(raw, bytes):
             messages.append(SpooledMessage(raw, flags, keywords, date))
             continue
@@ -301,12 +299,6 @@ def _appended_messages(tokens: Tokenizer, conn: Session) -> AppendedMessages:
     return AppendedMessages(messages, empty_follows=False)
 
 
-def _list_reference(tokens: Tokenizer, conn: Session) -> str | None:
-    if tokens.peek_is(b"("):
-        raise CommandSyntaxError("LIST-EXTENDED selection options are not supported")
-    return tokens.list_pattern()
-
-
 def _list_pattern(tokens: Tokenizer, conn: Session) -> str | None:
     return tokens.list_pattern()
 
@@ -316,8 +308,7 @@ def _status_items(tokens: Tokenizer, conn: Session) -> list[str]:
     return [item.upper() for item in tokens.atom_list()]
 
 
-_LIST_REFERENCE = Argument("reference", _list_reference)
-#: LSUB's reference: no LIST-EXTENDED check, a `(` is just not a pattern character.
+#: LSUB's reference: a `(` is just not a pattern character (LIST is list_extended.py's).
 _LSUB_REFERENCE = Argument("reference", _list_pattern)
 _LIST_PATTERN = Argument("list-mailbox", _list_pattern)
 _STATUS_ITEMS_ARGUMENT = Argument("status-att-list", _status_items)
@@ -331,7 +322,6 @@ MAILBOX_COMMANDS: tuple[CommandSpec, ...] = (
     command("RENAME", AUTHENTICATED, rename, MAILBOX, MAILBOX),
     command("SUBSCRIBE", AUTHENTICATED, subscribe, MAILBOX),
     command("UNSUBSCRIBE", AUTHENTICATED, unsubscribe, MAILBOX),
-    command("LIST", AUTHENTICATED, list_mailboxes, _LIST_REFERENCE, _LIST_PATTERN),
     command("LSUB", AUTHENTICATED, lsub, _LSUB_REFERENCE, _LIST_PATTERN),
     command("STATUS", AUTHENTICATED, status, MAILBOX, _STATUS_ITEMS_ARGUMENT),
     command("APPEND", AUTHENTICATED, append, MAILBOX, _MESSAGES),

@@ -8,6 +8,14 @@ loop for long. SEARCH keys that read headers or bodies, and FETCH items that
 parse a message, run in `heavy_work`'s pool while holding one of the user's
 heavy-command slots. `MESSAGE_COMMANDS` declares them; the UID forms share
 the handlers' bodies.
+
+A message another session expunged stays in this session's numbering until
+`* n EXPUNGE` may be sent (see `session`); commands treat it as Dovecot
+2.3.19 does. FETCH answers FLAGS and UID from the view and Dovecot's NIL
+forms for what the store no longer has, then `OK [EXPUNGEISSUED]`; STORE
+changes the view's flags only and answers OK (UID STORE leaves it out); SEARCH matches it on flags
+and numbers (keys that need the message leave it out, `OK [EXPUNGEISSUED]`);
+COPY and MOVE copy nothing and answer `NO [EXPUNGEISSUED]`.
 """
 
 from __future__ import annotations
@@ -20,9 +28,11 @@ from typing import Literal
 from ..errors import MailboxNotFoundError, StoreFullError
 from ..store import MessageInfo
 from ..store import flags as F
+from .binary_fetch import UNKNOWN_CTE_REPLY, UnknownCteError
 from .command_arguments import FLAGS, MAILBOX_OR_EMPTY, SEQUENCE_SET
 from .command_errors import CommandFailedError, store_error_text
 from .command_spec import Argument, CommandSpec, command
+from .esearch import esearch_response, parse_return_options
 from .fetch import FetchPlan, parse_fetch_items
 from .heavy_work import (
     INLINE_BYTES,
@@ -50,7 +60,10 @@ __all__ = [
 
 #: Messages read from the store per round trip (raw bodies are the heavy part).
 FETCH_CHUNK = 500
+#: COPY/MOVE of a set holding a message another session expunged (Dovecot's words).
 EXPUNGED_NOTICE = "NO [EXPUNGEISSUED] Some of the requested messages no longer exist."
+#: FETCH that answered part of a message with NIL forms because it was expunged.
+FETCH_LOST_NOTICE = "OK [EXPUNGEISSUED] Some messages were already expunged."
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +73,8 @@ class SearchRequest:
     program: SearchProgram
     data: bytes
     start: int
+    #: ESEARCH's RETURN options (RFC 4731); None for a plain `* SEARCH` answer.
+    returns: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +132,12 @@ async def _search(conn: Session, request: SearchRequest, by_uid: bool) -> str:
     view = conn.require_view()
     program = request.program
     user = conn.require_user()
-    candidates = [uid for uid in view.uids if not view.is_expunged(uid)]
+    reads_store = program.needs_info or program.needs_raw
+    candidates = view.uids
+    lost = False
+    if reads_store and view.has_pending_expunges:
+        candidates = [uid for uid in view.uids if not view.is_expunged(uid)]
+        lost = len(candidates) < len(view.uids)
     infos: dict[int, MessageInfo] = {}
     if program.needs_info:
         infos = {i.uid: i for i in await conn.store.messages(user, view.name, candidates)}
@@ -160,8 +180,11 @@ async def _search(conn: Session, request: SearchRequest, by_uid: bool) -> str:
                 matches = match_rows(program, max_seq, max_uid, rows)
                 await asyncio.sleep(0)  # one chunk at a time: others run in between
             found.extend(uid if by_uid else seq for seq, uid in matches)
-    conn.out.line("* SEARCH" + "".join(f" {n}" for n in found))
-    return "OK Search completed."
+    if request.returns is not None:
+        conn.out.line(esearch_response(conn.tag, by_uid, found, request.returns))
+    else:
+        conn.out.line("* SEARCH" + "".join(f" {n}" for n in found))
+    return "OK [EXPUNGEISSUED] Search completed." if lost else "OK Search completed."
 
 
 async def fetch(conn: Session, numbers: SequenceSet, plan: FetchPlan) -> str:
@@ -175,21 +198,23 @@ async def uid_fetch(conn: Session, numbers: SequenceSet, plan: FetchPlan) -> str
 async def _fetch(conn: Session, numbers: SequenceSet, plan: FetchPlan, by_uid: bool) -> str:
     view = conn.require_view()
     pairs = _resolve(view, numbers, by_uid)
-    live = [(seq, uid) for seq, uid in pairs if not view.is_expunged(uid)]
     user = conn.require_user()
     mailbox = view.name
     infos: dict[int, MessageInfo] = {}
-    if plan.needs_info and live:
-        wanted = [uid for _, uid in live]
+    if plan.needs_info and pairs:
+        wanted = [uid for _, uid in pairs if not view.is_expunged(uid)]
         infos = {i.uid: i for i in await conn.store.messages(user, mailbox, wanted)}
     cache = conn.structures
     out = conn.out
     heavy = conn.heavy
+    if view.take_new_keywords():
+        conn.write_flags_lines(view)  # before any FETCH FLAGS shows a new keyword
+    lost = False
     async with AsyncExitStack() as held:
         holding_slot = False
-        for start in range(0, len(live), FETCH_CHUNK):
-            chunk = live[start : start + FETCH_CHUNK]
-            uids = [uid for _, uid in chunk]
+        for start in range(0, len(pairs), FETCH_CHUNK):
+            chunk = pairs[start : start + FETCH_CHUNK]
+            uids = [uid for _, uid in chunk if not view.is_expunged(uid)]
             structures: dict[int, tuple[bytes, bytes, bytes]] = {}
             raws: dict[int, bytes] = {}
             if plan.needs_raw:
@@ -203,12 +228,15 @@ async def _fetch(conn: Session, numbers: SequenceSet, plan: FetchPlan, by_uid: b
                 if missing:
                     raws = await conn.store.raw_messages(user, mailbox, missing)
             seen_now = await _mark_seen(conn, plan, view, uids)
+            if plan.sets_seen and not view.readonly and len(uids) < len(chunk):
+                seen_now |= _mark_vanished_seen(view, chunk)
             rows: list[FetchRow] = []
             for seq, uid in chunk:
-                if plan.needs_raw and uid not in raws and uid not in structures:
-                    continue  # expunged meanwhile
-                if plan.needs_info and uid not in infos:
-                    continue
+                # Expunged by another session (or meanwhile): Dovecot's NIL forms.
+                if (plan.needs_raw and uid not in raws and uid not in structures) or (
+                    plan.needs_info and uid not in infos
+                ):
+                    lost = True
                 state = view.flag_state(uid)
                 rows.append(
                     (seq, uid, state, uid in view.recent, infos.get(uid), raws.get(uid),
@@ -218,25 +246,30 @@ async def _fetch(conn: Session, numbers: SequenceSet, plan: FetchPlan, by_uid: b
                     view.reported_flags(uid, state)
             size = sum(len(raw) for raw in raws.values())
             del raws
-            if plan.parses and size:
-                # Parsing is the client's choice of work: in the pool, within its slots.
-                if not holding_slot:
-                    await held.enter_async_context(heavy.slot(user))
-                    holding_slot = True
-                lines, computed = await heavy.run_sized(size, render_fetch_rows, plan, rows)
-                for uid, structure in computed.items():
-                    cache.put((user, mailbox, view.uidvalidity, uid), structure)
-            else:
-                lines, _ = render_fetch_rows(plan, rows)
+            try:
+                if plan.parses and size:
+                    # Parsing is the client's choice of work: in the pool, within its slots.
+                    if not holding_slot:
+                        await held.enter_async_context(heavy.slot(user))
+                        holding_slot = True
+                    lines, computed = await heavy.run_sized(
+                        size, render_fetch_rows, plan, rows
+                    )
+                    for uid, structure in computed.items():
+                        cache.put((user, mailbox, view.uidvalidity, uid), structure)
+                else:
+                    lines, _ = render_fetch_rows(plan, rows)
+            except UnknownCteError as exc:
+                for line in exc.answered:  # what was rendered before, as Dovecot sends it
+                    out.add(line)
+                raise CommandFailedError(UNKNOWN_CTE_REPLY) from None
             del rows
             for line in lines:
                 out.add(line)
                 if out.size > FLUSH_THRESHOLD:
                     out.flush()
                     await conn.drain()
-    if len(live) < len(pairs):
-        return EXPUNGED_NOTICE
-    return "OK Fetch completed."
+    return FETCH_LOST_NOTICE if lost else "OK Fetch completed."
 
 
 async def _mark_seen(
@@ -263,6 +296,16 @@ async def _mark_seen(
     return set(unseen)
 
 
+def _mark_vanished_seen(view: MailboxView, chunk: list[tuple[int, int]]) -> set[int]:
+    """The implicit `\\Seen` on messages another session expunged: in the view only."""
+    marked = set()
+    for _, uid in chunk:
+        if view.is_expunged(uid) and not view.is_seen(uid):
+            view.store_vanished(uid, "add", F.SEEN, ())
+            marked.add(uid)
+    return marked
+
+
 async def store(
     conn: Session, numbers: SequenceSet, action: StoreAction, names: list[str]
 ) -> str:
@@ -280,17 +323,26 @@ async def _store(
 ) -> str:
     view = conn.require_view()
     flags, keywords = parse_store_flags(names)
+    keywords = view.known_spelling(keywords)
     if view.readonly:
         raise CommandFailedError("[READ-ONLY] Mailbox is read-only.")
     pairs = _resolve(view, numbers, by_uid)
-    live = [(seq, uid) for seq, uid in pairs if not view.is_expunged(uid)]
-    if live:
-        uids = [uid for _, uid in live]
+    if by_uid:
+        # UID STORE leaves a vanished message out (Dovecot); STORE changes the view's copy.
+        pairs = [(seq, uid) for seq, uid in pairs if not view.is_expunged(uid)]
+    uids = [uid for _, uid in pairs if not view.is_expunged(uid)]
+    if uids:
         await conn.store.update_flags(
             conn.require_user(), view.name, uids, action.mode,
             flags, keywords, recent_uids=frozenset(view.recent.intersection(uids)),
         )  # fmt: skip
-    for seq, uid in live:
+    if len(uids) < len(pairs):
+        for _, uid in pairs:
+            if view.is_expunged(uid):
+                view.store_vanished(uid, action.mode, flags, keywords)
+    if view.take_new_keywords():
+        conn.write_flags_lines(view)  # a new keyword is announced before its first use
+    for seq, uid in pairs:
         state = view.flag_state(uid)
         view.reported_flags(uid, state)
         if action.silent:
@@ -298,8 +350,6 @@ async def _store(
         text = format_flags(state[0], state[1], uid in view.recent)
         prefix = f"UID {uid} " if by_uid else ""
         conn.out.line(f"* {seq} FETCH ({prefix}FLAGS {text})")
-    if len(live) < len(pairs):
-        return EXPUNGED_NOTICE
     return "OK Store completed."
 
 
@@ -325,7 +375,9 @@ async def _copy_or_move(
     view = conn.require_view()
     if move and view.readonly:
         raise CommandFailedError("[READ-ONLY] Mailbox is read-only.")
-    uids = [uid for _, uid in _resolve(view, numbers, by_uid) if not view.is_expunged(uid)]
+    uids = [uid for _, uid in _resolve(view, numbers, by_uid)]
+    if any(view.is_expunged(uid) for uid in uids):
+        return EXPUNGED_NOTICE  # all or nothing, as Dovecot
     verb = "Move" if move else "Copy"
     if not uids:
         return f"OK No messages found. {verb} completed."
@@ -371,12 +423,13 @@ def _resolve(view: MailboxView, numbers: SequenceSet, by_uid: bool) -> list[tupl
 
 
 def _search_request(tokens: Tokenizer, conn: Session) -> SearchRequest:
+    returns = parse_return_options(tokens)
     start = tokens.pos
     try:
         program = parse_search(tokens)
     except UnsupportedCharsetError:
         raise CommandFailedError("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset") from None
-    return SearchRequest(program, tokens.data, start)
+    return SearchRequest(program, tokens.data, start, returns)
 
 
 def _fetch_items(tokens: Tokenizer, conn: Session) -> FetchPlan:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..mime.addresses import split_address_list
+from ..mime.addresses import ListedAddress, parse_address_list
 from ..mime.structure import MimePart, split_content_field
 from .responses import string
 
@@ -21,9 +21,6 @@ __all__ = [
     "render_body_structure",
     "section_bytes",
 ]
-
-_GROUP = re.compile(r'^\s*([^:"<>@,]*):(.*?);?\s*$', re.S)
-
 
 @dataclass(frozen=True, slots=True)
 class SectionSpec:
@@ -75,61 +72,49 @@ def _nstring_field(value: bytes | None) -> bytes:
 
 
 def _addresses(value: bytes | None) -> bytes:
+    """An address list as Dovecot renders it: groups, routes and MISSING_* parts kept."""
     if not value or not value.strip():
         return b"NIL"
     text = value.decode("latin-1")
-    rendered: list[bytes] = []
-    group = _GROUP.match(text) if ":" in text and "<" not in text.partition(":")[0] else None
-    if group is not None and "@" not in group.group(1):
-        rendered.append(b"(NIL NIL " + string(group.group(1).strip().encode("latin-1")) + b" NIL)")
-        rendered.extend(_address_list(group.group(2)))
-        rendered.append(b"(NIL NIL NIL NIL)")
-    else:
-        rendered.extend(_address_list(text))
-    if not rendered:
+    entries = _simple_addresses(text)
+    if entries is None:
+        entries = parse_address_list(text)
+    if not entries:
         return b"NIL"
-    return b"(" + b"".join(rendered) + b")"
+    return b"(" + b"".join(_address(entry) for entry in entries) + b")"
 
 
-def _address_list(text: str) -> list[bytes]:
-    out: list[bytes] = []
-    for name, address in _split_addresses(text):
-        if not name and not address:
+def _address(entry: ListedAddress) -> bytes:
+    fields = (entry.name, entry.route, entry.mailbox, entry.domain)
+    return b"(" + b" ".join(_nstring_text(field) for field in fields) + b")"
+
+
+def _nstring_text(value: str | None) -> bytes:
+    return b"NIL" if value is None else string(value.encode("latin-1"))
+
+
+def _simple_addresses(text: str) -> list[ListedAddress] | None:
+    """The plain forms most mail uses (`a@b`, `Name <a@b>`) without the full parser; None
+    when the header needs it."""
+    if _NEEDS_FULL_PARSER.search(text) is not None:
+        return None
+    entries: list[ListedAddress] = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
             continue
-        local, at, domain = address.rpartition("@")
-        if not at:
-            local, domain = address, ""
-        out.append(
-            b"("
-            + (string(name.encode("latin-1")) if name else b"NIL")
-            + b" NIL "
-            + string((local or "MISSING_MAILBOX").encode("latin-1"))
-            + b" "
-            + string((domain or "MISSING_DOMAIN").encode("latin-1"))
-            + b")"
-        )
-    return out
-
-
-def _split_addresses(text: str) -> list[tuple[str, str]]:
-    """(display name, address) pairs; a fast path for the plain forms most mail uses."""
-    if _NEEDS_FULL_PARSER.search(text) is None:
-        pairs: list[tuple[str, str]] = []
-        for item in text.split(","):
-            item = item.strip()
-            if not item:
-                continue
-            match = _SIMPLE_ADDRESS.match(item)
-            if match is None:
-                return split_address_list([text])
-            pairs.append((match.group(1) or "", match.group(2) or match.group(3)))
-        return pairs
-    return split_address_list([text])
+        match = _SIMPLE_ADDRESS.match(item)
+        if match is None:
+            return None
+        name = " ".join((match.group(1) or "").split()) or None
+        local, _, domain = (match.group(2) or match.group(3)).rpartition("@")
+        entries.append(ListedAddress(name, None, local, domain))
+    return entries
 
 
 _NEEDS_FULL_PARSER = re.compile(r'["()\\:;\[\]]')
 _SIMPLE_ADDRESS = re.compile(
-    r"^(?:([^<>@,]*?)\s*<([^<>\s,]+@[^<>\s,]+)>|([^<>\s,]+@[^<>\s,]+))$"
+    r"^(?:([^<>@,]*?)\s*<([^<>\s,@]+@[^<>\s,@]+)>|([^<>\s,@]+@[^<>\s,@]+))$"
 )
 
 

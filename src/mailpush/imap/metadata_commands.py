@@ -159,16 +159,7 @@ def _entry_values(tokens: Tokenizer, conn: Session) -> dict[str, str | None]:
 
 def _string_list(tokens: Tokenizer) -> list[str]:
     """`(a "b" c)`: a parenthesised list of astrings (options or entry names)."""
-    if not tokens.open_paren():
-        raise CommandSyntaxError("Expected a parenthesised list")
-    items: list[str] = []
-    if tokens.close_paren():
-        return items
-    while True:
-        items.append(tokens.astring_text())
-        if tokens.close_paren():
-            return items
-        tokens.space()
+    return tokens.paren_list(tokens.astring_text)
 
 
 def _entry_list(tokens: Tokenizer) -> list[str]:

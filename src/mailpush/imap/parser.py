@@ -18,7 +18,7 @@ limit bounds nesting); no client nests anywhere near 100 levels.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -318,26 +318,23 @@ class Tokenizer:
 
     def flag_list(self) -> list[str]:
         """`(\\Seen $Label)`: a parenthesised, space-separated list of flags."""
-        if not self.open_paren():
-            raise CommandSyntaxError("Expected a parenthesised flag list")
-        flags: list[str] = []
-        if self.close_paren():
-            return flags
-        while True:
-            flags.append(self.flag())
-            if self.close_paren():
-                return flags
-            self.space()
+        return self.paren_list(self.flag, "Expected a parenthesised flag list")
 
     def atom_list(self) -> list[str]:
         """`(A B C)` of atoms (STATUS items, ENABLE-like lists)."""
+        return self.paren_list(self.atom)
+
+    def paren_list(
+        self, item: Callable[[], str], expected: str = "Expected a parenthesised list"
+    ) -> list[str]:
+        """`()` or `(x y z)`: the items `item` reads, one space between; `expected` if no `(`."""
         if not self.open_paren():
-            raise CommandSyntaxError("Expected a parenthesised list")
+            raise CommandSyntaxError(expected)
         items: list[str] = []
         if self.close_paren():
             return items
         while True:
-            items.append(self.atom())
+            items.append(item())
             if self.close_paren():
                 return items
             self.space()

@@ -4,7 +4,9 @@ Keys that only need flags, numbers or metadata are answered from the
 session's view and the store's message list; header and body keys read the
 raw message and decode it (RFC 2047 words, transfer encodings, charsets)
 before comparing case-insensitively, so `SUBJECT café` finds an encoded
-subject.
+subject. FROM, TO, CC and BCC compare with the parsed addresses, written as
+Dovecot writes them (`Name <user@domain>`, groups as `name: a, b;`), so
+`FROM user@domain.org` finds `<user (comment)@ (comment) domain.org>`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..mime.addresses import format_address_list, parse_address_list
 from ..mime.charsets import decode_text
 from ..mime.dates import parse_date
 from ..mime.headers import decode_encoded_words, find_body_start, split_header_fields
@@ -51,6 +54,7 @@ class SearchContext:
     max_uid: int
     _headers: list[tuple[str, str]] | None = None
     _body: str | None = None
+    _addresses: dict[str, list[str]] | None = None
 
     def headers(self) -> list[tuple[str, str]]:
         if self._headers is None:
@@ -58,6 +62,22 @@ class SearchContext:
             end = find_body_start(raw)[1]
             self._headers = [(n, _decode_header(v)) for n, v in split_header_fields(raw[:end])]
         return self._headers
+
+    def address_texts(self, field: str) -> list[str]:
+        """Each `field` header's addresses as text, parsed before RFC 2047 decoding (a
+        decoded name may hold a comma)."""
+        if self._addresses is None:
+            self._addresses = {}
+            raw = self.raw or b""
+            end = find_body_start(raw)[1]
+            for name, value in split_header_fields(raw[:end]):
+                if name in _ADDRESS_FIELDS:
+                    text = value.decode("latin-1") if not value.isascii() else value.decode()
+                    written = _decode_header(
+                        format_address_list(parse_address_list(text)).encode("latin-1")
+                    )
+                    self._addresses.setdefault(name, []).append(written)
+        return self._addresses.get(field, [])
 
     def body_text(self) -> str:
         if self._body is None:
@@ -131,6 +151,7 @@ _FLAG_KEYS: dict[str, Predicate] = {
     "NEW": lambda ctx: ctx.recent and not ctx.flags & F.SEEN,
 }
 _ADDRESS_KEYS = {"BCC": "bcc", "CC": "cc", "FROM": "from", "SUBJECT": "subject", "TO": "to"}
+_ADDRESS_FIELDS = frozenset(("bcc", "cc", "from", "to"))
 
 
 def _key(tokens: Tokenizer, needs: _Needs) -> Predicate:
@@ -188,7 +209,9 @@ def _key(tokens: Tokenizer, needs: _Needs) -> Predicate:
         tokens.space()
         needle = _needle(tokens)
         needs.raw = True
-        return _header_contains(_ADDRESS_KEYS[name], needle)
+        if name == "SUBJECT":
+            return _header_contains("subject", needle)
+        return _address_contains(_ADDRESS_KEYS[name], needle)
     if name == "HEADER":
         tokens.space()
         field = tokens.astring().decode("latin-1").lower()
@@ -227,6 +250,13 @@ def _in_sequence(numbers: SequenceSet, by_uid: bool) -> Predicate:
         if test is None:
             test = tests[top] = numbers.membership(top)
         return test.contains(ctx.uid if by_uid else ctx.seq)
+
+    return check
+
+
+def _address_contains(field: str, needle: str) -> Predicate:
+    def check(ctx: SearchContext) -> bool:
+        return any(needle in text.casefold() for text in ctx.address_texts(field))
 
     return check
 

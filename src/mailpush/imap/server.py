@@ -21,7 +21,8 @@ import asyncio
 import logging
 
 from ..auth import AuthPenalty
-from ..errors import ServiceError
+from ..listener import bound_address, listen
+from ..service_metrics import ImapMetrics
 from ..store import MailStore
 from .command_spec import CommandTable
 from .commands import COMMANDS
@@ -30,7 +31,9 @@ from .fetch import StructureCache
 from .heavy_work import HeavyWork
 from .literal_spool import AppendSpool
 from .options import ImapOptions
+from .sort_fields import FactsCache
 from .stream import ImapStream
+from .timed_commands import timed_commands
 from .user_ip_connections import UserIpConnections
 
 log = logging.getLogger(__name__)
@@ -57,14 +60,17 @@ class ImapServer:
         penalty: AuthPenalty | None = None,
         user_ip_connections: UserIpConnections | None = None,
         heavy: HeavyWork | None = None,
+        metrics: ImapMetrics | None = None,
     ) -> None:
         self.store = store
         self.authenticate = authenticate
         self.options = options
-        self.commands: CommandTable = COMMANDS
+        self.metrics = metrics or ImapMetrics()
+        self.commands: CommandTable = timed_commands(COMMANDS, self.metrics)
         self.penalty = penalty or AuthPenalty(initial=options.auth_failure_delay)
         self.user_ip_connections = user_ip_connections or UserIpConnections()
         self.structures = StructureCache()
+        self.sort_facts = FactsCache()
         # Shared by every listener when given: one pool and one per-user bound for
         # IMAP and IMAPS alike. The one who creates it closes it.
         self._owns_heavy = heavy is None
@@ -77,27 +83,32 @@ class ImapServer:
         self.stopping = False
 
     @property
+    def connections(self) -> list[ImapConnection]:
+        """The open connections (`mailpush who`, `mailpush kick`)."""
+        return list(self._connections)
+
+    def reconfigure(self, options: ImapOptions, authenticate: Authenticator) -> None:
+        """A reload: new connections get `options` (TLS certificate included) and every
+        login from now on checks `authenticate`. The address, the heavy-command pool
+        and the login penalty stay; open connections keep the options they started with."""
+        self.options = options
+        self.authenticate = authenticate
+        self.append_spool = AppendSpool(options.append_spool_threshold, options.temp_dir)
+
+    @property
     def connection_count(self) -> int:
         return len(self._connections)
 
     async def start(self) -> tuple[str, int]:
-        loop = asyncio.get_running_loop()
-        try:
-            self._server = await loop.create_server(
-                lambda: ImapStream(self._accept),
-                self.options.address,
-                self.options.port,
-                ssl=self.options.tls,
-                reuse_address=True,
-                backlog=1024,
-            )
-        except OSError as exc:
-            raise ServiceError(
-                f"imap: cannot listen on {self.options.address}:{self.options.port}: "
-                f"{exc.strerror or exc}"
-            ) from exc
-        host, port = self._server.sockets[0].getsockname()[:2]
-        return str(host), int(port)
+        self._server = await listen(
+            "imap",
+            lambda: ImapStream(self._accept),
+            self.options.address,
+            self.options.port,
+            tls=self.options.tls,
+            backlog=1024,
+        )
+        return bound_address(self._server)
 
     async def stop(self, timeout: float) -> None:
         """Stop accepting; let running commands finish (up to `timeout` s); say BYE to all."""
@@ -113,7 +124,7 @@ class ImapServer:
             for task in pending:
                 task.cancel()
             if pending:
-                log.warning("imap: %d connections still busy after %.0fs", len(pending), timeout)
+                log.warning("%d connections still busy after %.0fs", len(pending), timeout)
                 await asyncio.wait(pending, timeout=1)
         self._server = None
         self.stopping = False
@@ -128,4 +139,10 @@ class ImapServer:
         connection = ImapConnection(self, stream)
         task = asyncio.get_running_loop().create_task(connection.run())
         self._connections[connection] = task
-        task.add_done_callback(lambda _: self._connections.pop(connection, None))
+        self.metrics.connections.inc()
+        self.metrics.connections_current.inc()
+        task.add_done_callback(lambda _: self._forget(connection))
+
+    def _forget(self, connection: ImapConnection) -> None:
+        if self._connections.pop(connection, None) is not None:
+            self.metrics.connections_current.dec()

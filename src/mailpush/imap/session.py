@@ -6,6 +6,13 @@ someone else stays at its sequence number until the session may say
 `* n EXPUNGE`, and a new message gets a number only when `* n EXISTS` is
 sent. The store's change hub feeds `on_change`; `take_updates` turns what
 accumulated into the untagged responses the session may send now.
+
+Until then such a message is *vanished*: the session still shows it, as
+Dovecot 2.3.19 does. Its UID and flags stay here, so FETCH FLAGS answers
+from them and STORE changes them here only (the store has nothing left to
+change) and reports the result. `\\Recent` is counted the same way: the
+`* n RECENT` a session last sent is kept, and a new one goes out whenever
+the count changes (a recent message expunged, new ones claimed).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from ..store import (
     MessagesSaved,
 )
 from ..store import flags as F
+from ..store.base import FlagMode
 from ..store.mailbox_names import is_inside
 
 __all__ = ["MailboxView", "PendingUpdates"]
@@ -72,6 +80,8 @@ class MailboxView:
             self.uids.append(info.uid)
             self.flags[info.uid] = (info.flags, info.keywords)
         self.recent: set[int] = set()
+        #: The count in the last `* n RECENT` sent (SELECT sends the first).
+        self.recent_reported = 0
         self.keywords: dict[str, str] = {k.lower(): k for k in keywords}
         self.deleted = False
         self._new: set[int] = set()
@@ -103,6 +113,25 @@ class MailboxView:
     @property
     def keyword_names(self) -> list[str]:
         return sorted(self.keywords.values(), key=str.lower)
+
+    def known_spelling(self, keywords: tuple[str, ...]) -> tuple[str, ...]:
+        """Keywords as this mailbox already spells them (`nil` stored where `NIL` exists)."""
+        return tuple(self.keywords.get(k.lower(), k) for k in keywords)
+
+    def take_new_keywords(self) -> bool:
+        """Whether keywords appeared that `* FLAGS` has not announced yet (now it must)."""
+        found, self._new_keywords = self._new_keywords, False
+        return found
+
+    def store_vanished(
+        self, uid: int, mode: FlagMode, flags: int, keywords: tuple[str, ...]
+    ) -> FlagState:
+        """STORE on a vanished message: only this session's picture of it changes."""
+        old_flags, old_keywords = self.flag_state(uid)
+        state = F.apply_flag_change(mode, old_flags, old_keywords, flags, keywords)
+        self.flags[uid] = state
+        self._note_keywords(state[1])
+        return state
 
     # --- changes from the hub ---------------------------------------------------------
 
@@ -170,7 +199,8 @@ class MailboxView:
         """Renumber for what may be reported now and return it.
 
         Expunges go first (their numbers refer to the old numbering), then
-        EXISTS for new messages, then flag changes of surviving messages.
+        flag changes of surviving messages, then EXISTS for new messages: the
+        order Dovecot sends them in.
         """
         out = PendingUpdates()
         if allow_expunge and self._expunged:
@@ -184,21 +214,11 @@ class MailboxView:
                 self.recent.discard(uid)
                 self._flag_changes.discard(uid)
             self._expunged = set()
-        if self._new:
-            fresh = sorted(self._new)
-            if self.uids and fresh[0] < self.uids[-1]:
-                self.uids = sorted(set(self.uids) | self._new)
-            else:
-                self.uids.extend(fresh)
-            self._new = set()
-            out.exists = len(self.uids)
-            out.new_uids = fresh
-            for uid in fresh:
-                self._flag_changes.discard(uid)
+        for uid in self._new:
+            self._flag_changes.discard(uid)
         if self._flag_changes:
+            # A vanished message's last change is reported too (Dovecot does).
             for uid in sorted(self._flag_changes):
-                if uid in self._expunged:
-                    continue
                 seq = self.seq_of(uid)
                 state = self.flags.get(uid)
                 if seq is None or state is None:
@@ -208,6 +228,15 @@ class MailboxView:
                 out.flags.append((seq, uid, state[0], state[1]))
             self._flag_changes = set()
         self._already_reported.clear()
+        if self._new:
+            fresh = sorted(self._new)
+            if self.uids and fresh[0] < self.uids[-1]:
+                self.uids = sorted(set(self.uids) | self._new)
+            else:
+                self.uids.extend(fresh)
+            self._new = set()
+            out.exists = len(self.uids)
+            out.new_uids = fresh
         if self._new_keywords:
             out.new_keywords = True
             self._new_keywords = False

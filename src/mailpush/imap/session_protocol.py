@@ -19,6 +19,7 @@ from .literal_spool import AppendSpool, SpooledLiteral
 from .options import ImapOptions
 from .responses import ResponseBuffer
 from .session import MailboxView
+from .sort_fields import FactsCache
 from .states import State
 
 __all__ = ["Session"]
@@ -58,7 +59,17 @@ class Session(Protocol):
     def structures(self) -> StructureCache: ...
 
     @property
+    def sort_facts(self) -> FactsCache:
+        """What SORT and THREAD read of each message, kept for the server's lifetime."""
+        ...
+
+    @property
     def tls_active(self) -> bool: ...
+
+    @property
+    def tag(self) -> str:
+        """The running command's tag (ESEARCH responses quote it)."""
+        ...
 
     def require_user(self) -> str:
         """The logged-in user (commands allowed only after login may rely on one)."""
@@ -84,6 +95,13 @@ class Session(Protocol):
 
     async def start_tls(self, context: ssl.SSLContext, reply: str) -> None:
         """Answer the current command with `reply`, then run the TLS handshake."""
+        ...
+
+    @property
+    def compression_active(self) -> bool: ...
+
+    def start_compression(self, reply: str) -> None:
+        """Answer the current command with `reply` (uncompressed), then deflate both ways."""
         ...
 
     async def wait_in_idle(self) -> bytes | None:

@@ -5,13 +5,23 @@ reasons: STARTTLS must throw away anything the client pipelined in plain
 text (command injection, CVE-2011-0411 style), an over-long line must be
 skipped without buffering it, and a response is handed to the transport in
 one `write` call.
+
+After COMPRESS DEFLATE (`start_compression`) the socket carries deflate both
+ways: input is inflated into the buffer only as the reader needs it (at most
+up to the read high-water mark or the literal being read, see
+compression.py), and each `write` goes out compressed and sync-flushed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from collections.abc import Callable
+
+from .compression import CompressionError, DeflateCodec
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ConnectionClosedError", "ImapStream", "LineTooLongError"]
 
@@ -46,6 +56,11 @@ class ImapStream(asyncio.Protocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         self._write_paused = False
         self.tls = False
+        #: Bytes read from and written to the socket (Dovecot's `in=` / `out=` at logout).
+        self.bytes_in = 0
+        self.bytes_out = 0
+        #: Set by COMPRESS DEFLATE: input waits compressed here until it is read.
+        self._codec: DeflateCodec | None = None
 
     # --- asyncio.Protocol ---------------------------------------------------------
 
@@ -56,8 +71,13 @@ class ImapStream(asyncio.Protocol):
         self._on_connect(self)
 
     def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        if len(self._buffer) > max(READ_HIGH_WATER, self._want) and not self._paused_reading:
+        self.bytes_in += len(data)
+        if self._codec is not None:
+            self._codec.feed(data)
+            self._inflate()
+        else:
+            self._buffer += data
+        if self._over_high_water() and not self._paused_reading:
             assert self.transport is not None
             self._paused_reading = True
             self.transport.pause_reading()
@@ -165,6 +185,11 @@ class ImapStream(asyncio.Protocol):
             await self._wait_for_data()
 
     async def _wait_for_data(self) -> None:
+        if self._codec is not None and self._codec.pending:
+            added = self._inflate()
+            self._maybe_resume()
+            if added:
+                return
         if self._eof:
             raise ConnectionClosedError()
         loop = asyncio.get_running_loop()
@@ -181,8 +206,12 @@ class ImapStream(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def _over_high_water(self) -> bool:
+        compressed = self._codec.pending if self._codec is not None else 0
+        return len(self._buffer) > max(READ_HIGH_WATER, self._want) or compressed > READ_HIGH_WATER
+
     def _maybe_resume(self) -> None:
-        if self._paused_reading and len(self._buffer) <= READ_HIGH_WATER:
+        if self._paused_reading and not self._over_high_water():
             assert self.transport is not None
             self._paused_reading = False
             self.transport.resume_reading()
@@ -191,6 +220,9 @@ class ImapStream(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self._closed:
+            if self._codec is not None:
+                data = self._codec.deflate(data)
+            self.bytes_out += len(data)
             self.transport.write(data)
 
     async def drain(self) -> None:
@@ -223,3 +255,43 @@ class ImapStream(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.tls = True
+
+    # --- COMPRESS DEFLATE ----------------------------------------------------------------
+
+    @property
+    def compressed(self) -> bool:
+        return self._codec is not None
+
+    def start_compression(self) -> None:
+        """Deflate both ways from here on (the tagged OK went out uncompressed before).
+
+        What is buffered already follows the COMPRESS command, so the client
+        compressed it: it is inflated like everything after it.
+        """
+        codec = DeflateCodec()
+        codec.feed(bytes(self._buffer))
+        self._buffer.clear()
+        self._codec = codec
+        self._inflate()
+
+    def _inflate(self) -> bool:
+        """Inflate waiting input into the buffer, up to what the reader may hold; any added?"""
+        codec = self._codec
+        assert codec is not None
+        room = max(READ_HIGH_WATER, self._want) - len(self._buffer)
+        added = False
+        while room > 0 and codec.pending:
+            try:
+                data = codec.inflate(room)
+            except CompressionError as exc:
+                log.info("closing connection from %s: %s", self.peer, exc)
+                self._codec = None
+                self._eof = True
+                self.abort()
+                break
+            if not data:
+                break
+            self._buffer += data
+            room -= len(data)
+            added = True
+        return added

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import re
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +30,10 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import Envelope, Session
 
 from ..delivery import DeliveryAgent, DeliveryRequest
-from ..errors import MailpushError, ServiceError, StoreError
+from ..errors import MailpushError, StoreError
+from ..listener import bound_address, listen
+from ..logs.session import LogSession, enter_session, new_session_id
+from ..service_metrics import LmtpMetrics
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +67,11 @@ class LmtpHandler:
     """aiosmtpd hooks: RCPT resolves users, DATA delivers to each of them."""
 
     def __init__(
-        self, agent: DeliveryAgent, resolve: RecipientResolver, options: LmtpOptions
+        self,
+        agent: DeliveryAgent,
+        resolve: RecipientResolver,
+        options: LmtpOptions,
+        metrics: LmtpMetrics | None = None,
     ) -> None:
         self._agent = agent
         self._resolve = resolve
@@ -71,6 +79,25 @@ class LmtpHandler:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self.metrics = metrics or LmtpMetrics()
+        #: The open connections (`mailpush who`).
+        self.connections: set[MailpushLMTP] = set()
+
+    def reconfigure(
+        self, agent: DeliveryAgent, resolve: RecipientResolver, options: LmtpOptions
+    ) -> None:
+        """A reload: every DATA from now on, on open connections too, uses these."""
+        self._agent, self._resolve, self._options = agent, resolve, options
+
+    def opened(self, connection: MailpushLMTP) -> None:
+        self.connections.add(connection)
+        self.metrics.connections.inc()
+        self.metrics.connections_current.inc()
+
+    def closed(self, connection: MailpushLMTP) -> None:
+        if connection in self.connections:
+            self.connections.discard(connection)
+            self.metrics.connections_current.dec()
 
     async def handle_EHLO(  # noqa: N802 - aiosmtpd's hook name
         self, server: Any, session: Session, envelope: Envelope, hostname: str,
@@ -123,19 +150,27 @@ class LmtpHandler:
     ) -> str:
         raw = envelope.original_content or b""
         recipients: list[_Recipient] = getattr(envelope, "mailpush_recipients", [])
+        started = time.perf_counter()
         self._in_flight += 1
         self._idle.clear()
         try:
-            replies = await asyncio.gather(
-                *(self._deliver_one(r, raw, envelope.mail_from) for r in recipients)
-            )
+            transaction = _transaction_log_session(server, session)
+            replies = await asyncio.gather(*(
+                self._deliver_one(r, raw, envelope.mail_from, transaction.for_recipient(r.user, n))
+                for n, r in enumerate(recipients, 1)
+            ))  # fmt: skip
         finally:
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()
+        self.metrics.delivered(len(raw), replies, time.perf_counter() - started)
         return "\r\n".join(replies)
 
-    async def _deliver_one(self, rcpt: _Recipient, raw: bytes, sender: str | None) -> str:
+    async def _deliver_one(
+        self, rcpt: _Recipient, raw: bytes, sender: str | None, log_session: LogSession
+    ) -> str:
+        # Its own task (gather): the prefix is this recipient's only.
+        enter_session(log_session)
         # aiosmtpd hands over the null sender as "<>"; the request holds it as "".
         envelope_sender = "" if sender in (None, "<>") else sender
         request = DeliveryRequest(
@@ -168,7 +203,7 @@ class LmtpHandler:
         makes the MTA bounce the mail and echoes internal text to the client.
         DATA never gets here: `_deliver_one` answers for each recipient itself.
         """
-        log.error("lmtp: command failed unexpectedly", exc_info=error)
+        log.error("command failed unexpectedly", exc_info=error)
         return "451 4.3.0 Internal error, try again later"
 
 
@@ -184,6 +219,26 @@ class MailpushLMTP(LMTP):
         #: Once `354` is sent: how many replies the message owes (one per accepted
         #: recipient, RFC 2033); 0 otherwise.
         self._replies_owed = 0
+        #: When the client connected (`mailpush who`).
+        self.connected_at = time.time()
+        #: Dovecot's lmtp session id (22 characters) and how many DATA it has seen.
+        self.log_session_id = new_session_id(16)
+        self.transactions = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.connected_at = time.time()
+        self.event_handler.opened(self)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        super().connection_lost(error)
+        self.event_handler.closed(self)
+
+    @property
+    def recipients(self) -> list[str]:
+        """The users the transaction under way delivers to (`mailpush who`), maybe none."""
+        found: list[_Recipient] = getattr(self.envelope, "mailpush_recipients", None) or []
+        return [rcpt.user for rcpt in found]
 
     async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's name
         """aiosmtpd's DATA, with every refusal after `354` said once per recipient.
@@ -249,9 +304,41 @@ class MailpushLMTP(LMTP):
             status = "\r\n".join(
                 _with_enhanced_code(_REPLY_UNSAFE.sub("?", line)) for line in lines
             )
+            for line in lines:
+                self.event_handler.metrics.reply(line)
             if status.startswith("354") and self._data_recipients:
                 self._replies_owed, self._data_recipients = self._data_recipients, 0
         await super().push(status)
+
+
+@dataclass(frozen=True, slots=True)
+class _TransactionLogSession:
+    """The log session ids of one DATA, as Dovecot 2.3's lmtp numbers them (observed):
+    the connection's id, `:T<n>` from its second transaction on, `:R<n>` from the
+    second recipient on (`GALCHgHIE2sJTgAAg+zDdQ:T2:R2`)."""
+
+    session_id: str
+    rip: str
+    lip: str
+
+    def for_recipient(self, user: str, number: int) -> LogSession:
+        session_id = self.session_id if number == 1 else f"{self.session_id}:R{number}"
+        return LogSession.for_user("lmtp", user, session_id, self.rip, self.lip)
+
+
+def _transaction_log_session(server: Any, session: Session) -> _TransactionLogSession:
+    if isinstance(server, MailpushLMTP):
+        server.transactions += 1
+        session_id = server.log_session_id
+        if server.transactions > 1:
+            session_id += f":T{server.transactions}"
+        transport = server.transport
+        local = transport.get_extra_info("sockname") if transport is not None else None
+    else:
+        session_id, local = new_session_id(16), None
+    rip = session.peer[0] if isinstance(session.peer, tuple) else ""
+    lip = local[0] if isinstance(local, tuple) else ""
+    return _TransactionLogSession(session_id, str(rip), str(lip))
 
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -327,11 +414,23 @@ class LmtpServer:
     """The listening LMTP service."""
 
     def __init__(
-        self, agent: DeliveryAgent, resolve: RecipientResolver, options: LmtpOptions
+        self,
+        agent: DeliveryAgent,
+        resolve: RecipientResolver,
+        options: LmtpOptions,
+        metrics: LmtpMetrics | None = None,
     ) -> None:
         self.options = options
-        self.handler = LmtpHandler(agent, resolve, options)
+        self.handler = LmtpHandler(agent, resolve, options, metrics)
         self._server: asyncio.Server | None = None
+
+    def reconfigure(
+        self, agent: DeliveryAgent, resolve: RecipientResolver, options: LmtpOptions
+    ) -> None:
+        """A reload: new connections get `options` (size limit, hostname); every DATA from
+        now on is delivered by `agent` to users `resolve` finds. The address stays."""
+        self.options = options
+        self.handler.reconfigure(agent, resolve, options)
 
     def _protocol(self) -> MailpushLMTP:
         return MailpushLMTP(
@@ -346,18 +445,10 @@ class LmtpServer:
         )
 
     async def start(self) -> tuple[str, int]:
-        loop = asyncio.get_running_loop()
-        try:
-            self._server = await loop.create_server(
-                self._protocol, self.options.address, self.options.port
-            )
-        except OSError as exc:
-            raise ServiceError(
-                f"lmtp: cannot listen on {self.options.address}:{self.options.port}: "
-                f"{exc.strerror or exc}"
-            ) from exc
-        host, port = self._server.sockets[0].getsockname()[:2]
-        return str(host), int(port)
+        self._server = await listen(
+            "lmtp", self._protocol, self.options.address, self.options.port
+        )
+        return bound_address(self._server)
 
     async def stop(self, timeout: float) -> None:
         """Stop accepting, let in-flight deliveries finish (up to `timeout` s), then close."""
@@ -367,5 +458,5 @@ class LmtpServer:
         try:
             await asyncio.wait_for(self.handler.wait_idle(), timeout)
         except TimeoutError:
-            log.warning("lmtp: deliveries still running after %.0fs at shutdown", timeout)
+            log.warning("deliveries still running after %.0fs at shutdown", timeout)
         self._server = None

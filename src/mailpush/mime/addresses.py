@@ -1,11 +1,20 @@
-"""The first address of a From/To header, split the way Dovecot's push plugin splits it.
+"""Address headers read the way Dovecot's lib-mail (message-address.c) reads them.
 
-Dovecot parses at most one address with lib-mail's RFC 5322 parser and
-exposes `mailbox@domain` (or just `mailbox` when there is no domain) and the
-RFC 2047-decoded display name. Its quirks are kept because receivers see
-them: a comment stands in for a missing phrase (`a@b (Name)` → `Name`), a
-group yields its name and no address, and `John Smith` without brackets is
-read as a display name with no address.
+`parse_first_address`: the first address of a From/To header, as Dovecot's
+push plugin splits it. Dovecot parses at most one address and exposes
+`mailbox@domain` (or just `mailbox` when there is no domain) and the RFC
+2047-decoded display name. Its quirks are kept because receivers see them:
+a comment stands in for a missing phrase (`a@b (Name)` → `Name`), a group
+yields its name and no address, and `John Smith` without brackets is read as
+a display name with no address.
+
+`parse_address_list`: a whole header as IMAP's ENVELOPE and SEARCH see it,
+with Dovecot's "fill missing" rules: every group as a start entry (its name)
+and an end entry, source routes (`<@relay:user@domain>`) kept, comments and
+folding dropped (`<user (c)@ (c) domain.org>` is `user@domain.org`), absent
+parts named MISSING_MAILBOX / MISSING_DOMAIN. Both parsers scan each address
+a bounded number of times and hold no recursion, so a hostile header costs
+time linear in its length.
 """
 
 from __future__ import annotations
@@ -14,14 +23,20 @@ import email.utils
 from dataclasses import dataclass
 
 from mailpush.mime.headers import decode_encoded_words
+from mailpush.mime.rfc822_chars import is_atext
 
-__all__ = ["FirstAddress", "parse_first_address", "split_address_list"]
+__all__ = [
+    "FirstAddress",
+    "ListedAddress",
+    "format_address_list",
+    "parse_address_list",
+    "parse_first_address",
+    "split_address_list",
+]
 
 #: Comments (parentheses) an address header may hold before they stop being read as
 #: comments; far above what mail uses.
 MAX_COMMENTS = 30
-
-_SPECIAL_ATEXT = frozenset("!#$%&'*+-/=?^_`{|}~")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +57,83 @@ def parse_first_address(value: str | None) -> FirstAddress:
         return FirstAddress("", "")
 
 
+@dataclass(frozen=True, slots=True)
+class ListedAddress:
+    """One entry of an address list: IMAP ENVELOPE's (name route mailbox domain).
+
+    A group is two entries: its start (`mailbox` is the group name, `domain`
+    None) and its end (all four None).
+    """
+
+    name: str | None
+    route: str | None
+    mailbox: str | None
+    domain: str | None
+
+    @property
+    def is_group_marker(self) -> bool:
+        return self.domain is None
+
+
+def parse_address_list(value: str) -> list[ListedAddress]:
+    """Every address (and group) of a raw header value; parsing stops at garbage."""
+    try:
+        return _ListParser(value).addresses()
+    except Exception:  # a parser bug must not fail a FETCH or SEARCH
+        return []
+
+
+def format_address_list(addresses: list[ListedAddress]) -> str:
+    """The list written back as Dovecot writes it for SEARCH FROM/TO/CC/BCC to match.
+
+    `"Quoted Name" <user@domain>`, `<user@domain>` without a name, a route as
+    `<@relay:user@domain>`, a group as `name: <a@b>, <c@d>;` (empty: `name:;`).
+    """
+    out: list[str] = []
+    first = True
+    in_group = False
+    for entry in addresses:
+        if not first:
+            out.append(", ")
+        first = False
+        if entry.domain is None:
+            if not in_group:
+                group = entry.mailbox or ""
+                out.append((_phrase_text(group) if group else '""') + ": ")
+                first = True
+            else:
+                if out[-1] == ", ":
+                    out.pop()
+                elif out[-1].endswith(": "):
+                    out[-1] = out[-1][:-1]
+                out.append(";")
+            in_group = not in_group
+            continue
+        mailbox = entry.mailbox or ""
+        if entry.name is not None:
+            out.append(_phrase_text(entry.name))
+        if entry.route is not None or mailbox or entry.domain:
+            if entry.name:
+                out.append(" ")
+            route = f"{entry.route}:" if entry.route is not None else ""
+            local = _quoted_if_needed(mailbox, escape_dot=False) if mailbox else '""'
+            domain = f"@{entry.domain}" if entry.domain else ""
+            out.append(f"<{route}{local}{domain}>")
+    return "".join(out)
+
+
+def _phrase_text(text: str) -> str:
+    # An encoded word may not sit inside quotes: Dovecot leaves such a name bare.
+    return text if "=?" in text else _quoted_if_needed(text, escape_dot=True)
+
+
+def _quoted_if_needed(text: str, escape_dot: bool) -> str:
+    if all(is_atext(c) or (c == "." and not escape_dot) for c in text):
+        return text
+    escaped = "".join("\\" + c if c in "\"\\'" else c for c in text)
+    return f'"{escaped}"'
+
+
 def split_address_list(values: list[str]) -> list[tuple[str, str]]:
     """(display name, address) pairs of whole address headers, as `email.utils.getaddresses`.
 
@@ -55,13 +147,6 @@ def split_address_list(values: list[str]) -> list[tuple[str, str]]:
         for value in values
     ]
     return email.utils.getaddresses(defused)
-
-
-def _is_atext(char: str) -> bool:
-    # lib-mail counts 8-bit characters as atext so raw UTF-8 names parse.
-    if char.isascii():
-        return char.isalnum() or char in _SPECIAL_ATEXT
-    return True
 
 
 class _AddressParser:
@@ -162,7 +247,7 @@ class _AddressParser:
             char = self.text[self.pos]
             if char == '"':
                 words.append(self.quoted_string())
-            elif _is_atext(char) or char == ".":
+            elif is_atext(char) or char == ".":
                 words.append(self.dot_atom())
             else:
                 break
@@ -173,7 +258,7 @@ class _AddressParser:
     def dot_atom(self) -> str:
         start = self.pos
         text = self.text
-        while self.pos < len(text) and (_is_atext(text[self.pos]) or text[self.pos] == "."):
+        while self.pos < len(text) and (is_atext(text[self.pos]) or text[self.pos] == "."):
             self.pos += 1
         word = text[start : self.pos]
         self.skip_cfws()
@@ -242,3 +327,139 @@ def _join_address(local: str, domain: str) -> str:
     if domain:
         return f"{local}@{domain}"
     return local
+
+
+class _ListParser(_AddressParser):
+    """lib-mail's address-list grammar with "fill missing" (what ENVELOPE shows)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.found: list[ListedAddress] = []
+
+    def addresses(self) -> list[ListedAddress]:
+        self.skip_cfws()
+        while not self.at_end():
+            start = self.pos
+            if not self.group():
+                self.pos = start
+                self.mailbox_entry()
+            if self.peek() != ",":
+                break  # the end, or garbage after an address: Dovecot stops there too
+            self.pos += 1
+            self.skip_cfws()
+        return self.found
+
+    def group(self) -> bool:
+        name = self.phrase()
+        if not name or self.peek() != ":":
+            return False
+        self.pos += 1
+        self.skip_cfws()
+        self.found.append(ListedAddress(None, None, name, None))
+        if not self.at_end() and self.peek() != ";":
+            while True:
+                before = self.pos
+                self.mailbox_entry()
+                if self.peek() != "," or self.pos == before:
+                    break
+                self.pos += 1
+                self.skip_cfws()
+        if self.peek() == ";":
+            self.pos += 1
+            self.skip_cfws()
+        self.found.append(ListedAddress(None, None, None, None))
+        return True
+
+    def mailbox_entry(self) -> None:
+        start = self.pos
+        phrase = self.phrase()
+        if self.peek() == "<":
+            name, route, mailbox, domain = self.name_addr(phrase or None)
+        else:
+            self.pos = start
+            name, route, mailbox, domain = self.list_addr_spec()
+        self.found.append(
+            ListedAddress(name, route, mailbox if mailbox is not None else "MISSING_MAILBOX",
+                          domain or "MISSING_DOMAIN")
+        )  # fmt: skip
+
+    def name_addr(
+        self, name: str | None
+    ) -> tuple[str | None, str | None, str | None, str | None]:
+        self.pos += 1  # "<"
+        self.skip_cfws()
+        route: str | None = None
+        if self.peek() == "@":
+            route = self.route()
+            if self.peek() == ":":
+                self.pos += 1
+            else:
+                route = "INVALID_ROUTE"
+            self.skip_cfws()
+        mailbox: str | None = None
+        domain: str | None = None
+        if self.peek() not in (">", ""):
+            mailbox = self.cfws_dot_atom_or_quoted()
+            if self.peek() == "@":
+                domain = self.after_at()
+        if self.peek() != ">":
+            return name, route, mailbox, "SYNTAX_ERROR"
+        self.pos += 1
+        self.skip_cfws()
+        return name, route, mailbox, domain
+
+    def route(self) -> str:
+        """obs-route's domain list: `@a,@b` (before the `:`)."""
+        hops: list[str] = []
+        while self.peek() == "@":
+            hops.append("@" + self.after_at())
+            while self.peek() == ",":
+                self.pos += 1
+                self.skip_cfws()
+        return ",".join(hops)
+
+    def list_addr_spec(self) -> tuple[str | None, str | None, str | None, str | None]:
+        self.last_comment = ""
+        quoted = self.peek() == '"'
+        mailbox: str | None = self.cfws_dot_atom_or_quoted() or (None if not quoted else "")
+        domain: str | None = None
+        name: str | None = None
+        if self.peek() == "@":
+            domain = self.after_at()
+            if self.last_comment:
+                name = self.last_comment
+            return name, None, mailbox, domain
+        if self.last_comment:
+            return self.last_comment, None, mailbox, None
+        # "user" alone is a mailbox; "John Smith" is a display name without address.
+        rest = self.phrase()
+        if rest:
+            return f"{mailbox} {rest}" if mailbox else rest, None, None, None
+        if quoted:
+            return mailbox, None, None, None
+        return None, None, mailbox, ""
+
+    def after_at(self) -> str:
+        self.pos += 1  # "@"
+        self.skip_cfws()
+        return self.domain() if self.peek() == "[" else self.cfws_dot_atom()
+
+    def cfws_dot_atom_or_quoted(self) -> str:
+        if self.peek() == '"':
+            return self.quoted_string()
+        return self.cfws_dot_atom()
+
+    def cfws_dot_atom(self) -> str:
+        """dot-atom allowing comments and folding around the dots (RFC 822 did)."""
+        text = self.text
+        parts: list[str] = []
+        while True:
+            start = self.pos
+            while self.pos < len(text) and is_atext(text[self.pos]):
+                self.pos += 1
+            parts.append(text[start : self.pos])
+            self.skip_cfws()
+            if self.peek() != ".":
+                return ".".join(parts)
+            self.pos += 1
+            self.skip_cfws()

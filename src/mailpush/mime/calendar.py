@@ -1,9 +1,9 @@
-"""Does a message carry a calendar invitation? (Chronos driver, dovecot-push.md §4 c).
+"""Does a message carry a calendar invitation? As the Chronos driver decides, and a little more.
 
 Chronos only pushes mail that holds an invitation: it walks the MIME tree
 breadth-first and accepts a part whose Content-Type is text/calendar, or
 whose Content-Disposition `filename` ends in `.ics` (extension after the
-last dot, case-insensitive).
+last dot, case-insensitive; docs/dovecot-reference.md#calendar-detection).
 
 This check is a deliberate superset of Chronos: it also accepts a part whose
 only hint is a Content-Type `name=...ics` parameter, as some clients send

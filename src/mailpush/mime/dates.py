@@ -14,10 +14,11 @@ from __future__ import annotations
 import calendar
 from dataclasses import dataclass
 
+from mailpush.mime.rfc822_chars import is_atext
+
 __all__ = ["MessageDate", "parse_date"]
 
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_SPECIAL_ATEXT = frozenset("!#$%&'*+-/=?^_`{|}~")
 _TIME_SEPARATORS = (":", ".")
 _US_ZONES = {"E": -5 * 60, "C": -6 * 60, "M": -7 * 60, "P": -8 * 60}
 
@@ -38,12 +39,6 @@ def parse_date(value: str | None) -> MessageDate | None:
         return _DateTokens(value).parse()
     except Exception:  # a parser bug must not fail a delivery
         return None
-
-
-def _is_atext(char: str) -> bool:
-    if char.isascii():
-        return char.isalnum() or char in _SPECIAL_ATEXT
-    return True
 
 
 class _DateTokens:
@@ -90,20 +85,15 @@ class _DateTokens:
         hour = int(token)
         if self.peek() not in _TIME_SEPARATORS or self.at_end():
             return None
-        self.pos += 1
-        self.skip_cfws()
-        token = self.next_token()
-        if token is None or len(token) != 2 or not _is_digits(token):
+        minute = self.time_field()
+        if minute is None:
             return None
-        minute = int(token)
         second = 0
         if not self.at_end() and self.peek() in _TIME_SEPARATORS:
-            self.pos += 1
-            self.skip_cfws()
-            token = self.next_token()
-            if token is None or len(token) != 2 or not _is_digits(token):
+            field = self.time_field()
+            if field is None:
                 return None
-            second = int(token)
+            second = field
 
         if self.at_end():
             tz = 0
@@ -118,13 +108,22 @@ class _DateTokens:
             return None
         return MessageDate(stamp - tz * 60, tz)
 
+    def time_field(self) -> int | None:
+        """At a `:` or `.`: the two-digit minute or second after it, or None."""
+        self.pos += 1
+        self.skip_cfws()
+        token = self.next_token()
+        if token is None or len(token) != 2 or not _is_digits(token):
+            return None
+        return int(token)
+
     def next_token(self) -> str | None:
         """An atom (possibly empty at the end of input); None where no atom can start."""
         if self.at_end():
             return ""
         start = self.pos
         text = self.text
-        while self.pos < len(text) and _is_atext(text[self.pos]):
+        while self.pos < len(text) and is_atext(text[self.pos]):
             self.pos += 1
         if self.pos == start:
             return None

@@ -4,7 +4,7 @@ The store calls `summarize` when a message is saved and keeps the result
 with the message, so that events (and drivers, long after the save) never
 re-read the body. The fields and their edge cases follow what Dovecot
 2.3.19's push-notification plugin puts in MessageNew/MessageAppend events
-(dovecot-observed.md items 16-24; dovecot-push.md §1.8).
+(docs/dovecot-reference.md#message-fields).
 """
 
 from __future__ import annotations

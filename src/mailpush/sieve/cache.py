@@ -51,7 +51,7 @@ class ScriptCache:
         try:
             if path.is_dir():
                 if location.personal:
-                    log.debug("sieve: %s is a directory without ;active=, no script", path)
+                    log.debug("%s is a directory without ;active=, no script", path)
                     return []
                 found = (self.load(file, max_size) for file in _scripts_in(path))
                 return [loaded for loaded in found if loaded is not None]
@@ -60,10 +60,10 @@ class ScriptCache:
         loaded = self.load(path, max_size)
         if loaded is None:
             if location.personal:
-                log.debug("sieve: personal script %s does not exist", path)
+                log.debug("personal script %s does not exist", path)
             elif path not in self._missing_reported:
                 self._missing_reported.add(path)
-                log.warning("sieve: %s script %s does not exist", location.setting, path)
+                log.warning("%s script %s does not exist", location.setting, path)
             return []
         return [loaded]
 
@@ -106,12 +106,12 @@ class ScriptCache:
                     return compile_script(source, name)
                 except SieveScriptError as exc:
                     error = exc
-        log.error("sieve: %s", error)
+        log.error("%s", error)
         return error
 
     def _unreadable(self, path: Path, exc: OSError) -> SieveScriptError:
         error = SieveScriptError(str(path), 0, f"cannot read: {exc.strerror or exc}")
-        log.error("sieve: %s", error)
+        log.error("%s", error)
         return error
 
 

@@ -5,20 +5,20 @@
 missing number, as Dovecot does. Values are Dovecot script locations:
 `[file:]path[;option=value...]`; for the personal script the `;active=`
 option names the active script (`sieve = file:~/sieve;active=~/.dovecot.sieve`).
-`~` and `%h` are the user's home, and `%u`, `%n`, `%d` (with `%L`) are
-expanded as in `auth_username_format`. Per-user userdb fields override the global values
-before this module sees them.
+`~` and `%h` (`%{home}`) are the user's home, and `%u`, `%n`, `%d` (with
+`%L`/`%U`) are expanded as in `auth_username_format` (by `mailpush.var_expand`).
+Per-user userdb fields override the global values before this module sees them.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
-from ..auth import format_username
 from ..errors import SettingError
+from ..var_expand import UnknownVariable, Value, describe_known, expand, user_values
 
 __all__ = ["ScriptLocation", "SIEVE_SETTINGS", "has_sieve_settings", "script_locations"]
 
@@ -104,17 +104,17 @@ def _expand(setting: str, text: str, user: str, home: str | None) -> Path:
     tilde = text == "~" or text.startswith("~/")
     if tilde:
         text = text[1:]
-    expanded: list[str] = []
-    start = 0
-    for variable in _HOME_VARIABLE.finditer(text):
-        if variable.group() == "%%":
-            continue  # format_username turns it into "%"
-        expanded.append(_format(setting, text[start : variable.start()], user))
-        home_value = _needs_home(setting, value, user, home)
-        expanded.append(home_value.lower() if "L" in variable.group() else home_value)
-        start = variable.end()
-    expanded.append(_format(setting, text[start:], user))
-    text = "".join(expanded)
+    values: dict[str, Value] = {
+        **user_values(user),
+        "home": lambda: _needs_home(setting, value, user, home),
+    }
+
+    def refuse(unknown: UnknownVariable) -> NoReturn:
+        raise SettingError(
+            setting, f"{unknown.reason} in '{value}' (known: {describe_known(values)})"
+        )
+
+    text = expand(text, values, refuse)
     if tilde:
         text = _needs_home(setting, value, user, home) + text
     path = Path(text)
@@ -129,10 +129,6 @@ def _expand(setting: str, text: str, user: str, home: str | None) -> Path:
     return path
 
 
-#: `%h`/`%{home}` (with `%L`), and `%%` so that `%%h` stays a literal `%h`.
-_HOME_VARIABLE = re.compile(r"%%|%L*(?:h|\{home\})")
-
-
 def _needs_home(setting: str, value: str, user: str, home: str | None) -> str:
     if not home:
         raise SettingError(
@@ -142,9 +138,3 @@ def _needs_home(setting: str, value: str, user: str, home: str | None) -> str:
         )
     return home
 
-
-def _format(setting: str, template: str, user: str) -> str:
-    try:
-        return format_username(template, user)
-    except SettingError as exc:
-        raise SettingError(setting, f"{exc.reason}; Sieve paths also know %h (home)") from exc

@@ -76,7 +76,7 @@ def build_sieve_planner(
     """
     if has_sieve_settings(settings.plugin) and "sieve" not in settings.mail_plugins:
         log.warning(
-            "sieve: scripts are configured but mail_plugins lacks sieve (Dovecot would not "
+            "Sieve scripts are configured but mail_plugins lacks sieve (Dovecot would not "
             "run them); mailpush runs them anyway"
         )
     return SieveFilingPlanner(
@@ -133,7 +133,7 @@ class SieveFilingPlanner:
             return await self._targets(request, result)
         except Exception:  # a bug in mailpush must not cost the message
             log.exception(
-                "sieve: delivery to %s: unexpected error while filing; keeping the message",
+                "delivery to %s: unexpected error while filing; keeping the message",
                 request.user,
             )
             return await self._fallback.plan(request)
@@ -150,7 +150,7 @@ class SieveFilingPlanner:
             home = self._home(user) if self._home is not None else None
             locations = script_locations(settings, user, home or settings.get("home"))
         except (SettingError, PasswdFileError) as exc:
-            log.error("sieve: delivery to %s: %s; keeping the message", user, exc)
+            log.error("delivery to %s: %s; keeping the message", user, exc)
             return None
         try:
             max_actions, max_size = _limits(settings, strict=False)
@@ -161,7 +161,7 @@ class SieveFilingPlanner:
             return run_sequence(scripts, message, max_actions=max_actions)
         except Exception:  # a bug in mailpush must not cost the message
             log.exception(
-                "sieve: delivery to %s: unexpected error with the script(s) %s; "
+                "delivery to %s: unexpected error with the script(s) %s; "
                 "keeping the message",
                 user,
                 ", ".join(str(location.path) for location in locations),
@@ -179,15 +179,15 @@ class SieveFilingPlanner:
         user = request.user
         if result.failure is not None:
             if isinstance(result.failure, SieveRuntimeError):
-                log.error("sieve: %s", result.failure)  # compile errors were logged at load
-            log.info("sieve: delivery to %s: a script failed, keeping the message", user)
+                log.error("%s", result.failure)  # compile errors were logged at load
+            log.info("delivery to %s: a script failed, keeping the message", user)
         targets = _Targets()
         keep = result.implicit_keep
         keep_flags = result.keep_flags
         for action in result.actions:
             if isinstance(action, RedirectAction):
                 log.warning(
-                    "sieve: %s:%d: redirect to <%s> not performed: mailpush does not send "
+                    "%s:%d: redirect to <%s> not performed: mailpush does not send "
                     "mail; the message is kept instead",
                     action.script,
                     action.line,
@@ -210,7 +210,7 @@ class SieveFilingPlanner:
             name = normalize_mailbox_name(action.mailbox)
         except InvalidMailboxNameError as exc:
             log.error(
-                "sieve: %s:%d: fileinto %r: %s; keeping the message in INBOX",
+                "%s:%d: fileinto %r: %s; keeping the message in INBOX",
                 action.script, action.line, action.mailbox, exc,
             )
             return False
@@ -219,7 +219,7 @@ class SieveFilingPlanner:
             return True
         if not (action.create or self._autocreate):
             log.warning(
-                "sieve: %s:%d: fileinto %r: mailbox doesn't exist (use fileinto :create or "
+                "%s:%d: fileinto %r: mailbox doesn't exist (use fileinto :create or "
                 "lda_mailbox_autocreate); keeping the message in INBOX",
                 action.script, action.line, name,
             )
@@ -295,6 +295,6 @@ def _limits(settings: Mapping[str, str], *, strict: bool) -> tuple[int, int]:
         except InvalidValueError as exc:
             if strict:
                 raise SettingError(name, str(exc), "plugin") from exc
-            log.error("sieve: %s = %r: %s; using %d", name, text, exc, default)
+            log.error("%s = %r: %s; using %d", name, text, exc, default)
             values.append(default)
     return values[0], values[1]

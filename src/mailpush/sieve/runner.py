@@ -143,7 +143,7 @@ def run_sequence(
         except SieveRuntimeError as exc:
             return SieveResult(tuple(actions), True, (), exc)
         except Exception as exc:  # a bug in mailpush must not cost the message
-            log.exception("sieve: %s: unexpected error while running the script", entry.name)
+            log.exception("%s: unexpected error while running the script", entry.name)
             failure = SieveRuntimeError(entry.name, 0, f"unexpected error: {exc!r}")
             return SieveResult(tuple(actions), True, (), failure)
         actions.extend(outcome.actions)

@@ -16,8 +16,8 @@ from .changes import (
     TransactionRolledBack,
 )
 from .models import DeliveryTarget, MailboxInfo, MailboxStatus, MessageInfo, NewMessage
+from .outbox import OutboxEntry, OutboxRecorder, PushOutbox
 from .sqlite_store import SqliteStore
-from .sqlite_writer import OutboxEntry, OutboxRecorder
 
 __all__ = [
     "Change",
@@ -37,6 +37,7 @@ __all__ = [
     "NewMessage",
     "OutboxEntry",
     "OutboxRecorder",
+    "PushOutbox",
     "SavedMessage",
     "SqliteStore",
     "SubscriptionChanged",

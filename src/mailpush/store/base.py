@@ -22,7 +22,7 @@ from .changes import (
     TransactionRolledBack,
 )
 from .models import DeliveryTarget, MailboxInfo, MailboxStatus, MessageInfo, NewMessage
-from .sqlite_writer import OutboxRecorder
+from .outbox import OutboxRecorder, PushOutbox
 
 FlagMode = Literal["add", "remove", "replace"]
 
@@ -31,6 +31,11 @@ class MailStore(Protocol):
     """Every mutation is one transaction returning a record of what changed."""
 
     hub: ChangeHub
+
+    @property
+    def outbox(self) -> PushOutbox:
+        """The push outbox rows written beside this store's changes."""
+        ...
 
     def open(self) -> None: ...
     def close(self) -> None: ...
@@ -72,7 +77,11 @@ class MailStore(Protocol):
     async def expunge(
         self, user: str, mailbox: str, uids: Iterable[int] | None = None
     ) -> MessagesExpunged: ...
-    async def take_recent(self, user: str, mailbox: str) -> list[int]: ...
+    async def take_recent(
+        self, user: str, mailbox: str, up_to_uid: int | None = None
+    ) -> list[int]:
+        """Claim the unclaimed `\\Recent` messages (up to `up_to_uid`) for one session."""
+        ...
     async def record_rollback(self, user: str, mailbox: str) -> TransactionRolledBack:
         """A mail transaction that began (a message accepted) was rolled back."""
         ...

@@ -5,12 +5,15 @@ inside the still-open database transaction, to the outbox recorder (which
 turns them into push events) and, after commit, to the change hub (which
 wakes IMAP sessions). A record therefore carries everything a consumer needs
 without reading the database again: uids, old and new flags, uidvalidity, and
-for saved messages the raw bytes the event fields are extracted from.
+for saved messages the summary their event fields come from (computed once,
+before the write transaction, and kept with the body: store/message_summaries.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from ..mime.summary import MessageSummary
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +53,9 @@ class SavedMessage:
     size: int
     internal_date: int
     modseq: int
-    #: The message as stored; consumers must not keep it past the callback.
-    raw: bytes = field(repr=False)
+    #: Header and body facts for push events (`mime.summarize` of the stored body);
+    #: None when the store records no pushes (no recorder installed), as nothing reads it.
+    summary: MessageSummary | None
     #: For COPY/MOVE, the UID of the source message.
     source_uid: int | None = None
 
@@ -110,8 +114,9 @@ class TransactionRolledBack:
 
     An IMAP MULTIAPPEND that fails after it accepted a message: Dovecot had
     begun the push transaction at the first save and ends it with
-    `end_txn(ctx, false)`, without events (dovecot-observed.md item 5). The
-    store changed nothing; the record exists so that call is made too.
+    `end_txn(ctx, false)`, without events
+    (docs/dovecot-reference.md#rolled-back-transactions). The store changed
+    nothing; the record exists so that call is made too.
     """
 
     user: str

@@ -8,6 +8,7 @@ translating at the edge.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal
 
 ANSWERED = 0x01
 FLAGGED = 0x02
@@ -59,3 +60,25 @@ def split_flags(names: Iterable[str]) -> tuple[int, tuple[str, ...]]:
             seen.add(name.lower())
             keywords.append(name)
     return mask & STORED_FLAGS, tuple(keywords)
+
+
+def apply_flag_change(
+    mode: Literal["replace", "add", "remove"],
+    old_flags: int,
+    old_keywords: tuple[str, ...],
+    flags: int,
+    keywords: tuple[str, ...],
+) -> tuple[int, tuple[str, ...]]:
+    """A message's flags after STORE's `FLAGS` / `+FLAGS` / `-FLAGS`.
+
+    Shared by the stores and by an IMAP session that answers STORE for a
+    message another session expunged (it changes only its own picture then).
+    """
+    if mode == "replace":
+        return flags, keywords
+    old_lower = {k.lower() for k in old_keywords}
+    if mode == "add":
+        added = tuple(k for k in keywords if k.lower() not in old_lower)
+        return old_flags | flags, old_keywords + added
+    removed = {k.lower() for k in keywords}
+    return old_flags & ~flags, tuple(k for k in old_keywords if k.lower() not in removed)

@@ -1,9 +1,7 @@
--- mailpush store schema, version 3. Version 2 only added tables (METADATA,
--- push_message_ids): opening a version-1 file creates them, as every statement
--- here is CREATE ... IF NOT EXISTS. Version 3 added columns to the outbox
--- (push_outbox.kind, push_deliveries.kind, .started and .orphaned), which opening
--- an older file adds with ALTER TABLE (sqlite_outbox.add_outbox_columns) before
--- these statements run.
+-- mailpush store schema, version 4: the schema as it is now, every statement
+-- idempotent. An older file is brought here by the ordered steps of
+-- sqlite_schema.MIGRATIONS, run before these statements (version 2 added tables,
+-- 3 outbox columns, 4 bodies.summary).
 -- Kept to portable SQL (no SQLite-only types) so that a PostgreSQL store can
 -- share it; SQLite-specific pragmas live in the Python that opens the file.
 
@@ -34,10 +32,13 @@ CREATE TABLE IF NOT EXISTS subscriptions (
 );
 
 -- Raw messages, byte-exact. COPY shares a body; it is removed with its last message.
+-- summary: the push events' header and body facts, computed once before the body is
+-- written (store/message_summaries.py), so a COPY neither reads nor parses the body.
 CREATE TABLE IF NOT EXISTS bodies (
-    id   INTEGER PRIMARY KEY,
-    refs INTEGER NOT NULL,
-    raw  BLOB NOT NULL
+    id      INTEGER PRIMARY KEY,
+    refs    INTEGER NOT NULL,
+    raw     BLOB NOT NULL,
+    summary TEXT NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS messages (

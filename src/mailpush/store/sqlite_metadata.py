@@ -22,6 +22,7 @@ from ..errors import (
 from .changes import Change
 from .mailbox_names import normalize_mailbox_name
 from .metadata_entries import is_within, normalize_entry, normalize_prefix
+from .sqlite_users import user_row_id
 from .sqlite_writer import WriteContext
 
 T = TypeVar("T")
@@ -111,7 +112,7 @@ class SqliteMetadata:
 
         def op(ctx: WriteContext) -> None:
             conn = ctx.conn
-            user_id = _writer_user_id(conn, user)
+            user_id = user_row_id(conn, user)
             if box is None:
                 table, column, owner = "server_metadata", "user_id", user_id
             else:
@@ -159,15 +160,6 @@ def _owner(
     if row is None:
         raise MailboxNotFoundError(box)
     return "mailbox_metadata", "mailbox_id", int(row[0])
-
-
-def _writer_user_id(conn: sqlite3.Connection, user: str) -> int:
-    row = conn.execute("SELECT id FROM users WHERE name = ?", (user,)).fetchone()
-    if row is not None:
-        return int(row[0])
-    cur = conn.execute("INSERT INTO users (name) VALUES (?)", (user,))
-    assert cur.lastrowid is not None
-    return cur.lastrowid
 
 
 def _entry_count(conn: sqlite3.Connection, user_id: int) -> int:

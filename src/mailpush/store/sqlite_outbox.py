@@ -21,9 +21,8 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-from .changes import Change
 from .models import (
     ClaimedDelivery,
     DeadLetter,
@@ -31,13 +30,11 @@ from .models import (
     InflightRecovery,
     OutboxRecord,
 )
-from .sqlite_writer import WriteContext
+from .outbox import HTTP_REQUEST, TRANSACTION, DeliveryKey
+from .sqlite_writer import Submit, WriteContext
 
 T = TypeVar("T")
 
-#: Outbox row kinds.
-TRANSACTION = "transaction"
-HTTP_REQUEST = "http_request"
 #: A delivery running when the process died this many times is a dead letter at start-up.
 ORPHAN_LIMIT = 2
 #: Columns schema version 3 added, added to an older file when it is opened.
@@ -61,16 +58,7 @@ def add_outbox_columns(conn: sqlite3.Connection) -> None:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
 
-class Submit(Protocol):
-    """`GroupCommitWriter.submit`."""
-
-    def __call__(
-        self, operation: Callable[[WriteContext], T], *, durable: bool = True
-    ) -> Awaitable[tuple[T, list[Change]]]: ...
 Read = Callable[[Callable[[sqlite3.Connection], T]], Awaitable[T]]
-
-#: (driver, user): deliveries with the same key run strictly in commit order.
-DeliveryKey = tuple[str, str]
 
 _CLAIM_SELECT = (
     "SELECT d.outbox_id, d.driver, d.user_name, o.txn_id, o.payload, d.attempts,"
@@ -99,6 +87,14 @@ FROM users WHERE name IS NOT NULL ORDER BY n
 """
 _USERS_AFTER = _USERS_WALK.format(upto="")
 _USERS_BETWEEN = _USERS_WALK.format(upto="AND user_name <= :upto")
+
+#: A claimed delivery's last attempt: (state 'done' or 'dead', now, now, last error or
+#: None, outbox_id, driver).
+_FINISH = (
+    "UPDATE push_deliveries SET state = ?, started = 0, attempts = attempts + 1,"
+    " first_attempt = COALESCE(first_attempt, ?), finished = ?, last_error = ?"
+    " WHERE outbox_id = ? AND driver = ?"
+)
 
 
 def _claim_ordered(
@@ -313,10 +309,7 @@ class SqliteOutbox:
         def op(ctx: WriteContext) -> None:
             now = time.time()
             ctx.conn.executemany(
-                "UPDATE push_deliveries SET state = 'done', started = 0, attempts = attempts + 1,"
-                " first_attempt = COALESCE(first_attempt, ?), finished = ?, last_error = NULL"
-                " WHERE outbox_id = ? AND driver = ?",
-                [(now, now, claim.outbox_id, claim.driver) for claim in claims],
+                _FINISH, [("done", now, now, None, c.outbox_id, c.driver) for c in claims]
             )
 
         await self._submit(op, durable=False)
@@ -336,12 +329,7 @@ class SqliteOutbox:
     async def bury(self, claim: ClaimedDelivery, error: str) -> None:
         def op(ctx: WriteContext) -> None:
             now = time.time()
-            ctx.conn.execute(
-                "UPDATE push_deliveries SET state = 'dead', started = 0, attempts = attempts + 1,"
-                " first_attempt = COALESCE(first_attempt, ?), finished = ?, last_error = ?"
-                " WHERE outbox_id = ? AND driver = ?",
-                (now, now, error, claim.outbox_id, claim.driver),
-            )
+            ctx.conn.execute(_FINISH, ("dead", now, now, error, claim.outbox_id, claim.driver))
 
         await self._submit(op)
 

@@ -32,14 +32,14 @@ import queue
 import sqlite3
 import threading
 import time
-import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from ..errors import StoreError, StoreFullError
 from .changes import Change
 from .models import MailboxStatus
+from .outbox import OutboxEntry, OutboxRecorder, StatusAt
 
 log = logging.getLogger(__name__)
 
@@ -49,48 +49,38 @@ T = TypeVar("T")
 MAX_BATCH = 512
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxEntry:
-    """One push transaction to write next to the change that caused it."""
-
-    user: str
-    payload: bytes
-    #: Driver instances that must each deliver it.
-    drivers: tuple[str, ...] = ()
-    txn_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-
-
-#: `(user, mailbox)` → the mailbox's status as the open transaction sees it.
-StatusAt = Callable[[str, str], MailboxStatus]
-#: How the writer reads a status on its own connection (`sqlite_store.mailbox_status`).
+#: How the writer reads a status on its own connection (`sqlite_mailbox_rows.mailbox_status`).
 StatusReader = Callable[[sqlite3.Connection, str, str], MailboxStatus]
 
 
-class OutboxRecorder(Protocol):
-    """Turns one operation's change records into outbox entries, inside its transaction.
+class WriteContext:
+    """What an operation sees: the connection and a place to report its changes.
 
-    It must be pure computation — apart from `status`, one aggregate query it
-    may make for a transaction whose drivers want the mailbox's status — as
-    it runs on the writer thread while the database transaction is open.
+    `recording`: whether an outbox recorder will turn the changes into push
+    transactions (a store without push drivers has none), so whether a save
+    needs its messages' summaries.
     """
 
-    def __call__(self, changes: Sequence[Change], status: StatusAt) -> Sequence[OutboxEntry]: ...
+    __slots__ = ("conn", "changes", "recording")
 
-
-class WriteContext:
-    """What an operation sees: the connection and a place to report its changes."""
-
-    __slots__ = ("conn", "changes")
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, *, recording: bool = False) -> None:
         self.conn = conn
         self.changes: list[Change] = []
+        self.recording = recording
 
     def record(self, change: Change) -> None:
         self.changes.append(change)
 
 
 Operation = Callable[[WriteContext], T]
+
+
+class Submit(Protocol):
+    """`GroupCommitWriter.submit`, as the store's parts (outbox, mailboxes, …) take it."""
+
+    def __call__(
+        self, operation: Callable[[WriteContext], T], *, durable: bool = True
+    ) -> Awaitable[tuple[T, list[Change]]]: ...
 
 
 @dataclass(slots=True)
@@ -125,9 +115,17 @@ class GroupCommitWriter:
         self._full_sync = False
         self.batches = 0
         self.operations = 0
+        #: Called on the writer thread after each COMMIT with (operations, seconds the
+        #: COMMIT took, its fsync included): the store metrics. Must be cheap.
+        self.commit_observer: Callable[[int, float], None] | None = None
 
     def set_recorder(self, recorder: OutboxRecorder | None) -> None:
         self._recorder = recorder
+
+    @property
+    def recording(self) -> bool:
+        """Whether changes are recorded for push now (a recorder is installed)."""
+        return self._recorder is not None
 
     def start(self) -> None:
         if not self._started:
@@ -217,6 +215,7 @@ class GroupCommitWriter:
                     _resolve(each, False, failure)
                 return
         try:
+            committing = time.perf_counter()
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.error("store commit failed, %d operations rolled back: %s", len(batch), exc)
@@ -228,6 +227,8 @@ class GroupCommitWriter:
             for job in batch:
                 _resolve(job, False, error)
             return
+        if self.commit_observer is not None:
+            self.commit_observer(len(batch), time.perf_counter() - committing)
         self.batches += 1
         self.operations += len(batch)
         for job, (ok, value) in zip(batch, outcomes, strict=True):
@@ -249,7 +250,7 @@ class GroupCommitWriter:
 
     def _run_one(self, conn: sqlite3.Connection, job: _Job[Any]) -> tuple[bool, Any]:
         conn.execute("SAVEPOINT op")
-        ctx = WriteContext(conn)
+        ctx = WriteContext(conn, recording=self._recorder is not None)
         try:
             result = job.operation(ctx)
             if self._recorder is not None and ctx.changes:

@@ -22,7 +22,8 @@ from tests.support.http_receiver import HttpReceiver
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
-#: The message the observed Dovecot run delivered (dovecot-observed.md, "HTTP requests").
+#: The message the observed Dovecot run delivered
+#: (docs/dovecot-reference.md#http-requests-of-the-example-scripts).
 PLAIN_MESSAGE = (
     b"From: Plain Sender <plain@example.net>\r\n"
     b"To: alice@example.org\r\n"
@@ -44,7 +45,7 @@ async def endpoint() -> AsyncIterator[HttpReceiver]:
 
 
 def lua_server_config(script: Path | str, url: str, extra: str = "", *, imap: bool = True) -> str:
-    """The seed's configuration: `lua:file=…` and `push_lua_url` in `plugin {}`."""
+    """The configuration of Dovecot's Lua push documentation: `lua:file=…`, `push_lua_url`."""
     text = textwrap.dedent(
         f"""\
         mail_plugins = $mail_plugins mail_lua notify push_notification push_notification_lua

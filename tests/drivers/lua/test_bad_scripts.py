@@ -50,7 +50,7 @@ async def start(
 
 def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records
-            if r.levelno >= logging.ERROR and r.name == "mailpush.push.lua"]
+            if r.levelno >= logging.ERROR and r.name.startswith("mailpush.drivers.lua.")]
 
 
 @pytest.mark.parametrize(
@@ -271,7 +271,7 @@ async def test_a_transaction_longer_than_lua_txn_timeout_is_cut_short_not_sent_t
     """Five POSTs of 0.6 s each would outlast mailpush_push_timeout (0.6 s per event, 3 s
     for five): the dispatcher would cancel the transaction and run it again from begin_txn,
     posting everything twice. lua_txn_timeout (0.3 s per event, 1.5 s) cuts it first."""
-    caplog.set_level(logging.INFO, logger="mailpush.push.lua")
+    caplog.set_level(logging.INFO, logger="mailpush.drivers.lua")
     endpoint = HttpReceiver()
     await endpoint.start()
     try:

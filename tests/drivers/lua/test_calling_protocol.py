@@ -1,4 +1,7 @@
-"""The calling protocol of Dovecot's Lua driver (spec §2.1–2.2), driver against a real store."""
+"""The calling protocol of Dovecot's Lua driver, driver against a real store.
+
+Dovecot's protocol is summarised in docs/dovecot-reference.md#the-lua-calling-protocol.
+"""
 
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ async def test_events_run_between_begin_and_end_with_the_context_begin_returned(
 async def test_a_script_without_event_handlers_is_never_called(
     make_driver: DriverFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="mailpush.push.lua")
+    caplog.set_level(logging.DEBUG, logger="mailpush.drivers.lua")
     driver = await make_driver("""
         CALLS = {}
         function dovecot_lua_notify_begin_txn(user) CALLS[#CALLS + 1] = "begin" end
@@ -195,7 +198,7 @@ async def test_each_user_has_a_state_that_lives_across_transactions(
 async def test_script_deinit_runs_when_a_state_is_evicted_and_at_close(
     make_driver: DriverFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="mailpush.push.lua")
+    caplog.set_level(logging.INFO, logger="mailpush.drivers.lua")
     driver = await make_driver(
         RECORDER.replace('record("script_deinit")', 'dovecot.i_info("deinit")'),
         options={"lua_max_states": "1"},
@@ -210,7 +213,7 @@ async def test_script_deinit_runs_when_a_state_is_evicted_and_at_close(
 async def test_a_state_unused_for_the_idle_timeout_is_closed(
     make_driver: DriverFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="mailpush.push.lua")
+    caplog.set_level(logging.INFO, logger="mailpush.drivers.lua")
     driver = await make_driver(
         RECORDER.replace('record("script_deinit")', 'dovecot.i_info("deinit")'),
         options={"lua_state_idle_timeout": "200ms"},
@@ -314,7 +317,7 @@ DEINIT_DROPS_CLIENT = """
 async def test_a_state_is_never_closed_to_make_room_while_its_transaction_runs(
     make_driver: DriverFactory, endpoint: HttpReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="mailpush.push.lua")
+    caplog.set_level(logging.INFO, logger="mailpush.drivers.lua")
     driver = await make_driver(
         DEINIT_DROPS_CLIENT, options={"lua_max_states": "1"}, plugin={"push_lua_url": endpoint.url}
     )
@@ -337,7 +340,7 @@ async def test_a_script_that_failed_to_load_is_loaded_again_after_the_back_off(
 ) -> None:
     """A passing failure of script_init (an endpoint not up yet) must not silence the
     user until the next restart."""
-    caplog.set_level(logging.INFO, logger="mailpush.push.lua")
+    caplog.set_level(logging.INFO, logger="mailpush.drivers.lua")
     monkeypatch.setattr(state_cache, "DISABLED_RETRY", 0.3)
     ready = tmp_path / "ready"
     driver = await make_driver(RECORDER.replace(

@@ -63,7 +63,7 @@ async def test_scripts_of_many_users_wait_for_their_requests_at_the_same_time(
 async def test_one_slow_endpoint_serves_as_many_users_at_once_as_the_push_concurrency(
     make_driver: DriverFactory,
 ) -> None:
-    """The seed's setup: one URL for everyone. The shared HTTP client must not queue
+    """Dovecot's documented setup: one URL for everyone. The shared HTTP client must not queue
     requests to that one host below mailpush_push_concurrency (64 by default)."""
     slow = HttpReceiver(delay=0.5)
     await slow.start()

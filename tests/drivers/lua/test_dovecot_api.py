@@ -1,4 +1,7 @@
-"""The `dovecot` API a script sees (spec §2.4–2.7), against a real store and HTTP endpoint."""
+"""The `dovecot` API a script sees, against a real store and HTTP endpoint.
+
+What Dovecot's API does is summarised in docs/dovecot-reference.md#the-dovecot-api.
+"""
 
 from __future__ import annotations
 
@@ -45,7 +48,7 @@ async def run_handler(
 async def test_i_functions_log_at_their_level_with_the_user(
     make_driver: DriverFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="mailpush.push.lua")
+    caplog.set_level(logging.DEBUG, logger="mailpush.drivers.lua")
     await run_handler(make_driver, """
         dovecot.i_debug("d") dovecot.i_info("i") dovecot.i_warning("w") dovecot.i_error("e")
     """)
@@ -57,7 +60,7 @@ async def test_i_functions_log_at_their_level_with_the_user(
 async def test_event_objects_log_with_prefixes_names_and_fields(
     make_driver: DriverFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="mailpush.push.lua")
+    caplog.set_level(logging.INFO, logger="mailpush.drivers.lua")
     await run_handler(make_driver, """
         local parent = dovecot.event():append_log_prefix("push: ")
         local e = dovecot.event(parent)
@@ -118,7 +121,7 @@ async def test_restrict_global_variables_refuses_undeclared_globals(
 async def test_a_script_restricting_globals_at_top_level_still_runs_and_closes(
     make_driver: DriverFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="mailpush.push.lua")
+    caplog.set_level(logging.INFO, logger="mailpush.drivers.lua")
     driver = await make_driver("""
         dovecot.restrict_global_variables(true)
         function dovecot_lua_notify_begin_txn(user) return {} end

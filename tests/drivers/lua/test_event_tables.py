@@ -1,4 +1,8 @@
-"""Event tables: Dovecot's fields and types, plus the documented spellings (spec §2.3)."""
+"""Event tables: Dovecot's fields and types, plus the documented spellings.
+
+Dovecot's fields: docs/dovecot-reference.md#event-table-fields; the extra
+spellings: docs/migrating-from-dovecot.md#lua-push-scripts.
+"""
 
 from __future__ import annotations
 

@@ -1,9 +1,11 @@
 """`http_resend = yes`: a script's failed requests are journaled and sent again.
 
-The seed's first example script, unchanged, posts one form per message and
-only logs a failure: under Dovecot (and mailpush without the option) every
-push made while the endpoint is down is lost. With the option, each failed
-request is kept in the outbox and sent again until the endpoint takes it.
+The simple example script of Dovecot's Lua push documentation
+(docs/dovecot-reference.md#http-requests-of-the-example-scripts), unchanged,
+posts one form per message and only logs a failure: under Dovecot (and
+mailpush without the option) every push made while the endpoint is down is
+lost. With the option, each failed request is kept in the outbox and sent
+again until the endpoint takes it.
 """
 
 from __future__ import annotations

@@ -46,6 +46,7 @@ SNIPPETS = [
     'all(mime.unqp("ab=4", "1\\ncd\\r"))',
     'all(mime.wrp(10, "0123456789abcdefghij\\nxyz\\r\\n"))',
     "all(mime.wrp(5, nil)) .. all(mime.wrp(76, nil, 76))",
+    "all(mime.qpwrp(5, nil)) .. all(mime.qpwrp(76, nil, 76))",
     'all(mime.qpwrp(10, "abcdefg=3Dhij=20klmnop\\r\\nq", 10))',
     'all(mime.eol(0, "a\\rb\\nc\\r\\nd\\n\\re\\r\\rf\\n"))',
     'all(mime.eol(13, "\\nx", "<br>"))',

@@ -2,7 +2,8 @@
 
 A MOVE (like Sieve filing into two folders) begins both its transactions
 first, then runs the destination's events and end_txn, then the source's
-(dovecot-observed.md item 4). The source's lua_txn_timeout must not run out
+(docs/dovecot-reference.md#call-order-of-interleaved-transactions). The
+source's lua_txn_timeout must not run out
 while the destination's handlers wait for their endpoint: its time starts
 when its own events do.
 """
@@ -45,7 +46,7 @@ async def test_the_second_transaction_of_a_move_gets_its_whole_lua_txn_timeout(
     caplog: pytest.LogCaptureFixture,
     tmp_path: Path,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="mailpush.push.lua")
+    caplog.set_level(logging.INFO, logger="mailpush.drivers.lua")
     endpoint = HttpReceiver()
     await endpoint.start()
     try:

@@ -109,7 +109,7 @@ def message(subject: str) -> bytes:
 
 def lua_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records
-            if r.levelno >= logging.ERROR and r.name == "mailpush.push.lua"]
+            if r.levelno >= logging.ERROR and r.name.startswith("mailpush.drivers.lua.")]
 
 
 def timed_delivery(server: MailpushServer, user: str, raw: bytes) -> float:
@@ -182,7 +182,7 @@ async def test_a_huge_response_to_the_seed_script_is_cut_off_and_reported_as_a_s
     caplog: pytest.LogCaptureFixture,
     chunked: bool,
 ) -> None:
-    """The seed's example script checks `r:status()/100 ~= 2` and logs `r:reason()`."""
+    """Dovecot's simple example script checks `r:status()/100 ~= 2`, logs `r:reason()`."""
     server = await make_server(  # type: ignore[operator]
         lua_server_config(FIXTURES / "simple_http.lua", endpoint.url, imap=False)
     )

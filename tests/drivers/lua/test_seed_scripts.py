@@ -1,8 +1,10 @@
-"""Both example scripts of the seed document, unchanged, against a real HTTP endpoint.
+"""Both example scripts of Dovecot's Lua push documentation, unchanged, against a real endpoint.
 
-The expected bodies are the ones real Dovecot 2.3.19 sent for the same message
-(dovecot-observed.md, "HTTP requests made by the seed's example scripts"), with
-one deliberate difference: numbers are Lua integers (`recent=1`, Dovecot: `1.0`).
+The fixtures simple_http.lua and events_http.lua are those two examples,
+verbatim. The expected bodies are the ones real Dovecot 2.3.19 sent for the
+same message (docs/dovecot-reference.md#http-requests-of-the-example-scripts),
+with one deliberate difference: numbers are Lua integers (`recent=1`,
+Dovecot: `1.0`; docs/migrating-from-dovecot.md#lua-push-scripts).
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from .conftest import (
     lua_server_config,
 )
 
-#: The seed document is not part of the repository: it is read from
-#: $MAILPUSH_SHARED_DIR/seeds/, by default from the `shared` directory beside the checkout.
+#: Dovecot's documentation page the examples come from (push-notification-lua.md) is not
+#: part of the repository. Only the check that the fixtures are still verbatim copies of it
+#: reads it: from $MAILPUSH_SHARED_DIR/seeds/, by default from a `shared` directory beside
+#: the checkout; without it that one test is skipped, and the others run.
 SHARED_DIR = Path(
     os.environ.get("MAILPUSH_SHARED_DIR", Path(__file__).resolve().parents[4] / "shared")
 )
@@ -47,8 +51,10 @@ EVENTS_MAIL_BODY = (
 def test_fixtures_are_the_seed_examples_unchanged() -> None:
     if not SEED.exists():
         pytest.skip(
-            f"{SEED} not found: the seed document is not in the repository; set"
-            " MAILPUSH_SHARED_DIR to the directory holding seeds/push-notification-lua.md"
+            f"{SEED} not found: this test compares the fixtures simple_http.lua and"
+            " events_http.lua with a copy of Dovecot's Lua push documentation page, which is"
+            " not part of the repository; to run it, set MAILPUSH_SHARED_DIR to a directory"
+            " holding seeds/push-notification-lua.md"
         )
     examples = re.findall(r"```lua:line-numbers\n(.*?)```", SEED.read_text(), re.DOTALL)
     assert (FIXTURES / "simple_http.lua").read_text() == examples[0]
@@ -141,7 +147,7 @@ async def test_events_script_counts_match_imap_status_after_an_append(
 async def test_events_script_logs_its_event_lines(
     endpoint: HttpReceiver, make_server: Callable[..., object], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="mailpush.push.lua")
+    caplog.set_level(logging.INFO, logger="mailpush.drivers.lua")
     server = await start(make_server, "events_http.lua", endpoint.url)
     await asyncio.to_thread(deliver, server, ["alice"])
     await endpoint.wait_for(2)

@@ -16,10 +16,12 @@ Where things are, by the question a maintainer asks:
   directly), `host_io.py` (the calls that wait: one table, `YIELDING_CALLS`),
   `http_requests.py` (`dovecot.http` and `socket.http` requests),
   `event_tables.py` (the tables handlers receive), `storage_constants.py`
-  (`dovecot.storage`, defined once). `var_expand.py` is Dovecot's
-  %-variables; `lua_strings.py` how strings cross between Python and Lua.
+  (`dovecot.storage`, defined once). `var_expand.py` is the user's
+  %-variables (expanded by `mailpush.var_expand`); `lua_strings.py` how
+  strings cross between Python and Lua.
 - The Lua side of both is `lib/*.lua`: `calls.lua` and `sandbox.lua` (engine),
-  `modules.lua` (`require`), the rest the API scripts see.
+  `modules.lua` (`require`), the rest the API scripts see (`receiver.lua`:
+  the `self` check every method of `http.lua` and `storage.lua` makes).
 
 Dependencies point one way: `driver.py` → `engine/` → `api/` →
 `lua_strings.py`, `var_expand.py`; nothing in `api/` imports `engine/`.

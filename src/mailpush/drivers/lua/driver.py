@@ -1,6 +1,7 @@
 """lua: Dovecot's push-notification-lua driver, running published scripts unchanged.
 
-Per transaction, exactly as Dovecot (spec §2.2): the script's handlers are
+Per transaction, exactly as Dovecot
+(docs/dovecot-reference.md#per-transaction-calls): the script's handlers are
 looked up afresh; without `dovecot_lua_notify_begin_txn` an error is logged
 and the transaction skipped; without any event handler nothing is called;
 otherwise `begin_txn(user)` → one `dovecot_lua_notify_event_<name>(ctx,
@@ -30,8 +31,9 @@ folders: `PushTransaction.deferred`) begins with the group and runs its events
 after the others' events: its time starts again when its own events begin,
 so that the waits of the group's other transactions do not use it up.
 Per event, because a script's work is per event even when it does it all in
-end_txn (the seed's first example POSTs each message there), and the
-dispatcher allows `mailpush_push_timeout` per event likewise. Within that,
+end_txn (the simple example script of Dovecot's Lua push documentation POSTs
+each message there: docs/dovecot-reference.md#http-requests-of-the-example-scripts),
+and the dispatcher allows `mailpush_push_timeout` per event likewise. Within that,
 `lua_call_timeout` counts only the time a call runs Lua, not the time it
 waits for HTTP or the store (engine/call_runner.py).
 
@@ -75,7 +77,7 @@ from .options import LUA_OPTION_SCHEMA, LuaOptions, lua_options_for
 
 __all__ = ["LuaDriver", "load_script"]
 
-log = logging.getLogger("mailpush.push.lua")
+log = logging.getLogger(__name__)
 
 _HANDLERS = {name: handler_name(name) for name in EVENT_NAMES}
 _HANDLER_KEYS = {name: function.encode() for name, function in _HANDLERS.items()}
@@ -146,7 +148,7 @@ class LuaDriver(PushDriver):
 
     async def start(self) -> None:
         log.info(
-            "push: %s runs %s with Lua %s (limits per call: %s instructions, %gs;"
+            "%s runs %s with Lua %s (limits per call: %s instructions, %gs;"
             " %gs per transaction; %s per user)",
             self.config.instance, self.script.path, self.options.version,
             self.options.max_instructions or "unlimited", self.options.call_timeout,

@@ -45,7 +45,7 @@ __all__ = [
     "lua_options_for",
 ]
 
-log = logging.getLogger("mailpush.push.lua")
+log = logging.getLogger(__name__)
 
 #: `lua_version` values → the lupa module that embeds that Lua.
 LUA_VERSIONS: Mapping[str, str] = {

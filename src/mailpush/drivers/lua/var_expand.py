@@ -1,11 +1,12 @@
-"""Dovecot's %-variables for `mail_user:var_expand()`, plugin settings and `lua_settings`.
+"""The variables a Lua script's user has for `mail_user:var_expand()`, plugin settings
+and `lua_settings`, and how each treats an unknown one.
 
-Short forms `%u %n %d %h %s %i %p %%`, the modifiers `%L` (lower) and `%U`
-(upper), and long forms `%{user}`, `%{username}`, `%{domain}`, `%{home}`,
-`%{service}`, `%{session}`, `%{uid}`, `%{gid}`, `%{pid}`, `%{hostname}`.
-`var_expand()` refuses unknown variables (Dovecot raises
-`var_expand(<t>) failed: …`); setting values keep them as written, so a URL
-such as `http://host/a%20b` survives.
+Long forms `%{user}`, `%{username}`, `%{domain}`, `%{home}`, `%{service}`,
+`%{session}`, `%{uid}`, `%{gid}`, `%{pid}`, `%{hostname}`, and the short
+forms Dovecot has for some of them (`%u %n %d %h %s %i %p`); the expanding
+itself (`%L`/`%U`, `%%`) is `mailpush.var_expand`. `var_expand()` refuses
+unknown variables (Dovecot raises `var_expand(<t>) failed: …`); setting
+values keep them as written, so a URL such as `http://host/a%20b` survives.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NoReturn
+
+from ... import var_expand
 
 __all__ = ["UnknownVariableError", "UserVariables", "expand"]
 
 _HOSTNAME = socket.gethostname()
-_SHORT = {"u": "user", "n": "username", "d": "domain", "h": "home", "s": "service",
-          "i": "uid", "p": "pid"}
 
 
 class UnknownVariableError(ValueError):
@@ -36,11 +38,8 @@ class UserVariables:
     gid: str = ""
 
     def values(self) -> Mapping[str, str]:
-        local, _, domain = self.user.partition("@")
         return {
-            "user": self.user,
-            "username": local,
-            "domain": domain,
+            **var_expand.user_values(self.user),
             "home": self.home,
             "service": self.service,
             "session": self.session,
@@ -55,39 +54,10 @@ def expand(template: str, variables: UserVariables, *, strict: bool) -> str:
     """`template` with its variables replaced; `strict` raises UnknownVariableError."""
     if "%" not in template:
         return template
-    values = variables.values()
-    out: list[str] = []
-    i = 0
-    while i < len(template):
-        char = template[i]
-        if char != "%":
-            out.append(char)
-            i += 1
-            continue
-        start = i
-        i += 1
-        case = ""
-        while i < len(template) and template[i] in "LU":
-            case = template[i]
-            i += 1
-        name: str | None = None
-        if i < len(template) and template[i] == "%" and not case:
-            out.append("%")
-            i += 1
-            continue
-        if i < len(template) and template[i] == "{":
-            end = template.find("}", i)
-            if end != -1:
-                name = template[i + 1 : end]
-                i = end + 1
-        elif i < len(template):
-            name = _SHORT.get(template[i])
-            i += 1
-        if name is None or name not in values:
-            if strict:
-                raise UnknownVariableError(f"Unknown variable '{template[start:i]}'")
-            out.append(template[start:i])
-            continue
-        value = values[name]
-        out.append(value.lower() if case == "L" else value.upper() if case == "U" else value)
-    return "".join(out)
+    policy = _refuse if strict else var_expand.keep_as_written
+    return var_expand.expand(template, variables.values(), policy)
+
+
+def _refuse(unknown: var_expand.UnknownVariable) -> NoReturn:
+    # Dovecot's wording; the Lua side adds `var_expand(<template>) failed: `.
+    raise UnknownVariableError(f"Unknown variable '{unknown.text}'")

@@ -1,11 +1,13 @@
 """`PushEvent` → the Lua table a `dovecot_lua_notify_event_*` handler receives.
 
-Fields and their nil-or-"" rules are Dovecot's (spec §2.3, observed §11–24):
-`from`/`to` and the address parts are `""` when absent, `subject` and
-`message_id` nil. Where Dovecot's documentation and code disagree both
-spellings are there: `keywords` and `keywords_set`/`keywords_clear`, `flags`
-as an array of names that also answers `&` (see `lib/events.lua`), and a
-`user` field. Numbers are Lua integers (Dovecot pushes floats).
+Fields and their nil-or-"" rules are Dovecot's
+(docs/dovecot-reference.md#event-table-fields,
+docs/dovecot-reference.md#message-fields): `from`/`to` and the address parts
+are `""` when absent, `subject` and `message_id` nil. Where Dovecot's
+documentation and code disagree both spellings are there: `keywords` and
+`keywords_set`/`keywords_clear`, `flags` as an array of names that also
+answers `&` (see `lib/events.lua`), and a `user` field. Numbers are Lua
+integers (Dovecot pushes floats).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from .http_requests import (
 
 __all__ = ["HostApi"]
 
-log = logging.getLogger("mailpush.push.lua")
+log = logging.getLogger(__name__)
 
 _LEVELS = {
     b"debug": logging.DEBUG,

@@ -59,7 +59,7 @@ from .storage_constants import (
 
 __all__ = ["YIELDING_CALLS", "HostIO", "YieldingCall", "luasocket_error", "status_fields"]
 
-log = logging.getLogger("mailpush.push.lua")
+log = logging.getLogger(__name__)
 
 Answer = tuple[object, ...]
 

@@ -51,7 +51,7 @@ __all__ = [
     "worth_resending",
 ]
 
-log = logging.getLogger("mailpush.push.lua")
+log = logging.getLogger(__name__)
 
 # lib-http's internal status codes (src/lib-http/http-client.h).
 ABORTED = 9000

@@ -40,8 +40,11 @@ def install_api(lua: Any, load: Callable[[str], Any], host: Any, calls: Any) -> 
     events = load("events")()
     bits = load("bits")(events)
     log = load("log")(host)
-    http = load("http")(host, calls)
-    storage = load("storage")(host, calls, bits, lua.table_from(LUA_STORAGE_CONSTANTS))
+    check_receiver = load("receiver")()
+    http = load("http")(host, calls, check_receiver)
+    storage = load("storage")(
+        host, calls, bits, lua.table_from(LUA_STORAGE_CONSTANTS), check_receiver
+    )
     dovecot, mailpush = load("dovecot")(host, calls, bits, log, http, storage)
     globals_ = lua.globals()
     globals_[b"dovecot"] = dovecot

@@ -33,7 +33,7 @@ from .runtime import ScriptRuntime
 
 __all__ = ["CallOutcome", "run_call"]
 
-log = logging.getLogger("mailpush.push.lua")
+log = logging.getLogger(__name__)
 
 PerformIO = Callable[[object, tuple[object, ...]], Awaitable[tuple[object, ...]]]
 

@@ -35,7 +35,7 @@ __all__ = [
     "BEGIN_TXN", "END_TXN", "Handlers", "LoadedScript", "ScriptState", "describe_event_call",
 ]
 
-log = logging.getLogger("mailpush.push.lua")
+log = logging.getLogger(__name__)
 
 BEGIN_TXN = "dovecot_lua_notify_begin_txn"
 END_TXN = "dovecot_lua_notify_end_txn"

@@ -32,7 +32,7 @@ from .script_state import ScriptState
 
 __all__ = ["DISABLED_RETRY", "StateCache"]
 
-log = logging.getLogger("mailpush.push.lua")
+log = logging.getLogger(__name__)
 
 
 #: How often (seconds) `get` looks for states idle longer than the timeout.

@@ -3,13 +3,12 @@
 -- session) and the script resumes when the response is there; connection
 -- failures come back as Dovecot's 9000-range status codes, not as errors.
 
-local host, calls = ...
+local host, calls, check = ...
 
 local M = {}
 
-local type, tostring, setmetatable, getmetatable, error, select, lower, find, format, rawget =
-  type, tostring, setmetatable, getmetatable, error, select, string.lower, string.find,
-  string.format, rawget
+local type, tostring, setmetatable, error, select, lower, find, format, rawget =
+  type, tostring, setmetatable, error, select, string.lower, string.find, string.format, rawget
 
 -- RFC 9110 tokens (methods, header names) and the control characters no header
 -- value may carry (a decoded subject can hold CR LF): checked here, so the script
@@ -23,13 +22,6 @@ local Request = {}
 Request.__index = Request
 local Response = {}
 Response.__index = Response
-
-local function check(self, class, name, what)
-  if getmetatable(self) ~= class then
-    error("bad argument #1 to '" .. name .. "' (" .. what .. " expected; call it as "
-      .. what .. ":" .. name .. "(...))", 3)
-  end
-end
 
 --- dovecot.http.client(options): options as Dovecot 2.3 (and 2.4) name them.
 function M.client(options)

@@ -187,6 +187,11 @@ function M.unqp(c, d)
 end
 
 local function wrap(left, input, length, soft, break_at)
+  if input == nil then
+    -- End of data: end the last line unless it is empty.
+    if left < length then return soft, length * 1.0 end
+    return nil, length * 1.0
+  end
   local out = {}
   for i = 1, #input do
     local c = sub(input, i, i)
@@ -212,10 +217,6 @@ local function qp_break(c) return c == "=" and 3 or 1 end
 function M.wrp(left, input, length)
   left = tonumber(left) or error("bad argument #1 to 'wrp' (number expected)", 2)
   length = tonumber(length) or 76
-  if input == nil then
-    if left < length then return CRLF, length * 1.0 end
-    return nil, length * 1.0
-  end
   return wrap(left, input, length, CRLF, text_break)
 end
 
@@ -223,10 +224,6 @@ end
 function M.qpwrp(left, input, length)
   left = tonumber(left) or error("bad argument #1 to 'qpwrp' (number expected)", 2)
   length = tonumber(length) or 76
-  if input == nil then
-    if left < length then return EQCRLF, length * 1.0 end
-    return nil, length * 1.0
-  end
   return wrap(left, input, length, EQCRLF, qp_break)
 end
 

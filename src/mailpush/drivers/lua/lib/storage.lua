@@ -3,12 +3,12 @@
 -- Mailbox and metadata operations yield to Python (the store runs its
 -- queries on its own threads), like HTTP requests do.
 
-local host, calls, bits, constants = ...
+local host, calls, bits, constants, check = ...
 
 local M = {}
 
-local type, tostring, setmetatable, getmetatable, error, select =
-  type, tostring, setmetatable, getmetatable, error, select
+local type, tostring, setmetatable, error, select =
+  type, tostring, setmetatable, error, select
 local unpack = table.unpack or unpack
 local bor = bits.bor
 
@@ -36,13 +36,6 @@ local function io_or_raise(prefix, kind, ...)
 end
 
 local function results(answer) return unpack(answer, 2, answer.n) end
-
-local function check(self, class, name, what)
-  if getmetatable(self) ~= class then
-    error("bad argument #1 to '" .. name .. "' (" .. what .. " expected; call it as "
-      .. what .. ":" .. name .. "(...))", 3)
-  end
-end
 
 local function strings(name, ...)
   local n = select("#", ...)

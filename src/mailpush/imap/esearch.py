@@ -1,0 +1,73 @@
+"""ESEARCH (RFC 4731) result options and the `* ESEARCH` response SEARCH and SORT share.
+
+`SEARCH RETURN (MIN MAX ALL COUNT) ...` asks for a summary instead of
+every number; `RETURN ()` means ALL. ESORT (RFC 5267) puts the same options
+on SORT, where MIN and MAX are the first and last message in sort order and
+ALL keeps that order. Dovecot 2.3 writes the items in a fixed order (MIN,
+MAX, ALL, COUNT) whatever the order asked, leaves out MIN, MAX and ALL when
+nothing matched, and writes COUNT 0. SAVE (SEARCHRES) is not offered: it is
+refused like any unknown option.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .parser import CommandSyntaxError, Tokenizer
+
+__all__ = ["RESULT_OPTIONS", "esearch_response", "format_number_list", "parse_return_options"]
+
+#: The options a client may ask for, in the order the response lists them.
+RESULT_OPTIONS = ("MIN", "MAX", "ALL", "COUNT")
+
+
+def parse_return_options(tokens: Tokenizer) -> frozenset[str] | None:
+    """`RETURN (options) ` at the tokenizer, or None (and nothing read) when there is none."""
+    if tokens.data[tokens.pos : tokens.pos + 7].upper() != b"RETURN ":
+        return None
+    tokens.pos += 7
+    if not tokens.open_paren():
+        raise CommandSyntaxError("Invalid RETURN options")
+    wanted: set[str] = set()
+    if not tokens.close_paren():
+        while True:
+            option = tokens.atom("RETURN option").upper()
+            if option not in RESULT_OPTIONS:
+                raise CommandSyntaxError("Unknown SEARCH return option")
+            wanted.add(option)
+            if tokens.close_paren():
+                break
+            tokens.space()
+    tokens.space()
+    return frozenset(wanted or {"ALL"})
+
+
+def esearch_response(tag: str, by_uid: bool, numbers: Sequence[int], wanted: frozenset[str]) -> str:
+    """`* ESEARCH (TAG "a1") [UID] ...` for `numbers` in result order (ascending for SEARCH)."""
+    parts = [f'* ESEARCH (TAG "{tag}")']
+    if by_uid:
+        parts.append("UID")
+    if numbers:
+        if "MIN" in wanted:
+            parts.append(f"MIN {numbers[0]}")
+        if "MAX" in wanted:
+            parts.append(f"MAX {numbers[-1]}")
+        if "ALL" in wanted:
+            parts.append(f"ALL {format_number_list(numbers)}")
+    if "COUNT" in wanted:
+        parts.append(f"COUNT {len(numbers)}")
+    return " ".join(parts)
+
+
+def format_number_list(numbers: Sequence[int]) -> str:
+    """A sequence-set keeping the given order: only ascending consecutive runs become `a:b`."""
+    out: list[str] = []
+    start = previous = numbers[0]
+    for number in numbers[1:]:
+        if number == previous + 1:
+            previous = number
+            continue
+        out.append(f"{start}:{previous}" if previous != start else str(start))
+        start = previous = number
+    out.append(f"{start}:{previous}" if previous != start else str(start))
+    return ",".join(out)

@@ -1,0 +1,143 @@
+-- mailpush store schema, version 3. Version 2 only added tables (METADATA,
+-- push_message_ids): opening a version-1 file creates them, as every statement
+-- here is CREATE ... IF NOT EXISTS. Version 3 added columns to the outbox
+-- (push_outbox.kind, push_deliveries.kind, .started and .orphaned), which opening
+-- an older file adds with ALTER TABLE (sqlite_outbox.add_outbox_columns) before
+-- these statements run.
+-- Kept to portable SQL (no SQLite-only types) so that a PostgreSQL store can
+-- share it; SQLite-specific pragmas live in the Python that opens the file.
+
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+
+CREATE TABLE IF NOT EXISTS users (
+    id               INTEGER PRIMARY KEY,
+    name             TEXT NOT NULL UNIQUE,
+    -- Last UIDVALIDITY handed out, so a re-created mailbox never reuses one.
+    uidvalidity_last INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE IF NOT EXISTS mailboxes (
+    id             INTEGER PRIMARY KEY,
+    user_id        INTEGER NOT NULL REFERENCES users(id),
+    name           TEXT NOT NULL,
+    uidvalidity    INTEGER NOT NULL,
+    uidnext        INTEGER NOT NULL DEFAULT 1,
+    highestmodseq  INTEGER NOT NULL DEFAULT 1,
+    special_use    TEXT,
+    UNIQUE (user_id, name)
+);
+
+CREATE TABLE IF NOT EXISTS subscriptions (
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    name    TEXT NOT NULL,
+    PRIMARY KEY (user_id, name)
+);
+
+-- Raw messages, byte-exact. COPY shares a body; it is removed with its last message.
+CREATE TABLE IF NOT EXISTS bodies (
+    id   INTEGER PRIMARY KEY,
+    refs INTEGER NOT NULL,
+    raw  BLOB NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS messages (
+    mailbox_id    INTEGER NOT NULL REFERENCES mailboxes(id),
+    uid           INTEGER NOT NULL,
+    body_id       INTEGER NOT NULL REFERENCES bodies(id),
+    size          INTEGER NOT NULL,
+    internal_date INTEGER NOT NULL,
+    internal_tz   INTEGER NOT NULL DEFAULT 0,
+    flags         INTEGER NOT NULL DEFAULT 0,
+    -- Space-separated keyword atoms in the order they were set.
+    keywords      TEXT NOT NULL DEFAULT '',
+    modseq        INTEGER NOT NULL,
+    recent        INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (mailbox_id, uid)
+);
+
+-- Keywords ever used in a mailbox: IMAP FLAGS/PERMANENTFLAGS list them.
+-- Keywords compare case-insensitively; the first spelling used is kept.
+CREATE TABLE IF NOT EXISTS mailbox_keywords (
+    mailbox_id  INTEGER NOT NULL REFERENCES mailboxes(id),
+    keyword_key TEXT NOT NULL,
+    keyword     TEXT NOT NULL,
+    PRIMARY KEY (mailbox_id, keyword_key)
+);
+
+-- RFC 5464 METADATA. Entry names are stored lower case (they compare
+-- case-insensitively). Server entries belong to the user; mailbox entries to the
+-- mailbox row, so they follow renames and go with the mailbox.
+CREATE TABLE IF NOT EXISTS server_metadata (
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    entry   TEXT NOT NULL,
+    value   TEXT NOT NULL,
+    PRIMARY KEY (user_id, entry)
+);
+
+CREATE TABLE IF NOT EXISTS mailbox_metadata (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    entry      TEXT NOT NULL,
+    value      TEXT NOT NULL,
+    PRIMARY KEY (mailbox_id, entry)
+);
+
+-- Transactional outbox: push transactions written in the same database
+-- transaction as the mail change they describe.
+-- kind: transaction (payload: a push transaction as JSON), or http_request (a Lua
+-- script's request that failed, kept to be sent again: the lua option http_resend).
+CREATE TABLE IF NOT EXISTS push_outbox (
+    id        INTEGER PRIMARY KEY,
+    txn_id    TEXT NOT NULL UNIQUE,
+    user_name TEXT NOT NULL,
+    created   REAL NOT NULL,
+    payload   BLOB NOT NULL,
+    kind      TEXT NOT NULL DEFAULT 'transaction'
+);
+CREATE INDEX IF NOT EXISTS push_outbox_user ON push_outbox (user_name, id);
+
+-- Delivery state of each outbox transaction, per driver instance.
+-- state: pending (due at next_attempt), inflight (claimed by the dispatcher),
+-- done (kept for mailpush_push_retention, then purged), dead (gave up; replayable).
+-- kind: as push_outbox.kind (copied: the dispatcher claims by it).
+-- started: 1 while a driver runs it; orphaned: how often the process died meanwhile
+-- (counted at start-up; at 2 it is a dead letter, as it may be what kills the server).
+CREATE TABLE IF NOT EXISTS push_deliveries (
+    outbox_id     INTEGER NOT NULL REFERENCES push_outbox(id),
+    driver        TEXT NOT NULL,
+    user_name     TEXT NOT NULL,
+    state         TEXT NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    first_attempt REAL,
+    next_attempt  REAL NOT NULL,
+    finished      REAL,
+    last_error    TEXT,
+    kind          TEXT NOT NULL DEFAULT 'transaction',
+    started       INTEGER NOT NULL DEFAULT 0,
+    orphaned      INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (outbox_id, driver)
+);
+CREATE INDEX IF NOT EXISTS push_deliveries_state ON push_deliveries (state, outbox_id);
+-- Claiming (sqlite_outbox.claim_due): a driver's pending rows in commit order, and its
+-- due ones, each found without reading other drivers' or not yet due rows, so that a
+-- large backlog (an endpoint down for hours) does not slow every claiming round.
+-- An ordered driver's rows are claimed per user (each user's oldest first, a user
+-- waiting for a retry skipped with a seek), hence the user before outbox_id.
+DROP INDEX IF EXISTS push_deliveries_order;
+CREATE INDEX IF NOT EXISTS push_deliveries_user
+    ON push_deliveries (state, kind, driver, user_name, outbox_id, next_attempt);
+CREATE INDEX IF NOT EXISTS push_deliveries_due
+    ON push_deliveries (state, kind, driver, next_attempt);
+
+-- Message-IDs a driver has pushed for a user (Chronos: one push per Message-ID even
+-- when Sieve files copies into several folders). owner is the push transaction and
+-- UID that claimed it, so its own retries still pass. Forgotten after the driver's
+-- retention (sqlite_pushed_ids.py).
+CREATE TABLE IF NOT EXISTS push_message_ids (
+    driver     TEXT NOT NULL,
+    user_name  TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    owner      TEXT NOT NULL,
+    claimed    REAL NOT NULL,
+    PRIMARY KEY (driver, user_name, message_id)
+);
+CREATE INDEX IF NOT EXISTS push_message_ids_claimed ON push_message_ids (claimed);

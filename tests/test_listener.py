@@ -1,0 +1,57 @@
+"""A service binds its socket through `listen` and fails with a ServiceError saying where."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from mailpush.errors import ServiceError
+from mailpush.listener import bound_address, listen
+
+
+class _Greeter(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(b"hello\r\n")
+        transport.close()
+
+
+async def test_listen_on_port_0_accepts_on_the_port_bound_address_reports() -> None:
+    server = await listen("test", _Greeter, "127.0.0.1", 0)
+    try:
+        host, port = bound_address(server)
+        assert host == "127.0.0.1" and port > 0
+        reader, writer = await asyncio.open_connection(host, port)
+        assert await reader.readline() == b"hello\r\n"
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_listen_on_a_busy_port_names_the_service_address_and_reason() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ServiceError) as caught:
+            await listen("lmtp", _Greeter, "127.0.0.1", port)
+    message = str(caught.value)
+    assert message.startswith(f"lmtp: cannot listen on 127.0.0.1:{port}: ")
+    assert "address already in use" in message.lower()
+
+
+async def test_a_port_freed_a_moment_ago_can_be_bound_again_at_once() -> None:
+    """SO_REUSEADDR: a restart is not refused while old connections sit in TIME_WAIT."""
+    first = await listen("test", _Greeter, "127.0.0.1", 0)
+    port = bound_address(first)[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await reader.read()  # the server closes first, so its side goes to TIME_WAIT
+    writer.close()
+    first.close()
+    await first.wait_closed()
+    again = await listen("test", _Greeter, "127.0.0.1", port)
+    again.close()
+    await again.wait_closed()

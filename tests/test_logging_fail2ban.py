@@ -1,0 +1,151 @@
+"""fail2ban's stock `dovecot` filter bans the addresses that fail IMAP logins against mailpush.
+
+A real `mailpush serve` process writes its log to `log_path`; imaplib clients
+fail to log in from two loopback addresses, one logs in properly; then
+Debian's `fail2ban-regex` reads the file with /etc/fail2ban/filter.d/dovecot.conf
+as an admin's fail2ban would, and must find each failed connection once
+(not the per-attempt `Login failed` line too) and nothing for the good login.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port, imap_listener, write_config
+
+FAIL2BAN_REGEX = shutil.which("fail2ban-regex")
+DOVECOT_FILTER = Path("/etc/fail2ban/filter.d/dovecot.conf")
+
+pytestmark = pytest.mark.skipif(
+    FAIL2BAN_REGEX is None or not DOVECOT_FILTER.exists(),
+    reason="needs fail2ban-regex and its dovecot filter (Debian package fail2ban)",
+)
+
+
+class ImapFrom(imaplib.IMAP4):
+    """imaplib connecting from a chosen loopback address (fail2ban bans by address)."""
+
+    def __init__(self, port: int, source: str) -> None:
+        self._source = source
+        super().__init__("127.0.0.1", port, timeout=10)
+
+    def _create_socket(self, timeout: float | None) -> socket.socket:
+        return socket.create_connection((self.host, self.port), timeout, (self._source, 0))
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """`mailpush serve` with `log_path` set: its IMAP port and its log file."""
+    port = free_port()
+    log = tmp_path / "log" / "mailpush.log"
+    config = write_config(
+        tmp_path,
+        imap_listener(port)
+        + f"protocols = imap lmtp\nauth_failure_delay = 10ms\nlog_path = {log}\n",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailpush.cli", "serve", "--config", str(config)],
+        stdout=subprocess.DEVNULL, stderr=(tmp_path / "stderr").open("wb"),
+    )  # fmt: skip
+    try:
+        _wait_for_imap(port, proc, tmp_path / "stderr")
+        yield port, log
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+
+
+def test_fail2ban_dovecot_filter_finds_each_failed_login_connection_once(
+    served: tuple[int, Path],
+) -> None:
+    port, log = served
+    # Two attempts on one connection, then LOGOUT: one line ("Aborted login by logging out").
+    with ImapFrom(port, "127.0.0.2") as client:
+        for password in ("wrong", "also wrong"):
+            with pytest.raises(imaplib.IMAP4.error):
+                client.login("alice", password)
+    # One attempt, then the client just closes: one line ("Connection closed").
+    client = ImapFrom(port, "127.0.0.3")
+    with pytest.raises(imaplib.IMAP4.error):
+        client.login("mallory", "guess")
+    client.shutdown()
+    # A good login and logout: not a failure.
+    with ImapFrom(port, "127.0.0.4") as client:
+        client.login("bob", "secret")
+
+    lines = _wait_for_lines(log, "Disconnected", 4)
+    assert FAIL2BAN_REGEX is not None
+    found = subprocess.run(
+        [FAIL2BAN_REGEX, "-o", "ip", str(log), str(DOVECOT_FILTER)],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.split()  # fmt: skip
+    assert sorted(found) == ["127.0.0.2", "127.0.0.3"], "\n".join(lines)
+
+    failed = [line for line in lines if "auth failed, " in line]
+    assert re.fullmatch(
+        r"[A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d imap-login: Info: Disconnected: Aborted login by"
+        r" logging out \(auth failed, 2 attempts in \d+ secs\): user=<alice>, method=PLAIN,"
+        r" rip=127\.0\.0\.2, lip=127\.0\.0\.1, secured, session=<[A-Za-z0-9+/]{16}>",
+        failed[0],
+    ), failed
+    assert "Disconnected: Connection closed (auth failed, 1 attempts" in failed[1]
+    assert "user=<mallory>" in failed[1] and "rip=127.0.0.3" in failed[1]
+    assert not any("guess" in line or "wrong" in line for line in lines)
+
+
+def test_login_and_logout_lines_share_the_session_id_as_in_dovecot(
+    served: tuple[int, Path],
+) -> None:
+    port, log = served
+    with ImapFrom(port, "127.0.0.4") as client:
+        client.login("bob", "secret")
+        client.select("INBOX")
+
+    lines = _wait_for_lines(log, "Logged out", 1)
+    login = next(line for line in lines if " imap-login: Info: Login: user=<bob>" in line)
+    match = re.search(
+        r"Login: user=<bob>, method=PLAIN, rip=127\.0\.0\.4, lip=127\.0\.0\.1, mpid=(\d+),"
+        r" secured, session=<([A-Za-z0-9+/]{16})>$",
+        login,
+    )
+    assert match is not None, login
+    pid, session = match.groups()
+    logout = next(line for line in lines if "Logged out" in line)
+    assert re.search(
+        rf" imap\(bob\)<{pid}><{re.escape(session)}>: Info: Disconnected: Logged out"
+        r" in=[1-9]\d* out=[1-9]\d*$",
+        logout,
+    ), logout
+
+
+def _wait_for_lines(log: Path, needle: str, count: int) -> list[str]:
+    deadline = time.monotonic() + 10
+    while True:
+        lines = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+        if sum(needle in line for line in lines) >= count or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)
+
+
+def _wait_for_imap(port: int, proc: subprocess.Popen[bytes], stderr: Path) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited early: {stderr.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    pytest.fail(f"server did not listen on {port}: {stderr.read_text()}")
