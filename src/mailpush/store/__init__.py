@@ -4,6 +4,7 @@ from .base import MailStore
 from .change_hub import ChangeHub
 from .changes import (
     Change,
+    ChangedElsewhere,
     FlagChange,
     FlagsChanged,
     MailboxCreated,
@@ -22,6 +23,7 @@ from .sqlite_store import SqliteStore
 __all__ = [
     "Change",
     "ChangeHub",
+    "ChangedElsewhere",
     "DeliveryTarget",
     "FlagChange",
     "FlagsChanged",

@@ -123,6 +123,21 @@ class TransactionRolledBack:
     mailbox: str
 
 
+@dataclass(frozen=True, slots=True)
+class ChangedElsewhere:
+    """Another process committed changes to this user's mail (the change feed heard it).
+
+    It carries no records: a datagram or a NOTIFY may be lost or coalesced, so a
+    session that hears it reads what changed since the modseq it knows from the
+    store, and the dispatcher looks at the outbox. `mailbox` is None when the
+    announcer did not say which (any of the user's mailboxes may have changed).
+    Never handed to the outbox recorder: the process that made the change did that.
+    """
+
+    user: str
+    mailbox: str | None
+
+
 Change = (
     MailboxCreated
     | MailboxDeleted
@@ -132,4 +147,5 @@ Change = (
     | FlagsChanged
     | MessagesExpunged
     | TransactionRolledBack
+    | ChangedElsewhere
 )
