@@ -164,7 +164,9 @@ async def test_readyz_is_503_naming_the_store_while_another_process_holds_its_wr
     server: MailpushServer,
 ) -> None:
     assert server.store is not None
-    holder = sqlite3.connect(server.store.path, timeout=0)
+    # The server itself writes now and then (the dispatcher's claims), so wait
+    # for our turn at the lock rather than failing on a momentary busy store.
+    holder = sqlite3.connect(server.store.path, timeout=10)
     try:
         holder.execute("BEGIN IMMEDIATE")
         status, text = await asyncio.to_thread(get, server, "/readyz")

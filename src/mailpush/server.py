@@ -23,8 +23,9 @@ import logging
 import signal
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from .auth import AuthPenalty, PasswdFile, PasswdFileAuthenticator, resolve_user
 from .config import Settings, load_settings
@@ -45,6 +46,7 @@ from .dispatch import (
 )
 from .dispatch.outbox_recorder import PushServicePlan, push_service_plan
 from .drivers import DriverRegistry, PushDriver
+from .drivers.base import StoreView
 from .errors import ConfigError, ServiceError, StoreError
 from .imap import ImapOptions, ImapServer
 from .imap.heavy_work import HeavyWork
@@ -55,11 +57,15 @@ from .reload_scope import restart_only_changes
 from .service_metrics import ServiceMetrics
 from .sieve import build_sieve_planner
 from .startup_checks import check_startup, instantiate_drivers
-from .store import SqliteStore
+from .store import ChangeHub, MailStore
+from .store.feed_protocol import ChangeFeed, link_feed
+from .store.feed_sqlite import FEED_DIR, DatagramChangeFeed
+from .store.open_store import SQLITE_STORE_FILE, store_location
+from .store.open_store import open_store as open_configured_store
 
 log = logging.getLogger(__name__)
 
-STORE_FILE = "mail.sqlite"
+STORE_FILE = SQLITE_STORE_FILE
 #: Seconds `/readyz` waits for the store's writer to take the write lock.
 READY_STORE_TIMEOUT = 2.0
 
@@ -71,15 +77,30 @@ class BoundListener:
     port: int
 
 
-def open_store(settings: Settings) -> SqliteStore:
-    """The store the settings name, opened (schema created or checked)."""
-    store = SqliteStore(
-        settings.data_dir / STORE_FILE,
-        fsync=settings.mail_fsync,
-        mailbox_count_limit=settings.quota_mailbox_count,
-    )
-    store.open()
-    return store
+class ServedStore(MailStore, StoreView, Protocol):
+    """What a process that runs push drivers asks of its store beyond `MailStore`: the
+    drivers' view (`StoreView`: the Chronos Message-ID claims), commit metrics and the
+    readiness check. Both backends have them; MailStore may take them in later."""
+
+    def observe_commits(self, observer: Callable[[int, float], None] | None) -> None: ...
+    async def check_writable(self) -> None: ...
+
+
+def open_store(settings: Settings) -> ServedStore:
+    """The store the settings name, opened (schema created or migrated); which backend
+    is `store/open_store.py`'s choice, and nothing else here names one."""
+    return open_configured_store(settings)
+
+
+def open_change_feed(settings: Settings, hub: ChangeHub) -> ChangeFeed:
+    """The change feed of the store the settings name (docs/operations.md#the-change-feed).
+
+    UNIX datagrams in the data directory, which reach every process of this host
+    that shares it; PostgreSQL's LISTEN/NOTIFY feed, which reaches other nodes,
+    is to be chosen here when `mailpush_store` names a database. `hub` says who
+    "every user" is when a listening process must assume any user changed
+    (`DatagramChangeFeed`'s overflowed missed file)."""
+    return DatagramChangeFeed(settings.data_dir / FEED_DIR, everyone=hub.users)
 
 
 class UserDirectory:
@@ -141,7 +162,7 @@ class PushSetup:
 
 def build_push(
     settings: Settings,
-    store: SqliteStore,
+    store: ServedStore,
     users: UserDirectory,
     registry: DriverRegistry | None = None,
     delivery_service: str = "lmtp",
@@ -221,7 +242,7 @@ def plaintext_auth_policy(settings: Settings) -> Literal["always", "loopback", "
 
 
 def build_delivery_agent(
-    settings: Settings, store: SqliteStore, users: UserDirectory
+    settings: Settings, store: MailStore, users: UserDirectory
 ) -> DeliveryAgent:
     """Sieve (`sieve_before`, `sieve`, `sieve_after`) first; INBOX / +detail for the keep.
 
@@ -239,11 +260,17 @@ def build_delivery_agent(
 class MailpushServer:
     """Every service of one mailpush process."""
 
+    #: Seconds between the dispatcher's looks at the outbox when nothing woke it (retries
+    #: that fell due; rows of other processes whose announcement is late).
+    dispatch_poll_interval = 1.0
+
     def __init__(self, settings: Settings, registry: DriverRegistry | None = None) -> None:
         self.settings = settings
         #: Which drivers can be configured (tests register their own).
         self.registry = registry
-        self.store: SqliteStore | None = None
+        self.store: ServedStore | None = None
+        #: Hears other processes' commits, announces this one's (None until started).
+        self.feed: ChangeFeed | None = None
         self.push: PushSetup | None = None
         self.dispatcher: Dispatcher | None = None
         self.lmtp: list[LmtpServer] = []
@@ -272,7 +299,7 @@ class MailpushServer:
             self._tls = ReloadableTls(tls)
         self.store = open_store(settings)
         self.store.observe_commits(self.metrics.store.committed)
-        log.info("store: %s (mail_fsync=%s)", self.store.path, settings.mail_fsync)
+        log.info("store: %s (mail_fsync=%s)", store_location(settings), settings.mail_fsync)
         users = UserDirectory(settings)
         log.info("users: passwd-file %s", settings.auth.passdb.path)
         if not users.has_users():
@@ -282,6 +309,7 @@ class MailpushServer:
                 f" --config {settings.source_path}" if settings.source_path else "",
             )
         try:
+            await self._start_feed(settings, self.store)
             # Deliveries see `protocol lmtp { }` values (Sieve's plugin settings...).
             agent = build_delivery_agent(settings.for_protocol("lmtp"), self.store, users)
             await self._start_push(settings, self.store, users)
@@ -304,7 +332,7 @@ class MailpushServer:
     async def _start_imap(
         self,
         settings: Settings,
-        store: SqliteStore,
+        store: MailStore,
         users: UserDirectory,
         tls: ssl.SSLContext | None,
     ) -> None:
@@ -342,6 +370,14 @@ class MailpushServer:
                 port,
                 " (STARTTLS offered)" if options.starttls is not None else "",
             )
+
+    async def _start_feed(self, settings: Settings, store: MailStore) -> None:
+        """Hear other processes' commits as `ChangedElsewhere` in the hub (IMAP sessions
+        and the dispatcher subscribe there) and announce this process's own."""
+        feed = open_change_feed(settings, store.hub)
+        self.feed = feed
+        await feed.listen(store.hub.publish)
+        link_feed(store.hub, feed)
 
     async def _start_metrics(self, settings: Settings) -> None:
         if settings.metrics_listen is None:
@@ -403,7 +439,7 @@ class MailpushServer:
         log.info("control socket: %s", control.path)
 
     async def _start_push(
-        self, settings: Settings, store: SqliteStore, users: UserDirectory
+        self, settings: Settings, store: ServedStore, users: UserDirectory
     ) -> None:
         self.push = build_push(settings, store, users, self.registry, metrics=self.push_metrics)
         if not self.push.drivers:
@@ -413,7 +449,7 @@ class MailpushServer:
         await self._start_dispatcher(settings, store, self.push)
 
     async def _start_dispatcher(
-        self, settings: Settings, store: SqliteStore, push: PushSetup
+        self, settings: Settings, store: MailStore, push: PushSetup
     ) -> None:
         self.dispatcher = Dispatcher(
             store.outbox,
@@ -422,9 +458,12 @@ class MailpushServer:
             concurrency=settings.push.concurrency,
             call_timeout=settings.push.timeout,
             retention=settings.push.retention,
+            poll_interval=self.dispatch_poll_interval,
             metrics=push.metrics,
         )
         await self.dispatcher.start()
+        # Every record wakes it, ChangedElsewhere too: rows `mailpush deliver` or another
+        # worker wrote are claimed at once, not at the next poll_interval.
         store.hub.subscribe(self.dispatcher.wake)
 
     @staticmethod
@@ -531,7 +570,7 @@ class MailpushServer:
             True, f"configuration reloaded from {shown}", tuple(held)
         )
 
-    async def _switch_push(self, new: Settings, store: SqliteStore, push: PushSetup) -> None:
+    async def _switch_push(self, new: Settings, store: ServedStore, push: PushSetup) -> None:
         """New claims go to the new drivers, new commits are recorded for them; the old
         ones finish what they run and are closed after."""
         old = self.push
@@ -558,7 +597,7 @@ class MailpushServer:
             task.add_done_callback(self._retiring.discard)
 
     @staticmethod
-    async def _note_removed_drivers(store: SqliteStore, old: PushSetup, new: PushSetup) -> None:
+    async def _note_removed_drivers(store: MailStore, old: PushSetup, new: PushSetup) -> None:
         removed = sorted(set(old.drivers) - set(new.drivers))
         if not removed:
             return
@@ -606,6 +645,10 @@ class MailpushServer:
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
             self.store = None
+        if self.feed is not None:
+            # After the store: the last commits it drained are announced too.
+            await self.feed.close()
+            self.feed = None
         log.info("stopped")
 
 

@@ -157,6 +157,19 @@ async def test_another_users_mail_cannot_be_read(stack: ImapStack) -> None:
     assert answer == [b"NO [BADURL /private/;UID=1] Mailbox doesn't exist: private.\r\n"]
 
 
+async def test_a_missing_target_is_trycreate_before_any_url_is_judged(stack: ImapStack) -> None:
+    """imaptest's catenate script: a bad UIDVALIDITY in a URL, but the target does not
+    exist, so the client is told to create it (Dovecot answers the same)."""
+    commands = [
+        b"CREATE src",
+        b"APPEND src " + literal(BASE),
+        b"APPEND nonexistent (\\Seen) CATENATE (TEXT " + literal(b"hdr1: 1\r\n")
+        + b' URL "/src;UIDVALIDITY=12345/;UID=1/;SECTION=HEADER")',
+    ]
+    answers = await _run(stack, commands)
+    assert answers[-1][-1].startswith(b"NO [TRYCREATE] ")
+
+
 async def test_a_composed_message_beyond_appendlimit_is_toobig_and_not_saved(
     make_stack: StackFactory,
 ) -> None:

@@ -130,6 +130,29 @@ async def test_a_version_3_data_dir_opens_keeps_its_mail_and_delivers_its_pendin
     assert event.message is not None and event.message.subject == "früher"
 
 
+async def test_a_version_3_store_gains_the_expunge_record_qresync_reads(tmp_path: Path) -> None:
+    """Version 5: an expunge after the upgrade is remembered with its modseq; the old
+    message keeps its modseq, so a resync from before the upgrade still sees it change."""
+    path = tmp_path / "mail.sqlite"
+    write_version_3_store(path)
+    store = SqliteStore(path, fsync="never")
+    store.open()
+    try:
+        assert [(i.uid, i.modseq) for i in await store.messages("alice", "INBOX")] == [(1, 2)]
+        await store.update_flags("alice", "INBOX", [1], "add", F.DELETED)
+        expunged = await store.expunge("alice", "INBOX")
+        changes = await store.changes_since("alice", "INBOX", 2)
+    finally:
+        await asyncio.to_thread(store.close)
+    assert changes.expunged == (1,)
+    assert changes.highestmodseq == expunged.modseq == 4
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()
+    indexes = {row[0] for row in rows}
+    assert "expunged_messages_modseq" in indexes
+
+
 def test_store_migrate_runs_the_migrations_alone_and_reports_them(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     settings = load_settings(config).settings

@@ -20,6 +20,18 @@ def add_config_option(
     parser.add_argument("-c", "--config", metavar="FILE", help=help_text)
 
 
+def add_command(
+    commands: Commands, name: str, help_text: str, *, user: bool = False
+) -> argparse.ArgumentParser:
+    """A subcommand as every command group declares one: its help, `-c`, and (for
+    commands about one user's mail) the USER argument, worded alike everywhere."""
+    sub = commands.add_parser(name, help=help_text, description=help_text)
+    add_config_option(sub)
+    if user:
+        sub.add_argument("user", metavar="USER", help="user name or address")
+    return sub
+
+
 def load_config(args: argparse.Namespace) -> Settings:
     """The settings of `--config`; its warnings go to the log, not to stdout."""
     loaded: LoadedConfig = load_settings(args.config)

@@ -17,8 +17,7 @@ from pathlib import Path
 
 from ..config import Settings
 from ..errors import StoreError
-from ..server import open_store
-from ..store import SqliteStore
+from ..server import ServedStore, open_store
 
 __all__ = ["DataDirError", "open_command_store", "prepare_data_dir", "store_errors_explained"]
 
@@ -43,7 +42,7 @@ def prepare_data_dir(settings: Settings) -> Path:
     return path
 
 
-def open_command_store(settings: Settings) -> SqliteStore:
+def open_command_store(settings: Settings) -> ServedStore:
     """The store of `settings`, opened for a command, its data directory prepared first."""
     prepare_data_dir(settings)
     with store_errors_explained(settings):

@@ -19,8 +19,8 @@ from ..logging_config import configure_logging
 from ..logs.session import LogSession, enter_session, new_session_id
 from ..server import UserDirectory, build_delivery_agent, build_push
 from .config_file import Commands, add_config_option, load_config
-from .data_dir import open_command_store
 from .exit_status import EX_CONFIG, EX_DATAERR, EX_NOUSER, EX_TEMPFAIL
+from .store_session import announcing_store
 
 
 def register(commands: Commands) -> None:
@@ -81,11 +81,9 @@ def _deliver(args: argparse.Namespace) -> int:
 async def _deliver_once(settings: Settings, request: DeliveryRequest) -> None:
     # dovecot-lda's log prefix: `lda(alice)<pid><session>: Info: msgid=...`.
     enter_session(LogSession.for_user("lda", request.user, new_session_id(16)))
-    store = open_command_store(settings)
-    try:
-        # Queues the push transactions; the running server's dispatcher sends them.
+    # Announced on the change feed: the running server's IDLE sessions see the new
+    # message and its dispatcher sends the queued push transactions at once.
+    async with announcing_store(settings) as store:
         users = UserDirectory(settings)
         build_push(settings, store, users, delivery_service="lda")
         await build_delivery_agent(settings.for_protocol("lda"), store, users).deliver(request)
-    finally:
-        await asyncio.to_thread(store.close)

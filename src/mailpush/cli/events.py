@@ -9,7 +9,7 @@ import json
 from ..errors import MailpushError
 from ..events import transaction_from_json, transaction_to_dict
 from ..server import UserDirectory
-from ..store import SqliteStore
+from ..store import MailStore
 from .config_file import Commands, add_config_option, load_config
 from .store_session import with_store
 
@@ -53,7 +53,7 @@ def _events_tail(args: argparse.Namespace) -> int:
                 " (see `mailpush user list`)"
             )
 
-    async def work(store: SqliteStore) -> int:
+    async def work(store: MailStore) -> int:
         last = 0 if args.from_start else await store.outbox.last_id()
         shown = 0
         while True:

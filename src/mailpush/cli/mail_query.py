@@ -18,7 +18,7 @@ from ..imap.heavy_work import SearchRow, match_rows
 from ..imap.list_pattern import ListPattern
 from ..imap.parser import CommandSyntaxError, Tokenizer
 from ..imap.search import SearchProgram, UnsupportedCharsetError, parse_search
-from ..store import MessageInfo, SqliteStore
+from ..store import MailStore, MessageInfo
 
 __all__ = ["MailQuery", "QueryMatch", "matching_messages", "parse_query"]
 
@@ -71,7 +71,7 @@ def parse_query(arguments: Sequence[str]) -> MailQuery:
 
 
 async def matching_messages(
-    store: SqliteStore, user: str, query: MailQuery
+    store: MailStore, user: str, query: MailQuery
 ) -> AsyncIterator[QueryMatch]:
     """The messages `query` selects, mailbox by mailbox (LIST order), in UID order."""
     for mailbox in await store.list_mailboxes(user):

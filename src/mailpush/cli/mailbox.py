@@ -14,9 +14,9 @@ import argparse
 
 from ..errors import MailboxNotFoundError, MailpushError
 from ..imap.list_pattern import ListPattern
-from ..store import MailboxStatus, SqliteStore
+from ..store import MailboxStatus, MailStore
 from ..store.mailbox_names import INBOX
-from .config_file import Commands, add_config_option
+from .config_file import Commands, add_command
 from .store_session import with_user_store
 
 #: `mailbox status` fields, in doveadm's names; `all` is every one of them.
@@ -27,29 +27,33 @@ def register(commands: Commands) -> None:
     mailbox = commands.add_parser("mailbox", help="list, inspect, create and delete mailboxes")
     mailbox_commands = mailbox.add_subparsers(title="mailbox commands", metavar="ACTION")
 
-    def mailbox_command(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = mailbox_commands.add_parser(name, help=help_text, description=help_text)
-        add_config_option(sub)
-        sub.add_argument("user", metavar="USER", help="user name or address")
-        return sub
-
-    listing = mailbox_command("list", "list the user's mailboxes (all, or those matching MASK)")
+    listing = add_command(
+        mailbox_commands,
+        "list",
+        "list the user's mailboxes (all, or those matching MASK)",
+        user=True,
+    )
     listing.add_argument("masks", nargs="*", metavar="MASK",
                          help="LIST pattern: * matches anything, %% anything but '/'")
     listing.add_argument("-s", dest="subscribed", action="store_true",
                          help="only subscribed mailboxes")
     listing.set_defaults(run=_mailbox_list)
-    status = mailbox_command("status", "print status fields of mailboxes")
+    status = add_command(mailbox_commands, "status", "print status fields of mailboxes", user=True)
     status.add_argument("fields", metavar="FIELDS",
                         help=f"'all' or space-separated fields: {' '.join(STATUS_FIELDS)}")
     status.add_argument("masks", nargs="+", metavar="MAILBOX", help="mailbox name or pattern")
     status.set_defaults(run=_mailbox_status)
-    create = mailbox_command("create", "create mailboxes (a push MailboxCreate each)")
+    create = add_command(
+        mailbox_commands, "create", "create mailboxes (a push MailboxCreate each)", user=True
+    )
     create.add_argument("names", nargs="+", metavar="NAME")
     create.add_argument("-s", dest="subscribe", action="store_true", help="also subscribe")
     create.set_defaults(run=_mailbox_create)
-    delete = mailbox_command(
-        "delete", "delete mailboxes and their messages (pushes the expunge and MailboxDelete)"
+    delete = add_command(
+        mailbox_commands,
+        "delete",
+        "delete mailboxes and their messages (pushes the expunge and MailboxDelete)",
+        user=True,
     )
     delete.add_argument("names", nargs="+", metavar="NAME")
     delete.set_defaults(run=_mailbox_delete)
@@ -58,7 +62,7 @@ def register(commands: Commands) -> None:
 def _mailbox_list(args: argparse.Namespace) -> int:
     patterns = [ListPattern(mask) for mask in args.masks]
 
-    async def work(store: SqliteStore, user: str) -> int:
+    async def work(store: MailStore, user: str) -> int:
         subscribed = set(await store.subscriptions(user)) if args.subscribed else None
         names = [mailbox.name for mailbox in await store.list_mailboxes(user)]
         if INBOX not in names and subscribed is None:
@@ -78,7 +82,7 @@ def _mailbox_status(args: argparse.Namespace) -> int:
     fields = _status_fields(args.fields)
     patterns = [ListPattern(mask) for mask in args.masks]
 
-    async def work(store: SqliteStore, user: str) -> int:
+    async def work(store: MailStore, user: str) -> int:
         found = False
         for mailbox in await store.list_mailboxes(user):
             if mailbox.selectable and any(pattern.matches(mailbox.name) for pattern in patterns):
@@ -94,7 +98,7 @@ def _mailbox_status(args: argparse.Namespace) -> int:
 
 
 def _mailbox_create(args: argparse.Namespace) -> int:
-    async def work(store: SqliteStore, user: str) -> int:
+    async def work(store: MailStore, user: str) -> int:
         for name in args.names:
             await store.create_mailbox(user, name)
             if args.subscribe:
@@ -105,7 +109,7 @@ def _mailbox_create(args: argparse.Namespace) -> int:
 
 
 def _mailbox_delete(args: argparse.Namespace) -> int:
-    async def work(store: SqliteStore, user: str) -> int:
+    async def work(store: MailStore, user: str) -> int:
         for name in args.names:
             await store.delete_mailbox(user, name)
         return 0

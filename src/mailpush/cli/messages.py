@@ -17,9 +17,9 @@ from collections import defaultdict
 
 from ..errors import MailpushError
 from ..mime.headers import find_body_start
-from ..store import SqliteStore
+from ..store import MailStore
 from ..store import flags as F
-from .config_file import Commands, add_config_option
+from .config_file import Commands, add_command
 from .mail_query import QueryMatch, matching_messages, parse_query
 from .store_session import with_user_store
 
@@ -36,22 +36,23 @@ _QUERY_HELP = (
 
 
 def register(commands: Commands) -> None:
-    def message_command(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        add_config_option(sub)
-        sub.add_argument("user", metavar="USER", help="user name or address")
-        return sub
-
-    search = message_command("search", "print MAILBOX<TAB>UID of the messages a query matches")
+    search = add_command(
+        commands, "search", "print MAILBOX<TAB>UID of the messages a query matches", user=True
+    )
     search.add_argument("query", nargs="*", metavar="QUERY", help=_QUERY_HELP)
     search.set_defaults(run=_search)
-    fetch = message_command("fetch", "print fields of the messages a query matches")
+    fetch = add_command(
+        commands, "fetch", "print fields of the messages a query matches", user=True
+    )
     fetch.add_argument("fields", metavar="FIELDS",
                        help=f"space-separated: {' '.join(FETCH_FIELDS)}")
     fetch.add_argument("query", nargs="*", metavar="QUERY", help=_QUERY_HELP)
     fetch.set_defaults(run=_fetch)
-    expunge = message_command(
-        "expunge", "expunge the messages a query matches (the query must name a mailbox)"
+    expunge = add_command(
+        commands,
+        "expunge",
+        "expunge the messages a query matches (the query must name a mailbox)",
+        user=True,
     )
     expunge.add_argument("query", nargs="*", metavar="QUERY", help=_QUERY_HELP)
     expunge.set_defaults(run=_expunge)
@@ -60,7 +61,7 @@ def register(commands: Commands) -> None:
 def _search(args: argparse.Namespace) -> int:
     query = parse_query(args.query)
 
-    async def work(store: SqliteStore, user: str) -> int:
+    async def work(store: MailStore, user: str) -> int:
         async for match in matching_messages(store, user, query):
             print(f"{match.mailbox}\t{match.info.uid}")
         return 0
@@ -79,7 +80,7 @@ def _fetch(args: argparse.Namespace) -> int:
     query = parse_query(args.query)
     needs_raw = any(field in _CONTENT_FIELDS for field in fields)
 
-    async def work(store: SqliteStore, user: str) -> int:
+    async def work(store: MailStore, user: str) -> int:
         out = sys.stdout.buffer
         first = True
         async for match in matching_messages(store, user, query):
@@ -106,7 +107,7 @@ def _expunge(args: argparse.Namespace) -> int:
             " them all"
         )
 
-    async def work(store: SqliteStore, user: str) -> int:
+    async def work(store: MailStore, user: str) -> int:
         found: defaultdict[str, list[int]] = defaultdict(list)
         async for match in matching_messages(store, user, query):
             found[match.mailbox].append(match.info.uid)

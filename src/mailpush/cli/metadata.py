@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
-from ..store import SqliteStore
-from .config_file import Commands, add_config_option
+from ..store import MailStore
+from .config_file import Commands, add_command
 from .store_session import with_user_store
 
 #: `metadata list` prints one entry per line: values keep their line breaks escaped.
@@ -21,9 +21,7 @@ def register(commands: Commands) -> None:
     metadata_commands = metadata.add_subparsers(title="metadata commands", metavar="ACTION")
 
     def metadata_command(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = metadata_commands.add_parser(name, help=help_text, description=help_text)
-        add_config_option(sub)
-        sub.add_argument("user", metavar="USER", help="user name or address")
+        sub = add_command(metadata_commands, name, help_text, user=True)
         sub.add_argument("-m", "--mailbox", metavar="MAILBOX",
                          help="a mailbox's entries (default: the user's server entries)")
         return sub
@@ -48,7 +46,7 @@ def register(commands: Commands) -> None:
 
 
 def _metadata_get(args: argparse.Namespace) -> int:
-    async def work(store: SqliteStore, user: str) -> int:
+    async def work(store: MailStore, user: str) -> int:
         value = await store.get_metadata(user, args.mailbox, args.entry)
         if value is None:
             print(f"mailpush: {args.entry} is not set", file=sys.stderr)
@@ -60,7 +58,7 @@ def _metadata_get(args: argparse.Namespace) -> int:
 
 
 def _metadata_set(args: argparse.Namespace) -> int:
-    async def work(store: SqliteStore, user: str) -> int:
+    async def work(store: MailStore, user: str) -> int:
         await store.set_metadata(user, args.mailbox, args.entry, args.value)
         return 0
 
@@ -68,7 +66,7 @@ def _metadata_set(args: argparse.Namespace) -> int:
 
 
 def _metadata_unset(args: argparse.Namespace) -> int:
-    async def work(store: SqliteStore, user: str) -> int:
+    async def work(store: MailStore, user: str) -> int:
         await store.set_metadata(user, args.mailbox, args.entry, None)
         return 0
 
@@ -76,7 +74,7 @@ def _metadata_unset(args: argparse.Namespace) -> int:
 
 
 def _metadata_list(args: argparse.Namespace) -> int:
-    async def work(store: SqliteStore, user: str) -> int:
+    async def work(store: MailStore, user: str) -> int:
         entries = await store.list_metadata(user, args.mailbox, args.prefix)
         if args.json:
             print(json.dumps(entries, ensure_ascii=False))

@@ -12,26 +12,21 @@ import time
 from ..config import Settings
 from ..drivers import driver_configs
 from ..errors import MailpushError
-from ..store import SqliteStore
-from .config_file import Commands, add_config_option, load_config
+from ..store import MailStore
+from .config_file import Commands, add_command, load_config
 from .store_session import with_store
 
 
 def register(commands: Commands) -> None:
     queue = commands.add_parser("queue", help="inspect and replay the push outbox")
     queue_commands = queue.add_subparsers(title="queue commands", metavar="ACTION")
-
-    def queue_command(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = queue_commands.add_parser(name, help=help_text, description=help_text)
-        add_config_option(sub)
-        return sub
-
-    queue_command("status", "pending, in flight, retrying and dead transactions per driver"
-                  ).set_defaults(run=_queue_status)
-    dead = queue_command("dead", "list dead letters")
+    add_command(
+        queue_commands, "status", "pending, in flight, retrying and dead transactions per driver"
+    ).set_defaults(run=_queue_status)
+    dead = add_command(queue_commands, "dead", "list dead letters")
     dead.add_argument("--driver", help="only this driver instance")
     dead.set_defaults(run=_queue_dead)
-    replay = queue_command("replay", "send dead letters again")
+    replay = add_command(queue_commands, "replay", "send dead letters again")
     replay.add_argument("ids", nargs="*", type=int, metavar="ID", help="outbox ids to replay")
     replay.add_argument("--all", action="store_true", help="replay every dead letter")
     replay.add_argument("--driver", help="only this driver instance")
@@ -39,7 +34,7 @@ def register(commands: Commands) -> None:
 
 
 def _queue_status(args: argparse.Namespace) -> int:
-    async def work(store: SqliteStore) -> int:
+    async def work(store: MailStore) -> int:
         rows = await store.outbox.stats(time.time())
         print(f"{'driver':<16} {'pending':>8} {'inflight':>8} {'retrying':>8} {'dead':>6}"
               f" {'oldest':>10}")
@@ -55,7 +50,7 @@ def _queue_status(args: argparse.Namespace) -> int:
 def _queue_dead(args: argparse.Namespace) -> int:
     settings = load_config(args)
 
-    async def work(store: SqliteStore) -> int:
+    async def work(store: MailStore) -> int:
         await _check_driver(store, args.driver, _configured(settings))
         for letter in await store.outbox.dead_letters(args.driver):
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(letter.created))
@@ -73,7 +68,7 @@ def _queue_replay(args: argparse.Namespace) -> int:
         raise MailpushError("queue replay: give outbox ids or --all, not both")
     settings = load_config(args)
 
-    async def work(store: SqliteStore) -> int:
+    async def work(store: MailStore) -> int:
         await _check_driver(store, args.driver, _configured(settings))
         dead = {letter.outbox_id for letter in await store.outbox.dead_letters(args.driver)}
         unknown = [outbox_id for outbox_id in args.ids if outbox_id not in dead]
@@ -94,7 +89,7 @@ def _configured(settings: Settings) -> set[str]:
     return {config.instance for config in driver_configs(settings)}
 
 
-async def _check_driver(store: SqliteStore, driver: str | None, configured: set[str]) -> None:
+async def _check_driver(store: MailStore, driver: str | None, configured: set[str]) -> None:
     """A driver instance must be configured or have transactions in the outbox."""
     if driver is None:
         return

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..server import STORE_FILE
-from ..store import SqliteStore
+from ..store.open_store import migrate_store, store_location
 from .config_file import Commands, add_config_option, load_config
 from .data_dir import prepare_data_dir, store_errors_explained
 
@@ -28,9 +27,9 @@ def register(commands: Commands) -> None:
 def _migrate(args: argparse.Namespace) -> int:
     settings = load_config(args)
     prepare_data_dir(settings)
-    path = settings.data_dir / STORE_FILE
+    path = store_location(settings)
     with store_errors_explained(settings):
-        upgrade = SqliteStore(path, fsync=settings.mail_fsync).migrate()
+        upgrade = migrate_store(settings)
     if upgrade.before is None:
         print(f"{path}: created with schema {upgrade.after}")
     elif not upgrade.applied:

@@ -5,25 +5,30 @@ push recorder the server and `mailpush deliver` use, so its changes are queued
 in the outbox as the push transactions IMAP's would be; the running server's
 dispatcher sends them. The store serialises writers across processes
 (`BEGIN IMMEDIATE` with a busy timeout), so this is safe while a server runs.
+Every command announces its commits on the change feed
+(docs/operations.md#the-change-feed), so the running server's IDLE sessions
+and dispatcher hear of them at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from ..config import Settings
 from ..errors import MailpushError
-from ..server import UserDirectory, build_push
-from ..store import SqliteStore
+from ..server import ServedStore, UserDirectory, build_push, open_change_feed
+from ..store import MailStore
+from ..store.feed_protocol import link_feed
 from .config_file import load_config
 from .data_dir import open_command_store, store_errors_explained
 
 
 def with_store(
     args: argparse.Namespace,
-    work: Callable[[SqliteStore], Awaitable[int]],
+    work: Callable[[MailStore], Awaitable[int]],
     *,
     settings: Settings | None = None,
 ) -> int:
@@ -33,7 +38,7 @@ def with_store(
 
 def with_user_store(
     args: argparse.Namespace,
-    work: Callable[[SqliteStore, str], Awaitable[int]],
+    work: Callable[[MailStore, str], Awaitable[int]],
     *,
     pushes: bool = False,
 ) -> int:
@@ -53,16 +58,32 @@ def with_user_store(
 
 
 def _run(
-    settings: Settings, work: Callable[[SqliteStore], Awaitable[int]], *, pushes: bool
+    settings: Settings, work: Callable[[MailStore], Awaitable[int]], *, pushes: bool
 ) -> int:
     async def run() -> int:
-        store = open_command_store(settings)
-        try:
+        async with announcing_store(settings) as store:
             if pushes:
                 build_push(settings, store, UserDirectory(settings))
             with store_errors_explained(settings):
                 return await work(store)
-        finally:
-            await asyncio.to_thread(store.close)
 
     return asyncio.run(run())
+
+
+@contextlib.asynccontextmanager
+async def announcing_store(settings: Settings) -> AsyncIterator[ServedStore]:
+    """The store opened for one command, its commits announced on the change feed.
+
+    The feed only announces here (a command has no sessions to wake) and is
+    closed after the store, so the last commits the store drains are sent too.
+    """
+    store = open_command_store(settings)
+    feed = open_change_feed(settings, store.hub)
+    link_feed(store.hub, feed)
+    try:
+        yield store
+    finally:
+        try:
+            await asyncio.to_thread(store.close)
+        finally:
+            await feed.close()

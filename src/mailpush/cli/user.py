@@ -18,7 +18,7 @@ from ..auth import (
 )
 from ..config import Settings
 from ..errors import MailpushError, NoSuchUserError
-from .config_file import Commands, add_config_option, load_config
+from .config_file import Commands, add_command, load_config
 from .data_dir import prepare_data_dir
 
 _SCHEME_PREFIX = re.compile(r"^\{([A-Za-z0-9.\-_]+)\}")
@@ -29,12 +29,7 @@ def register(commands: Commands) -> None:
     user_commands = user.add_subparsers(title="user commands", metavar="ACTION")
     schemes = ", ".join(supported_schemes())
 
-    def user_command(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = user_commands.add_parser(name, help=help_text, description=help_text)
-        add_config_option(sub)
-        return sub
-
-    add = user_command("add", "add a user")
+    add = add_command(user_commands, "add", "add a user")
     add.add_argument("name")
     add.add_argument("--scheme", default="ARGON2ID", help=f"password scheme ({schemes})")
     add.add_argument("--password-stdin", action="store_true",
@@ -43,12 +38,12 @@ def register(commands: Commands) -> None:
     add.add_argument("--field", action="append", default=[], metavar="KEY=VALUE",
                      help="extra field, e.g. userdb_push_lua_url=https://... (repeatable)")
     add.set_defaults(run=_user_add)
-    remove = user_command("del", "delete a user (their mail stays in the store)")
+    remove = add_command(user_commands, "del", "delete a user (their mail stays in the store)")
     remove.add_argument("name")
     remove.set_defaults(run=_user_del)
-    listing = user_command("list", "list users")
+    listing = add_command(user_commands, "list", "list users")
     listing.set_defaults(run=_user_list)
-    passwd = user_command("passwd", "change a user's password")
+    passwd = add_command(user_commands, "passwd", "change a user's password")
     passwd.add_argument("name")
     passwd.add_argument("--scheme", help=f"password scheme ({schemes};"
                         " default: the scheme the user's password has now)")

@@ -54,6 +54,7 @@ from mailpush.config.values import (
 )
 from mailpush.errors import InvalidValueError, SettingError
 from mailpush.logs.settings import SYSLOG, LogDestination, LogSettings
+from mailpush.logs.text import mask_secrets
 
 __all__ = ["load_settings", "parse_setting_value", "settings_from_tree"]
 
@@ -128,6 +129,7 @@ def settings_from_tree(
         ),
         source_path=source_path,
         ssl_client_ca_file=reader.path(schema.SSL_CLIENT_CA_FILE),
+        store=_convert(schema.STORE, reader.raw(schema.STORE), _parse_store_uri),
         push_notification_defaults=reader.push_notification_defaults(),
         protocol_overrides=MappingProxyType(
             {name: reader.protocol_overrides(name) for name in PROTOCOL_SERVICES}
@@ -463,6 +465,21 @@ def _convert(spec: SettingSpec, raw: _Raw, parse: Callable[[str], _T]) -> _T:
         return parse(raw.text)
     except InvalidValueError as exc:
         raise SettingError(spec.qualified_name, str(exc), raw.where) from exc
+
+
+#: URI schemes libpq reads as PostgreSQL connection URIs.
+_STORE_SCHEMES = ("postgresql://", "postgres://")
+
+
+def _parse_store_uri(text: str) -> str:
+    """`mailpush_store`: empty (SQLite) or a libpq URI; the password never echoed back."""
+    uri = text.strip()
+    if uri and not uri.lower().startswith(_STORE_SCHEMES):
+        raise InvalidValueError(
+            f"expected a postgresql://user@host:port/database URI, or nothing for the SQLite"
+            f" store in mailpush_data_dir; got {mask_secrets(uri)!r}"
+        )
+    return uri
 
 
 def _parse_choice(spec: SettingSpec, text: str) -> str:

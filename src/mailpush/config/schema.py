@@ -433,6 +433,16 @@ DATA_DIR = _declare(
     "relative to the configuration file's directory (to the current directory when "
     "mailpush runs without a configuration file); this includes the default.",
 )
+STORE = _declare(
+    "mailpush_store",
+    SettingType.STRING,
+    "",
+    "Where mail, mailboxes and the push outbox are kept. Empty: an SQLite file in "
+    "`mailpush_data_dir`. A libpq URI `postgresql://user@host:port/db` (query parameters "
+    "as libpq takes them, e.g. `?sslmode=require`; a password is better kept in "
+    "`~/.pgpass` or `PGPASSWORD` than here): a PostgreSQL database several mailpush nodes "
+    "can share (docs/postgresql.md). Its schema is created or migrated at start.",
+)
 MAX_MESSAGE_SIZE = _declare(
     "mailpush_max_message_size",
     SettingType.SIZE,

@@ -176,6 +176,8 @@ class Settings:
     source_path: Path | None
     #: CAs HTTPS push drivers trust besides the system ones (``ssl_client_ca_file``).
     ssl_client_ca_file: Path | None = None
+    #: `mailpush_store`: a `postgresql://` URI, or "" for SQLite in `data_dir`.
+    store: str = ""
     #: Top-level ``push_notification_<driver>_*`` settings given in the file: in 2.4
     #: they are the defaults of that driver's ``push_notification`` blocks.
     push_notification_defaults: Mapping[str, str] = field(

@@ -9,9 +9,11 @@ Every other delivery (chronos, ox, an unordered webhook, and requests the
 Lua option `http_resend` journaled) is retried on its own: those claimed
 together still run in commit order, one after another, but a failure does
 not stop the group, and a retry runs beside the user's newer deliveries, not
-before them. At most `concurrency` groups run at once. It wakes on every commit (the change hub)
-and otherwise every `poll_interval` seconds for retries that fell due and for
-transactions written by other processes (`mailpush deliver`).
+before them. At most `concurrency` groups run at once. It wakes on every commit (the change hub),
+other processes' too (`mailpush deliver`, admin commands, other workers: the
+change feed publishes them as `ChangedElsewhere`, docs/operations.md#the-change-feed),
+and otherwise every `poll_interval` seconds for retries that fell due and for an
+announcement that came late.
 
 Retries follow each driver instance's policy: the global one narrowed by the
 driver's retry options (`delivery_attempts`, `retry_initial`,
@@ -131,16 +133,12 @@ class Dispatcher:
     ) -> None:
         self._outbox = outbox
         self._drivers = dict(drivers)
-        base = policy or RetryPolicy()
-        self._base_policy = base
-        self._policies = {
-            name: base.with_options(driver.retry) for name, driver in self._drivers.items()
-        }
+        self._base_policy = policy or RetryPolicy()
+        self._policies: dict[str, RetryPolicy] = {}
         #: Drivers whose deliveries need not wait for each other, and those that must.
-        self._independent = frozenset(
-            name for name, driver in self._drivers.items() if not driver.ordered
-        )
-        self._ordered = frozenset(self._drivers) - self._independent
+        self._independent: frozenset[str] = frozenset()
+        self._ordered: frozenset[str] = frozenset()
+        self._derive_driver_policies()
         self._tls: dict[str, ssl.SSLContext] = {}
         self._concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
@@ -232,13 +230,7 @@ class Dispatcher:
         running = list(self._active.values())
         self._drivers = dict(drivers)
         self._base_policy = policy
-        self._policies = {
-            name: policy.with_options(driver.retry) for name, driver in self._drivers.items()
-        }
-        self._independent = frozenset(
-            name for name, driver in self._drivers.items() if not driver.ordered
-        )
-        self._ordered = frozenset(self._drivers) - self._independent
+        self._derive_driver_policies()
         self._tls = {}
         if concurrency != self._concurrency:
             # Running groups hold the old semaphore and give it back; new ones take this one.
@@ -257,6 +249,19 @@ class Dispatcher:
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
         return task
+
+    def _derive_driver_policies(self) -> None:
+        """Each instance's retry policy (the base one narrowed by its retry options) and
+        whether its deliveries are ordered, from `_drivers` and `_base_policy`: at start
+        and after a reload, the one place both are derived."""
+        self._policies = {
+            name: self._base_policy.with_options(driver.retry)
+            for name, driver in self._drivers.items()
+        }
+        self._independent = frozenset(
+            name for name, driver in self._drivers.items() if not driver.ordered
+        )
+        self._ordered = frozenset(self._drivers) - self._independent
 
     @property
     def running(self) -> bool:

@@ -42,6 +42,7 @@ from ..errors import (
 )
 from ..logging_config import mask_secrets
 from .driver_options import DriverOptions
+from .http_body import read_at_most
 from .http_tls import tls_failure_reason
 from .shared_options import RESPONSE_MAX_SIZE
 
@@ -55,8 +56,6 @@ FIRST_RETRY_DELAY = 0.1
 QUOTED_RESPONSE = 200
 #: The most of an answer's body read (option `response_max_size`).
 DEFAULT_RESPONSE_MAX_SIZE = parse_size(RESPONSE_MAX_SIZE.default)
-#: Bytes asked of the connection at a time while reading a body.
-_READ_CHUNK = 16 * 1024
 
 
 def check_http_url(url: str) -> str | None:
@@ -165,8 +164,13 @@ class HttpTarget:
             ) as response:
                 status = response.status
                 reason = response.reason or ""
-                answer, whole = await _read_at_most(response, self.response_max_size)
+                answer, whole = await read_at_most(response, self.response_max_size)
                 if not whole:
+                    log.debug(
+                        "%s %s: answer longer than %d bytes (response_max_size);"
+                        " connection dropped",
+                        response.method, response.url, self.response_max_size,
+                    )  # fmt: skip
                     # Closing rather than releasing drops the connection unread.
                     response.close()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -192,18 +196,3 @@ class HttpTarget:
             where = response.headers.get("Location", "")
             message += f" (redirects are not followed; point the url at {where or 'the target'})"
         raise PermanentDriverError(message)
-
-
-async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
-    """(the body, True) if it is at most `limit` bytes, else (its first `limit`, False)."""
-    chunks: list[bytes] = []
-    size = 0
-    while size <= limit:
-        chunk = await response.content.read(min(_READ_CHUNK, limit + 1 - size))
-        if not chunk:
-            return b"".join(chunks), True
-        chunks.append(chunk)
-        size += len(chunk)
-    log.debug("%s %s: answer longer than %d bytes (response_max_size); connection dropped",
-              response.method, response.url, limit)
-    return b"".join(chunks)[:limit], False

@@ -32,7 +32,7 @@ import re
 
 from ..mime.structure import MimePart
 from ..mime.transfer import decode_transfer, is_known_transfer_encoding
-from .message_structure import SectionSpec, section_bytes
+from .message_structure import SectionSpec, part_at, section_bytes
 
 __all__ = ["UnknownCteError", "render_binary"]
 
@@ -68,7 +68,7 @@ def render_binary(
 ) -> bytes:
     """`BINARY[...] ~{n}` with the data, or `BINARY.SIZE[...] n`; raises UnknownCteError."""
     if section.kind in ("", "TEXT"):
-        part = _part_at(message, section.path)
+        part = part_at(message, section.path)
         if section.kind == "TEXT" and section.path and part is not None:
             part = part.message  # n.TEXT: the body of the message part n holds
         if part is None:
@@ -87,21 +87,6 @@ def render_binary(
         data = data[offset : offset + length]
     literal8 = literal8 or b"\x00" in data
     return label + (b" ~{%d}\r\n" if literal8 else b" {%d}\r\n") % len(data) + data
-
-
-def _part_at(message: MimePart, path: tuple[int, ...]) -> MimePart | None:
-    """The part a section path names (BODY's walk), or None when there is none."""
-    entity = message
-    for depth, number in enumerate(path):
-        if depth > 0 and entity.message is not None:
-            entity = entity.message
-        if entity.children:
-            if number > len(entity.children):
-                return None
-            entity = entity.children[number - 1]
-        elif number != 1:
-            return None
-    return entity
 
 
 def _convert(part: MimePart, include_header: bool) -> tuple[bytes, bool]:

@@ -29,7 +29,7 @@ from ..errors import (
     UnknownUserError,
 )
 from ..service_metrics import ImapMetrics
-from ..store import Change, MailStore
+from ..store import Change, ChangedElsewhere, MailStore
 from ..store.mailbox_names import INBOX
 from ..store.sqlite_metadata import MAX_VALUE_SIZE
 from .command_errors import AlreadyAnswered, CommandFailedError, store_error_text
@@ -47,6 +47,7 @@ from .parser import (
     parse_command,
 )
 from .responses import ResponseBuffer, format_flags
+from .sequence_set import format_uid_ranges
 from .session import MailboxView
 from .sort_fields import FactsCache
 from .states import State
@@ -139,6 +140,12 @@ class ImapConnection:
         self.state = State.NOT_AUTHENTICATED
         self.user: str | None = None
         self.view: MailboxView | None = None
+        #: RFC 7162 extensions this session enabled (ENABLE, or used: SELECT (CONDSTORE)...).
+        self.condstore = False
+        self.qresync = False
+        #: A read of what another process changed is running / wanted again after it.
+        self._resync: asyncio.Task[None] | None = None
+        self._resync_again = False
         #: Changes seen while a SELECT is reading the mailbox, replayed onto the new view.
         self._loading: list[Change] | None = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -254,6 +261,8 @@ class ImapConnection:
             self._unsubscribe = None
         if self._recent_claim is not None:
             self._recent_claim.cancel()
+        if self._resync is not None:
+            self._resync.cancel()
         self.view = None
         self.stream.close()
 
@@ -400,6 +409,7 @@ class ImapConnection:
         self._bad_in_a_row = 0
         if self.state is State.SELECTED or self.view is not None:
             await self.send_updates(allow_expunge=spec.sends_expunge)
+            result = self._with_highestmodseq(result, spec.sends_expunge)
         self.out.line(f"{command.tag} {result}")
         self.out.flush()
 
@@ -441,7 +451,7 @@ class ImapConnection:
             "METADATA", "METADATA-SERVER",
             "SORT", "SORT=DISPLAY", "THREAD=REFERENCES", "THREAD=ORDEREDSUBJECT", "ESEARCH",
             "ESORT", "COMPRESS=DEFLATE", "LIST-EXTENDED", "LIST-STATUS", "BINARY",
-            "CATENATE",
+            "CATENATE", "CONDSTORE", "QRESYNC",
         ]  # fmt: skip
         return " ".join(caps)
 
@@ -570,7 +580,26 @@ class ImapConnection:
             return
         self.state = State.SELECTED
         for change in loading:
-            view.on_change(change)
+            if isinstance(change, ChangedElsewhere):
+                self._heard_elsewhere(change)
+            else:
+                view.on_change(change)
+
+    def enable_condstore(self) -> None:
+        """CONDSTORE on (ENABLE, or a command that uses it); a selected mailbox's
+        HIGHESTMODSEQ is said then, as Dovecot does, since SELECT did not say it."""
+        if self.condstore:
+            return
+        self.condstore = True
+        if self.view is not None:
+            self.out.line(f"* OK [HIGHESTMODSEQ {self.view.highestmodseq}] Highest")
+
+    def enable_qresync(self) -> None:
+        self.enable_condstore()
+        if not self.qresync and self.view is not None:
+            # What the client knows of the selected mailbox starts here.
+            self.view.qresync_highest(expunges_delayed=False)
+        self.qresync = True
 
     def unselect(self) -> None:
         self.view = None
@@ -591,12 +620,66 @@ class ImapConnection:
         if self._loading is not None:
             self._loading.append(change)
             return
+        if isinstance(change, ChangedElsewhere):
+            self._heard_elsewhere(change)
+            return
         view = self.view
         if view is None or not view.on_change(change):
             return
         if self._idling:
             self._write_updates(allow_expunge=True)
             self.out.flush()
+
+    def _heard_elsewhere(self, change: ChangedElsewhere) -> None:
+        """Another process committed changes: read them from the store (one read at a
+        time; one more after it when news came meanwhile) into the view."""
+        view = self.view
+        if view is None or (change.mailbox is not None and change.mailbox != view.name):
+            return
+        if self._resync is not None and not self._resync.done():
+            self._resync_again = True
+            return
+        self._resync = asyncio.get_running_loop().create_task(self._read_elsewhere(view))
+
+    async def _read_elsewhere(self, view: MailboxView) -> None:
+        assert self.user is not None
+        while True:
+            self._resync_again = False
+            try:
+                changes = await self.store.changes_since(
+                    self.user, view.name, view.highestmodseq
+                )
+            except MailboxNotFoundError:
+                view.deleted = True
+            except StoreError:
+                log.warning("reading changes made elsewhere in %s failed", view.name,
+                            exc_info=True)  # fmt: skip
+                return
+            else:
+                if self.view is not view:
+                    return
+                view.on_resync(changes)
+            if self.view is view and self._idling and (view.has_pending or view.deleted):
+                self._write_updates(allow_expunge=True)
+                self.out.flush()
+            if not self._resync_again:
+                return
+
+    def _with_highestmodseq(self, result: str, expunge_allowed: bool) -> str:
+        """QRESYNC: the HIGHESTMODSEQ after a sync goes into a tagged `OK` without a
+        code, else in an untagged OK before it (Dovecot's imap-sync.c)."""
+        view = self.view
+        if not self.qresync or view is None:
+            return result
+        modseq = view.qresync_highest(
+            expunges_delayed=not expunge_allowed and view.has_pending_expunges
+        )
+        if modseq is None:
+            return result
+        if result.startswith("OK ") and not result.startswith("OK ["):
+            return f"OK [HIGHESTMODSEQ {modseq}] {result[3:]}"
+        self.out.line(f"* OK [HIGHESTMODSEQ {modseq}] Highest")
+        return result
 
     async def send_updates(self, allow_expunge: bool) -> None:
         """Add pending EXPUNGE/EXISTS/RECENT/FETCH lines to the response being built."""
@@ -621,13 +704,23 @@ class ImapConnection:
         updates = view.take_updates(allow_expunge)
         out = self.out
         # Dovecot's order: EXPUNGE, FLAGS before the FETCH that uses a new keyword, EXISTS.
-        for seq in updates.expunged:
-            out.add(b"* %d EXPUNGE\r\n" % seq)
+        if self.qresync and updates.expunged_uids:
+            out.add(b"* VANISHED %s\r\n" % format_uid_ranges(updates.expunged_uids).encode())
+        else:
+            for seq in updates.expunged:
+                out.add(b"* %d EXPUNGE\r\n" % seq)
         if updates.new_keywords:
             self.write_flags_lines(view)
         for seq, uid, flags, keywords in updates.flags:
-            text = format_flags(flags, keywords, uid in view.recent)
-            out.add(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, uid, text.encode()))
+            text = format_flags(flags, keywords, uid in view.recent).encode()
+            if self.condstore:
+                # Dovecot's form: MODSEQ before FLAGS; the UID only under QRESYNC.
+                modseq = view.modseq_of(uid)
+                view.fetched(modseq)
+                prefix = b"UID %d " % uid if self.qresync else b""
+                out.add(b"* %d FETCH (%sMODSEQ (%d) FLAGS %s)\r\n" % (seq, prefix, modseq, text))
+            else:
+                out.add(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, uid, text))
         if updates.exists is not None:
             out.add(b"* %d EXISTS\r\n" % updates.exists)
             if updates.new_uids:
@@ -638,7 +731,17 @@ class ImapConnection:
                 )
                 return []
         self._report_recent(view)
+        if self._idling:
+            self._idle_highestmodseq(view)
         return []
+
+    def _idle_highestmodseq(self, view: MailboxView) -> None:
+        """In IDLE there is no tagged reply to carry QRESYNC's HIGHESTMODSEQ: an untagged
+        OK follows the updates, as Dovecot sends it."""
+        if self.qresync:
+            modseq = view.qresync_highest(expunges_delayed=False)
+            if modseq is not None:
+                self.out.line(f"* OK [HIGHESTMODSEQ {modseq}] Highest")
 
     async def _claim_recent(self, view: MailboxView, new_uids: list[int]) -> None:
         """Take `\\Recent` for new messages no other session saw first; report RECENT.
@@ -669,6 +772,7 @@ class ImapConnection:
     async def _claim_recent_and_flush(self, view: MailboxView, new_uids: list[int]) -> None:
         await self._claim_recent(view, new_uids)
         if self._idling and self.view is view:
+            self._idle_highestmodseq(view)
             self.out.flush()
 
     def write_flags_lines(self, view: MailboxView) -> None:

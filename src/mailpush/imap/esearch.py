@@ -11,7 +11,7 @@ refused like any unknown option.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from .parser import CommandSyntaxError, Tokenizer
 
@@ -42,8 +42,20 @@ def parse_return_options(tokens: Tokenizer) -> frozenset[str] | None:
     return frozenset(wanted or {"ALL"})
 
 
-def esearch_response(tag: str, by_uid: bool, numbers: Sequence[int], wanted: frozenset[str]) -> str:
-    """`* ESEARCH (TAG "a1") [UID] ...` for `numbers` in result order (ascending for SEARCH)."""
+def esearch_response(
+    tag: str,
+    by_uid: bool,
+    numbers: Sequence[int],
+    wanted: frozenset[str],
+    modseqs: Mapping[int, int] | None = None,
+) -> str:
+    """`* ESEARCH (TAG "a1") [UID] ...` for `numbers` in result order (ascending for SEARCH).
+
+    A MODSEQ search (`modseqs`: number → modseq) ends with the highest modseq of
+    the messages returned (RFC 4731 §3.2): only the MIN and MAX message when
+    nothing else is asked for, every match with ALL or COUNT (imaptest's
+    esearch-condstore checks both, as Dovecot answers)."""
+    modseq = _returned_modseq(numbers, wanted, modseqs) if modseqs and numbers else 0
     parts = [f'* ESEARCH (TAG "{tag}")']
     if by_uid:
         parts.append("UID")
@@ -56,7 +68,19 @@ def esearch_response(tag: str, by_uid: bool, numbers: Sequence[int], wanted: fro
             parts.append(f"ALL {format_number_list(numbers)}")
     if "COUNT" in wanted:
         parts.append(f"COUNT {len(numbers)}")
+    if modseq and numbers:
+        parts.append(f"MODSEQ {modseq}")
     return " ".join(parts)
+
+
+def _returned_modseq(
+    numbers: Sequence[int], wanted: frozenset[str], modseqs: Mapping[int, int]
+) -> int:
+    if "ALL" in wanted or "COUNT" in wanted:
+        returned: Sequence[int] = numbers
+    else:
+        returned = [numbers[0]] * ("MIN" in wanted) + [numbers[-1]] * ("MAX" in wanted)
+    return max((modseqs.get(n, 0) for n in returned), default=0)
 
 
 def format_number_list(numbers: Sequence[int]) -> str:

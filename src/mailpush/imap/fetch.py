@@ -31,7 +31,10 @@ from .message_structure import (
 from .parser import CommandSyntaxError, Tokenizer
 from .responses import format_flags, format_internal_date
 
-__all__ = ["FetchItem", "FetchPlan", "StructureCache", "parse_fetch_items", "render_fetch"]
+__all__ = [
+    "FetchItem", "FetchPlan", "StructureCache", "parse_fetch_items", "render_fetch",
+    "with_modseq",
+]  # fmt: skip
 
 _MACROS = {
     "ALL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"),
@@ -85,6 +88,11 @@ class FetchPlan:
     #: cost the client controls, run off the event loop. BODY[] and RFC822 only copy.
     parses: bool = False
 
+    @property
+    def has_modseq(self) -> bool:
+        """Whether MODSEQ is asked for: a CONDSTORE-enabling FETCH (RFC 7162 §3.1)."""
+        return any(item.name == "MODSEQ" for item in self.items)
+
 
 def parse_fetch_items(tokens: Tokenizer, uid_command: bool) -> FetchPlan:
     """The FETCH item list: a macro, one item, or a parenthesised list."""
@@ -123,6 +131,13 @@ def parse_fetch_items(tokens: Tokenizer, uid_command: bool) -> FetchPlan:
     )
 
 
+def with_modseq(plan: FetchPlan) -> FetchPlan:
+    """FETCH ... (CHANGEDSINCE n): MODSEQ is answered too, last unless asked for."""
+    if plan.has_modseq:
+        return plan
+    return replace(plan, items=(*plan.items, FetchItem("MODSEQ")))
+
+
 def _item(tokens: Tokenizer) -> list[FetchItem]:
     start = tokens.pos
     name = tokens.run_of(_ITEM_NAME_CHARS, "fetch item").upper()
@@ -134,7 +149,7 @@ def _item(tokens: Tokenizer) -> list[FetchItem]:
         return [_binary_item(name, _section_item(tokens, peek=name != "BINARY", start=start))]
     if name.startswith("BINARY"):
         raise CommandSyntaxError("Invalid BINARY[..] parameter: Missing '['.")
-    if name not in _SIMPLE or name == "MODSEQ":
+    if name not in _SIMPLE:
         raise CommandSyntaxError(f"Unknown FETCH item {name}")
     return [FetchItem(name)]
 
@@ -243,6 +258,7 @@ def render_fetch(
     raw: bytes | None,
     structure: tuple[bytes, bytes, bytes] | None,
     include_flags: bool,
+    modseq: int = 0,
 ) -> bytes:
     """One `* seq FETCH (...)` line; `include_flags` adds FLAGS after an implicit \\Seen.
 
@@ -256,6 +272,8 @@ def render_fetch(
         name = item.name
         if name == "UID":
             parts.append(b"UID %d" % uid)
+        elif name == "MODSEQ":
+            parts.append(b"MODSEQ (%d)" % modseq)
         elif name == "FLAGS":
             parts.append(b"FLAGS " + format_flags(flags[0], flags[1], recent).encode())
             flags_done = True

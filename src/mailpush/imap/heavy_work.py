@@ -64,7 +64,8 @@ INLINE_KEY_TESTS = 50_000
 
 #: (seq, uid, flags, keywords, recent, info, raw) of one message SEARCH looks at.
 SearchRow = tuple[int, int, int, tuple[str, ...], bool, MessageInfo | None, bytes | None]
-#: (seq, uid, (flags, keywords), recent, info, raw, structure, include_flags) for FETCH.
+#: (seq, uid, (flags, keywords), recent, info, raw, structure, include_flags, modseq)
+#: for FETCH.
 FetchRow = tuple[
     int,
     int,
@@ -74,6 +75,7 @@ FetchRow = tuple[
     bytes | None,
     tuple[bytes, bytes, bytes] | None,
     bool,
+    int,
 ]
 
 
@@ -207,12 +209,14 @@ def render_fetch_rows(
     """The `* n FETCH` lines of `rows`, and the structures computed on the way (to cache)."""
     lines: list[bytes] = []
     computed: dict[int, tuple[bytes, bytes, bytes]] = {}
-    for seq, uid, state, recent, info, raw, structure, include_flags in rows:
+    for seq, uid, state, recent, info, raw, structure, include_flags, modseq in rows:
         if structure is None and plan.structure_only and raw is not None:
             structure = computed[uid] = structure_of(raw)
         try:
             lines.append(
-                render_fetch(plan, seq, uid, state, recent, info, raw, structure, include_flags)
+                render_fetch(
+                    plan, seq, uid, state, recent, info, raw, structure, include_flags, modseq
+                )
             )
         except UnknownCteError as exc:
             # The lines before, then the failing message's (partial) line: Dovecot's answer.

@@ -19,11 +19,12 @@ from .binary_append import BinaryAppendMessage
 from .catenate import CatenatedMessage, catenate_follows, parse_catenate
 from .command_arguments import MAILBOX
 from .command_errors import CommandFailedError, store_error_text
-from .command_spec import Argument, CommandSpec, command
+from .command_spec import Argument, CommandSpec, command, optional
+from .condstore import QresyncParameters, SelectParameters, parse_select_parameters
 from .list_pattern import ListPattern
 from .literal_spool import SpooledLiteral, message_argument
 from .parser import CommandSyntaxError, Tokenizer
-from .responses import mailbox_name
+from .responses import format_flags, mailbox_name
 from .sequence_set import format_uid_ranges
 from .session import MailboxView
 from .session_protocol import Session
@@ -39,23 +40,41 @@ _LIST_SLICE = 64
 _SYSTEM_FLAGS = {name.lower(): bit for bit, name in F.FLAG_NAMES if bit != F.RECENT}
 
 
-async def select(conn: Session, name: str) -> str:
-    return await _open(conn, name, readonly=False)
+async def select(conn: Session, name: str, parameters: SelectParameters | None) -> str:
+    return await _open(conn, name, readonly=False, parameters=parameters)
 
 
-async def examine(conn: Session, name: str) -> str:
-    return await _open(conn, name, readonly=True)
+async def examine(conn: Session, name: str, parameters: SelectParameters | None) -> str:
+    return await _open(conn, name, readonly=True, parameters=parameters)
 
 
-async def _open(conn: Session, name: str, readonly: bool) -> str:
+async def _open(
+    conn: Session, name: str, readonly: bool, parameters: SelectParameters | None
+) -> str:
     user = conn.require_user()
+    if conn.view is not None:
+        # Dovecot closes the selected mailbox first, whatever follows (RFC 7162 §3.2.11).
+        conn.unselect()
+        conn.out.line("* OK [CLOSED] Previous mailbox closed.")
+    qresync = None
+    if parameters is not None:
+        if parameters.unknown is not None:
+            raise CommandSyntaxError("Unknown FETCH modifier")  # Dovecot's words
+        if parameters.qresync is not None and not conn.qresync:
+            raise CommandSyntaxError("QRESYNC not enabled")
+        if parameters.condstore:
+            conn.enable_condstore()
+        qresync = parameters.qresync
     await conn.ensure_inbox(name)
     conn.begin_select()
     view: MailboxView | None = None
     try:
         status = await conn.store.status(user, name)
         infos = await conn.store.messages(user, name)
-        view = MailboxView(status.mailbox, status.uidvalidity, readonly, infos, status.keywords)
+        view = MailboxView(
+            status.mailbox, status.uidvalidity, readonly, infos, status.keywords,
+            status.highestmodseq,
+        )  # fmt: skip
         if readonly:
             view.recent.update(info.uid for info in infos if info.recent)
         else:
@@ -76,8 +95,37 @@ async def _open(conn: Session, name: str, readonly: bool) -> str:
         conn.out.line(f"* OK [UNSEEN {first_unseen}] First unseen.")
     conn.out.line(f"* OK [UIDVALIDITY {status.uidvalidity}] UIDs valid")
     conn.out.line(f"* OK [UIDNEXT {status.uidnext}] Predicted next UID")
+    if conn.condstore:
+        conn.out.line(f"* OK [HIGHESTMODSEQ {status.highestmodseq}] Highest")
+    if qresync is not None and qresync.uidvalidity == status.uidvalidity:
+        await _resynchronise(conn, view, qresync, status.uidnext - 1)
     access = "READ-ONLY" if readonly else "READ-WRITE"
     return f"OK [{access}] {'Examine' if readonly else 'Select'} completed."
+
+
+async def _resynchronise(
+    conn: Session, view: MailboxView, qresync: QresyncParameters, top_uid: int
+) -> None:
+    """SELECT (QRESYNC ...): the UIDs expunged since the client's modseq, then the
+    messages changed since, as Dovecot answers (`UID FLAGS MODSEQ`); both only among
+    the client's known UIDs when it sent them."""
+    changes = await conn.store.changes_since(conn.require_user(), view.name, qresync.modseq)
+    known = qresync.known_uids
+    vanished = [
+        uid for uid in changes.expunged if known is None or known.contains_uid(uid, top_uid)
+    ]
+    if vanished:
+        conn.out.line(f"* VANISHED (EARLIER) {format_uid_ranges(vanished)}")
+    for info in changes.messages:
+        if known is not None and not known.contains_uid(info.uid, top_uid):
+            continue  # Dovecot reports changes of the known UIDs only
+        seq = view.seq_of(info.uid)
+        if seq is None:
+            continue  # arrived after SELECT read the mailbox: EXISTS announces it
+        flags, keywords = view.flag_state(info.uid)
+        text = format_flags(flags, keywords, info.uid in view.recent)
+        modseq = view.modseq_of(info.uid)
+        conn.out.line(f"* {seq} FETCH (UID {info.uid} FLAGS {text} MODSEQ ({modseq}))")
 
 
 async def create(conn: Session, name: str) -> str:
@@ -198,6 +246,9 @@ async def append(conn: Session, name: str, appended: AppendedMessages) -> str:
     in_memory = [m for m in messages if isinstance(m, NewMessage)]
     try:
         await conn.ensure_inbox(name)
+        if any(isinstance(m, CatenatedMessage) for m in messages):
+            # A missing target is TRYCREATE before any URL is judged, as in Dovecot.
+            await conn.store.mailbox(conn.require_user(), name)
         if len(in_memory) == len(messages):
             saved = await conn.store.append(conn.require_user(), name, in_memory)
         else:
@@ -314,9 +365,15 @@ _LIST_PATTERN = Argument("list-mailbox", _list_pattern)
 _STATUS_ITEMS_ARGUMENT = Argument("status-att-list", _status_items)
 _MESSAGES = Argument("messages", _appended_messages, "own")
 
+def _select_parameters(tokens: Tokenizer, conn: Session) -> SelectParameters:
+    return parse_select_parameters(tokens)
+
+
+_SELECT_PARAMETERS = optional(Argument("select-params", _select_parameters))
+
 MAILBOX_COMMANDS: tuple[CommandSpec, ...] = (
-    command("SELECT", AUTHENTICATED, select, MAILBOX),
-    command("EXAMINE", AUTHENTICATED, examine, MAILBOX),
+    command("SELECT", AUTHENTICATED, select, MAILBOX, _SELECT_PARAMETERS),
+    command("EXAMINE", AUTHENTICATED, examine, MAILBOX, _SELECT_PARAMETERS),
     command("CREATE", AUTHENTICATED, create, MAILBOX),
     command("DELETE", AUTHENTICATED, delete, MAILBOX),
     command("RENAME", AUTHENTICATED, rename, MAILBOX, MAILBOX),

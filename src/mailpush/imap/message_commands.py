@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from ..errors import MailboxNotFoundError, StoreFullError
@@ -31,9 +31,10 @@ from ..store import flags as F
 from .binary_fetch import UNKNOWN_CTE_REPLY, UnknownCteError
 from .command_arguments import FLAGS, MAILBOX_OR_EMPTY, SEQUENCE_SET
 from .command_errors import CommandFailedError, store_error_text
-from .command_spec import Argument, CommandSpec, command
+from .command_spec import Argument, CommandSpec, command, optional
+from .condstore import FetchModifiers, parse_fetch_modifiers, parse_store_modifiers
 from .esearch import esearch_response, parse_return_options
-from .fetch import FetchPlan, parse_fetch_items
+from .fetch import FetchPlan, parse_fetch_items, with_modseq
 from .heavy_work import (
     INLINE_BYTES,
     INLINE_KEY_TESTS,
@@ -83,6 +84,8 @@ class StoreAction:
 
     mode: Literal["replace", "add", "remove"]
     silent: bool
+    #: STORE (UNCHANGEDSINCE n): leave alone what changed after modseq n (CONDSTORE).
+    unchanged_since: int | None = None
 
 
 async def check(conn: Session) -> str:
@@ -131,6 +134,8 @@ async def uid_search(conn: Session, request: SearchRequest) -> str:
 async def _search(conn: Session, request: SearchRequest, by_uid: bool) -> str:
     view = conn.require_view()
     program = request.program
+    if program.uses_modseq:
+        conn.enable_condstore()
     user = conn.require_user()
     reads_store = program.needs_info or program.needs_raw
     candidates = view.uids
@@ -143,6 +148,8 @@ async def _search(conn: Session, request: SearchRequest, by_uid: bool) -> str:
         infos = {i.uid: i for i in await conn.store.messages(user, view.name, candidates)}
     max_seq, max_uid = view.exists, view.uids[-1] if view.uids else 0
     found: list[int] = []
+    #: Each match's modseq, which a MODSEQ search reports the highest of (RFC 7162 §3.1.5).
+    modseqs: dict[int, int] = {}
     heavy = conn.heavy
     async with AsyncExitStack() as held:
         holding_slot = False
@@ -180,25 +187,56 @@ async def _search(conn: Session, request: SearchRequest, by_uid: bool) -> str:
                 matches = match_rows(program, max_seq, max_uid, rows)
                 await asyncio.sleep(0)  # one chunk at a time: others run in between
             found.extend(uid if by_uid else seq for seq, uid in matches)
+            if program.uses_modseq:
+                for seq, uid in matches:
+                    if uid in infos:
+                        modseqs[uid if by_uid else seq] = infos[uid].modseq
     if request.returns is not None:
-        conn.out.line(esearch_response(conn.tag, by_uid, found, request.returns))
+        conn.out.line(esearch_response(conn.tag, by_uid, found, request.returns, modseqs))
     else:
-        conn.out.line("* SEARCH" + "".join(f" {n}" for n in found))
+        highest = max(modseqs.values(), default=0)
+        modseq = f" (MODSEQ {highest})" if highest else ""
+        conn.out.line("* SEARCH" + "".join(f" {n}" for n in found) + modseq)
     return "OK [EXPUNGEISSUED] Search completed." if lost else "OK Search completed."
 
 
-async def fetch(conn: Session, numbers: SequenceSet, plan: FetchPlan) -> str:
-    return await _fetch(conn, numbers, plan, by_uid=False)
+async def fetch(
+    conn: Session, numbers: SequenceSet, plan: FetchPlan, modifiers: FetchModifiers | None
+) -> str:
+    return await _fetch(conn, numbers, plan, modifiers, by_uid=False)
 
 
-async def uid_fetch(conn: Session, numbers: SequenceSet, plan: FetchPlan) -> str:
-    return await _fetch(conn, numbers, plan, by_uid=True)
+async def uid_fetch(
+    conn: Session, numbers: SequenceSet, plan: FetchPlan, modifiers: FetchModifiers | None
+) -> str:
+    return await _fetch(conn, numbers, plan, modifiers, by_uid=True)
 
 
-async def _fetch(conn: Session, numbers: SequenceSet, plan: FetchPlan, by_uid: bool) -> str:
+async def _fetch(
+    conn: Session,
+    numbers: SequenceSet,
+    plan: FetchPlan,
+    modifiers: FetchModifiers | None,
+    by_uid: bool,
+) -> str:
     view = conn.require_view()
     pairs = _resolve(view, numbers, by_uid)
     user = conn.require_user()
+    if modifiers is not None:
+        if modifiers.vanished and not by_uid:
+            raise CommandSyntaxError("Unknown FETCH modifier")  # Dovecot's words
+        if modifiers.vanished and not conn.qresync:
+            raise CommandSyntaxError("QRESYNC not enabled")
+        if modifiers.vanished and modifiers.changed_since is None:
+            raise CommandSyntaxError("VANISHED used without CHANGEDSINCE")
+    if plan.has_modseq or (modifiers is not None and modifiers.changed_since is not None):
+        conn.enable_condstore()
+    if modifiers is not None and modifiers.changed_since is not None:
+        since = modifiers.changed_since
+        plan = with_modseq(plan)
+        if modifiers.vanished:
+            await _report_vanished_earlier(conn, view, numbers, since)
+        pairs = [(seq, uid) for seq, uid in pairs if view.modseq_of(uid) > since]
     mailbox = view.name
     infos: dict[int, MessageInfo] = {}
     if plan.needs_info and pairs:
@@ -210,6 +248,8 @@ async def _fetch(conn: Session, numbers: SequenceSet, plan: FetchPlan, by_uid: b
     if view.take_new_keywords():
         conn.write_flags_lines(view)  # before any FETCH FLAGS shows a new keyword
     lost = False
+    #: Messages the implicit \Seen changed: under CONDSTORE their new MODSEQ follows.
+    seen_by_fetch: list[tuple[int, int]] = []
     async with AsyncExitStack() as held:
         holding_slot = False
         for start in range(0, len(pairs), FETCH_CHUNK):
@@ -238,12 +278,17 @@ async def _fetch(conn: Session, numbers: SequenceSet, plan: FetchPlan, by_uid: b
                 ):
                     lost = True
                 state = view.flag_state(uid)
+                modseq = view.modseq_of(uid)
+                if plan.has_modseq:
+                    view.fetched(modseq)
                 rows.append(
                     (seq, uid, state, uid in view.recent, infos.get(uid), raws.get(uid),
-                     structures.get(uid), uid in seen_now)
+                     structures.get(uid), uid in seen_now, modseq)
                 )  # fmt: skip
                 if uid in seen_now:
                     view.reported_flags(uid, state)
+                    if conn.condstore and not view.is_expunged(uid):
+                        seen_by_fetch.append((seq, uid))
             size = sum(len(raw) for raw in raws.values())
             del raws
             try:
@@ -269,7 +314,24 @@ async def _fetch(conn: Session, numbers: SequenceSet, plan: FetchPlan, by_uid: b
                 if out.size > FLUSH_THRESHOLD:
                     out.flush()
                     await conn.drain()
+    for seq, uid in seen_by_fetch:
+        # Dovecot's sync after the FETCH: FLAGS went out already, the new MODSEQ not.
+        modseq = view.modseq_of(uid)
+        view.fetched(modseq)
+        prefix = f"UID {uid} " if conn.qresync or by_uid else ""
+        out.line(f"* {seq} FETCH ({prefix}MODSEQ ({modseq}))")
     return FETCH_LOST_NOTICE if lost else "OK Fetch completed."
+
+
+async def _report_vanished_earlier(
+    conn: Session, view: MailboxView, numbers: SequenceSet, since: int
+) -> None:
+    """UID FETCH ... (CHANGEDSINCE n VANISHED): the UIDs of the set expunged since n."""
+    changes = await conn.store.changes_since(conn.require_user(), view.name, since)
+    top = view.uids[-1] if view.uids else 0
+    gone = [uid for uid in changes.expunged if numbers.contains_uid(uid, top)]
+    if gone:
+        conn.out.line(f"* VANISHED (EARLIER) {format_uid_ranges(gone)}")
 
 
 async def _mark_seen(
@@ -326,10 +388,22 @@ async def _store(
     keywords = view.known_spelling(keywords)
     if view.readonly:
         raise CommandFailedError("[READ-ONLY] Mailbox is read-only.")
+    if action.unchanged_since is not None:
+        conn.enable_condstore()
     pairs = _resolve(view, numbers, by_uid)
     if by_uid:
         # UID STORE leaves a vanished message out (Dovecot); STORE changes the view's copy.
         pairs = [(seq, uid) for seq, uid in pairs if not view.is_expunged(uid)]
+    modified: list[int] = []
+    if action.unchanged_since is not None:
+        # RFC 7162 §3.1.3: a message changed after the client's modseq is left alone
+        # and named in [MODIFIED]. Judged on this session's view, which the change hub
+        # keeps current; a change committed between this check and the write wins.
+        limit = action.unchanged_since
+        kept = [(seq, uid) for seq, uid in pairs if view.modseq_of(uid) <= limit]
+        modified = [uid if by_uid else seq for seq, uid in pairs if view.modseq_of(uid) > limit]
+        pairs = kept
+    before = {uid: view.modseq_of(uid) for _, uid in pairs} if conn.condstore else {}
     uids = [uid for _, uid in pairs if not view.is_expunged(uid)]
     if uids:
         await conn.store.update_flags(
@@ -345,11 +419,26 @@ async def _store(
     for seq, uid in pairs:
         state = view.flag_state(uid)
         view.reported_flags(uid, state)
+        prefix = f"UID {uid} " if by_uid or conn.qresync else ""
+        if conn.condstore:
+            # Dovecot reports only the messages the STORE changed, with their new
+            # MODSEQ, even for .SILENT (RFC 7162 §3.2.3).
+            modseq = view.modseq_of(uid)
+            if modseq == before.get(uid):
+                continue
+            view.fetched(modseq)
+            if action.silent:
+                conn.out.line(f"* {seq} FETCH ({prefix}MODSEQ ({modseq}))")
+                continue
+            text = format_flags(state[0], state[1], uid in view.recent)
+            conn.out.line(f"* {seq} FETCH ({prefix}MODSEQ ({modseq}) FLAGS {text})")
+            continue
         if action.silent:
             continue
         text = format_flags(state[0], state[1], uid in view.recent)
-        prefix = f"UID {uid} " if by_uid else ""
         conn.out.line(f"* {seq} FETCH ({prefix}FLAGS {text})")
+    if modified:
+        return f"OK [MODIFIED {format_uid_ranges(modified)}] Conditional store failed."
     return "OK Store completed."
 
 
@@ -451,15 +540,25 @@ _STORE_ACTIONS = {
 
 
 def _store_action(tokens: Tokenizer, conn: Session) -> StoreAction:
+    """`[(UNCHANGEDSINCE n) ][+|-]FLAGS[.SILENT]`: the modifier list is read here too."""
+    unchanged_since = None
+    if tokens.peek_is(b"("):
+        unchanged_since = parse_store_modifiers(tokens)
+        tokens.space()
     action = tokens.atom("store action").upper()
     found = _STORE_ACTIONS.get(action)
     if found is None:
         raise CommandSyntaxError(f"Invalid STORE action {action}")
+    if unchanged_since is not None:
+        return replace(found, unchanged_since=unchanged_since)
     return found
 
 
 _SEARCH_PROGRAM = Argument("search-program", _search_request)
 _FETCH_ITEMS = Argument("fetch-att", _fetch_items)
+_FETCH_MODIFIERS = optional(
+    Argument("fetch-modifiers", lambda tokens, conn: parse_fetch_modifiers(tokens))
+)
 _UID_FETCH_ITEMS = Argument("fetch-att", _uid_fetch_items)
 _STORE_ACTION = Argument("store-att-flags", _store_action)
 
@@ -475,9 +574,9 @@ MESSAGE_COMMANDS: tuple[CommandSpec, ...] = (
     command("SEARCH", SELECTED, search, _SEARCH_PROGRAM, needs_mailbox=True,
             sends_expunge=False),
     command("UID SEARCH", SELECTED, uid_search, _SEARCH_PROGRAM, needs_mailbox=True),
-    command("FETCH", SELECTED, fetch, SEQUENCE_SET, _FETCH_ITEMS, needs_mailbox=True,
-            sends_expunge=False),
-    command("UID FETCH", SELECTED, uid_fetch, SEQUENCE_SET, _UID_FETCH_ITEMS,
+    command("FETCH", SELECTED, fetch, SEQUENCE_SET, _FETCH_ITEMS, _FETCH_MODIFIERS,
+            needs_mailbox=True, sends_expunge=False),
+    command("UID FETCH", SELECTED, uid_fetch, SEQUENCE_SET, _UID_FETCH_ITEMS, _FETCH_MODIFIERS,
             needs_mailbox=True),
     command("STORE", SELECTED, store, SEQUENCE_SET, _STORE_ACTION, FLAGS, needs_mailbox=True,
             sends_expunge=False),

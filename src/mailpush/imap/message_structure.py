@@ -17,6 +17,7 @@ from .responses import string
 
 __all__ = [
     "SectionSpec",
+    "part_at",
     "render_envelope",
     "render_body_structure",
     "section_bytes",
@@ -195,11 +196,10 @@ def _line_count(body: bytes) -> int:
 # --- sections ----------------------------------------------------------------------
 
 
-def section_bytes(message: MimePart, spec: SectionSpec) -> bytes | None:
-    """The bytes `BODY[spec]` returns, or None when the part does not exist."""
-    entity: MimePart | None = message
-    for depth, number in enumerate(spec.path):
-        assert entity is not None
+def part_at(message: MimePart, path: tuple[int, ...]) -> MimePart | None:
+    """The part a section path names (BODY[] and BINARY[] walk alike), or None."""
+    entity = message
+    for depth, number in enumerate(path):
         if depth > 0 and entity.message is not None:
             entity = entity.message
         if entity.children:
@@ -208,7 +208,14 @@ def section_bytes(message: MimePart, spec: SectionSpec) -> bytes | None:
             entity = entity.children[number - 1]
         elif number != 1:
             return None
-    assert entity is not None
+    return entity
+
+
+def section_bytes(message: MimePart, spec: SectionSpec) -> bytes | None:
+    """The bytes `BODY[spec]` returns, or None when the part does not exist."""
+    entity = part_at(message, spec.path)
+    if entity is None:
+        return None
     kind = spec.kind
     if not kind:
         if not spec.path:

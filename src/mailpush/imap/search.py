@@ -95,6 +95,8 @@ class SearchProgram:
     needs_info: bool
     #: Keys in the program: what evaluating it against one message costs, roughly.
     keys: int = 1
+    #: A MODSEQ key (RFC 7162): CONDSTORE is enabled and the answer ends `(MODSEQ n)`.
+    uses_modseq: bool = False
 
 
 def parse_search(tokens: Tokenizer) -> SearchProgram:
@@ -110,16 +112,17 @@ def parse_search(tokens: Tokenizer) -> SearchProgram:
     while tokens.skip_space():
         keys.append(_key(tokens, needs))
     tokens.end()
-    return SearchProgram(_all_of(keys), needs.raw, needs.info, needs.keys)
+    return SearchProgram(_all_of(keys), needs.raw, needs.info, needs.keys, needs.modseq)
 
 
 class _Needs:
-    __slots__ = ("raw", "info", "keys")
+    __slots__ = ("raw", "info", "keys", "modseq")
 
     def __init__(self) -> None:
         self.raw = False
         self.info = False
         self.keys = 0
+        self.modseq = False
 
 
 def _all_of(keys: list[Predicate]) -> Predicate:
@@ -188,6 +191,19 @@ def _key(tokens: Tokenizer, needs: _Needs) -> Predicate:
         keyword = tokens.flag().lower()
         has = name == "KEYWORD"
         return lambda ctx: any(k.lower() == keyword for k in ctx.keywords) == has
+    if name == "MODSEQ":
+        # `MODSEQ ["/flags/\\seen" all] n`: the entry only narrows which flag's modseq
+        # counts; mailpush keeps one per message, as Dovecot answers (it ignores it too).
+        tokens.space()
+        if tokens.peek_is(b'"'):
+            tokens.quoted()
+            tokens.space()
+            tokens.atom("entry type")
+            tokens.space()
+        modseq = tokens.number("modseq")
+        needs.info = True
+        needs.modseq = True
+        return lambda ctx: ctx.info is not None and ctx.info.modseq >= modseq
     if name in ("LARGER", "SMALLER"):
         tokens.space()
         size = tokens.number("size")

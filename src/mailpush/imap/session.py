@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from ..store import (
     Change,
     FlagsChanged,
+    MailboxChanges,
     MailboxDeleted,
     MailboxRenamed,
     MessageInfo,
@@ -45,6 +46,8 @@ class PendingUpdates:
 
     #: Sequence numbers to report as `* n EXPUNGE`, in sending order.
     expunged: list[int] = field(default_factory=list)
+    #: The same messages' UIDs, ascending (QRESYNC reports `* VANISHED uids` instead).
+    expunged_uids: list[int] = field(default_factory=list)
     #: New message count for `* n EXISTS`, or None when nothing arrived.
     exists: int | None = None
     #: UIDs that newly became visible (their `\\Recent` is claimed by the caller).
@@ -70,15 +73,25 @@ class MailboxView:
         readonly: bool,
         messages: Iterable[MessageInfo],
         keywords: Iterable[str],
+        highestmodseq: int = 0,
     ) -> None:
         self.name = name
         self.uidvalidity = uidvalidity
         self.readonly = readonly
         self.uids: list[int] = []
         self.flags: dict[int, FlagState] = {}
+        #: Each message's modseq as this session last heard it (FETCH MODSEQ, UNCHANGEDSINCE).
+        self.modseqs: dict[int, int] = {}
+        #: The highest modseq of the changes this view has taken in: a resync starts there.
+        self.highestmodseq = highestmodseq
+        #: QRESYNC: the highestmodseq the client last had every change up to (Dovecot's
+        #: sync_last_full_modseq), and the highest MODSEQ sent in a FETCH since then.
+        self.synced_modseq = highestmodseq
+        self.fetched_modseq = 0
         for info in messages:
             self.uids.append(info.uid)
             self.flags[info.uid] = (info.flags, info.keywords)
+            self.modseqs[info.uid] = info.modseq
         self.recent: set[int] = set()
         #: The count in the last `* n RECENT` sent (SELECT sends the first).
         self.recent_reported = 0
@@ -86,6 +99,9 @@ class MailboxView:
         self.deleted = False
         self._new: set[int] = set()
         self._expunged: set[int] = set()
+        #: UIDs this view knew and saw expunged: a store read older than the expunge
+        #: (`on_resync`) must not bring them back.
+        self._gone: set[int] = set()
         self._flag_changes: set[int] = set()
         self._new_keywords = False
         #: Messages whose FETCH FLAGS this session itself just reported.
@@ -144,7 +160,9 @@ class MailboxView:
                 if saved.uid not in self.flags:
                     self._new.add(saved.uid)
                     self.flags[saved.uid] = (saved.flags, saved.keywords)
+                    self.modseqs[saved.uid] = saved.modseq
                     self._note_keywords(saved.keywords)
+                self._saw_modseq(saved.modseq)
             return True
         if isinstance(change, FlagsChanged):
             if change.mailbox != self.name or change.uidvalidity != self.uidvalidity:
@@ -152,18 +170,23 @@ class MailboxView:
             for item in change.changes:
                 if item.uid in self.flags and item.uid not in self._expunged:
                     self.flags[item.uid] = (item.new_flags, item.new_keywords)
+                    self.modseqs[item.uid] = item.modseq
                     self._flag_changes.add(item.uid)
                     self._note_keywords(item.new_keywords)
+                self._saw_modseq(item.modseq)
             return True
         if isinstance(change, MessagesExpunged):
             if change.mailbox != self.name or change.uidvalidity != self.uidvalidity:
                 return False
             for uid in change.uids:
+                self._gone.add(uid)
                 if uid in self._new:
                     self._new.discard(uid)
                     self.flags.pop(uid, None)
+                    self.modseqs.pop(uid, None)
                 elif uid in self.flags:
                     self._expunged.add(uid)
+            self._saw_modseq(change.modseq)
             return True
         if isinstance(change, MailboxRenamed):
             if change.old == self.name:
@@ -176,6 +199,75 @@ class MailboxView:
                 self.deleted = True
                 return True
         return False
+
+    def on_resync(self, changes: MailboxChanges) -> bool:
+        """Take in what the store says changed since `highestmodseq` (another process
+        committed it, so no change records came); True when something is new to report.
+
+        Only differences from this view count, so hearing of a change twice (its record
+        and then the store) reports it once; and a read older than what the view heard
+        since (a local change landing while the store was read) changes nothing.
+        """
+        if changes.uidvalidity != self.uidvalidity:
+            self.deleted = True  # recreated elsewhere: this numbering means nothing now
+            return True
+        found = False
+        for info in changes.messages:
+            state = (info.flags, info.keywords)
+            if info.uid in self._gone or info.modseq <= self.modseqs.get(info.uid, 0):
+                continue
+            if info.uid not in self.flags:
+                self._new.add(info.uid)
+                found = True
+            elif self.flags[info.uid] != state and info.uid not in self._expunged:
+                self._flag_changes.add(info.uid)
+                found = True
+            else:
+                self.modseqs[info.uid] = info.modseq
+                continue
+            self.flags[info.uid] = state
+            self.modseqs[info.uid] = info.modseq
+            self._note_keywords(info.keywords)
+        for uid in changes.expunged:
+            self._gone.add(uid)
+            if uid in self._new:
+                self._new.discard(uid)
+                self.flags.pop(uid, None)
+                self.modseqs.pop(uid, None)
+                found = True
+            elif uid in self.flags and uid not in self._expunged:
+                self._expunged.add(uid)
+                found = True
+        self._saw_modseq(changes.highestmodseq)
+        return found
+
+    def fetched(self, modseq: int) -> None:
+        """A FETCH response carried `MODSEQ (modseq)` (QRESYNC's HIGHESTMODSEQ logic)."""
+        if modseq > self.fetched_modseq:
+            self.fetched_modseq = modseq
+
+    def qresync_highest(self, expunges_delayed: bool) -> int | None:
+        """The HIGHESTMODSEQ a QRESYNC client must hear after a sync, if any (Dovecot's
+        imap_sync_send_highestmodseq): the new highest when EXISTS or VANISHED raised it
+        past what FETCH MODSEQs told; the pre-expunge one while expunges wait, so that a
+        client keeping the highest MODSEQ it saw does not skip them."""
+        send: int | None = None
+        if expunges_delayed and self.fetched_modseq > self.synced_modseq:
+            send = self.synced_modseq
+        elif (
+            not expunges_delayed
+            and self.highestmodseq > self.synced_modseq
+            and self.highestmodseq > self.fetched_modseq
+        ):
+            send = self.highestmodseq
+        if not expunges_delayed:
+            self.synced_modseq = self.highestmodseq
+        self.fetched_modseq = 0
+        return send
+
+    def _saw_modseq(self, modseq: int) -> None:
+        if modseq > self.highestmodseq:
+            self.highestmodseq = modseq
 
     def _note_keywords(self, keywords: tuple[str, ...]) -> None:
         for keyword in keywords:
@@ -207,10 +299,12 @@ class MailboxView:
             gone = sorted(self._expunged)
             positions = [bisect.bisect_left(self.uids, uid) for uid in gone]
             out.expunged = [pos + 1 - k for k, pos in enumerate(positions)]
+            out.expunged_uids = gone
             gone_set = self._expunged
             self.uids = [uid for uid in self.uids if uid not in gone_set]
             for uid in gone:
                 self.flags.pop(uid, None)
+                self.modseqs.pop(uid, None)
                 self.recent.discard(uid)
                 self._flag_changes.discard(uid)
             self._expunged = set()
@@ -241,6 +335,9 @@ class MailboxView:
             out.new_keywords = True
             self._new_keywords = False
         return out
+
+    def modseq_of(self, uid: int) -> int:
+        return self.modseqs.get(uid, 0)
 
     def flag_state(self, uid: int) -> FlagState:
         return self.flags.get(uid, (0, ()))

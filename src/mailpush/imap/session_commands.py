@@ -39,8 +39,22 @@ async def id_(conn: Session, parameters: list[tuple[bytes, bytes | None]] | None
 
 
 async def enable(conn: Session, capabilities: list[str]) -> str:
-    # None of the ENABLE-able extensions (CONDSTORE, QRESYNC, UTF8=ACCEPT) is offered.
-    conn.out.line("* ENABLED")
+    """CONDSTORE and QRESYNC (RFC 7162) are what can be enabled; others are ignored.
+
+    As Dovecot, `* ENABLED` names each known one asked for, even when it was on
+    already, and QRESYNC turns CONDSTORE on without naming it.
+    """
+    enabled: list[str] = []
+    for name in (c.upper() for c in capabilities):
+        if name == "CONDSTORE":
+            conn.enable_condstore()
+        elif name == "QRESYNC":
+            conn.enable_qresync()
+        else:
+            continue
+        if name not in enabled:
+            enabled.append(name)
+    conn.out.line(" ".join(["* ENABLED", *enabled]))
     return "OK Enabled."
 
 

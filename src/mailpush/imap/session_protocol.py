@@ -32,6 +32,9 @@ class Session(Protocol):
     state: State
     user: str | None
     view: MailboxView | None
+    #: Whether the client enabled CONDSTORE / QRESYNC (RFC 7162), by ENABLE or by use.
+    condstore: bool
+    qresync: bool
 
     @property
     def options(self) -> ImapOptions: ...
@@ -109,6 +112,14 @@ class Session(Protocol):
         ...
 
     async def ensure_inbox(self, name: str) -> None: ...
+
+    def enable_condstore(self) -> None:
+        """Turn CONDSTORE on (a no-op when on); says HIGHESTMODSEQ if a mailbox is selected."""
+        ...
+
+    def enable_qresync(self) -> None:
+        """Turn QRESYNC on, and CONDSTORE with it."""
+        ...
 
     def begin_select(self) -> None: ...
 

@@ -16,7 +16,7 @@ from .session_protocol import Session
 __all__ = ["STATUS_ITEMS", "status_items", "write_status"]
 
 #: The STATUS items mailpush knows, in the order Dovecot writes them.
-STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN")
+STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ")
 
 
 def status_items(names: Iterable[str]) -> tuple[str, ...]:
@@ -32,6 +32,8 @@ def status_items(names: Iterable[str]) -> tuple[str, ...]:
 async def write_status(conn: Session, name: str, items: tuple[str, ...]) -> None:
     """Add `* STATUS name (...)` for mailbox `name` (creating INBOX on first use)."""
     await conn.ensure_inbox(name)
+    if "HIGHESTMODSEQ" in items:
+        conn.enable_condstore()  # a CONDSTORE-enabling command (RFC 7162 §3.1)
     result = await conn.store.status(conn.require_user(), name)
     values = {
         "MESSAGES": result.messages,
@@ -39,6 +41,7 @@ async def write_status(conn: Session, name: str, items: tuple[str, ...]) -> None
         "UIDNEXT": result.uidnext,
         "UIDVALIDITY": result.uidvalidity,
         "UNSEEN": result.unseen,
+        "HIGHESTMODSEQ": result.highestmodseq,
     }
     if conn.view is not None and conn.view.name == result.mailbox:
         values["RECENT"] = len(conn.view.recent) + result.recent

@@ -56,14 +56,46 @@ def decode_transfer_chunk(encoding: str, chunk: bytes, final: bool) -> tuple[byt
         except (binascii.Error, ValueError):
             return b"", b"", True
     if encoding == "quoted-printable":
-        carry = b""
-        if not final:
-            # never split "=XX" or a soft line break between chunks
-            tail = chunk.rfind(b"=", max(0, len(chunk) - 3))
-            if tail >= 0 and not chunk.endswith(b"\n"):
-                chunk, carry = chunk[:tail], chunk[tail:]
-        return binascii.a2b_qp(chunk), carry, final
+        return *_decode_qp(chunk, final), final
     return chunk, b"", final
+
+
+#: A line longer than this without a line break is decoded in pieces (a soft break
+#: or trailing space at a piece's end is then judged with the next chunk).
+_QP_LONGEST_CARRY = 4096
+
+
+def _decode_qp(chunk: bytes, final: bool) -> tuple[bytes, bytes]:
+    """Quoted-printable as lib-mail decodes it (RFC 2045 §6.7): per line, trailing
+    spaces and tabs are dropped, and a line then ending in `=` is a soft line break
+    even when blanks followed the `=` (imaptest's fetch-binary-mime-qp checks both).
+    Returns (decoded, the incomplete last line to prepend to the next chunk)."""
+    lines = chunk.split(b"\n")
+    last = lines.pop()
+    carry = b""
+    if not final:
+        if len(last) <= _QP_LONGEST_CARRY:
+            last, carry = b"", last
+        else:
+            # Keep back what the next chunk decides: trailing blanks, `=`, `=X`.
+            cut = len(last.rstrip(b" \t="))
+            escape = last.rfind(b"=", max(0, cut - 2), cut)
+            cut = escape if escape >= 0 else cut
+            last, carry = last[:cut], last[cut:]
+    out: list[bytes] = []
+    for line in lines:
+        crlf = line.endswith(b"\r")
+        text = (line[:-1] if crlf else line).rstrip(b" \t")
+        if text.endswith(b"="):
+            out.append(binascii.a2b_qp(text[:-1]))
+        else:
+            out.append(binascii.a2b_qp(text) + (b"\r\n" if crlf else b"\n"))
+    if last:
+        text = last.rstrip(b" \t") if final else last
+        if final and text.endswith(b"="):
+            text = text[:-1]
+        out.append(binascii.a2b_qp(text))
+    return b"".join(out), carry
 
 
 def _partial_quad(chars: bytes) -> bytes:

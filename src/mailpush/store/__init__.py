@@ -16,7 +16,14 @@ from .changes import (
     SubscriptionChanged,
     TransactionRolledBack,
 )
-from .models import DeliveryTarget, MailboxInfo, MailboxStatus, MessageInfo, NewMessage
+from .models import (
+    DeliveryTarget,
+    MailboxChanges,
+    MailboxInfo,
+    MailboxStatus,
+    MessageInfo,
+    NewMessage,
+)
 from .outbox import OutboxEntry, OutboxRecorder, PushOutbox
 from .sqlite_store import SqliteStore
 
@@ -28,6 +35,7 @@ __all__ = [
     "FlagChange",
     "FlagsChanged",
     "MailStore",
+    "MailboxChanges",
     "MailboxCreated",
     "MailboxDeleted",
     "MailboxInfo",

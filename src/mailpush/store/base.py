@@ -21,7 +21,14 @@ from .changes import (
     SubscriptionChanged,
     TransactionRolledBack,
 )
-from .models import DeliveryTarget, MailboxInfo, MailboxStatus, MessageInfo, NewMessage
+from .models import (
+    DeliveryTarget,
+    MailboxChanges,
+    MailboxInfo,
+    MailboxStatus,
+    MessageInfo,
+    NewMessage,
+)
 from .outbox import OutboxRecorder, PushOutbox
 
 FlagMode = Literal["add", "remove", "replace"]
@@ -93,6 +100,10 @@ class MailStore(Protocol):
     async def messages(
         self, user: str, mailbox: str, uids: Iterable[int] | None = None
     ) -> list[MessageInfo]: ...
+    async def changes_since(self, user: str, mailbox: str, modseq: int) -> MailboxChanges:
+        """Messages and expunged UIDs whose modseq is above `modseq`, with the mailbox's
+        counters, as one consistent read (CONDSTORE/QRESYNC, another process's commit)."""
+        ...
     async def raw_message(self, user: str, mailbox: str, uid: int) -> bytes: ...
     async def raw_messages(
         self, user: str, mailbox: str, uids: Iterable[int]

@@ -38,6 +38,10 @@ class ChangeHub:
 
         return unsubscribe
 
+    def users(self) -> list[str]:
+        """The users with a subscriber of their own (their IMAP sessions, in a server)."""
+        return list(self._by_user)
+
     def publish(self, changes: Sequence[Change]) -> None:
         for change in changes:
             for callback in (*self._everything, *self._by_user.get(change.user, ())):

@@ -130,3 +130,17 @@ class OutboxRecord:
     txn_id: str
     created: float
     payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxChanges:
+    """What changed in a mailbox after a modseq: CONDSTORE/QRESYNC resync and the reaction
+    of a session to another process's commit (it has no change records, only the store)."""
+
+    uidvalidity: int
+    highestmodseq: int
+    uidnext: int
+    #: Messages whose modseq is above the one asked about (new or flags changed), by UID.
+    messages: tuple[MessageInfo, ...]
+    #: UIDs expunged after that modseq, ascending.
+    expunged: tuple[int, ...]

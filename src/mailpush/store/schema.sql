@@ -1,7 +1,7 @@
--- mailpush store schema, version 4: the schema as it is now, every statement
+-- mailpush store schema, version 5: the schema as it is now, every statement
 -- idempotent. An older file is brought here by the ordered steps of
 -- sqlite_schema.MIGRATIONS, run before these statements (version 2 added tables,
--- 3 outbox columns, 4 bodies.summary).
+-- 3 outbox columns, 4 bodies.summary, 5 expunged_messages).
 -- Kept to portable SQL (no SQLite-only types) so that a PostgreSQL store can
 -- share it; SQLite-specific pragmas live in the Python that opens the file.
 
@@ -55,6 +55,18 @@ CREATE TABLE IF NOT EXISTS messages (
     recent        INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (mailbox_id, uid)
 );
+-- Expunged UIDs with the modseq of their expunge: QRESYNC's VANISHED (EARLIER) and a
+-- session resynchronising after another process's change (store changes_since).
+-- Removed with their mailbox. (messages has no modseq index on purpose: STORE 1:* would
+-- move every row's entry, about a fifth more work; changes_since reads the mailbox's
+-- rows by primary key instead, under a millisecond per 10,000 messages.)
+CREATE TABLE IF NOT EXISTS expunged_messages (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id),
+    uid        INTEGER NOT NULL,
+    modseq     INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+);
+CREATE INDEX IF NOT EXISTS expunged_messages_modseq ON expunged_messages (mailbox_id, modseq);
 
 -- Keywords ever used in a mailbox: IMAP FLAGS/PERMANENTFLAGS list them.
 -- Keywords compare case-insensitively; the first spelling used is kept.

@@ -39,6 +39,7 @@ __all__ = [
     "opened_mailbox",
     "read_mailbox",
     "read_mailbox_id",
+    "record_expunged",
     "remember_keywords",
     "selectable_mailbox",
 ]
@@ -196,6 +197,16 @@ def delete_messages(conn: sqlite3.Connection, box_id: int, uids: Sequence[int]) 
         conn.execute("DELETE FROM bodies WHERE id = ? AND refs <= 0", (row[0],))
 
 
+def record_expunged(
+    conn: sqlite3.Connection, box_id: int, uids: Sequence[int], modseq: int
+) -> None:
+    """Remember expunged UIDs with their modseq (QRESYNC's VANISHED, `changes_since`)."""
+    conn.executemany(
+        "INSERT OR REPLACE INTO expunged_messages (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
+        [(box_id, uid, modseq) for uid in uids],
+    )
+
+
 def move_all_messages(conn: sqlite3.Connection, from_id: int, to_id: int) -> None:
     """Renaming INBOX: its messages move to the new mailbox with fresh UIDs there."""
     uids = [
@@ -213,7 +224,7 @@ def move_all_messages(conn: sqlite3.Connection, from_id: int, to_id: int) -> Non
             " WHERE mailbox_id = ? AND uid = ?",
             (to_id, first_uid + offset, modseq, from_id, uid),
         )
-    bump_modseq(conn, from_id)
+    record_expunged(conn, from_id, uids, bump_modseq(conn, from_id))
 
 
 def remember_keywords(conn: sqlite3.Connection, box_id: int, keywords: Iterable[str]) -> None:

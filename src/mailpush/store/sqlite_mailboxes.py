@@ -121,6 +121,7 @@ class SqliteMailboxes:
                 delete_messages(ctx.conn, box_id, uids)
                 ctx.record(MessagesExpunged(user, name, uidvalidity, tuple(uids), highest + 1))
             ctx.conn.execute("DELETE FROM mailbox_keywords WHERE mailbox_id = ?", (box_id,))
+            ctx.conn.execute("DELETE FROM expunged_messages WHERE mailbox_id = ?", (box_id,))
             ctx.conn.execute("DELETE FROM mailbox_metadata WHERE mailbox_id = ?", (box_id,))
             ctx.conn.execute("DELETE FROM mailboxes WHERE id = ?", (box_id,))
             change = MailboxDeleted(user, name)

@@ -27,7 +27,7 @@ from .changes import (
 )
 from .mailbox_names import INBOX, new_mailbox_name_problem, normalize_mailbox_name
 from .message_summaries import summary_from_text, summary_to_text
-from .models import DeliveryTarget, MessageInfo, NewMessage
+from .models import DeliveryTarget, MailboxChanges, MessageInfo, NewMessage
 from .sqlite_mailbox_rows import (
     MailboxRow,
     Read,
@@ -39,7 +39,9 @@ from .sqlite_mailbox_rows import (
     insert_mailbox,
     mailbox_row,
     opened_mailbox,
+    read_mailbox,
     read_mailbox_id,
+    record_expunged,
     remember_keywords,
     selectable_mailbox,
 )
@@ -172,6 +174,7 @@ class SqliteMessages:
                 moved = [r[0] for r in rows]
                 modseq = bump_modseq(conn, src[0])
                 delete_messages(conn, src[0], moved)
+                record_expunged(conn, src[0], moved, modseq)
                 expunged = MessagesExpunged(user, source, src[1], tuple(moved), modseq)
                 ctx.record(expunged)
             return saved, expunged
@@ -254,6 +257,7 @@ class SqliteMessages:
                 return MessagesExpunged(user, mailbox, box[1], (), box[3])
             modseq = bump_modseq(conn, box[0])
             delete_messages(conn, box[0], deleted)
+            record_expunged(conn, box[0], deleted, modseq)
             result = MessagesExpunged(user, mailbox, box[1], tuple(deleted), modseq)
             ctx.record(result)
             return result
@@ -325,11 +329,39 @@ class SqliteMessages:
             if wanted is not None:
                 allowed = set(wanted)
                 rows = [r for r in rows if r[0] in allowed]
-            return [
-                MessageInfo(r[0], r[1], tuple(r[2].split()) if r[2] else (), r[3], r[4], r[5],
-                            r[6], bool(r[7]))
-                for r in rows
-            ]
+            return [_message_info(r) for r in rows]
+
+        return await self._read(read)
+
+    async def changes_since(self, user: str, mailbox: str, modseq: int) -> MailboxChanges:
+        """Messages and expunged UIDs with a modseq above `modseq`, in one snapshot.
+
+        Expunged UIDs are found by a (mailbox_id, modseq) index. Messages are not: an
+        index on their modseq would cost every STORE 1:* a fifth more, while reading a
+        mailbox's rows by primary key and testing modseq in SQLite takes under a
+        millisecond per 10,000 messages, on a reader thread.
+        """
+        mailbox = normalize_mailbox_name(mailbox)
+
+        def read(conn: sqlite3.Connection) -> MailboxChanges:
+            box_id, uidvalidity, uidnext, highest, _ = read_mailbox(conn, user, mailbox)
+            rows = conn.execute(
+                "SELECT uid, flags, keywords, size, internal_date, internal_tz, modseq, recent"
+                " FROM messages WHERE mailbox_id = ? AND modseq > ?",
+                (box_id, modseq),
+            ).fetchall()
+            rows.sort()
+            expunged = sorted(
+                r[0]
+                for r in conn.execute(
+                    "SELECT uid FROM expunged_messages WHERE mailbox_id = ? AND modseq > ?",
+                    (box_id, modseq),
+                )
+            )
+            return MailboxChanges(
+                uidvalidity, highest, uidnext,
+                tuple(_message_info(r) for r in rows), tuple(expunged),
+            )  # fmt: skip
 
         return await self._read(read)
 
@@ -475,6 +507,13 @@ def _stored_summary(ctx: WriteContext, body_id: int, stored: str) -> MessageSumm
 
 #: uid, body id, size, internal date, flags, keywords (text), stored summary (text).
 MessageRow = tuple[int, int, int, int, int, str, str]
+
+
+def _message_info(r: tuple[int, int, str, int, int, int, int, int]) -> MessageInfo:
+    """A `messages` row (uid, flags, keywords, size, date, tz, modseq, recent) as read."""
+    return MessageInfo(
+        r[0], r[1], tuple(r[2].split()) if r[2] else (), r[3], r[4], r[5], r[6], bool(r[7])
+    )
 
 
 def _message_rows(conn: sqlite3.Connection, box_id: int, uids: list[int]) -> list[MessageRow]:

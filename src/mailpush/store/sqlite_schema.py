@@ -74,10 +74,17 @@ def _add_body_summaries(conn: sqlite3.Connection) -> None:
         last = rows[-1][0]
 
 
+def _expunged_messages(conn: sqlite3.Connection) -> None:
+    """Version 5: a table and its index (`schema.sql` creates them). UIDs expunged before
+    the upgrade are not known: a QRESYNC client resynchronising from a modseq older than the
+    upgrade gets no VANISHED for them, as from a Dovecot whose index lost them."""
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "METADATA and pushed Message-ID tables", _tables_only),
     Migration(3, "outbox row kinds and crash counts", add_outbox_columns),
     Migration(4, "message summaries stored with the bodies", _add_body_summaries),
+    Migration(5, "expunged UIDs with their modseq (CONDSTORE/QRESYNC)", _expunged_messages),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

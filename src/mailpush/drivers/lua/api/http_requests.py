@@ -34,6 +34,7 @@ from yarl import URL
 from ....config import parse_duration
 from ....errors import InvalidValueError
 from ....logging_config import mask_secrets
+from ...http_body import read_at_most
 from ...http_tls import tls_failure_reason
 
 if TYPE_CHECKING:
@@ -69,7 +70,6 @@ _RETRYABLE = frozenset({CONNECT_FAILED, CONNECTION_LOST, BAD_RESPONSE, TIMED_OUT
 
 #: lua_http_response_max_size's default: a push endpoint answers a few bytes of JSON.
 DEFAULT_RESPONSE_MAX_SIZE = 1024 * 1024
-_READ_SIZE = 64 * 1024
 
 _STRING_OPTIONS = frozenset({"user_agent", "rawlog_dir", "proxy_url"})
 _MSEC_OPTIONS = frozenset({
@@ -304,21 +304,13 @@ async def _read_payload(response: aiohttp.ClientResponse, limit: int) -> bytes |
     """The payload, or None once it is known to exceed `limit` bytes.
 
     A script's state gets the payload as one Lua string; without a cap, an
-    endpoint answering with gigabytes would fill the server's memory. At most
-    `limit` + 1 bytes are consumed (after decompression, so a small gzip bomb is
-    cut off too); a declared Content-Length over the limit is refused unread.
+    endpoint answering with gigabytes would fill the server's memory (the cap
+    is http_body.py's); a declared Content-Length over the limit is refused unread.
     """
     if response.content_length is not None and response.content_length > limit:
         return None
-    chunks: list[bytes] = []
-    received = 0
-    while received <= limit:
-        chunk = await response.content.read(min(_READ_SIZE, limit + 1 - received))
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-        received += len(chunk)
-    return None
+    body, whole = await read_at_most(response, limit)
+    return body if whole else None
 
 
 def _failure(exc: aiohttp.ClientError, target: URL, peer: URL) -> HttpResponse:

@@ -1,0 +1,428 @@
+"""The change feed for SQLite: a UNIX datagram to every serving process of the data directory.
+
+SQLite tells no connection that another process committed, so each serving
+process binds a datagram socket `<data_dir>/feed/<pid>-<random>.sock`
+(directory 0700, socket 0600: only the user the server runs as can write to
+it) and waits on it with the event loop's reader, which costs nothing while
+nobody writes. A writer, after its commit, lists `feed/` and sends every
+socket but its own one small JSON datagram per user:
+
+    {"from": "1234-9f2c01ab", "user": "alice", "mailboxes": ["INBOX"]}
+
+(`mailboxes` null: any of the user's mailboxes). Announcements made during
+one turn of the event loop are coalesced per user and sent at the end of it;
+`close` sends what is left, so a command that exits right after its commit
+still announces it.
+
+What can go wrong, and what happens then:
+
+- The owner of a socket is gone (killed, crashed): sending is refused
+  (ECONNREFUSED) and the sender removes the socket and its missed file. A
+  restarted server binds a new name; it has no sessions of before to wake.
+- The receiver's queue is full (Linux queues only `net.unix.max_dgram_qlen`
+  datagrams, often 10, per socket; the receiver's loop may be busy). The
+  socket is non-blocking, so the sender never waits: it appends the user to
+  the receiver's missed file `<name>.missed` instead (under `flock`, held
+  for one small write). The receiver reads that file after every batch of
+  datagrams it receives and every `FALLBACK_INTERVAL` seconds, and hears
+  those users then: a lost datagram delays an announcement, it never loses
+  one. A missed file past `MISSED_FILE_LIMIT` is replaced by one `null` line
+  (every user the receiver has sessions for).
+- A data directory whose `feed/` path is too long for a socket address
+  (about 100 bytes): the process runs without the feed, with a warning.
+  Nothing then reaches its IDLE sessions from other processes.
+
+Several serving processes on one data directory (workers) each bind their
+own socket and hear one another; none hears its own announcements, as it
+never sends to its own socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import json
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from ..errors import ServiceError
+from .changes import ChangedElsewhere
+from .feed_protocol import Heard
+
+__all__ = [
+    "FALLBACK_INTERVAL",
+    "FEED_DIR",
+    "MISSED_FILE_LIMIT",
+    "DatagramChangeFeed",
+]
+
+log = logging.getLogger(__name__)
+
+#: The feed's directory in `mailpush_data_dir`.
+FEED_DIR = "feed"
+SOCKET_SUFFIX = ".sock"
+MISSED_SUFFIX = ".missed"
+#: Seconds between a listening process's looks at its missed file when no datagram comes.
+FALLBACK_INTERVAL = 5.0
+#: Bytes a missed file may reach before it is replaced by "every user".
+MISSED_FILE_LIMIT = 64 * 1024
+#: The largest datagram sent; an announcement naming more mailboxes says "any mailbox".
+MAX_DATAGRAM = 4096
+#: Datagrams read in one reader callback; the loop calls again while more wait.
+READS_PER_WAKE = 256
+#: Linux's limit for a UNIX socket path (sun_path holds 108 bytes with the NUL).
+MAX_SOCKET_PATH = 107
+
+#: Pending announcements: user to the mailboxes changed (None: any).
+Pending = dict[str, set[str] | None]
+
+
+class DatagramChangeFeed:
+    """`ChangeFeed` over UNIX datagram sockets in `<data_dir>/feed/`."""
+
+    def __init__(self, directory: Path, everyone: Callable[[], Iterable[str]] = tuple) -> None:
+        """`everyone`: the users this process has subscribers for (`ChangeHub.users`),
+        all of whom hear a change when a missed file overflowed."""
+        self.directory = directory
+        self._everyone = everyone
+        #: This process's socket name (without suffix), also sent as "from".
+        self.name = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self._pending: Pending = {}
+        self._flush_handle: asyncio.Handle | None = None
+        self._sender: socket.socket | None = None
+        self._receiver: socket.socket | None = None
+        self._heard: Heard | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._fallback: asyncio.TimerHandle | None = None
+        #: Receivers whose full queue was already logged at info level (debug after).
+        self._full_logged: set[str] = set()
+        self._path_warned = False
+
+    @property
+    def socket_path(self) -> Path:
+        return self.directory / f"{self.name}{SOCKET_SUFFIX}"
+
+    @property
+    def missed_path(self) -> Path:
+        return self.directory / f"{self.name}{MISSED_SUFFIX}"
+
+    # --- hearing ----------------------------------------------------------------------
+
+    async def listen(self, heard: Heard) -> None:
+        """Bind this process's socket and hear the others' announcements from now on."""
+        self._loop = asyncio.get_running_loop()
+        try:
+            self._prepare_directory()
+        except OSError as exc:
+            raise ServiceError(
+                f"change feed: cannot create {self.directory}: {exc.strerror or exc}; it"
+                " lives in mailpush_data_dir, which must be writable by the server's user"
+            ) from None
+        path = str(self.socket_path)
+        if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+            log.warning(
+                "change feed: %s is too long for a UNIX socket address (at most %d bytes):"
+                " IMAP sessions and the push dispatcher of this process will not hear of"
+                " commits by other processes (mailpush deliver, admin commands, workers);"
+                " use a shorter mailpush_data_dir",
+                path, MAX_SOCKET_PATH,
+            )  # fmt: skip
+            return
+        receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            receiver.setblocking(False)
+            receiver.bind(path)
+            os.chmod(path, 0o600)
+        except OSError as exc:
+            receiver.close()
+            raise ServiceError(
+                f"change feed: cannot bind {path}: {exc.strerror or exc}; check that"
+                f" {self.directory} belongs to the server's user"
+            ) from None
+        self._receiver = receiver
+        self._heard = heard
+        self._loop.add_reader(receiver.fileno(), self._readable)
+        self._arm_fallback()
+        log.info("change feed: listening on %s", path)
+
+    def _readable(self) -> None:
+        receiver = self._receiver
+        if receiver is None:
+            return
+        heard: Pending = {}
+        for _ in range(READS_PER_WAKE):
+            try:
+                datagram = receiver.recv(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                log.warning("change feed: cannot read %s: %s", self.socket_path, exc)
+                break
+            _merge_datagram(heard, datagram)
+        self._read_missed(heard)
+        self._publish(heard)
+
+    def _arm_fallback(self) -> None:
+        if self._loop is not None and self._receiver is not None:
+            self._fallback = self._loop.call_later(FALLBACK_INTERVAL, self._fallback_check)
+
+    def _fallback_check(self) -> None:
+        heard: Pending = {}
+        self._read_missed(heard)
+        if heard:
+            log.info(
+                "change feed: %d user(s) from the missed file %s (announcements that found"
+                " this process's queue full)",
+                len(heard), self.missed_path,
+            )  # fmt: skip
+        self._publish(heard)
+        self._arm_fallback()
+
+    def _read_missed(self, heard: Pending) -> None:
+        """Add the users senders recorded when this process's queue was full, and empty
+        the file (under its lock, so no sender's line falls between reading and emptying)."""
+        path = self.missed_path
+        try:
+            if os.stat(path).st_size == 0:
+                return
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            log.warning("change feed: cannot read the missed file %s: %s", path, exc)
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            data = b""
+            while chunk := os.read(fd, 65536):
+                data += chunk
+            os.ftruncate(fd, 0)
+        except OSError as exc:
+            log.warning("change feed: cannot read the missed file %s: %s", path, exc)
+            return
+        finally:
+            os.close(fd)
+        for line in data.splitlines():
+            try:
+                user = json.loads(line)
+            except ValueError:
+                continue
+            if user is None:
+                # The file outgrew its limit: every user may have changed.
+                for name in self._everyone():
+                    heard[name] = None
+            elif isinstance(user, str):
+                heard[user] = None
+
+    def _publish(self, heard: Pending) -> None:
+        if not heard or self._heard is None:
+            return
+        records = [
+            ChangedElsewhere(user, mailbox)
+            for user, mailboxes in heard.items()
+            for mailbox in (sorted(mailboxes) if mailboxes is not None else (None,))
+        ]
+        log.debug("change feed: heard %s", ", ".join(_describe(r) for r in records))
+        self._heard(records)
+
+    # --- announcing -------------------------------------------------------------------
+
+    def announce(self, user: str, mailbox: str | None) -> None:
+        """Queue the announcement; it goes out at the end of this turn of the loop."""
+        if user in self._pending:
+            mailboxes = self._pending[user]
+            if mailboxes is not None:
+                if mailbox is None:
+                    self._pending[user] = None
+                else:
+                    mailboxes.add(mailbox)
+        else:
+            self._pending[user] = None if mailbox is None else {mailbox}
+        if self._flush_handle is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()  # not on a loop: nothing would run a later flush
+                return
+            self._flush_handle = loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Send every pending announcement to every other listening process now."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        targets = self._listeners()
+        if not targets:
+            log.debug(
+                "change feed: no other process listens; %d user(s) not announced", len(pending)
+            )
+            return
+        datagrams = [(user, self._datagram(user, mailboxes)) for user, mailboxes in pending.items()]
+        sender = self._sending_socket()
+        for target in targets:
+            for user, datagram in datagrams:
+                if not self._send(sender, target, user, datagram):
+                    break
+
+    def _listeners(self) -> list[str]:
+        """The other processes' sockets (a directory of a few entries: microseconds)."""
+        own = self.socket_path.name
+        try:
+            with os.scandir(self.directory) as entries:
+                return [
+                    entry.path for entry in entries
+                    if entry.name.endswith(SOCKET_SUFFIX) and entry.name != own
+                ]  # fmt: skip
+        except FileNotFoundError:
+            return []  # no serving process has run on this data directory yet
+        except OSError as exc:
+            log.warning(
+                "change feed: cannot list %s: %s; other processes will see this"
+                " change at their next poll",
+                self.directory,
+                exc,
+            )
+            return []
+
+    def _datagram(self, user: str, mailboxes: set[str] | None) -> bytes:
+        body = {
+            "from": self.name,
+            "user": user,
+            "mailboxes": None if mailboxes is None else sorted(mailboxes),
+        }
+        datagram = json.dumps(body).encode()
+        if len(datagram) > MAX_DATAGRAM:
+            body["mailboxes"] = None
+            datagram = json.dumps(body).encode()
+        return datagram
+
+    def _send(self, sender: socket.socket, target: str, user: str, datagram: bytes) -> bool:
+        """Send one datagram; False when `target` is gone (nothing more goes to it)."""
+        try:
+            sender.sendto(datagram, target)
+        except (BlockingIOError, InterruptedError):
+            self._record_missed(target, user)
+            return True
+        except (ConnectionRefusedError, FileNotFoundError):
+            self._remove_stale(target)
+            return False
+        except OSError as exc:
+            if exc.errno == errno.ENOBUFS:
+                self._record_missed(target, user)
+                return True
+            if not self._path_warned:
+                self._path_warned = True
+                log.warning(
+                    "change feed: cannot announce to %s: %s; its sessions see this"
+                    " process's changes only when they poll",
+                    target,
+                    exc,
+                )
+            return False
+        log.debug("change feed: announced %s to %s", datagram.decode(errors="replace"), target)
+        return True
+
+    def _record_missed(self, target: str, user: str) -> None:
+        """The receiver's queue is full: leave `user` in its missed file, for its next look."""
+        path = target[: -len(SOCKET_SUFFIX)] + MISSED_SUFFIX
+        name = os.path.basename(target)
+        level = logging.DEBUG if name in self._full_logged else logging.INFO
+        self._full_logged.add(name)
+        log.log(
+            level,
+            "change feed: the queue of %s is full; %s recorded in %s for its fallback check",
+            name,
+            user,
+            path,
+        )
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        except OSError as exc:
+            log.warning("change feed: cannot record a missed announcement in %s: %s", path, exc)
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_size >= MISSED_FILE_LIMIT:
+                os.ftruncate(fd, 0)
+                os.write(fd, b"null\n")
+            else:
+                os.write(fd, json.dumps(user).encode() + b"\n")
+        except OSError as exc:
+            log.warning("change feed: cannot record a missed announcement in %s: %s", path, exc)
+        finally:
+            os.close(fd)
+
+    def _remove_stale(self, target: str) -> None:
+        """Nobody is bound to `target` any more: its process ended without removing it."""
+        log.info("change feed: removing %s, whose process is gone", target)
+        for path in (target, target[: -len(SOCKET_SUFFIX)] + MISSED_SUFFIX):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("change feed: cannot remove %s: %s", path, exc)
+
+    def _sending_socket(self) -> socket.socket:
+        if self._sender is None:
+            sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            sender.setblocking(False)
+            self._sender = sender
+        return self._sender
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def _prepare_directory(self) -> None:
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # mkdir's mode is masked by the umask, and an existing directory keeps its own.
+        os.chmod(self.directory, 0o700)
+
+    async def close(self) -> None:
+        self.flush()
+        if self._fallback is not None:
+            self._fallback.cancel()
+            self._fallback = None
+        if self._receiver is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(self._receiver.fileno())
+            self._receiver.close()
+            self._receiver = None
+            for path in (self.socket_path, self.missed_path):
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    pass
+            log.info("change feed: stopped listening on %s", self.socket_path)
+        if self._sender is not None:
+            self._sender.close()
+            self._sender = None
+
+
+def _merge_datagram(heard: Pending, datagram: bytes) -> None:
+    try:
+        body = json.loads(datagram)
+        user = body["user"]
+        mailboxes = body["mailboxes"]
+    except (ValueError, KeyError, TypeError):
+        log.debug("change feed: ignoring a malformed datagram %r", datagram[:200])
+        return
+    if not isinstance(user, str):
+        return
+    if mailboxes is None or not isinstance(mailboxes, list):
+        heard[user] = None
+        return
+    known = heard.setdefault(user, set())
+    if known is not None:
+        known.update(name for name in mailboxes if isinstance(name, str))
+
+
+def _describe(record: ChangedElsewhere) -> str:
+    return f"{record.user}/{record.mailbox if record.mailbox is not None else '*'}"

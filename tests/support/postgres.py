@@ -1,0 +1,153 @@
+"""A private PostgreSQL server for the tests: `initdb` into a temporary directory.
+
+The server listens only on a UNIX socket inside its own directory (no TCP
+port, so nothing to collide with), with fsync off: the tests check what the
+store does, not the disk. Each test gets a fresh database of its own
+(`PostgresServer.create_database`), so tests neither see each other's rows
+nor pay for a server each.
+
+The binaries come from Debian's `postgresql` package (/usr/lib/postgresql/
+<version>/bin); `.ci/run` installs it when `initdb` is missing. Without
+them, `postgres_server` skips with that reason. PostgreSQL refuses to run
+as root, so under root the server runs as the package's `postgres` user.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+__all__ = ["PostgresServer", "find_postgres_bin", "postgres_server", "start_postgres"]
+
+#: The socket's port number (only its name: the server opens no TCP port).
+SOCKET_PORT = 5432
+START_TIMEOUT = 30.0
+_SKIP = (
+    "PostgreSQL binaries (initdb, postgres) not found: install the Debian package"
+    " `postgresql` (.ci/run does when run as root) to run the PostgreSQL store tests"
+)
+_databases = itertools.count(1)
+
+
+@dataclass
+class PostgresServer:
+    """A running private server; `uri()` names a database on it as libpq reads it."""
+
+    directory: Path
+    process: subprocess.Popen[bytes]
+    user: str
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.directory / "socket"
+
+    def uri(self, database: str = "postgres") -> str:
+        return f"postgresql://{self.user}@/{database}?host={self.socket_dir}&port={SOCKET_PORT}"
+
+    def create_database(self, prefix: str = "mailpush") -> str:
+        """A new empty database; returns its URI."""
+        import psycopg
+
+        name = f"{prefix}_{os.getpid()}_{next(_databases)}"
+        with psycopg.connect(self.uri(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+        return self.uri(name)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()  # SIGTERM: "smart" shutdown
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def find_postgres_bin() -> Path | None:
+    """The directory holding initdb and postgres, newest version first; None if absent."""
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+        reverse=True,
+    )
+    on_path = shutil.which("initdb")
+    if on_path is not None:
+        candidates.append(Path(on_path).resolve().parent)
+    for directory in candidates:
+        if (directory / "initdb").exists() and (directory / "postgres").exists():
+            return directory
+    return None
+
+
+def start_postgres(bin_dir: Path) -> PostgresServer:
+    """initdb a cluster in a new temporary directory and start a server on it."""
+    directory = Path(tempfile.mkdtemp(prefix="mailpush-pg-"))
+    data, socket_dir = directory / "data", directory / "socket"
+    socket_dir.mkdir()
+    run_as: list[str] = []
+    if os.geteuid() == 0:
+        account = pwd.getpwnam("postgres")
+        for path in (directory, socket_dir):
+            os.chown(path, account.pw_uid, account.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    superuser = "postgres"
+    subprocess.run(
+        [*run_as, str(bin_dir / "initdb"), "-D", str(data), "-U", superuser,
+         "--auth=trust", "--locale=C", "--encoding=UTF8", "--no-sync"],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    log = (directory / "server.log").open("wb")
+    process = subprocess.Popen(
+        [*run_as, str(bin_dir / "postgres"), "-D", str(data), "-k", str(socket_dir),
+         "-p", str(SOCKET_PORT), "-c", "listen_addresses=", "-c", "fsync=off",
+         "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+         "-c", "max_connections=200"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    log.close()
+    server = PostgresServer(directory, process, superuser)
+    deadline = time.monotonic() + START_TIMEOUT
+    while not _accepts(server):
+        if process.poll() is not None or time.monotonic() > deadline:
+            text = (directory / "server.log").read_text(errors="replace")
+            server.stop()
+            raise RuntimeError(f"the test PostgreSQL server did not start:\n{text}")
+        time.sleep(0.05)
+    return server
+
+
+def _accepts(server: PostgresServer) -> bool:
+    import psycopg
+
+    if not (server.socket_dir / f".s.PGSQL.{SOCKET_PORT}").exists():
+        return False
+    try:
+        with psycopg.connect(server.uri(), connect_timeout=2):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One private server for the whole session; skips when PostgreSQL is not installed."""
+    pytest.importorskip("psycopg", reason="the PostgreSQL store needs psycopg (extra: postgresql)")
+    bin_dir = find_postgres_bin()
+    if bin_dir is None:
+        pytest.skip(_SKIP)
+    server = start_postgres(bin_dir)
+    try:
+        yield server
+    finally:
+        server.stop()
