@@ -217,7 +217,10 @@ async def _sort_rows(run: Run, sides: list[Side], keys: list[str]) -> None:
     """SORT and THREAD over one INBOX of varied mail per server (compare_workloads.fill_varied).
 
     As for FETCH, the first command on each server is not timed: it fills
-    Dovecot's cache (mailpush keeps none and reads the headers every time).
+    Dovecot's cache and sort/thread indexes, and mailpush's per-mailbox sort
+    memory (imap/sort_memory.py: each message's sort facts, the last orders and
+    thread answers), so the timed rounds measure both servers warm. The cold
+    first command and THREAD after new mail are measured apart (docs/imap.md).
     """
     count = run.args.sort_messages
     print(f"  filling a {count}-message INBOX of varied mail on both", file=sys.stderr)

@@ -11,11 +11,17 @@ It is also the one place a benchmark starts mailpush: `MailpushProcess` runs
 `mailpush serve` with a configuration the benchmark wrote itself (lmtp_deliver,
 push, lua, imap), `MailpushInstance` writes a configuration shaped like
 DovecotInstance's and runs a `MailpushProcess` with it.
+
+`MAILPUSH_BENCH_WORKERS=N` in the environment (or `workers=N`) sets
+`mailpush_workers` in that configuration, to measure N worker processes
+against mailpush's own default (docs/operations.md#workers); `pid` is then the
+supervisor's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 import subprocess
@@ -31,6 +37,8 @@ __all__ = ["MailpushInstance", "MailpushProcess", "free_port"]
 
 STOP_TIMEOUT_S = 60
 START_TIMEOUT_S = 30
+#: The environment variable that sets `mailpush_workers` for every benchmark instance.
+WORKERS_VARIABLE = "MAILPUSH_BENCH_WORKERS"
 
 
 def free_port() -> int:
@@ -104,12 +112,16 @@ class MailpushInstance:
         lua_script: Path | None = None,
         plugin_settings: Mapping[str, str] | None = None,
         settings: Mapping[str, str] | None = None,
+        workers: int | None = None,
     ) -> None:
         self._users = tuple(users)
         self._lua_script = lua_script
         self.plugin_settings = dict(plugin_settings or {})
         #: Global settings that replace mailpush's defaults (bench/imap.py's many idlers).
         self.settings = dict(settings or {})
+        workers_text = str(workers) if workers is not None else os.environ.get(WORKERS_VARIABLE)
+        if workers_text:
+            self.settings.setdefault("mailpush_workers", workers_text)
         self.lmtp_port = free_port()
         self.imap_port = free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="mailpush-compare-"))

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 import asyncpg  # noqa: E402
 import psycopg  # noqa: E402
 from psycopg_pool import AsyncConnectionPool, ConnectionPool  # noqa: E402
-from tests.support.postgres import PostgresServer, find_postgres_bin, start_postgres  # noqa: E402
+from tests.support.postgres import find_postgres_bin, start_postgres  # noqa: E402
 
 WRITERS = 8
 ROWS = 1000
@@ -55,10 +55,8 @@ async def main() -> None:
     bin_dir = find_postgres_bin()
     if bin_dir is None:
         sys.exit("PostgreSQL binaries not found: install the Debian package postgresql")
-    server = start_postgres(bin_dir)
+    server = start_postgres(bin_dir, durable=not args.no_fsync)
     try:
-        if not args.no_fsync:
-            _enable_fsync(server)
         uri = server.create_database("bench")
         _prepare(uri)
         with psycopg.connect(uri) as conn:
@@ -71,13 +69,6 @@ async def main() -> None:
             await make(uri, args.writes, args.reads)
     finally:
         server.stop()
-
-
-def _enable_fsync(server: PostgresServer) -> None:
-    with psycopg.connect(server.uri(), autocommit=True) as conn:
-        conn.execute("ALTER SYSTEM SET fsync = on")
-        conn.execute("ALTER SYSTEM SET synchronous_commit = on")
-        conn.execute("SELECT pg_reload_conf()")
 
 
 def _prepare(uri: str) -> None:

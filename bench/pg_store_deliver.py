@@ -23,7 +23,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import psycopg  # noqa: E402
 from tests.support.postgres import find_postgres_bin, start_postgres  # noqa: E402
 
 from mailpush.store import DeliveryTarget, MailStore, SqliteStore  # noqa: E402
@@ -69,12 +68,8 @@ async def main() -> None:
     bin_dir = find_postgres_bin()
     if bin_dir is None:
         sys.exit("PostgreSQL binaries not found: install the Debian package postgresql")
-    server = start_postgres(bin_dir)
+    server = start_postgres(bin_dir, durable=True)
     try:
-        with psycopg.connect(server.uri(), autocommit=True) as conn:
-            conn.execute("ALTER SYSTEM SET fsync = on")
-            conn.execute("ALTER SYSTEM SET synchronous_commit = on")
-            conn.execute("SELECT pg_reload_conf()")
         pg = PostgresStore(server.create_database("bench"))
         pg.open()
         try:

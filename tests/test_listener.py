@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from mailpush.errors import ServiceError
-from mailpush.listener import bound_address, listen
+from mailpush.listener import bound_address, listen, sharing_ports
 
 
 class _Greeter(asyncio.Protocol):
@@ -55,3 +55,34 @@ async def test_a_port_freed_a_moment_ago_can_be_bound_again_at_once() -> None:
     again = await listen("test", _Greeter, "127.0.0.1", port)
     again.close()
     await again.wait_closed()
+
+
+async def test_inside_sharing_ports_two_listeners_take_one_port_and_both_accept() -> None:
+    """Workers (docs/operations.md#workers): SO_REUSEPORT, the kernel spreads connections."""
+    accepted: list[str] = []
+
+    def counting(name: str) -> type[asyncio.Protocol]:
+        class Counting(_Greeter):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                accepted.append(name)
+                super().connection_made(transport)
+
+        return Counting
+
+    with sharing_ports():
+        first = await listen("lmtp", counting("first"), "127.0.0.1", 0)
+        port = bound_address(first)[1]
+        second = await listen("lmtp", counting("second"), "127.0.0.1", port)
+    try:
+        for _ in range(32):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            assert await reader.readline() == b"hello\r\n"
+            writer.close()
+        assert sorted(set(accepted)) == ["first", "second"]
+        # A listener that does not share (another server) is refused as before.
+        with pytest.raises(ServiceError, match=f"lmtp: cannot listen on 127.0.0.1:{port}: "):
+            await listen("lmtp", _Greeter, "127.0.0.1", port)
+    finally:
+        for server in (first, second):
+            server.close()
+            await server.wait_closed()

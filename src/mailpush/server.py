@@ -59,9 +59,10 @@ from .sieve import build_sieve_planner
 from .startup_checks import check_startup, instantiate_drivers
 from .store import ChangeHub, MailStore
 from .store.feed_protocol import ChangeFeed, link_feed
-from .store.feed_sqlite import FEED_DIR, DatagramChangeFeed
+from .store.open_feed import configured_feed
 from .store.open_store import SQLITE_STORE_FILE, store_location
 from .store.open_store import open_store as open_configured_store
+from .worker_role import WorkerRole
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +97,11 @@ def open_change_feed(settings: Settings, hub: ChangeHub) -> ChangeFeed:
     """The change feed of the store the settings name (docs/operations.md#the-change-feed).
 
     UNIX datagrams in the data directory, which reach every process of this host
-    that shares it; PostgreSQL's LISTEN/NOTIFY feed, which reaches other nodes,
-    is to be chosen here when `mailpush_store` names a database. `hub` says who
-    "every user" is when a listening process must assume any user changed
-    (`DatagramChangeFeed`'s overflowed missed file)."""
-    return DatagramChangeFeed(settings.data_dir / FEED_DIR, everyone=hub.users)
+    that shares it; PostgreSQL's LISTEN/NOTIFY when `mailpush_store` names a
+    database, which reaches every node (`store/open_feed.py` chooses). `hub`
+    says who "every user" is when a listening process must assume any user
+    changed (an overflowed missed file, a listening connection found again)."""
+    return configured_feed(settings, hub.users)
 
 
 class UserDirectory:
@@ -264,10 +265,18 @@ class MailpushServer:
     #: that fell due; rows of other processes whose announcement is late).
     dispatch_poll_interval = 1.0
 
-    def __init__(self, settings: Settings, registry: DriverRegistry | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: DriverRegistry | None = None,
+        *,
+        role: WorkerRole | None = None,
+    ) -> None:
         self.settings = settings
         #: Which drivers can be configured (tests register their own).
         self.registry = registry
+        #: Which worker this is when `mailpush_workers` > 1 (None: the only process).
+        self.role = role
         self.store: ServedStore | None = None
         #: Hears other processes' commits, announces this one's (None until started).
         self.feed: ChangeFeed | None = None
@@ -380,7 +389,9 @@ class MailpushServer:
         link_feed(store.hub, feed)
 
     async def _start_metrics(self, settings: Settings) -> None:
-        if settings.metrics_listen is None:
+        if settings.metrics_listen is None or (
+            self.role is not None and not self.role.serves_metrics
+        ):
             return
         address, port = settings.metrics_listen
         self.metrics_endpoint = MetricsEndpoint(
@@ -429,7 +440,10 @@ class MailpushServer:
     async def _start_control(self, settings: Settings) -> None:
         """The control socket; without it (path too long, another server answering on
         it) the server still runs, SIGHUP still reloads, and the log says why."""
-        control = ControlSocket(control_socket_path(settings.data_dir), self)
+        path = control_socket_path(settings.data_dir)
+        if self.role is not None:
+            path = self.role.control_path
+        control = ControlSocket(path, self)
         try:
             await control.start()
         except ServiceError as exc:
@@ -446,7 +460,15 @@ class MailpushServer:
             log.info("push: no push_notification drivers configured")
             return
         self._describe_push(self.push)
+        if not self._dispatches:
+            log.info("push: this worker records push transactions; worker 0 sends them")
+            return
         await self._start_dispatcher(settings, store, self.push)
+
+    @property
+    def _dispatches(self) -> bool:
+        """Whether this process runs the push dispatcher: the only process, or worker 0."""
+        return self.role is None or self.role.dispatches
 
     async def _start_dispatcher(
         self, settings: Settings, store: MailStore, push: PushSetup
@@ -584,7 +606,7 @@ class MailpushServer:
             )
         else:
             retired = None
-            if push.drivers:
+            if push.drivers and self._dispatches:
                 await self._start_dispatcher(new, store, push)
         store.set_recorder(push.recorder)
         self.push = push
@@ -690,13 +712,16 @@ async def _close_after(retired: asyncio.Task[None] | None, services: FrameworkSe
     await services.close()
 
 
-async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+async def serve(
+    settings: Settings, ready: asyncio.Event | None = None, role: WorkerRole | None = None
+) -> None:
     """Run until SIGTERM or SIGINT, then stop cleanly; reload on SIGHUP.
 
     SIGHUP is caught from before start-up on (its default action ends the
     process): one that comes while starting is applied once the server runs.
+    `role`: this process is one worker of several (workers.py starts them).
     """
-    server = MailpushServer(settings)
+    server = MailpushServer(settings, role=role)
     loop = asyncio.get_running_loop()
     reloads: set[asyncio.Task[ReloadOutcome]] = set()
     running = False

@@ -10,7 +10,6 @@ import asyncio
 import os
 import signal
 import smtplib
-import sqlite3
 import subprocess
 import sys
 import time
@@ -18,9 +17,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from mailpush.store import SqliteStore
+from mailpush.store import MailboxCreated, OutboxEntry
 from tests.conftest import free_port, write_config
 from tests.support.http_receiver import HttpReceiver
+from tests.support.store_backends import StoreBackend
 from tests.test_server import start_serve, wait_for_port
 
 POISON = b"poison"
@@ -43,7 +43,7 @@ def mailpush(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_a_delivery_in_flight_at_two_deaths_is_a_dead_letter_not_run_again(
-    tmp_path: Path,
+    tmp_path: Path, store_backend: StoreBackend
 ) -> None:
     server: list[subprocess.Popen[bytes]] = []
     kills = True
@@ -61,7 +61,8 @@ async def test_a_delivery_in_flight_at_two_deaths_is_a_dead_letter_not_run_again
     port = free_port()
     config = write_config(
         tmp_path,
-        f"plugin {{\n  push_notification_driver = webhook:url={endpoint.url}\n}}\n"
+        store_backend.config()
+        + f"plugin {{\n  push_notification_driver = webhook:url={endpoint.url}\n}}\n"
         "mailpush_push_retry_initial = 50ms\n",
         lmtp_port=port,
     )
@@ -104,21 +105,21 @@ async def test_a_delivery_in_flight_at_two_deaths_is_a_dead_letter_not_run_again
 
 
 async def test_only_the_delivery_running_at_each_death_is_counted_not_those_waiting(
-    tmp_path: Path,
+    store_backend: StoreBackend,
 ) -> None:
-    path = tmp_path / "mail.sqlite"
-    store = SqliteStore(path, fsync="never")
-    store.open()
-    await asyncio.to_thread(store.close)
-    with sqlite3.connect(path) as conn:
-        for n in (1, 2, 3):  # one user's transactions, claimed together by an ordered driver
-            conn.execute("INSERT INTO push_outbox (id, txn_id, user_name, created, payload)"
-                         " VALUES (?, ?, 'alice', 0, x'7b7d')", (n, f"txn-{n}"))
-            conn.execute("INSERT INTO push_deliveries (outbox_id, driver, user_name, state,"
-                         " next_attempt) VALUES (?, 'lua', 'alice', 'pending', 0)", (n,))
+    store = store_backend.open_store()
+    try:
+        # One user's transactions, claimed together by an ordered driver.
+        store.set_recorder(
+            lambda changes, status: [OutboxEntry(c.user, b"{}", ("lua",), f"txn-{c.mailbox}")
+                                     for c in changes if isinstance(c, MailboxCreated)]
+        )
+        for n in (1, 2, 3):
+            await store.create_mailbox("alice", str(n))
+    finally:
+        await asyncio.to_thread(store.close)
     for _death in (1, 2):
-        store = SqliteStore(path, fsync="never")
-        store.open()
+        store = store_backend.open_store()
         try:
             recovery = await store.outbox.reset_inflight()
             assert recovery.buried == ()
@@ -127,8 +128,7 @@ async def test_only_the_delivery_running_at_each_death_is_counted_not_those_wait
             await store.outbox.mark_started(claims[0])
         finally:
             await asyncio.to_thread(store.close)  # then "dies" with all three claimed
-    store = SqliteStore(path, fsync="never")
-    store.open()
+    store = store_backend.open_store()
     try:
         recovery = await store.outbox.reset_inflight()
         assert [letter.txn_id for letter in recovery.buried] == ["txn-1"]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.conftest import free_port, write_config
 from tests.support.http_receiver import HttpReceiver
+from tests.support.store_backends import StoreBackend
 from tests.test_server import start_serve, wait_for_port
 
 PENDING = 2000
@@ -25,13 +25,16 @@ def deliver_many(port: int, user: str, count: int) -> None:
             assert code == 250
 
 
-async def test_sigkill_with_2000_pending_transactions_loses_none(tmp_path: Path) -> None:
+async def test_sigkill_with_2000_pending_transactions_loses_none(
+    tmp_path: Path, store_backend: StoreBackend
+) -> None:
     endpoint = HttpReceiver(status=503)
     await endpoint.start()
     port = free_port()
     config = write_config(
         tmp_path,
-        f"plugin {{\n  push_notification_driver = webhook:url={endpoint.url} ordered=yes\n}}\n"
+        store_backend.config()
+        + f"plugin {{\n  push_notification_driver = webhook:url={endpoint.url} ordered=yes\n}}\n"
         "mailpush_push_retry_initial = 50ms\nmailpush_push_retry_max_interval = 500ms\n",
         lmtp_port=port,
     )
@@ -50,9 +53,12 @@ async def test_sigkill_with_2000_pending_transactions_loses_none(tmp_path: Path)
         finally:
             proc.kill()
             proc.wait()
-        db = sqlite3.connect(tmp_path / "data" / "mail.sqlite")
-        committed = {row[0] for row in db.execute("SELECT txn_id FROM push_outbox")}
-        db.close()
+        store = store_backend.open_store()
+        try:
+            records = await store.outbox.records_after(0, limit=2 * PENDING)
+        finally:
+            await asyncio.to_thread(store.close)
+        committed = {record.txn_id for record in records}
         assert len(committed) == PENDING + 3  # + one MailboxCreate (INBOX) per user
         assert endpoint.received == []
 

@@ -34,7 +34,7 @@ EXPECTED_STATES = {
     "FETCH": SELECTED, "UID FETCH": SELECTED, "STORE": SELECTED, "UID STORE": SELECTED,
     "COPY": SELECTED, "UID COPY": SELECTED, "MOVE": SELECTED, "UID MOVE": SELECTED,
     "SORT": SELECTED, "UID SORT": SELECTED, "THREAD": SELECTED, "UID THREAD": SELECTED,
-    "COMPRESS": AUTH,
+    "COMPRESS": AUTH, "NOTIFY": AUTH,
 }  # fmt: skip
 
 #: The commands a capability promises (STARTTLS is offered only with a TLS context).
@@ -69,6 +69,7 @@ COMMANDS_OF_CAPABILITY = {
     "QRESYNC": {"ENABLE", "SELECT", "EXAMINE", "UID FETCH", "UID EXPUNGE"},
     "LIST-EXTENDED": {"LIST"},
     "LIST-STATUS": {"LIST"},
+    "NOTIFY": {"NOTIFY"},
 }  # fmt: skip
 
 

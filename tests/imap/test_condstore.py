@@ -25,7 +25,6 @@ from mailpush.store import (
     MessageInfo,
     MessagesExpunged,
     NewMessage,
-    SqliteStore,
 )
 from mailpush.store import flags as F
 
@@ -334,8 +333,7 @@ async def test_an_idling_session_hears_a_delivery_made_by_another_process(
     await three_messages(stack)
     loop = asyncio.get_running_loop()
     idling = asyncio.Event()
-    elsewhere = SqliteStore(stack.store.path, fsync="never")
-    elsewhere.open()
+    elsewhere = await asyncio.to_thread(stack.another_store)
 
     def work(client: IMAPClient) -> tuple[list[object], list[int]]:
         client.select_folder("INBOX")
@@ -366,8 +364,7 @@ async def test_a_selected_session_hears_flags_and_expunges_made_elsewhere_at_its
     loop = asyncio.get_running_loop()
     selected = asyncio.Event()
     proceed = asyncio.Event()
-    elsewhere = SqliteStore(stack.store.path, fsync="never")
-    elsewhere.open()
+    elsewhere = await asyncio.to_thread(stack.another_store)
 
     def work(client: imaplib.IMAP4) -> list[bytes]:
         untagged(client, b"w1", "ENABLE CONDSTORE")

@@ -17,7 +17,7 @@ import pytest
 from imapclient import IMAPClient
 from imapclient.exceptions import CapabilityError
 
-from mailpush.imap.sort_fields import FactsCache, message_facts
+from mailpush.imap.sort_memory import FactsCache
 from mailpush.store import NewMessage
 
 from .conftest import PASSWORD, ImapStack
@@ -243,13 +243,58 @@ async def test_a_second_sort_or_thread_reads_no_mail(stack: ImapStack) -> None:
     assert not heavy.pool_started
 
 
-def test_the_facts_cache_forgets_the_least_recently_used() -> None:
-    cache = FactsCache(capacity=2)
-    facts = message_facts(b"Subject: Re: x\r\n", 1, 2)
-    for uid in (1, 2):
-        cache.put(("alice", "INBOX", 7, uid), facts)
-    assert cache.get(("alice", "INBOX", 7, 1)) == facts  # 1 is now the most recent
-    cache.put(("alice", "INBOX", 7, 3), facts)
-    assert cache.get(("alice", "INBOX", 7, 2)) is None
-    assert cache.get(("alice", "INBOX", 7, 1)) == facts
-    assert (facts.base_subject, facts.reply, facts.date) == ("X", True, 1)
+async def test_remembered_orders_and_threads_follow_new_and_expunged_mail(
+    stack: ImapStack,
+) -> None:
+    # The server remembers each mailbox's last orders and threads (sort_memory): whatever
+    # changed meanwhile, an answer from that memory is the one a cold server gives.
+    commands: list[Callable[[imaplib.IMAP4], object]] = [
+        lambda imap: imap.sort("(SUBJECT)", "UTF-8", "UID", "1:10"),
+        lambda imap: imap.sort("(SUBJECT)", "UTF-8", "ALL"),
+        lambda imap: imap.sort("(SUBJECT)", "UTF-8", "UNDELETED"),
+        lambda imap: imap.uid("SORT", "(SUBJECT)", "UTF-8", "ALL"),
+        lambda imap: imap.sort("(REVERSE DATE FROM)", "UTF-8", "ALL"),
+        lambda imap: imap.sort("(ARRIVAL)", "UTF-8", "ALL"),
+        lambda imap: imap.thread("REFERENCES", "UTF-8", "ALL"),
+        lambda imap: imap.uid("THREAD", "REFERENCES", "UTF-8", "ALL"),
+        lambda imap: imap.thread("ORDEREDSUBJECT", "UTF-8", "NOT", "SUBJECT", "loop"),
+    ]
+
+    def cold() -> list[object]:
+        """Each answer from a new connection to a server that remembers nothing yet."""
+        found = []
+        kept = stack.imap.sort_facts
+        for command in commands:
+            stack.imap.sort_facts = FactsCache()
+            imap = imaplib.IMAP4(stack.host, stack.port)
+            try:
+                imap.login("alice", PASSWORD)
+                imap.select("INBOX", readonly=True)
+                found.append(command(imap))
+            finally:
+                imap.logout()
+                stack.imap.sort_facts = kept
+        return found
+
+    def work(client: IMAPClient) -> None:
+        imap = client._imap
+
+        def answers() -> list[object]:
+            return [command(imap) for command in commands]
+
+        first = answers()
+        assert answers() == first == cold()
+        reply = (b"Message-ID: <late@example.org>\r\nReferences: <plan-1@example.org>\r\n"
+                 b"Subject: Re: Quarterly plan\r\nDate: Tue, 03 Jan 2023 09:00:00 +0000\r\n"
+                 b"From: Al <al@example.org>\r\n\r\nlate\r\n")  # fmt: skip
+        assert imap.append("INBOX", None, None, reply)[0] == "OK"
+        assert imap.noop()[0] == "OK"  # the session numbers the new message
+        grown = answers()
+        assert grown != first
+        assert answers() == grown == cold()
+        client.delete_messages([1, 3])
+        client.expunge()
+        shrunk = answers()
+        assert answers() == shrunk == cold()
+
+    await with_corpus(stack, work)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
+import random
 
+import pytest
 from imapclient import IMAPClient
 
 from mailpush.imap.thread import ThreadFields, render_threads, thread_references
@@ -149,3 +151,34 @@ def test_non_replies_with_one_subject_share_a_dummy_and_a_reply_joins_it() -> No
     ])  # fmt: skip
     assert render_threads(roots) == "((1)(2)(3))"
 
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_every_thread_lists_replies_by_date_then_uid_after_subjects_are_gathered(
+    seed: int,
+) -> None:
+    # Random references (to present and missing messages) and few subjects, so that
+    # subject gathering merges many roots: every list of replies still ends sorted.
+    generator = random.Random(seed)
+    messages = []
+    for number in range(1, 301):
+        parents = generator.sample(range(1, 400), generator.randrange(3))
+        references = tuple(f"<{n}@x>" for n in parents if n != number)
+        messages.append(fields(
+            number, f"<{number}@x>", *references, subject=generator.choice("ABCDEFG"),
+            reply=generator.random() < 0.4, date=generator.randrange(1, 50),
+        ))  # fmt: skip
+
+    roots = thread_references(messages)
+
+    pending = list(roots)
+    seen = 0
+    while pending:
+        node = pending.pop()
+        seen += node.fields is not None
+        keys = [(child.fields.date, child.fields.uid) for child in node.children
+                if child.fields is not None]  # fmt: skip
+        assert len(keys) == len(node.children), "a dummy below the top level"
+        assert keys == sorted(keys)
+        pending.extend(node.children)
+    assert seen == len(messages)

@@ -4,10 +4,11 @@ A command that changes mail (`mailbox create`, `expunge`…) installs the same
 push recorder the server and `mailpush deliver` use, so its changes are queued
 in the outbox as the push transactions IMAP's would be; the running server's
 dispatcher sends them. The store serialises writers across processes
-(`BEGIN IMMEDIATE` with a busy timeout), so this is safe while a server runs.
-Every command announces its commits on the change feed
-(docs/operations.md#the-change-feed), so the running server's IDLE sessions
-and dispatcher hear of them at once.
+(SQLite: `BEGIN IMMEDIATE` with a busy timeout; PostgreSQL: serializable
+transactions), so this is safe while servers run. Every command announces its
+commits on the store's change feed (docs/operations.md#the-change-feed:
+datagrams to this host's servers, or a NOTIFY every node hears), so the
+running servers' IDLE sessions and dispatchers hear of them at once.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from ..config import Settings
 from ..errors import MailpushError
-from ..server import ServedStore, UserDirectory, build_push, open_change_feed
+from ..server import ServedStore, UserDirectory, build_push
 from ..store import MailStore
 from ..store.feed_protocol import link_feed
+from ..store.open_feed import configured_feed
 from .config_file import load_config
 from .data_dir import open_command_store, store_errors_explained
 
@@ -78,7 +80,7 @@ async def announcing_store(settings: Settings) -> AsyncIterator[ServedStore]:
     closed after the store, so the last commits the store drains are sent too.
     """
     store = open_command_store(settings)
-    feed = open_change_feed(settings, store.hub)
+    feed = configured_feed(settings, store.hub.users)
     link_feed(store.hub, feed)
     try:
         yield store

@@ -114,6 +114,7 @@ def settings_from_tree(
         auth_failure_delay=reader.duration(schema.AUTH_FAILURE_DELAY),
         mail_temp_dir=reader.path(schema.MAIL_TEMP_DIR) or Path("/tmp"),
         imap_max_heavy_commands=reader.count(schema.IMAP_MAX_HEAVY_COMMANDS),
+        workers=_convert(schema.WORKERS, reader.raw(schema.WORKERS), _parse_workers),
         data_dir=data_dir,
         max_message_size=reader.size(schema.MAX_MESSAGE_SIZE),
         metrics_listen=reader.host_port(schema.METRICS_LISTEN),
@@ -480,6 +481,21 @@ def _parse_store_uri(text: str) -> str:
             f" store in mailpush_data_dir; got {mask_secrets(uri)!r}"
         )
     return uri
+
+
+#: The most `mailpush_workers` takes: far beyond any core count that helps one store.
+MAX_WORKERS = 256
+
+
+def _parse_workers(text: str) -> int:
+    """`mailpush_workers`: a count, or `0`/`auto` for one per core this process may use."""
+    word = text.strip().lower()
+    if word in ("auto", "0"):
+        return len(os.sched_getaffinity(0)) or 1
+    try:
+        return parse_int(word, minimum=1, maximum=MAX_WORKERS)
+    except InvalidValueError as exc:
+        raise InvalidValueError(f"{exc}, or auto (0) for one process per core") from exc
 
 
 def _parse_choice(spec: SettingSpec, text: str) -> str:

@@ -203,6 +203,8 @@ class Settings:
     mail_temp_dir: Path = Path("/tmp")
     #: Heavy IMAP commands one user runs at once (``mailpush_imap_max_heavy_commands``).
     imap_max_heavy_commands: int = 4
+    #: Serving processes (``mailpush_workers``, `auto` resolved): 1 is one process.
+    workers: int = 1
 
     def for_protocol(self, protocol: str) -> Settings:
         """The settings as service ``protocol`` (``lmtp``, ``imap``, ``lda``) sees them.

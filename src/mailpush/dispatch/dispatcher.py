@@ -46,9 +46,14 @@ transaction that was running; the group's others not yet run (or begun and
 waiting for their events) are given back untouched, not retried: they were
 never tried, and with few `delivery_attempts` would be buried unsent.
 
-Nothing is lost on a crash: a claim is only a state in the database, and
-claims left `inflight` by a dead process are reset to pending at start.
-Delivery is at-least-once; every transaction keeps its id across attempts.
+Nothing is lost on a crash: a claim is only a state in the database, held
+under a lease (`store/outbox_claimants.py`) that this dispatcher renews every
+third of `claim_lease` while it runs. Claims of a dead process of this host
+are pending again when the next dispatcher starts; those of a dispatcher on
+another node (several nodes on one PostgreSQL database) when their lease has
+run out, which every dispatcher looks for as it renews its own
+(docs/postgresql.md#dispatch-across-nodes). Delivery is at-least-once;
+every transaction keeps its id across attempts.
 No crash loops either: a delivery is marked started just before it runs, and
 one that was running each time the process died, twice, is a dead letter at
 start rather than run a third time — its answer may be what kills the server.
@@ -74,8 +79,9 @@ from ..drivers.http_tls import driver_ssl_context
 from ..errors import PermanentDriverError, RetryableDriverError
 from ..events import PushTransaction, transaction_from_json
 from ..logging_config import mask_secrets
-from ..store.models import ClaimedDelivery
+from ..store.models import ClaimedDelivery, InflightRecovery
 from ..store.outbox import HTTP_REQUEST, DeliveryKey, PushOutbox
+from ..store.outbox_claimants import CLAIM_LEASE
 from .metrics import PushMetrics
 from .request_journal import resend
 from .retry_policy import RetryPolicy
@@ -119,6 +125,10 @@ class _Outcome:
 
 
 class Dispatcher:
+    #: Seconds this dispatcher's claims are held without renewal (renewed every third of
+    #: it); how long another node waits before it sends the claims of a dead one.
+    claim_lease = CLAIM_LEASE
+
     def __init__(
         self,
         outbox: PushOutbox,
@@ -155,14 +165,21 @@ class Dispatcher:
         self._last_purge = 0.0
         self._completed: list[ClaimedDelivery] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._leases: asyncio.Task[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
         recovery = await self._outbox.reset_inflight()
+        self._report(recovery, "left in flight by the last run")
+        for driver in self._drivers.values():
+            await driver.start()
+        self._loop_task = asyncio.create_task(self._run(), name="push-dispatcher")
+        self._leases = asyncio.create_task(self._keep_leases(), name="push-claim-leases")
+
+    def _report(self, recovery: InflightRecovery, whose: str) -> None:
         if recovery.pending_again:
-            log.info("%d deliveries left in flight by the last run are pending again",
-                     recovery.pending_again)
+            log.info("%d deliveries %s are pending again", recovery.pending_again, whose)
         for letter in recovery.buried:
             self.metrics.dead_letters.labels(letter.driver).inc()
             self.metrics.transactions.labels(letter.driver, "dead").inc()
@@ -172,9 +189,28 @@ class Dispatcher:
                 letter.driver, letter.user, _what(letter.kind), letter.txn_id, letter.last_error,
                 letter.outbox_id,
             )
-        for driver in self._drivers.values():
-            await driver.start()
-        self._loop_task = asyncio.create_task(self._run(), name="push-dispatcher")
+
+    async def _keep_leases(self) -> None:
+        """Every third of the lease: renew this dispatcher's claims, and take over those of
+        dispatchers whose lease ran out (another node died or lost the database).
+
+        A task of its own, not a step of the claiming loop, which may sleep longer
+        than a lease between rounds."""
+        while True:
+            await asyncio.sleep(self.claim_lease / 3)
+            now = time.time()
+            try:
+                await self._outbox.renew_claims(now, self.claim_lease)
+                recovery = await self._outbox.take_over_expired(now)
+            except Exception:
+                log.exception(
+                    "could not renew the push claims' leases; another node may send"
+                    " them again after %gs", self.claim_lease,
+                )  # fmt: skip
+                continue
+            if recovery.pending_again or recovery.buried:
+                self._report(recovery, "whose dispatcher's lease ran out")
+                self._wake.set()
 
     def wake(self, *_: object) -> None:
         """Something was committed: look for work now (a change-hub subscriber)."""
@@ -196,6 +232,11 @@ class Dispatcher:
         if self._flusher is not None:
             await self._flusher
         await self._flush_completed()
+        if self._leases is not None:
+            # After the last write: what is still claimed stays leased until then.
+            self._leases.cancel()
+            await asyncio.gather(self._leases, return_exceptions=True)
+            self._leases = None
         if self._retiring:
             await asyncio.gather(*self._retiring, return_exceptions=True)
         await _close_drivers(self._drivers.values())
@@ -287,7 +328,7 @@ class Dispatcher:
         busy: set[DeliveryKey] = {(key[0], key[1]) for key in self._active if not key[2]}
         claims = await self._outbox.claim_due(
             time.time(), CLAIM_LIMIT, busy,
-            ordered=self._ordered, independent=self._independent,
+            ordered=self._ordered, independent=self._independent, lease=self.claim_lease,
         )
         ordered: dict[DeliveryKey, list[_Unit]] = {}
         independent: dict[tuple[str, str, str], list[_Unit]] = {}
@@ -448,7 +489,8 @@ class Dispatcher:
             try:
                 await asyncio.shield(self._outbox.complete(batch))
             except Exception:
-                # Still `inflight`: reset to pending at the next start and delivered again.
+                # Still `inflight`: taken over when its lease runs out (or at the next
+                # start) and delivered again.
                 log.exception("could not mark %d deliveries done", len(batch))
 
     async def _run_driver(

@@ -14,6 +14,7 @@ from .login_commands import LOGIN_COMMANDS
 from .mailbox_commands import MAILBOX_COMMANDS
 from .message_commands import MESSAGE_COMMANDS
 from .metadata_commands import METADATA_COMMANDS
+from .notify_commands import NOTIFY_COMMANDS
 from .session_commands import SESSION_COMMANDS
 from .sort_commands import SORT_COMMANDS
 
@@ -33,5 +34,5 @@ def command_table(*groups: tuple[CommandSpec, ...]) -> CommandTable:
 
 COMMANDS = command_table(
     SESSION_COMMANDS, LOGIN_COMMANDS, MAILBOX_COMMANDS, MESSAGE_COMMANDS, METADATA_COMMANDS,
-    SORT_COMMANDS, COMPRESS_COMMANDS, LIST_COMMANDS,
+    SORT_COMMANDS, COMPRESS_COMMANDS, LIST_COMMANDS, NOTIFY_COMMANDS,
 )

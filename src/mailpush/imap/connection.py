@@ -9,6 +9,15 @@ command module. Changes made by other sessions and by
 deliveries arrive from the store's change hub into the selected mailbox's
 view; during IDLE they are written from the hub callback itself, so a
 delivery reaches an idling client within one loop iteration of the commit.
+
+NOTIFY (RFC 5465, notify.py) changes three things: between commands the
+selected mailbox's changes are written at once too, as in IDLE, when the
+client set SELECTED or SELECTED-DELAYED (expunges then wait for a command
+under SELECTED-DELAYED); EXISTS/EXPUNGE/RECENT and flag FETCHes of the
+selected mailbox are said only for the events it asked for (also in answer
+to a command, as Dovecot does); and other mailboxes' changes come from a
+`MailboxWatch` as `* STATUS` and `* LIST` lines, written at once between
+commands and after the tagged reply of a running one.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from ..errors import (
 from ..service_metrics import ImapMetrics
 from ..store import Change, ChangedElsewhere, MailStore
 from ..store.mailbox_names import INBOX
+from ..store.models import MailboxStatus
 from ..store.sqlite_metadata import MAX_VALUE_SIZE
 from .command_errors import AlreadyAnswered, CommandFailedError, store_error_text
 from .command_spec import CommandTable
@@ -38,6 +48,8 @@ from .fetch import StructureCache
 from .heavy_work import HeavyWork
 from .literal_spool import AppendSpool, SpooledLiteral
 from .login_log import ConnectionLog
+from .notify import NotifySettings
+from .notify_watch import MailboxWatch
 from .options import ImapOptions
 from .parser import (
     CommandSyntaxError,
@@ -49,7 +61,7 @@ from .parser import (
 from .responses import ResponseBuffer, format_flags
 from .sequence_set import format_uid_ranges
 from .session import MailboxView
-from .sort_fields import FactsCache
+from .sort_memory import FactsCache
 from .states import State
 from .stream import ConnectionClosedError, ImapStream, LineTooLongError
 from .user_ip_connections import UserIpConnections
@@ -149,6 +161,12 @@ class ImapConnection:
         #: Changes seen while a SELECT is reading the mailbox, replayed onto the new view.
         self._loading: list[Change] | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        #: What NOTIFY set (None: never used), its watch of other mailboxes, MessageNew's
+        #: FETCH, and the watch's lines that came while a command ran.
+        self.notify: NotifySettings | None = None
+        self._watch: MailboxWatch | None = None
+        self._notify_fetch: Callable[[list[int]], Awaitable[None]] | None = None
+        self._notify_lines: list[bytes] = []
         self._idling = False
         self._busy = False
         self._shutdown = False
@@ -211,6 +229,7 @@ class ImapConnection:
                 finally:
                     self._busy = False
                     self.discard_spooled()
+                self._write_notify_lines()
                 if self._too_many_bad():
                     self._say_bye("Too many invalid IMAP commands.")
                     break
@@ -263,6 +282,9 @@ class ImapConnection:
             self._recent_claim.cancel()
         if self._resync is not None:
             self._resync.cancel()
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
         self.view = None
         self.stream.close()
 
@@ -451,7 +473,7 @@ class ImapConnection:
             "METADATA", "METADATA-SERVER",
             "SORT", "SORT=DISPLAY", "THREAD=REFERENCES", "THREAD=ORDEREDSUBJECT", "ESEARCH",
             "ESORT", "COMPRESS=DEFLATE", "LIST-EXTENDED", "LIST-STATUS", "BINARY",
-            "CATENATE", "CONDSTORE", "QRESYNC",
+            "CATENATE", "CONDSTORE", "QRESYNC", "NOTIFY",
         ]  # fmt: skip
         return " ".join(caps)
 
@@ -567,6 +589,43 @@ class ImapConnection:
             await self.store.ensure_mailboxes(self.user, [(INBOX, None)])
         self._inbox_exists = True
 
+    async def start_notify(
+        self,
+        settings: NotifySettings,
+        fetch_new: Callable[[list[int]], Awaitable[None]] | None,
+    ) -> list[MailboxStatus]:
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
+        self.notify = settings
+        self._notify_fetch = fetch_new
+        if not settings.filters:
+            return []
+        watch = MailboxWatch(
+            settings, self.store, self.require_user(),
+            emit=self._notify_line,
+            selected=lambda: self.view.name if self.view is not None else None,
+            condstore=lambda: self.condstore,
+        )  # fmt: skip
+        covered = await watch.prime()
+        self._watch = watch
+        return covered
+
+    def _notify_line(self, line: bytes) -> None:
+        """A line of the watch: now between commands, after the tagged reply otherwise."""
+        if self._busy:
+            self._notify_lines.append(line)
+            return
+        self.out.add(line)
+        self.out.flush()
+
+    def _write_notify_lines(self) -> None:
+        if self._notify_lines:
+            for line in self._notify_lines:
+                self.out.add(line)
+            self._notify_lines.clear()
+            self.out.flush()
+
     def begin_select(self) -> None:
         """Start buffering hub changes: a SELECT is about to read the mailbox."""
         self.view = None
@@ -616,7 +675,18 @@ class ImapConnection:
 
     # --- untagged updates ------------------------------------------------------------
 
+    @property
+    def _pushing(self) -> bool:
+        """Whether the selected mailbox's changes go out as they come: in IDLE, and
+        between commands once NOTIFY named the selected mailbox (RFC 5465 §3)."""
+        if self._idling:
+            return True
+        notify = self.notify
+        return notify is not None and notify.selected and not self._busy
+
     def _on_change(self, change: Change) -> None:
+        if self._watch is not None:
+            self._watch.on_change(change)
         if self._loading is not None:
             self._loading.append(change)
             return
@@ -626,9 +696,21 @@ class ImapConnection:
         view = self.view
         if view is None or not view.on_change(change):
             return
-        if self._idling:
-            self._write_updates(allow_expunge=True)
-            self.out.flush()
+        if self._pushing:
+            self._push_updates()
+
+    def _push_updates(self) -> None:
+        """Write the selected mailbox's news now (IDLE, or NOTIFY between commands)."""
+        self._write_updates(allow_expunge=self._push_expunges)
+        self.out.flush()
+        if self.state is State.LOGOUT and not self._idling:
+            self.stream.close()  # the mailbox was deleted: BYE said, nothing to wait for
+
+    @property
+    def _push_expunges(self) -> bool:
+        """EXPUNGE may go out unasked: in IDLE, and between commands under NOTIFY SELECTED
+        (SELECTED-DELAYED keeps them for the next command that allows them)."""
+        return self._idling or (self.notify is not None and self.notify.immediate_expunges)
 
     def _heard_elsewhere(self, change: ChangedElsewhere) -> None:
         """Another process committed changes: read them from the store (one read at a
@@ -659,9 +741,8 @@ class ImapConnection:
                 if self.view is not view:
                     return
                 view.on_resync(changes)
-            if self.view is view and self._idling and (view.has_pending or view.deleted):
-                self._write_updates(allow_expunge=True)
-                self.out.flush()
+            if self.view is view and self._pushing and (view.has_pending or view.deleted):
+                self._push_updates()
             if not self._resync_again:
                 return
 
@@ -689,6 +770,14 @@ class ImapConnection:
         new_uids = self._write_updates(allow_expunge, defer_recent=True)
         if new_uids:
             await self._claim_recent(view, new_uids)
+            if self._notify_fetch is not None and self._counts_changes:
+                await self._notify_fetch(new_uids)
+
+    @property
+    def _counts_changes(self) -> bool:
+        """EXISTS, EXPUNGE and RECENT of the selected mailbox are said (NOTIFY may
+        leave MessageNew out: Dovecot then says none of them, even after EXPUNGE)."""
+        return self.notify is None or self.notify.count_changes
 
     def _write_updates(self, allow_expunge: bool, defer_recent: bool = False) -> list[int]:
         view = self.view
@@ -703,14 +792,19 @@ class ImapConnection:
             return []
         updates = view.take_updates(allow_expunge)
         out = self.out
+        counts = self._counts_changes
         # Dovecot's order: EXPUNGE, FLAGS before the FETCH that uses a new keyword, EXISTS.
-        if self.qresync and updates.expunged_uids:
+        if not counts:
+            pass
+        elif self.qresync and updates.expunged_uids:
             out.add(b"* VANISHED %s\r\n" % format_uid_ranges(updates.expunged_uids).encode())
         else:
             for seq in updates.expunged:
                 out.add(b"* %d EXPUNGE\r\n" % seq)
         if updates.new_keywords:
             self.write_flags_lines(view)
+        if self.notify is not None and not self.notify.flag_changes:
+            updates.flags = []
         for seq, uid, flags, keywords in updates.flags:
             text = format_flags(flags, keywords, uid in view.recent).encode()
             if self.condstore:
@@ -722,7 +816,8 @@ class ImapConnection:
             else:
                 out.add(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, uid, text))
         if updates.exists is not None:
-            out.add(b"* %d EXISTS\r\n" % updates.exists)
+            if counts:
+                out.add(b"* %d EXISTS\r\n" % updates.exists)
             if updates.new_uids:
                 if defer_recent:
                     return updates.new_uids
@@ -731,7 +826,7 @@ class ImapConnection:
                 )
                 return []
         self._report_recent(view)
-        if self._idling:
+        if self._pushing:
             self._idle_highestmodseq(view)
         return []
 
@@ -767,11 +862,16 @@ class ImapConnection:
         """`* n RECENT` when this session's count changed since it last said one (as Dovecot)."""
         if len(view.recent) != view.recent_reported:
             view.recent_reported = len(view.recent)
-            self.out.add(b"* %d RECENT\r\n" % view.recent_reported)
+            if self._counts_changes:
+                self.out.add(b"* %d RECENT\r\n" % view.recent_reported)
 
     async def _claim_recent_and_flush(self, view: MailboxView, new_uids: list[int]) -> None:
         await self._claim_recent(view, new_uids)
-        if self._idling and self.view is view:
+        if self.view is not view:
+            return
+        if self._notify_fetch is not None and self._counts_changes:
+            await self._notify_fetch(new_uids)
+        if self._pushing:
             self._idle_highestmodseq(view)
             self.out.flush()
 

@@ -272,11 +272,11 @@ def render_fetch(
         name = item.name
         if name == "UID":
             parts.append(b"UID %d" % uid)
-        elif name == "MODSEQ":
-            parts.append(b"MODSEQ (%d)" % modseq)
         elif name == "FLAGS":
             parts.append(b"FLAGS " + format_flags(flags[0], flags[1], recent).encode())
             flags_done = True
+        elif name == "MODSEQ":
+            parts.append(b"MODSEQ (%d)" % modseq)
         elif name in ("INTERNALDATE", "RFC822.SIZE") and info is None:
             parts.append(name.encode() + b" " + _NIL_REPLIES[name])
         elif name == "INTERNALDATE":

@@ -31,7 +31,7 @@ from .fetch import StructureCache
 from .heavy_work import HeavyWork
 from .literal_spool import AppendSpool
 from .options import ImapOptions
-from .sort_fields import FactsCache
+from .sort_memory import FactsCache
 from .stream import ImapStream
 from .timed_commands import timed_commands
 from .user_ip_connections import UserIpConnections

@@ -9,17 +9,19 @@ from the commands to this interface, so neither side imports the other.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 from ..store import MailStore
+from ..store.models import MailboxStatus
 from .fetch import StructureCache
 from .heavy_work import HeavyWork
 from .literal_spool import AppendSpool, SpooledLiteral
+from .notify import NotifySettings
 from .options import ImapOptions
 from .responses import ResponseBuffer
 from .session import MailboxView
-from .sort_fields import FactsCache
+from .sort_memory import FactsCache
 from .states import State
 
 __all__ = ["Session"]
@@ -35,6 +37,8 @@ class Session(Protocol):
     #: Whether the client enabled CONDSTORE / QRESYNC (RFC 7162), by ENABLE or by use.
     condstore: bool
     qresync: bool
+    #: What NOTIFY set (RFC 5465); None until the client uses it.
+    notify: NotifySettings | None
 
     @property
     def options(self) -> ImapOptions: ...
@@ -119,6 +123,16 @@ class Session(Protocol):
 
     def enable_qresync(self) -> None:
         """Turn QRESYNC on, and CONDSTORE with it."""
+        ...
+
+    async def start_notify(
+        self,
+        settings: NotifySettings,
+        fetch_new: Callable[[list[int]], Awaitable[None]] | None,
+    ) -> list[MailboxStatus]:
+        """Replace what an earlier NOTIFY set with `settings` (`fetch_new` answers
+        MessageNew's FETCH); the status of each covered mailbox, read now (none when
+        no filter asks for message events)."""
         ...
 
     def begin_select(self) -> None: ...

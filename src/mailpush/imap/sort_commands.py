@@ -2,16 +2,24 @@
 
 These compare what each matching message's headers say. The first SORT or
 THREAD over a message reads its header block into `MessageFacts`, which the
-server keeps (`sort_fields.FactsCache`: messages never change), so later
-ones read no mail; ARRIVAL and SIZE alone never read any. Reading is the
-client's choice of work, so it takes the path SEARCH takes
-(`message_commands._search`): from the first message read to the end of
-the command it holds one of the user's heavy-command slots, messages come
-from the store in chunks, and a chunk's parsing goes to the worker pool
-(`sort_work`) once it is more than a few milliseconds' work. Only header
-blocks cross to the pool, unless the search program reads whole messages.
-The final ordering or threading of all matches runs in the pool too when
-there are many.
+server keeps (`sort_memory`: messages never change), so later ones read no
+mail; ARRIVAL and SIZE alone never read any. Reading is the client's choice
+of work, so it takes the path SEARCH takes (`message_commands._search`):
+from the first message read to the end of the command it holds one of the
+user's heavy-command slots, messages come from the store in chunks, and a
+chunk's parsing goes to the worker pool (`sort_work`) once it is more than a
+few milliseconds' work. Only header blocks cross to the pool, unless the
+search program reads whole messages. The final ordering or threading of all
+matches runs in the pool too when there are many.
+
+The server also keeps the last order per sort program and the last answer
+per thread algorithm of each mailbox (`sort_memory.MailboxMemory`, as
+Dovecot keeps its sort and thread indexes): a SORT over messages already
+ordered filters that order, a THREAD over the very same matches answers
+what it answered before, and a search program of `ALL` alone is not run
+message by message. A client re-sorting a large mailbox it sorted before
+then costs a pass over its UIDs, on the loop, and a few new messages a
+binary search each.
 
 Non-UID SORT and THREAD answer with sequence numbers, so, like SEARCH, they
 hold back pending EXPUNGE responses (Dovecot does the same).
@@ -34,18 +42,26 @@ from .heavy_work import INLINE_BYTES, INLINE_KEY_TESTS, SearchRow
 from .message_commands import FETCH_CHUNK, SearchRequest
 from .parser import CommandSyntaxError, Tokenizer
 from .search import SUPPORTED_CHARSETS, UnsupportedCharsetError, parse_search
+from .session import MailboxView
 from .session_protocol import Session
 from .sort_fields import (
     LIST_KEYS,
     SORT_KEYS,
-    MessageFacts,
     SortCriterion,
+    SortValues,
     sort_values,
-    thread_fields,
+    thread_rows,
 )
-from .sort_work import SortItem, ThreadAlgorithm, order_messages, read_chunk, thread_messages
+from .sort_memory import MailboxMemory
+from .sort_work import (
+    SortItem,
+    ThreadAlgorithm,
+    extend_order,
+    order_messages,
+    read_chunk,
+    thread_messages,
+)
 from .states import SELECTED
-from .thread import ThreadFields
 
 __all__ = ["SORT_COMMANDS", "SortRequest", "ThreadRequest", "sort", "thread", "uid_sort",
            "uid_thread"]
@@ -54,6 +70,8 @@ T = TypeVar("T")
 
 #: Messages ordered or threaded on the loop at most; more go to the pool (~10 ms of work).
 INLINE_MESSAGES = 2_000
+#: New messages put into a remembered order on the loop at most (~20 µs each); more: a sort.
+EXTEND_AT_MOST = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,77 +107,109 @@ async def uid_thread(conn: Session, request: ThreadRequest) -> str:
 async def _sort(conn: Session, request: SortRequest, by_uid: bool) -> str:
     criteria = request.criteria
     from_list = all(c.key in LIST_KEYS for c in criteria)
-
-    def item(seq: int, uid: int, facts: MessageFacts | None, info: MessageInfo | None
-             ) -> SortItem | None:  # fmt: skip
-        number = uid if by_uid else seq
-        if facts is not None:
-            return number, sort_values(criteria, facts)
-        if info is None:
-            return None  # expunged meanwhile
-        return number, tuple(info.internal_date if c.key == "ARRIVAL" else info.size
-                             for c in criteria)  # fmt: skip
-
+    view = conn.require_view()
+    user = conn.require_user()
+    memory = conn.sort_facts.mailbox(user, view.name, view.uidvalidity)
     async with AsyncExitStack() as stack:
         slot = _HeavySlot(conn, stack)
-        items = await _matches(conn, slot, request.search, not from_list, item)
-        numbers = await _finish(conn, slot, len(items), order_messages, criteria, items)
+        matches, infos = await _matches(conn, slot, request.search, None if from_list else memory)
+        matched = frozenset(uid for _, uid in matches)
+        known = memory.order_of(criteria, matched)
+        if known is not None and not known[1]:
+            ordered = known[0]
+        else:
+            value_of = _sort_values(criteria, infos if from_list else None, memory)
+            if known is not None and len(known[1]) <= EXTEND_AT_MOST:
+                ordered = extend_order(criteria, known[0], value_of, known[1])
+            else:
+                # UIDs stand for the messages: in one view, UID order is sequence order.
+                items: list[SortItem] = [(uid, value_of(uid)) for _, uid in matches]
+                ordered = await _finish(conn, slot, len(items), order_messages, criteria, items)
+            memory.remember_order(criteria, matched, ordered)
+    _settle(conn, user, view, memory)
+    if by_uid:
+        numbers = ordered
+    else:
+        seqs = {uid: seq for seq, uid in matches}
+        numbers = [seqs[uid] for uid in ordered]
     if request.returns is not None:
         conn.out.line(esearch_response(conn.tag, by_uid, numbers, request.returns))
     else:
-        conn.out.line("* SORT" + "".join(f" {n}" for n in numbers))
+        conn.out.line(" ".join(["* SORT", *map(str, numbers)]))
     return "OK Sort completed."
 
 
-async def _thread(conn: Session, request: ThreadRequest, by_uid: bool) -> str:
-    def item(seq: int, uid: int, facts: MessageFacts | None, info: MessageInfo | None
-             ) -> ThreadFields | None:  # fmt: skip
-        return None if facts is None else thread_fields(uid if by_uid else seq, uid, facts)
+def _sort_values(
+    criteria: tuple[SortCriterion, ...],
+    infos: dict[int, MessageInfo] | None,
+    memory: MailboxMemory,
+) -> Callable[[int], SortValues]:
+    """What gives a match's values for `criteria`, by UID: from the message list's `infos`
+    when given (ARRIVAL and SIZE only), else from its facts."""
+    if infos is not None:
+        arrival = [c.key == "ARRIVAL" for c in criteria]
+        values = {
+            uid: tuple(info.internal_date if by_arrival else info.size for by_arrival in arrival)
+            for uid, info in infos.items()
+        }
+        return values.__getitem__
+    facts = memory.facts
+    values_of = sort_values(criteria)
+    return lambda uid: values_of(facts[uid])
 
+
+async def _thread(conn: Session, request: ThreadRequest, by_uid: bool) -> str:
+    view = conn.require_view()
+    user = conn.require_user()
+    memory = conn.sort_facts.mailbox(user, view.name, view.uidvalidity)
     async with AsyncExitStack() as stack:
         slot = _HeavySlot(conn, stack)
-        messages = await _matches(conn, slot, request.search, True, item)
-        text = await _finish(
-            conn, slot, len(messages), thread_messages, request.algorithm, messages
-        )
+        matches, _ = await _matches(conn, slot, request.search, memory)
+        uids = [uid for _, uid in matches]
+        numbers = uids if by_uid else [seq for seq, _ in matches]
+        key = (request.algorithm, by_uid)
+        text = memory.thread_answer(key, uids, numbers)
+        if text is None:
+            rows = thread_rows(numbers, uids, memory.facts)
+            text = await _finish(conn, slot, len(rows), thread_messages, request.algorithm, rows)
+            memory.remember_thread(key, uids, numbers, text)
+    _settle(conn, user, view, memory)
     conn.out.line("* THREAD" + (f" {text}" if text else ""))
     return "OK Thread completed."
 
 
 async def _matches(
-    conn: Session,
-    slot: _HeavySlot,
-    search: SearchRequest,
-    wants_facts: bool,
-    item: Callable[[int, int, MessageFacts | None, MessageInfo | None], T | None],
-) -> list[T]:
-    """`item(seq, uid, facts, info)` of every message the search matches, in sequence order.
+    conn: Session, slot: _HeavySlot, search: SearchRequest, memory: MailboxMemory | None
+) -> tuple[list[tuple[int, int]], dict[int, MessageInfo]]:
+    """(seq, uid) of every message the search matches, in sequence order, and what the
+    store's message list says of them when asked (`memory` None, or a search that needs it).
 
-    Facts come from the server's cache; a message not in it is read (its
-    header block) once. A message is read whole only when the search
-    program looks into it.
+    With `memory`, every match has its facts there afterwards: a message not
+    there yet is read (its header block) once, and one expunged meanwhile is
+    no match. A message is read whole only when the search program looks
+    into it. A program of `ALL` alone is not run at all: only the messages
+    without facts are read.
     """
     view = conn.require_view()
     user = conn.require_user()
     store = conn.store
-    cache = conn.sort_facts
     program = search.program
+    facts = memory.facts if memory is not None else None
     candidates = [uid for uid in view.uids if not view.is_expunged(uid)]
+    everything = facts is not None and _matches_everything(search)
+    if everything:
+        assert facts is not None
+        candidates = [uid for uid in candidates if uid not in facts]
     max_seq, max_uid = view.exists, view.uids[-1] if view.uids else 0
-    results: list[T] = []
+    results: list[tuple[int, int]] = []
+    infos: dict[int, MessageInfo] = {}
     for start in range(0, len(candidates), FETCH_CHUNK):
         chunk = candidates[start : start + FETCH_CHUNK]
-        facts: dict[int, MessageFacts] = {}
-        if wants_facts:
-            for uid in chunk:
-                cached = cache.get((user, view.name, view.uidvalidity, uid))
-                if cached is not None:
-                    facts[uid] = cached
-        missing = [uid for uid in chunk if uid not in facts] if wants_facts else []
-        info_uids = chunk if program.needs_info or not wants_facts else missing
-        infos: dict[int, MessageInfo] = {}
+        missing = [uid for uid in chunk if uid not in facts] if facts is not None else []
+        info_uids = chunk if program.needs_info or facts is None else missing
+        chunk_infos: dict[int, MessageInfo] = {}
         if info_uids:
-            infos = {i.uid: i for i in await store.messages(user, view.name, info_uids)}
+            chunk_infos = {i.uid: i for i in await store.messages(user, view.name, info_uids)}
         raws: dict[int, bytes] = {}
         raw_uids = chunk if program.needs_raw else missing
         if raw_uids:
@@ -173,8 +223,8 @@ async def _matches(
             raw = raws.get(uid)
             if seq is None:
                 continue
-            if wants_facts and uid not in facts:
-                info = infos.get(uid)
+            if facts is not None and uid not in facts:
+                info = chunk_infos.get(uid)
                 if raw is None or info is None:
                     continue  # expunged meanwhile
                 header = raw[: find_body_start(raw)[0]]  # only the headers cross to the pool
@@ -187,7 +237,7 @@ async def _matches(
             else:
                 raw = None
             flags, keywords = view.flag_state(uid)
-            rows.append((seq, uid, flags, keywords, uid in view.recent, infos.get(uid), raw))
+            rows.append((seq, uid, flags, keywords, uid in view.recent, chunk_infos.get(uid), raw))
         del raws
         arguments = (search.data, search.start, max_seq, max_uid, rows, headers)
         if size > INLINE_BYTES or len(rows) * program.keys > INLINE_KEY_TESTS:
@@ -195,15 +245,37 @@ async def _matches(
             matches, new = await conn.heavy.run(read_chunk, *arguments)
         else:
             matches, new = read_chunk(*arguments)
-        for uid, found in new.items():
-            cache.put((user, view.name, view.uidvalidity, uid), found)
-            facts[uid] = found
+        if facts is not None:
+            facts.update(new)
         for seq, uid in matches:
-            made = item(seq, uid, facts.get(uid), infos.get(uid))
-            if made is not None:
-                results.append(made)
+            info = chunk_infos.get(uid)
+            if facts is not None and uid not in facts:
+                continue  # expunged meanwhile
+            if facts is None and info is None:
+                continue
+            if info is not None:
+                infos[uid] = info
+            results.append((seq, uid))
         await asyncio.sleep(0)  # one chunk at a time: others run in between
-    return results
+    if everything:
+        assert facts is not None
+        results = [(seq, uid) for seq, uid in enumerate(view.uids, 1)
+                   if uid in facts and not view.is_expunged(uid)]  # fmt: skip
+    elif facts is not None:
+        # Another command may have dropped facts of mail expunged meanwhile.
+        results = [(seq, uid) for seq, uid in results if uid in facts]
+    return results, infos
+
+
+def _matches_everything(search: SearchRequest) -> bool:
+    """Whether the search program is `ALL` alone (what clients sort and thread most)."""
+    return search.data[search.start :].strip().upper() == b"ALL"
+
+
+def _settle(conn: Session, user: str, view: MailboxView, memory: MailboxMemory) -> None:
+    """Let the server's cache count what the command kept, and drop facts of expunged mail."""
+    memory.forget_expunged(view.uids)
+    conn.sort_facts.settle(user, view.name, view.uidvalidity, memory)
 
 
 async def _finish(

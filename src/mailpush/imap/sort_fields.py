@@ -3,38 +3,41 @@
 The store keeps no summary fields per message, so the first SORT or THREAD
 over a message cuts it at its empty line and reads everything any sort key
 or threading needs into one `MessageFacts`; messages never change, so the
-server keeps the facts (`FactsCache`) and later commands read no mail at
-all. Readings follow Dovecot 2.3's index-sort: FROM, TO and CC compare the
-first address's local part, DISPLAYFROM and DISPLAYTO its decoded display
-name or else `local@domain` (RFC 5957), DATE the Date header in UTC or the
-arrival time when the header is missing or unusable; strings are kept in
-the titlecased, decomposed form of `base_subject.collation_key`.
+server keeps the facts (`sort_memory.FactsCache`) and
+later commands read no mail at all. Readings follow Dovecot 2.3's
+index-sort: FROM, TO and CC compare the first address's local part,
+DISPLAYFROM and DISPLAYTO its decoded display name or else `local@domain`
+(RFC 5957), DATE the Date header in UTC or the arrival time when the header
+is missing or unusable; strings are kept in the titlecased, decomposed form
+of `base_subject.collation_key`.
 """
 
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from functools import lru_cache
+from operator import attrgetter
+from typing import NamedTuple, cast
 
 from ..mime.addresses import parse_address_list, parse_first_address
 from ..mime.dates import parse_date
 from ..mime.headers import HeaderFields, parse_header_block
 from .base_subject import base_subject, collation_key
-from .thread import ThreadFields
 
 __all__ = [
     "LIST_KEYS",
     "SORT_KEYS",
-    "FactsCache",
     "MessageFacts",
     "SortCriterion",
     "SortValue",
+    "SortValues",
+    "ThreadRow",
     "message_facts",
     "message_ids",
     "sort_values",
-    "thread_fields",
+    "thread_rows",
 ]
 
 #: Every sort key of RFC 5256 and RFC 5957 (REVERSE is a modifier, not a key).
@@ -48,6 +51,11 @@ _MESSAGE_ID = re.compile(r"<([^<>]*)>")
 _BLANKS = re.compile(r"[ \t\r\n]+")
 
 SortValue = int | str
+#: `thread.ThreadFields` as a plain tuple: number, uid, message id, references, base
+#: subject, reply, has subject, date.
+ThreadRow = tuple[int, int, str | None, tuple[str, ...], str, bool, bool, int]
+#: One value per criterion of a sort program.
+SortValues = tuple[SortValue, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +67,8 @@ class SortCriterion:
 class MessageFacts(NamedTuple):
     """Everything SORT and THREAD compare of one message, strings in collation form.
 
-    A NamedTuple, like `thread.ThreadFields`, because thousands cross from the
-    worker pool at a time and tuples pickle several times faster.
+    A NamedTuple because thousands cross from the worker pool at a time and
+    tuples pickle several times faster than objects.
     """
 
     arrival: int
@@ -84,9 +92,9 @@ def message_facts(header: bytes, arrival: int, size: int) -> MessageFacts:
     """Read one message's header block (everything before its empty line)."""
     fields = parse_header_block(header)
     subject = fields.first("Subject")
-    base, reply = base_subject(subject)
-    sender = parse_first_address(fields.first("From"))
-    recipient = parse_first_address(fields.first("To"))
+    base, reply = _subject_keys(subject)
+    from_mailbox, from_display = _address_keys(fields.first("From"))
+    to_mailbox, to_display = _address_keys(fields.first("To"))
     own = message_ids(fields.first("Message-ID"))
     references = tuple(message_ids(fields.first("References")))
     if not references:
@@ -98,27 +106,39 @@ def message_facts(header: bytes, arrival: int, size: int) -> MessageFacts:
         base_subject=base,
         reply=reply,
         has_subject=subject is not None,
-        from_mailbox=collation_key(_first_mailbox(fields.first("From"), sender.address)),
-        from_display=collation_key(sender.display_name or sender.address),
-        to_mailbox=collation_key(_first_mailbox(fields.first("To"), recipient.address)),
-        to_display=collation_key(recipient.display_name or recipient.address),
-        cc_mailbox=collation_key(_first_mailbox(fields.first("Cc"))),
+        from_mailbox=from_mailbox,
+        from_display=from_display,
+        to_mailbox=to_mailbox,
+        to_display=to_display,
+        cc_mailbox=_mailbox_key(fields.first("Cc")),
         message_id=own[0] if own else None,
         references=references,
     )
 
 
-def sort_values(criteria: tuple[SortCriterion, ...], facts: MessageFacts) -> tuple[SortValue, ...]:
-    """One value per criterion; ties are left to the caller (sequence order)."""
-    return tuple(getattr(facts, _ATTRIBUTE[c.key]) for c in criteria)
+def sort_values(criteria: tuple[SortCriterion, ...]) -> Callable[[MessageFacts], SortValues]:
+    """What reads one value per criterion from a message's facts; ties are left to the
+    caller (sequence order). One C-level attribute getter per sort program, made once."""
+    return _values_getter(tuple(c.key for c in criteria))
 
 
-def thread_fields(number: int, uid: int, facts: MessageFacts) -> ThreadFields:
-    """What threading reads of a message, `number` being what the reply shows."""
-    return ThreadFields(
-        number, uid, facts.message_id, facts.references, facts.base_subject, facts.reply,
-        facts.has_subject, facts.date,
-    )  # fmt: skip
+@lru_cache(maxsize=64)
+def _values_getter(keys: tuple[str, ...]) -> Callable[[MessageFacts], SortValues]:
+    names = [_ATTRIBUTE[key] for key in keys]
+    if len(names) == 1:
+        one = attrgetter(names[0])
+        return lambda facts: (one(facts),)
+    return cast("Callable[[MessageFacts], SortValues]", attrgetter(*names))
+
+
+def thread_rows(
+    numbers: list[int], uids: list[int], facts: dict[int, MessageFacts]
+) -> list[ThreadRow]:
+    """What threading reads of each message (`thread.ThreadFields`' values), `numbers` being
+    what the reply shows: plain tuples, since they cross to the worker pool by the
+    thousand and a NamedTuple pickles four times slower; the pool makes them fields."""
+    get = _THREAD_PART
+    return [(number, uid, *get(facts[uid])) for number, uid in zip(numbers, uids, strict=True)]
 
 
 def message_ids(value: str | None) -> list[str]:
@@ -137,36 +157,59 @@ def message_ids(value: str | None) -> list[str]:
     return found
 
 
-class FactsCache:
-    """`MessageFacts` per (user, mailbox, UIDVALIDITY, UID), least recently used out first.
-
-    Shared by every connection of a server, like `fetch.StructureCache`: a
-    message never changes, so the facts never go stale; a renamed or
-    re-created mailbox gets a new UIDVALIDITY. An entry is a few hundred
-    bytes.
-    """
-
-    def __init__(self, capacity: int = 200_000) -> None:
-        self._capacity = capacity
-        self._entries: OrderedDict[tuple[str, str, int, int], MessageFacts] = OrderedDict()
-
-    def get(self, key: tuple[str, str, int, int]) -> MessageFacts | None:
-        facts = self._entries.get(key)
-        if facts is not None:
-            self._entries.move_to_end(key)
-        return facts
-
-    def put(self, key: tuple[str, str, int, int], facts: MessageFacts) -> None:
-        self._entries[key] = facts
-        if len(self._entries) > self._capacity:
-            self._entries.popitem(last=False)
-
-
+_THREAD_PART = attrgetter(
+    "message_id", "references", "base_subject", "reply", "has_subject", "date"
+)
 _ATTRIBUTE = {
     "ARRIVAL": "arrival", "SIZE": "size", "DATE": "date", "SUBJECT": "base_subject",
     "FROM": "from_mailbox", "TO": "to_mailbox", "CC": "cc_mailbox",
     "DISPLAYFROM": "from_display", "DISPLAYTO": "to_display",
 }  # fmt: skip
+
+
+# Senders, recipients and subjects repeat from message to message, and reading an address
+# list is most of the cost of a message's facts: the last few thousand values are
+# remembered (per process; a worker keeps its own), short ones only, so that what is kept
+# stays small whatever the mail holds. Each is a pure function of the header value.
+_REMEMBERED_VALUES = 4096
+_REMEMBERED_LENGTH = 500
+
+
+def _subject_keys(value: str | None) -> tuple[str, bool]:
+    if value is not None and len(value) > _REMEMBERED_LENGTH:
+        return base_subject(value)
+    return _remembered_subject_keys(value)
+
+
+def _address_keys(value: str | None) -> tuple[str, str]:
+    """(mailbox, display) sort keys of a From or To value (FROM/TO, DISPLAYFROM/DISPLAYTO)."""
+    if value is not None and len(value) > _REMEMBERED_LENGTH:
+        return _read_address_keys(value)
+    return _remembered_address_keys(value)
+
+
+def _mailbox_key(value: str | None) -> str:
+    """The CC sort key of a Cc value."""
+    if value is not None and len(value) > _REMEMBERED_LENGTH:
+        return collation_key(_first_mailbox(value))
+    return _remembered_mailbox_key(value)
+
+
+def _read_address_keys(value: str | None) -> tuple[str, str]:
+    first = parse_first_address(value)
+    return (
+        collation_key(_first_mailbox(value, first.address)),
+        collation_key(first.display_name or first.address),
+    )
+
+
+_remembered_subject_keys = lru_cache(maxsize=_REMEMBERED_VALUES)(base_subject)
+_remembered_address_keys = lru_cache(maxsize=_REMEMBERED_VALUES)(_read_address_keys)
+
+
+@lru_cache(maxsize=_REMEMBERED_VALUES)
+def _remembered_mailbox_key(value: str | None) -> str:
+    return collation_key(_first_mailbox(value))
 
 
 def _first_mailbox(value: str | None, first_address: str | None = None) -> str:

@@ -11,17 +11,28 @@ are many.
 
 from __future__ import annotations
 
+from bisect import insort
+from collections.abc import Callable
+from functools import cmp_to_key
 from typing import Literal
 
 from .heavy_work import SearchRow, match_rows
 from .parser import Tokenizer
 from .search import parse_search
-from .sort_fields import MessageFacts, SortCriterion, SortValue, message_facts
+from .sort_fields import (
+    MessageFacts,
+    SortCriterion,
+    SortValue,
+    SortValues,
+    ThreadRow,
+    message_facts,
+)
 from .thread import ThreadFields, render_threads, thread_ordered_subject, thread_references
 
 __all__ = [
     "SortItem",
     "ThreadAlgorithm",
+    "extend_order",
     "order_messages",
     "read_chunk",
     "thread_messages",
@@ -65,8 +76,33 @@ def order_messages(criteria: tuple[SortCriterion, ...], items: list[SortItem]) -
     return [number for number, _ in ordered]
 
 
-def thread_messages(algorithm: ThreadAlgorithm, messages: list[ThreadFields]) -> str:
-    """The thread-lists of `messages` (given in UID order) by `algorithm`."""
+def extend_order(
+    criteria: tuple[SortCriterion, ...],
+    order: list[int],
+    value_of: Callable[[int], SortValues],
+    new: list[int],
+) -> list[int]:
+    """`order` (UIDs in sort order) with the UIDs `new` put in their places, as
+    `order_messages` would have put them: a binary search each, no sort, and only the
+    values of the messages compared are read (`value_of(uid)`)."""
+
+    def compare(a: int, b: int) -> int:
+        for criterion, left, right in zip(criteria, value_of(a), value_of(b), strict=True):
+            if left != right:
+                before = left < right  # type: ignore[operator]  # one key: both int or str
+                return (1 if before else -1) if criterion.reverse else (-1 if before else 1)
+        return -1 if a < b else (1 if a > b else 0)
+
+    key = cmp_to_key(compare)
+    extended = list(order)
+    for uid in new:
+        insort(extended, uid, key=key)
+    return extended
+
+
+def thread_messages(algorithm: ThreadAlgorithm, rows: list[ThreadRow]) -> str:
+    """The thread-lists of the messages of `rows` (given in UID order) by `algorithm`."""
+    messages = list(map(ThreadFields._make, rows))
     if algorithm == "REFERENCES":
         return render_threads(thread_references(messages))
     return render_threads(thread_ordered_subject(messages))

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from ..store.models import MailboxStatus
 from .parser import CommandSyntaxError
 from .responses import mailbox_name
 from .session_protocol import Session
 
-__all__ = ["STATUS_ITEMS", "status_items", "write_status"]
+__all__ = ["STATUS_ITEMS", "format_status", "status_items", "write_status"]
 
 #: The STATUS items mailpush knows, in the order Dovecot writes them.
 STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ")
@@ -35,15 +36,24 @@ async def write_status(conn: Session, name: str, items: tuple[str, ...]) -> None
     if "HIGHESTMODSEQ" in items:
         conn.enable_condstore()  # a CONDSTORE-enabling command (RFC 7162 §3.1)
     result = await conn.store.status(conn.require_user(), name)
-    values = {
-        "MESSAGES": result.messages,
-        "RECENT": result.recent,
-        "UIDNEXT": result.uidnext,
-        "UIDVALIDITY": result.uidvalidity,
-        "UNSEEN": result.unseen,
-        "HIGHESTMODSEQ": result.highestmodseq,
-    }
+    recent = result.recent
     if conn.view is not None and conn.view.name == result.mailbox:
-        values["RECENT"] = len(conn.view.recent) + result.recent
+        recent += len(conn.view.recent)
+    conn.out.add(format_status(result, items, recent))
+
+
+def format_status(
+    status: MailboxStatus, items: tuple[str, ...], recent: int | None = None
+) -> bytes:
+    """The `* STATUS name (...)` line with `items` (in answer order) of `status`;
+    `recent` replaces the store's RECENT (the selected mailbox adds this session's)."""
+    values = {
+        "MESSAGES": status.messages,
+        "RECENT": status.recent if recent is None else recent,
+        "UIDNEXT": status.uidnext,
+        "UIDVALIDITY": status.uidvalidity,
+        "UNSEEN": status.unseen,
+        "HIGHESTMODSEQ": status.highestmodseq,
+    }
     text = " ".join(f"{item} {values[item]}" for item in items)
-    conn.out.add(b"* STATUS " + mailbox_name(result.mailbox) + f" ({text})\r\n".encode())
+    return b"* STATUS " + mailbox_name(status.mailbox) + f" ({text})\r\n".encode()

@@ -80,11 +80,22 @@ class PushOutbox(Protocol):
     Claims, completions, retries and releases may be written without an fsync
     of their own (losing one in a crash only sends a notification again);
     dead letters, replays, journaled requests and the start-up reset are
-    durable.
+    durable. A claim is a lease (`outbox_claimants`): several dispatchers may
+    share one outbox (nodes on one database), each renewing its own claims, and
+    one whose lease ran out is taken over by the others.
     """
 
     async def reset_inflight(self) -> InflightRecovery:
-        """At start-up: what a dead process had claimed is pending again (or buried)."""
+        """At a dispatcher's start: what dispatchers known to be gone had claimed is
+        pending again (or buried)."""
+        ...
+
+    async def take_over_expired(self, now: float) -> InflightRecovery:
+        """Claims whose lease ran out before `now` are pending again (or buried)."""
+        ...
+
+    async def renew_claims(self, now: float, lease: float = ...) -> int:
+        """Extend this dispatcher's leases to `now + lease`; how many it holds."""
         ...
 
     async def claim_due(
@@ -95,8 +106,10 @@ class PushOutbox(Protocol):
         *,
         ordered: Collection[str] | None = None,
         independent: Collection[str] = (),
+        lease: float = ...,
     ) -> list[ClaimedDelivery]:
-        """Claim due deliveries in commit order, never overtaking within an ordered key."""
+        """Claim due deliveries in commit order, never overtaking within an ordered key
+        (nor another dispatcher's claims of it), held until `now + lease`."""
         ...
 
     async def mark_started(self, claim: ClaimedDelivery) -> None: ...

@@ -71,9 +71,21 @@ def _expunged_messages(conn: psycopg.Connection[Any]) -> None:
     )
 
 
+def _claim_leases(conn: psycopg.Connection[Any]) -> None:
+    """Version 3 (SQLite's 6): an in-flight delivery's dispatcher and the end of its lease,
+    so that several nodes' dispatchers share the outbox and take over a dead one's claims
+    (store/outbox_claimants.py). Rows claimed before have no holder: the next dispatcher
+    to start takes them over."""
+    conn.execute(
+        "ALTER TABLE push_deliveries ADD COLUMN claimed_by TEXT COLLATE \"C\","
+        " ADD COLUMN claimed_until DOUBLE PRECISION NOT NULL DEFAULT 0"
+    )
+
+
 MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(1, "mailboxes, messages, METADATA and the push outbox", _create_tables),
     PgMigration(2, "expunged UIDs with their modseq (CONDSTORE/QRESYNC)", _expunged_messages),
+    PgMigration(3, "outbox claims held under a lease (several dispatchers)", _claim_leases),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -133,8 +133,9 @@ class PgTransactions:
         self, operation: Operation[T], durable: bool, loop: asyncio.AbstractEventLoop
     ) -> tuple[T, list[Change]]:
         try:
-            with self._pool.connection() as raw:
-                result, changes = self._write_on(raw, operation, durable)
+            result, changes = self._on_live_connection(
+                lambda raw: self._write_on(raw, operation, durable)
+            )
         except psycopg.Error as exc:
             raise pg_error(exc, "database error") from None
         except StoreError:
@@ -151,6 +152,26 @@ class PgTransactions:
                 pass  # the loop is gone: nobody is listening any more
         return result, changes
 
+    def _on_live_connection(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """`work(connection)` on a pooled connection; again on a new one if the first
+        turned out dead before `work` sent anything (`_StaleConnection`).
+
+        A pooled connection dies unseen when the server restarts, fails over to a
+        standby or ends idle sessions; the pool only learns it when the connection is
+        next used. Each writer and reader thread would otherwise fail one call per
+        such connection (a 4xx to LMTP, a NO to IMAP) after every failover.
+        """
+        for attempt in (1, 2):
+            try:
+                with self._pool.connection() as raw:
+                    return work(raw)
+            except _StaleConnection as stale:
+                if attempt == 2:
+                    raise stale.error from None
+                log.info("a pooled PostgreSQL connection was closed (%s); using a new one",
+                         mask_secrets(str(stale.error).strip()))
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
     def _write_on(
         self, raw: psycopg.Connection[Any], operation: Operation[T], durable: bool
     ) -> tuple[T, list[Change]]:
@@ -158,7 +179,7 @@ class PgTransactions:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             ctx = WriteContext(_as_connection(conn), recording=self._recorder is not None)
             try:
-                raw.execute("BEGIN ISOLATION LEVEL SERIALIZABLE")
+                _begin(raw, "BEGIN ISOLATION LEVEL SERIALIZABLE", first_use=attempt == 1)
                 if not durable:
                     raw.execute("SET LOCAL synchronous_commit = off")
                 result = operation(ctx)
@@ -187,13 +208,15 @@ class PgTransactions:
         raise AssertionError("unreachable: the last attempt re-raises")
 
     def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        def read_on(raw: psycopg.Connection[Any]) -> T:
+            _begin(raw, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", first_use=True)
+            try:
+                return query(_as_connection(PgConnection(raw)))
+            finally:
+                _rollback(raw)
+
         try:
-            with self._pool.connection() as raw:
-                raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                try:
-                    return query(_as_connection(PgConnection(raw)))
-                finally:
-                    _rollback(raw)
+            return self._on_live_connection(read_on)
         except psycopg.Error as exc:
             raise pg_error(exc, "database read failed") from None
 
@@ -234,6 +257,26 @@ def _insert_outbox_entry(conn: PgConnection, entry: OutboxEntry, now: float) -> 
         " VALUES (?, ?, ?, 'pending', ?)",
         [(outbox_id, driver, entry.user, now) for driver in entry.drivers],
     )
+
+
+class _StaleConnection(Exception):
+    """A pooled connection was found closed at the BEGIN of its first transaction of a call:
+    nothing was sent, so the call may run again on another connection."""
+
+    def __init__(self, error: psycopg.OperationalError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _begin(raw: psycopg.Connection[Any], statement: str, *, first_use: bool) -> None:
+    """Open a transaction; a connection the server closed meanwhile is `_StaleConnection`
+    when this is the call's first use of it (a BEGIN that fails has changed nothing)."""
+    try:
+        raw.execute(statement)
+    except psycopg.OperationalError as exc:
+        if first_use and raw.closed:
+            raise _StaleConnection(exc) from None
+        raise
 
 
 def _rollback(raw: psycopg.Connection[Any]) -> None:

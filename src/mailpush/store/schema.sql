@@ -1,7 +1,7 @@
--- mailpush store schema, version 5: the schema as it is now, every statement
+-- mailpush store schema, version 6: the schema as it is now, every statement
 -- idempotent. An older file is brought here by the ordered steps of
 -- sqlite_schema.MIGRATIONS, run before these statements (version 2 added tables,
--- 3 outbox columns, 4 bodies.summary, 5 expunged_messages).
+-- 3 outbox columns, 4 bodies.summary, 5 expunged_messages, 6 claim leases).
 -- Kept to portable SQL (no SQLite-only types) so that a PostgreSQL store can
 -- share it; SQLite-specific pragmas live in the Python that opens the file.
 
@@ -114,6 +114,9 @@ CREATE INDEX IF NOT EXISTS push_outbox_user ON push_outbox (user_name, id);
 -- kind: as push_outbox.kind (copied: the dispatcher claims by it).
 -- started: 1 while a driver runs it; orphaned: how often the process died meanwhile
 -- (counted at start-up; at 2 it is a dead letter, as it may be what kills the server).
+-- claimed_by, claimed_until: an inflight row's dispatcher and the end of its lease,
+-- renewed while it works; past it, any dispatcher takes the row over
+-- (store/outbox_claimants.py).
 CREATE TABLE IF NOT EXISTS push_deliveries (
     outbox_id     INTEGER NOT NULL REFERENCES push_outbox(id),
     driver        TEXT NOT NULL,
@@ -127,6 +130,8 @@ CREATE TABLE IF NOT EXISTS push_deliveries (
     kind          TEXT NOT NULL DEFAULT 'transaction',
     started       INTEGER NOT NULL DEFAULT 0,
     orphaned      INTEGER NOT NULL DEFAULT 0,
+    claimed_by    TEXT,
+    claimed_until REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (outbox_id, driver)
 );
 CREATE INDEX IF NOT EXISTS push_deliveries_state ON push_deliveries (state, outbox_id);

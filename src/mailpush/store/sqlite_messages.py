@@ -325,11 +325,18 @@ class SqliteMessages:
                 "SELECT uid, flags, keywords, size, internal_date, internal_tz, modseq, recent"
                 " FROM messages WHERE mailbox_id = ?"
             )
-            rows = conn.execute(sql + " ORDER BY uid", (box_id,)).fetchall()
-            if wanted is not None:
-                allowed = set(wanted)
-                rows = [r for r in rows if r[0] in allowed]
-            return [_message_info(r) for r in rows]
+            if wanted is None:
+                rows = conn.execute(sql + " ORDER BY uid", (box_id,)).fetchall()
+                return [_message_info(r) for r in rows]
+            if not wanted:
+                return []
+            # Only the range asked for: SORT and SEARCH ask chunk by chunk, and reading the
+            # whole mailbox for each chunk made a 10,000-message SORT read 200,000 rows.
+            allowed = set(wanted)
+            rows = conn.execute(
+                sql + " AND uid BETWEEN ? AND ? ORDER BY uid", (box_id, wanted[0], wanted[-1])
+            ).fetchall()
+            return [_message_info(r) for r in rows if r[0] in allowed]
 
         return await self._read(read)
 

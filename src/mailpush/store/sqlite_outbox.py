@@ -9,10 +9,19 @@ Besides push transactions the outbox keeps journaled HTTP requests (kind
 `http_request`: a Lua script's request that failed, with the lua option
 `http_resend`), delivered, retried, buried and replayed the same way.
 
-A delivery is marked `started` just before a driver runs it. A process that
-dies leaves it so; start-up counts that in `orphaned`, and a delivery orphaned
-`ORPHAN_LIMIT` times becomes a dead letter instead of running again: a
-notification whose answer crashes the server must not crash every restart.
+A claim is a lease (`outbox_claimants`): the row records which dispatcher
+holds it (`claimed_by`) and until when (`claimed_until`), the dispatcher
+renews it while it works (`renew_claims`), and a lease that ran out is taken
+over by any dispatcher (`take_over_expired`), so several dispatchers — nodes
+on one PostgreSQL database — share the outbox and a dead one's claims are
+sent by the others. Per-user order holds across them: an ordered driver's
+user is not claimed while another dispatcher holds one of its transactions.
+
+A delivery is marked `started` just before a driver runs it. A dispatcher
+that dies leaves it so; whoever takes its claims over counts that in
+`orphaned`, and a delivery orphaned `ORPHAN_LIMIT` times becomes a dead letter
+instead of running again: a notification whose answer crashes the server must
+not crash every restart.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from .models import (
     OutboxRecord,
 )
 from .outbox import HTTP_REQUEST, TRANSACTION, DeliveryKey
+from .outbox_claimants import CLAIM_LEASE, gone_at_start, this_process
 from .sqlite_writer import Submit, WriteContext
 
 T = TypeVar("T")
@@ -44,6 +54,11 @@ _ADDED_COLUMNS = (
     ("push_deliveries", "started", "INTEGER NOT NULL DEFAULT 0"),
     ("push_deliveries", "orphaned", "INTEGER NOT NULL DEFAULT 0"),
 )
+#: Columns schema version 6 added: the claim's holder and the end of its lease.
+_LEASE_COLUMNS = (
+    ("push_deliveries", "claimed_by", "TEXT"),
+    ("push_deliveries", "claimed_until", "REAL NOT NULL DEFAULT 0"),
+)
 
 
 def add_outbox_columns(conn: sqlite3.Connection) -> None:
@@ -52,7 +67,17 @@ def add_outbox_columns(conn: sqlite3.Connection) -> None:
     Runs before schema.sql, whose indexes use these columns; a table that does
     not exist yet (a new file) is left to schema.sql.
     """
-    for table, column, declaration in _ADDED_COLUMNS:
+    _add_columns(conn, _ADDED_COLUMNS)
+
+
+def add_lease_columns(conn: sqlite3.Connection) -> None:
+    """Schema 6: claims become leases (inside the caller's transaction). Rows claimed
+    before have no holder and are taken over by the next dispatcher to start."""
+    _add_columns(conn, _LEASE_COLUMNS)
+
+
+def _add_columns(conn: sqlite3.Connection, columns: Iterable[tuple[str, str, str]]) -> None:
+    for table, column, declaration in columns:
         present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         if present and column not in present:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
@@ -97,6 +122,14 @@ _FINISH = (
 )
 
 
+#: Whether another dispatcher holds one of an ordered driver's transactions of a user (one
+#: seek in push_deliveries_user): that user waits, or its later ones would overtake.
+_HELD_ELSEWHERE = (
+    "SELECT 1 FROM push_deliveries WHERE state = 'inflight' AND kind = 'transaction'"
+    " AND driver = ? AND user_name = ? AND (claimed_by IS NULL OR claimed_by <> ?) LIMIT 1"
+)
+
+
 def _claim_ordered(
     conn: sqlite3.Connection,
     driver: str,
@@ -105,9 +138,13 @@ def _claim_ordered(
     busy: Collection[DeliveryKey],
     after: str | None,
     claimed: list[ClaimedDelivery],
+    claimant: str,
 ) -> str | None:
     """Claim an ordered driver's due runs, user by user from after `after` round to it
-    (`SqliteOutbox.claim_due`); the user to go on after next round (None: from the start)."""
+    (`SqliteOutbox.claim_due`); the user to go on after next round (None: from the start).
+
+    A user some other dispatcher holds a transaction of is skipped like a busy
+    one; this dispatcher's own (`busy` keeps their order) do not hold it back."""
     walks = [(_USERS_AFTER, {"after": after or ""})]
     if after is not None:
         walks.append((_USERS_BETWEEN, {"after": "", "upto": after}))
@@ -119,6 +156,8 @@ def _claim_ordered(
         for user, next_attempt in heads:
             visited += 1
             if (driver, user) in busy or next_attempt > now:
+                continue
+            if conn.execute(_HELD_ELSEWHERE, (driver, user, claimant)).fetchone() is not None:
                 continue
             rows = conn.execute(
                 _CLAIM_SELECT + " WHERE d.state = 'pending' AND d.kind = 'transaction'"
@@ -143,6 +182,47 @@ def _claimed(row: Sequence[Any]) -> ClaimedDelivery:
     )
 
 
+def _take_over(
+    conn: sqlite3.Connection, now: float, condition: str, params: Sequence[Any]
+) -> InflightRecovery:
+    """Make the in-flight claims `condition` selects pending again, burying those that
+    were running when their dispatcher was lost for the `ORPHAN_LIMIT`th time."""
+    inflight = f"state = 'inflight' AND ({condition})"
+    # A delivery running when its dispatcher was lost was an attempt (its request may
+    # have arrived).
+    conn.execute(
+        "UPDATE push_deliveries SET orphaned = orphaned + 1, attempts = attempts + 1,"
+        f" first_attempt = COALESCE(first_attempt, ?) WHERE {inflight} AND started = 1",
+        (now, *params),
+    )
+    rows = conn.execute(
+        "SELECT d.outbox_id, d.driver, d.user_name, o.txn_id, d.attempts, o.created,"
+        " d.orphaned, o.kind FROM push_deliveries d JOIN push_outbox o"
+        f" ON o.id = d.outbox_id WHERE {inflight} AND d.orphaned >= ? ORDER BY d.outbox_id",
+        (*params, ORPHAN_LIMIT),
+    ).fetchall()
+    buried = []
+    for outbox_id, driver, user, txn_id, attempts, created, orphaned, kind in rows:
+        error = (
+            f"in flight when the process died {orphaned} times; possibly crashes the"
+            " server, so it is not run again (mailpush queue replay sends it again)"
+        )
+        conn.execute(
+            "UPDATE push_deliveries SET state = 'dead', started = 0, finished = ?,"
+            " last_error = ? WHERE outbox_id = ? AND driver = ?",
+            (now, error, outbox_id, driver),
+        )
+        buried.append(
+            DeadLetter(outbox_id, driver, user, txn_id, attempts, created, now, error, kind)
+        )
+    cur = conn.execute(
+        "UPDATE push_deliveries SET state = 'pending', started = 0, claimed_by = NULL,"
+        f" claimed_until = 0 WHERE {inflight}",
+        params,
+    )
+    return InflightRecovery(cur.rowcount, tuple(buried))
+
+
 class SqliteOutbox:
     """The push outbox rows: claiming, finishing, retrying and burying deliveries.
 
@@ -155,51 +235,55 @@ class SqliteOutbox:
     def __init__(self, submit: Submit, read: Read[Any]) -> None:
         self._submit = submit
         self._read = read
+        #: Whose claims this outbox makes (`outbox_claimants`); tests name other nodes.
+        self.claimant = this_process()
         #: Per ordered driver: the user the last claiming round stopped at.
         self._resume: dict[str, str] = {}
 
     async def reset_inflight(self) -> InflightRecovery:
-        """At start-up: what a dead process had claimed is pending again, except deliveries
-        that were running each time the process died, `ORPHAN_LIMIT` times: dead letters."""
+        """At a dispatcher's start: claims of dispatchers known to be gone are pending again
+        (those of this host's dead processes, of an earlier dispatcher of this process,
+        from before leases, and any whose lease ran out), except deliveries that were
+        running each time their dispatcher died, `ORPHAN_LIMIT` times: dead letters.
+        Claims of live dispatchers, and of other hosts' until their lease runs out, stay."""
 
         def op(ctx: WriteContext) -> InflightRecovery:
             conn, now = ctx.conn, time.time()
-            # A delivery running at the crash was an attempt (its request may have arrived).
-            conn.execute(
-                "UPDATE push_deliveries SET orphaned = orphaned + 1, attempts = attempts + 1,"
-                " first_attempt = COALESCE(first_attempt, ?)"
-                " WHERE state = 'inflight' AND started = 1",
-                (now,),
-            )
-            rows = conn.execute(
-                "SELECT d.outbox_id, d.driver, d.user_name, o.txn_id, d.attempts, o.created,"
-                " d.orphaned, o.kind FROM push_deliveries d JOIN push_outbox o"
-                " ON o.id = d.outbox_id WHERE d.state = 'inflight' AND d.orphaned >= ?"
-                " ORDER BY d.outbox_id",
-                (ORPHAN_LIMIT,),
-            ).fetchall()
-            buried = []
-            for outbox_id, driver, user, txn_id, attempts, created, orphaned, kind in rows:
-                error = (
-                    f"in flight when the process died {orphaned} times; possibly crashes the"
-                    " server, so it is not run again (mailpush queue replay sends it again)"
-                )
-                conn.execute(
-                    "UPDATE push_deliveries SET state = 'dead', started = 0, finished = ?,"
-                    " last_error = ? WHERE outbox_id = ? AND driver = ?",
-                    (now, error, outbox_id, driver),
-                )
-                buried.append(
-                    DeadLetter(outbox_id, driver, user, txn_id, attempts, created, now, error,
-                               kind)
-                )
-            cur = conn.execute(
-                "UPDATE push_deliveries SET state = 'pending', started = 0 WHERE state = 'inflight'"
-            )
-            return InflightRecovery(cur.rowcount, tuple(buried))
+            holders = [row[0] for row in conn.execute(
+                "SELECT DISTINCT claimed_by FROM push_deliveries WHERE state = 'inflight'"
+            )]  # fmt: skip
+            gone = [name for name in holders if name is not None and gone_at_start(name)]
+            condition = "claimed_by IS NULL OR claimed_until < ?"
+            if gone:
+                condition += f" OR claimed_by IN ({', '.join('?' * len(gone))})"
+            return _take_over(conn, now, condition, (now, *gone))
 
         result: InflightRecovery = (await self._submit(op))[0]
         return result
+
+    async def take_over_expired(self, now: float) -> InflightRecovery:
+        """Claims whose lease ran out before `now` are pending again (or dead letters, as
+        at start): their dispatcher died, hung or lost the database (`ORPHAN_LIMIT`)."""
+
+        def op(ctx: WriteContext) -> InflightRecovery:
+            return _take_over(ctx.conn, time.time(), "claimed_until < ?", (now,))
+
+        result: InflightRecovery = (await self._submit(op))[0]
+        return result
+
+    async def renew_claims(self, now: float, lease: float = CLAIM_LEASE) -> int:
+        """Extend every lease this outbox's claimant holds to `now + lease`; how many."""
+        until, claimant = now + lease, self.claimant
+
+        def op(ctx: WriteContext) -> int:
+            cur = ctx.conn.execute(
+                "UPDATE push_deliveries SET claimed_until = ?"
+                " WHERE state = 'inflight' AND claimed_by = ?",
+                (until, claimant),
+            )
+            return cur.rowcount
+
+        return int((await self._submit(op, durable=False))[0])
 
     async def claim_due(
         self,
@@ -209,6 +293,7 @@ class SqliteOutbox:
         *,
         ordered: Collection[str] | None = None,
         independent: Collection[str] = (),
+        lease: float = CLAIM_LEASE,
     ) -> list[ClaimedDelivery]:
         """Claim due deliveries, in commit order, never overtaking within an ordered key.
 
@@ -225,10 +310,13 @@ class SqliteOutbox:
         there are. Deliveries of the `independent` drivers, and journaled
         requests of either, are claimed whenever they are due: nothing waits
         for them and they wait for nothing. `ordered=None` (tools, tests):
-        every driver with pending rows is ordered.
+        every driver with pending rows is ordered. The claims are this outbox's
+        claimant's until `now + lease` (`renew_claims` extends them), and an ordered
+        driver's user another claimant holds a transaction of is skipped.
         """
         busy_keys = set(busy)
         resume: dict[str, str | None] = dict(self._resume)
+        claimant, until = self.claimant, now + lease
 
         def op(ctx: WriteContext) -> list[ClaimedDelivery]:
             conn = ctx.conn
@@ -241,7 +329,7 @@ class SqliteOutbox:
             claimed: list[ClaimedDelivery] = []
             for driver in ordered_drivers:
                 resume[driver] = _claim_ordered(
-                    conn, driver, now, limit, busy_keys, resume.get(driver), claimed
+                    conn, driver, now, limit, busy_keys, resume.get(driver), claimed, claimant
                 )
             free = sorted(set(independent))
             everyone = sorted({*free, *ordered_drivers})
@@ -257,8 +345,9 @@ class SqliteOutbox:
                 ).fetchall()
                 claimed.extend(_claimed(row) for row in rows)
             conn.executemany(
-                "UPDATE push_deliveries SET state = 'inflight' WHERE outbox_id = ? AND driver = ?",
-                [(c.outbox_id, c.driver) for c in claimed],
+                "UPDATE push_deliveries SET state = 'inflight', claimed_by = ?,"
+                " claimed_until = ? WHERE outbox_id = ? AND driver = ?",
+                [(claimant, until, c.outbox_id, c.driver) for c in claimed],
             )
             return claimed
 
@@ -267,12 +356,15 @@ class SqliteOutbox:
         return claims
 
     async def mark_started(self, claim: ClaimedDelivery) -> None:
-        """Just before a driver runs `claim`: if the process dies now, start-up knows."""
+        """Just before a driver runs `claim`: if the process dies now, whoever takes the
+        claim over knows (unless it was taken over already)."""
+        claimant = self.claimant
 
         def op(ctx: WriteContext) -> None:
             ctx.conn.execute(
-                "UPDATE push_deliveries SET started = 1 WHERE outbox_id = ? AND driver = ?",
-                (claim.outbox_id, claim.driver),
+                "UPDATE push_deliveries SET started = 1 WHERE outbox_id = ? AND driver = ?"
+                " AND claimed_by = ?",
+                (claim.outbox_id, claim.driver, claimant),
             )
 
         # Not fsynced: a process crash loses no commit all the same (WAL), and an
@@ -315,13 +407,17 @@ class SqliteOutbox:
         await self._submit(op, durable=False)
 
     async def retry(self, claim: ClaimedDelivery, next_attempt: float, error: str) -> None:
+        """Pending again at `next_attempt`; not if another dispatcher took the claim over
+        meanwhile (this one's lease ran out): that one's attempt decides."""
+        claimant = self.claimant
+
         def op(ctx: WriteContext) -> None:
             ctx.conn.execute(
                 "UPDATE push_deliveries SET state = 'pending', started = 0,"
                 " attempts = attempts + 1, first_attempt = COALESCE(first_attempt, ?),"
-                " next_attempt = ?, last_error = ?"
-                " WHERE outbox_id = ? AND driver = ?",
-                (time.time(), next_attempt, error, claim.outbox_id, claim.driver),
+                " next_attempt = ?, last_error = ?, claimed_by = NULL, claimed_until = 0"
+                " WHERE outbox_id = ? AND driver = ? AND state = 'inflight' AND claimed_by = ?",
+                (time.time(), next_attempt, error, claim.outbox_id, claim.driver, claimant),
             )
 
         await self._submit(op, durable=False)
@@ -334,16 +430,19 @@ class SqliteOutbox:
         await self._submit(op)
 
     async def release(self, claims: Iterable[ClaimedDelivery]) -> None:
-        """Give claims back untouched (shutdown, or an earlier one of the key failed)."""
-        pairs = [(c.outbox_id, c.driver) for c in claims]
-        if not pairs:
+        """Give claims back untouched (shutdown, or an earlier one of the key failed);
+        not those another dispatcher took over meanwhile."""
+        claimant = self.claimant
+        rows = [(c.outbox_id, c.driver, claimant) for c in claims]
+        if not rows:
             return
 
         def op(ctx: WriteContext) -> None:
             ctx.conn.executemany(
-                "UPDATE push_deliveries SET state = 'pending', started = 0"
-                " WHERE outbox_id = ? AND driver = ? AND state = 'inflight'",
-                pairs,
+                "UPDATE push_deliveries SET state = 'pending', started = 0, claimed_by = NULL,"
+                " claimed_until = 0 WHERE outbox_id = ? AND driver = ? AND state = 'inflight'"
+                " AND claimed_by = ?",
+                rows,
             )
 
         await self._submit(op, durable=False)

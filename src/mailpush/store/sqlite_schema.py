@@ -20,7 +20,7 @@ from pathlib import Path
 from ..errors import StoreError
 from ..mime import summarize
 from .message_summaries import summary_to_text
-from .sqlite_outbox import add_outbox_columns
+from .sqlite_outbox import add_lease_columns, add_outbox_columns
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Migration", "SchemaUpgrade", "migrate_schema"]
 
@@ -85,6 +85,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "outbox row kinds and crash counts", add_outbox_columns),
     Migration(4, "message summaries stored with the bodies", _add_body_summaries),
     Migration(5, "expunged UIDs with their modseq (CONDSTORE/QRESYNC)", _expunged_messages),
+    Migration(6, "outbox claims held under a lease (several dispatchers)", add_lease_columns),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
