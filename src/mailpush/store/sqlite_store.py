@@ -34,7 +34,7 @@ from .sqlite_metadata import SqliteMetadata
 from .sqlite_outbox import SqliteOutbox
 from .sqlite_pushed_ids import SqlitePushedMessageIds
 from .sqlite_schema import SCHEMA_VERSION, SchemaUpgrade, migrate_schema
-from .sqlite_writer import GroupCommitWriter
+from .sqlite_writer import WRITE_LOCK_SUFFIX, GroupCommitWriter
 from .store_operations import StoreOperations
 
 T = TypeVar("T")
@@ -65,7 +65,8 @@ class SqliteStore(StoreOperations):
         self.mailbox_count_limit = mailbox_count_limit
         self.hub = hub or ChangeHub()
         self._writer = GroupCommitWriter(
-            self._connect, recorder, self.hub.publish, status_reader=mailbox_status
+            self._connect, recorder, self.hub.publish, status_reader=mailbox_status,
+            lock_path=path.with_name(path.name + WRITE_LOCK_SUFFIX),
         )
         self._local = threading.local()
         self._readers: ThreadPoolExecutor | None = None

@@ -1,0 +1,117 @@
+"""Writers in several processes take turns on one file through `<database>.writelock`.
+
+SQLite alone makes a writer that finds the file locked sleep in its busy
+handler (up to 100 ms a try) even once the lock is free; the writers' `flock`
+wakes the next one when the holder commits, and what queued meanwhile joins
+its batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from mailpush.errors import StoreError
+from mailpush.store.sqlite_writer import WRITE_LOCK_SUFFIX, GroupCommitWriter, WriteContext
+
+#: Another process holding the writers' lock until a line arrives on its stdin.
+HOLDER = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.readline()
+"""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE IF NOT EXISTS t (v INTEGER)")
+    return conn
+
+
+def lock_path(database: Path) -> Path:
+    return database.with_name(database.name + WRITE_LOCK_SUFFIX)
+
+
+@pytest.fixture
+async def writer(tmp_path: Path) -> AsyncIterator[GroupCommitWriter]:
+    database = tmp_path / "w.sqlite"
+    writer = GroupCommitWriter(lambda: connect(database), lock_path=lock_path(database))
+    writer.start()
+    yield writer
+    await asyncio.to_thread(writer.stop)
+
+
+def insert(value: int) -> Callable[[WriteContext], None]:
+    def operation(ctx: WriteContext) -> None:
+        ctx.conn.execute("INSERT INTO t (v) VALUES (?)", (value,))
+
+    return operation
+
+
+def count(ctx: WriteContext) -> int:
+    return int(ctx.conn.execute("SELECT COUNT(*) FROM t").fetchone()[0])
+
+
+async def test_writes_wait_while_another_process_holds_the_lock_then_commit_as_one_batch(
+    tmp_path: Path, writer: GroupCommitWriter
+) -> None:
+    await writer.submit(count)  # the writer thread is up and idle
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(lock_path(tmp_path / "w.sqlite"))],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdin is not None
+        assert await asyncio.to_thread(holder.stdout.readline) == b"held\n"
+        batches_before = writer.batches
+        first = asyncio.ensure_future(writer.submit(insert(0)))
+        await asyncio.sleep(0.1)  # the writer thread took the first job and waits
+        rest = [asyncio.ensure_future(writer.submit(insert(n))) for n in range(1, 20)]
+        await asyncio.sleep(0.3)
+        assert not first.done() and not any(job.done() for job in rest)
+        holder.stdin.write(b"go\n")
+        holder.stdin.flush()
+        await asyncio.wait_for(asyncio.gather(first, *rest), 10)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert writer.batches == batches_before + 1  # all twenty, one commit
+    total, _ = await writer.submit(count)
+    assert total == 20
+
+
+async def test_two_writers_on_one_file_both_finish_everything(tmp_path: Path) -> None:
+    """Two stores on one file (two processes' writers) interleave without loss or deadlock."""
+    database = tmp_path / "shared.sqlite"
+    writers = [
+        GroupCommitWriter(lambda: connect(database), lock_path=lock_path(database))
+        for _ in range(2)
+    ]
+    for each in writers:
+        each.start()
+    try:
+        await asyncio.wait_for(asyncio.gather(*(
+            each.submit(insert(n)) for n in range(300) for each in writers
+        )), 60)
+        total, _ = await writers[0].submit(count)
+    finally:
+        for each in writers:
+            await asyncio.to_thread(each.stop)
+    assert total == 600
+
+
+def test_a_lock_file_that_cannot_be_opened_is_a_store_error_naming_it(tmp_path: Path) -> None:
+    database = tmp_path / "w.sqlite"
+    where = tmp_path / "missing-dir" / ("w.sqlite" + WRITE_LOCK_SUFFIX)
+    writer = GroupCommitWriter(lambda: connect(database), lock_path=where)
+    with pytest.raises(StoreError, match=f"cannot open the writers' lock file {where}"):
+        writer.start()
