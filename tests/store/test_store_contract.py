@@ -349,6 +349,33 @@ async def test_concurrent_flag_changes_from_two_instances_lose_no_update(
     assert isinstance(expunged, MessagesExpunged) and expunged.uids == ()
 
 
+async def test_unchanged_since_leaves_alone_what_another_instance_changed_after_it(
+    open_store_instance: StoreFactory,
+) -> None:
+    """RFC 7162 UNCHANGEDSINCE is judged inside the write: a change another process
+    committed after the client read its modseq is kept, and that UID is `modified`."""
+    one, two = open_store_instance(), open_store_instance()
+    saved = await one.append("alice", "INBOX", [NewMessage(MESSAGE), NewMessage(MESSAGE)])
+    known = saved.messages[-1].modseq  # what the client last heard
+    elsewhere = await two.update_flags("alice", "INBOX", [2], "add", F.FLAGGED)
+    assert elsewhere.changes[0].modseq > known
+    result = await one.update_flags(
+        "alice", "INBOX", [1, 2], "add", F.SEEN, unchanged_since=known
+    )
+    assert [c.uid for c in result.changes] == [1]
+    assert result.modified == (2,)
+    flags = {m.uid: m.flags for m in await one.messages("alice", "INBOX")}
+    assert flags == {1: F.SEEN, 2: F.FLAGGED}
+
+
+async def test_unchanged_since_at_or_above_every_modseq_changes_all(store: MailStore) -> None:
+    saved = await store.append("alice", "INBOX", [NewMessage(MESSAGE), NewMessage(MESSAGE)])
+    result = await store.update_flags(
+        "alice", "INBOX", [1, 2], "add", F.SEEN, unchanged_since=saved.messages[-1].modseq
+    )
+    assert [c.uid for c in result.changes] == [1, 2] and result.modified == ()
+
+
 async def test_racing_first_writes_for_a_new_user_create_one_user_and_one_inbox(
     open_store_instance: StoreFactory,
 ) -> None:

@@ -80,6 +80,7 @@ class MailStore(Protocol):
         flags: int = 0,
         keywords: Sequence[str] = (),
         recent_uids: frozenset[int] = frozenset(),
+        unchanged_since: int | None = None,
     ) -> FlagsChanged: ...
     async def expunge(
         self, user: str, mailbox: str, uids: Iterable[int] | None = None

@@ -97,6 +97,9 @@ class FlagsChanged:
     mailbox: str
     uidvalidity: int
     changes: tuple[FlagChange, ...]
+    #: With `unchanged_since`: the UIDs left alone because their modseq was above it
+    #: when the write ran (CONDSTORE's `[MODIFIED]`); not part of the push events.
+    modified: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

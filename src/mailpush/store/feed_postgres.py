@@ -50,8 +50,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ..errors import ServiceError
 from ..logs.text import mask_secrets
-from .changes import ChangedElsewhere
-from .feed_protocol import Heard
+from .feed_protocol import Heard, Pending, add_change, changed_elsewhere, describe_heard
 
 __all__ = [
     "CHANNEL",
@@ -81,9 +80,6 @@ _KEEPALIVES = {
     "keepalives_count": "3",
 }
 _SEND = "SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload"
-
-#: Pending announcements, or what was heard: user to the mailboxes changed (None: any).
-Pending = dict[str, set[str] | None]
 
 
 class NotifyChangeFeed:
@@ -192,11 +188,11 @@ class NotifyChangeFeed:
         if sender == self.name or not isinstance(user, str):
             return
         if not isinstance(mailboxes, list):
-            self._heard_pending[user] = None
+            add_change(self._heard_pending, user, None)
         else:
-            known = self._heard_pending.setdefault(user, set())
-            if known is not None:
-                known.update(name for name in mailboxes if isinstance(name, str))
+            add_change(
+                self._heard_pending, user, (name for name in mailboxes if isinstance(name, str))
+            )
         if self._publish_handle is None:
             # Notifications that arrived in one packet are published together.
             self._publish_handle = asyncio.get_running_loop().call_soon(self._publish)
@@ -206,27 +202,15 @@ class NotifyChangeFeed:
         heard, self._heard_pending = self._heard_pending, {}
         if not heard or self._heard is None:
             return
-        records = [
-            ChangedElsewhere(user, mailbox)
-            for user, mailboxes in heard.items()
-            for mailbox in (sorted(mailboxes) if mailboxes is not None else (None,))
-        ]
-        log.debug("change feed: heard %s", ", ".join(_describe(r) for r in records))
+        records = changed_elsewhere(heard)
+        log.debug("change feed: heard %s", describe_heard(records))
         self._heard(records)
 
     # --- announcing -------------------------------------------------------------------
 
     def announce(self, user: str, mailbox: str | None) -> None:
         """Queue the announcement; it is sent at the end of this turn of the loop."""
-        if user in self._pending:
-            mailboxes = self._pending[user]
-            if mailboxes is not None:
-                if mailbox is None:
-                    self._pending[user] = None
-                else:
-                    mailboxes.add(mailbox)
-        else:
-            self._pending[user] = None if mailbox is None else {mailbox}
+        add_change(self._pending, user, None if mailbox is None else (mailbox,))
         if self._flush_handle is None:
             try:
                 loop = asyncio.get_running_loop()
@@ -320,7 +304,3 @@ async def _close_quietly(connection: psycopg.AsyncConnection[Any] | None) -> Non
         await connection.close()
     except psycopg.Error:
         pass  # already broken: nothing to close cleanly
-
-
-def _describe(record: ChangedElsewhere) -> str:
-    return f"{record.user}/{record.mailbox if record.mailbox is not None else '*'}"

@@ -21,7 +21,7 @@ announcements (its own hub already had the exact records).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from .change_hub import ChangeHub
@@ -32,10 +32,22 @@ from .changes import (
     TransactionRolledBack,
 )
 
-__all__ = ["ChangeFeed", "Heard", "changed_mailboxes", "link_feed"]
+__all__ = [
+    "ChangeFeed",
+    "Heard",
+    "Pending",
+    "add_change",
+    "changed_elsewhere",
+    "changed_mailboxes",
+    "describe_heard",
+    "link_feed",
+]
 
 #: What a listening feed calls, on the event loop, with what it heard (coalesced).
 Heard = Callable[[Sequence[ChangedElsewhere]], None]
+
+#: Announcements to send or heard, coalesced: user to the mailboxes changed (None: any).
+Pending = dict[str, set[str] | None]
 
 
 class ChangeFeed(Protocol):
@@ -81,3 +93,30 @@ def changed_mailboxes(change: Change) -> tuple[str | None, ...]:
     if isinstance(change, MailboxRenamed):
         return (change.old, change.new)
     return (change.mailbox,)
+
+
+def add_change(pending: Pending, user: str, mailboxes: Iterable[str] | None) -> None:
+    """Merge "`user`'s `mailboxes` changed" into `pending`; None (any mailbox) absorbs
+    every name, since the reader then looks at all of them anyway."""
+    if mailboxes is None:
+        pending[user] = None
+        return
+    known = pending.setdefault(user, set())
+    if known is not None:
+        known.update(mailboxes)
+
+
+def changed_elsewhere(heard: Pending) -> list[ChangedElsewhere]:
+    """The records a feed publishes for what it heard: one per mailbox, in name order."""
+    return [
+        ChangedElsewhere(user, mailbox)
+        for user, mailboxes in heard.items()
+        for mailbox in (sorted(mailboxes) if mailboxes is not None else (None,))
+    ]
+
+
+def describe_heard(records: Sequence[ChangedElsewhere]) -> str:
+    """`user/mailbox` (`*` for any), comma-separated: the feeds' debug lines."""
+    return ", ".join(
+        f"{r.user}/{r.mailbox if r.mailbox is not None else '*'}" for r in records
+    )

@@ -51,8 +51,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..errors import ServiceError
-from .changes import ChangedElsewhere
-from .feed_protocol import Heard
+from .feed_protocol import Heard, Pending, add_change, changed_elsewhere, describe_heard
 
 __all__ = [
     "FALLBACK_INTERVAL",
@@ -77,9 +76,6 @@ MAX_DATAGRAM = 4096
 READS_PER_WAKE = 256
 #: Linux's limit for a UNIX socket path (sun_path holds 108 bytes with the NUL).
 MAX_SOCKET_PATH = 107
-
-#: Pending announcements: user to the mailboxes changed (None: any).
-Pending = dict[str, set[str] | None]
 
 
 class DatagramChangeFeed:
@@ -222,27 +218,15 @@ class DatagramChangeFeed:
     def _publish(self, heard: Pending) -> None:
         if not heard or self._heard is None:
             return
-        records = [
-            ChangedElsewhere(user, mailbox)
-            for user, mailboxes in heard.items()
-            for mailbox in (sorted(mailboxes) if mailboxes is not None else (None,))
-        ]
-        log.debug("change feed: heard %s", ", ".join(_describe(r) for r in records))
+        records = changed_elsewhere(heard)
+        log.debug("change feed: heard %s", describe_heard(records))
         self._heard(records)
 
     # --- announcing -------------------------------------------------------------------
 
     def announce(self, user: str, mailbox: str | None) -> None:
         """Queue the announcement; it goes out at the end of this turn of the loop."""
-        if user in self._pending:
-            mailboxes = self._pending[user]
-            if mailboxes is not None:
-                if mailbox is None:
-                    self._pending[user] = None
-                else:
-                    mailboxes.add(mailbox)
-        else:
-            self._pending[user] = None if mailbox is None else {mailbox}
+        add_change(self._pending, user, None if mailbox is None else (mailbox,))
         if self._flush_handle is None:
             try:
                 loop = asyncio.get_running_loop()
@@ -416,13 +400,7 @@ def _merge_datagram(heard: Pending, datagram: bytes) -> None:
         return
     if not isinstance(user, str):
         return
-    if mailboxes is None or not isinstance(mailboxes, list):
-        heard[user] = None
+    if not isinstance(mailboxes, list):
+        add_change(heard, user, None)
         return
-    known = heard.setdefault(user, set())
-    if known is not None:
-        known.update(name for name in mailboxes if isinstance(name, str))
-
-
-def _describe(record: ChangedElsewhere) -> str:
-    return f"{record.user}/{record.mailbox if record.mailbox is not None else '*'}"
+    add_change(heard, user, (name for name in mailboxes if isinstance(name, str)))

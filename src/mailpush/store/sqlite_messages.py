@@ -190,11 +190,15 @@ class SqliteMessages:
         flags: int = 0,
         keywords: Sequence[str] = (),
         recent_uids: frozenset[int] = frozenset(),
+        unchanged_since: int | None = None,
     ) -> FlagsChanged:
         """STORE FLAGS/+FLAGS/-FLAGS; only messages that really changed are reported.
 
         `recent_uids` are the messages the acting session holds `\\Recent` for;
-        events report that flag as Dovecot does.
+        events report that flag as Dovecot does. `unchanged_since`: RFC 7162's
+        UNCHANGEDSINCE, judged here, inside the write transaction, so that a change
+        another session or process committed a moment earlier is never overwritten;
+        the messages left alone are the result's `modified`.
         """
         mailbox = normalize_mailbox_name(mailbox)
         flags &= F.STORED_FLAGS
@@ -206,8 +210,12 @@ class SqliteMessages:
             user_id = user_row_id(conn, user)
             box = selectable_mailbox(conn, user_id, mailbox)
             changes: list[FlagChange] = []
+            modified: list[int] = []
             modseq: int | None = None
-            for uid, old_flags, old_kw_text in _flag_rows(conn, box[0], wanted):
+            for uid, old_flags, old_kw_text, old_modseq in _flag_rows(conn, box[0], wanted):
+                if unchanged_since is not None and old_modseq > unchanged_since:
+                    modified.append(uid)
+                    continue
                 old_kw = tuple(old_kw_text.split()) if old_kw_text else ()
                 new_flags, new_kw = F.apply_flag_change(mode, old_flags, old_kw, flags, kw)
                 if new_flags == old_flags and new_kw == old_kw:
@@ -225,7 +233,7 @@ class SqliteMessages:
                 )
             if kw and mode != "remove":
                 remember_keywords(conn, box[0], kw)
-            result = FlagsChanged(user, mailbox, box[1], tuple(changes))
+            result = FlagsChanged(user, mailbox, box[1], tuple(changes), tuple(modified))
             if changes:
                 ctx.record(result)
             return result
@@ -543,24 +551,24 @@ def _message_rows(conn: sqlite3.Connection, box_id: int, uids: list[int]) -> lis
 
 def _flag_rows(
     conn: sqlite3.Connection, box_id: int, uids: list[int]
-) -> list[tuple[int, int, str]]:
+) -> list[tuple[int, int, str, int]]:
     if not uids:
         return []
     if len(uids) <= 500:
         marks = ",".join("?" * len(uids))
         return [
-            (r[0], r[1], r[2])
+            (r[0], r[1], r[2], r[3])
             for r in conn.execute(
-                f"SELECT uid, flags, keywords FROM messages WHERE mailbox_id = ?"
+                f"SELECT uid, flags, keywords, modseq FROM messages WHERE mailbox_id = ?"
                 f" AND uid IN ({marks}) ORDER BY uid",
                 (box_id, *uids),
             )
         ]
     allowed = set(uids)
     return [
-        (r[0], r[1], r[2])
+        (r[0], r[1], r[2], r[3])
         for r in conn.execute(
-            "SELECT uid, flags, keywords FROM messages WHERE mailbox_id = ?"
+            "SELECT uid, flags, keywords, modseq FROM messages WHERE mailbox_id = ?"
             " AND uid BETWEEN ? AND ? ORDER BY uid",
             (box_id, uids[0], uids[-1]),
         )

@@ -132,10 +132,15 @@ class StoreOperations:
         flags: int = 0,
         keywords: Sequence[str] = (),
         recent_uids: frozenset[int] = frozenset(),
+        unchanged_since: int | None = None,
     ) -> FlagsChanged:
-        """STORE FLAGS/+FLAGS/-FLAGS; only messages that really changed are reported."""
+        """STORE FLAGS/+FLAGS/-FLAGS; only messages that really changed are reported.
+
+        `unchanged_since` (CONDSTORE's UNCHANGEDSINCE): a message whose modseq is above
+        it is left alone and named in the result's `modified`, judged inside the write.
+        """
         return await self._messages.update_flags(
-            user, mailbox, uids, mode, flags, keywords, recent_uids
+            user, mailbox, uids, mode, flags, keywords, recent_uids, unchanged_since
         )
 
     async def expunge(
