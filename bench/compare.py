@@ -453,7 +453,8 @@ class _Profiler:
         self.directory.mkdir(parents=True, exist_ok=True)
         output = self.directory / f"{phase}.txt"
         spy = subprocess.Popen(
-            ["py-spy", "record", "--subprocesses", "-f", "raw", "-r", "100", "-o", str(output), "-p", str(pid)],
+            ["py-spy", "record", "--subprocesses", "-f", "raw", "-r", "100",
+             "-o", str(output), "-p", str(pid)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         time.sleep(0.5)  # attached before the first measurement

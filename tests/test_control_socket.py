@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from mailpush.cli.main import main
 from mailpush.config import load_settings
@@ -129,7 +130,27 @@ async def test_a_request_the_server_does_not_know_is_answered_with_the_known_one
 ) -> None:
     server, _ = running
     answer = await ask(control_socket_path(server.settings.data_dir), {"command": "stop"})
-    assert answer == {"ok": False, "message": "unknown command 'stop' (known: who, kick, reload)"}
+    assert answer == {
+        "ok": False, "message": "unknown command 'stop' (known: who, kick, reload, metrics)"
+    }
+
+
+async def test_metrics_answers_this_process_s_metrics_in_prometheus_text(
+    running: tuple[MailpushServer, Path],
+) -> None:
+    """What worker 0 asks each other worker for, to answer /metrics for all of them."""
+    server, _ = running
+
+    def deliver() -> None:
+        with smtplib.LMTP("127.0.0.1", lmtp_port(server)) as client:
+            client.sendmail("a@example.org", ["alice"], b"Subject: x\r\n\r\nbody\r\n")
+
+    await asyncio.to_thread(deliver)
+    answer = await ask(control_socket_path(server.settings.data_dir), {"command": "metrics"})
+    assert answer["ok"] is True
+    families = {f.name: f for f in text_string_to_metric_families(answer["text"])}
+    delivered = families["mailpush_lmtp_deliveries"].samples
+    assert sum(s.value for s in delivered if s.name.endswith("_total")) == 1
 
 
 async def test_without_a_running_server_the_commands_say_where_they_looked(

@@ -19,10 +19,12 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from mailpush.config import load_settings
 from mailpush.errors import ConfigError
@@ -310,6 +312,46 @@ async def test_who_and_reload_over_the_control_socket_reach_every_worker(
     finally:
         for client in sessions:
             await asyncio.to_thread(logout, client)
+
+
+async def test_metrics_of_worker_0_count_what_every_worker_served(
+    tmp_path: Path, served: list[Served]
+) -> None:
+    """/metrics is served by worker 0 but counts every worker's deliveries, each
+    worker's series labelled `worker`, each family once (a valid exposition)."""
+    metrics_port = free_port()
+    server = await start(
+        tmp_path, served, f"mailpush_metrics_listen = 127.0.0.1:{metrics_port}\n"
+    )
+    workers = server.workers()
+    pids = set(workers.values())
+
+    def deliver(count: int, worker: int) -> None:
+        client = connection_served_by(server.lmtp_port, workers[worker], pids)
+        try:
+            for number in range(count):
+                client.sendmail("a@example.org", ["alice"], MESSAGE % b"w%d-%d" % (worker, number))
+        finally:
+            client.quit()
+
+    await asyncio.to_thread(deliver, 2, 0)
+    await asyncio.to_thread(deliver, 3, 1)
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+            return str(r.read().decode())
+
+    text = await asyncio.to_thread(scrape)
+    assert text.count("# TYPE mailpush_lmtp_deliveries_total counter") == 1
+    (family,) = [
+        f for f in text_string_to_metric_families(text) if f.name == "mailpush_lmtp_deliveries"
+    ]
+    per_worker: dict[str, float] = {}
+    for sample in family.samples:
+        if sample.name == "mailpush_lmtp_deliveries_total":
+            worker = sample.labels["worker"]
+            per_worker[worker] = per_worker.get(worker, 0) + sample.value
+    assert per_worker == {"0": 2, "1": 3}
 
 
 async def test_sigterm_stops_the_supervisor_and_every_worker(

@@ -10,6 +10,10 @@ for it. One request per connection, one JSON object per line each way:
     ← {"ok": true, "kicked": 2}
     → {"command": "reload"}
     ← {"ok": false, "message": "/etc/mailpush.conf:12: ..."}
+    → {"command": "metrics"}
+    ← {"ok": true, "text": "# HELP mailpush_lmtp_deliveries_total ..."}
+
+(`metrics` is how worker 0 gathers the other workers' metrics for `/metrics`.)
 
 The server side knows nothing of IMAP or LMTP: it calls a `ControlCommands`
 the server implements. `ask` is the client the CLI uses.
@@ -81,6 +85,10 @@ class ControlCommands(Protocol):
     def kick(self, user: str) -> int: ...
 
     def reload(self) -> Awaitable[ReloadOutcome]: ...
+
+    def metrics_text(self) -> str:
+        """This process's metrics in Prometheus' text format."""
+        ...
 
 
 def control_socket_path(data_dir: Path) -> Path:
@@ -174,7 +182,12 @@ class ControlSocket:
                 "message": outcome.message,
                 "restart_needed": list(outcome.restart_needed),
             }
-        return {"ok": False, "message": f"unknown command {command!r} (known: who, kick, reload)"}
+        if command == "metrics":
+            return {"ok": True, "text": self._commands.metrics_text()}
+        return {
+            "ok": False,
+            "message": f"unknown command {command!r} (known: who, kick, reload, metrics)",
+        }
 
 
 async def ask(path: Path, request: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:

@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from prometheus_client import generate_latest
+
 from .auth import AuthPenalty, PasswdFile, PasswdFileAuthenticator, resolve_user
 from .config import Settings, load_settings
 from .control_socket import (
@@ -62,6 +64,7 @@ from .store.feed_protocol import ChangeFeed, link_feed
 from .store.open_feed import configured_feed
 from .store.open_store import SQLITE_STORE_FILE, store_location
 from .store.open_store import open_store as open_configured_store
+from .worker_metrics import workers_exposition
 from .worker_role import WorkerRole
 
 log = logging.getLogger(__name__)
@@ -394,8 +397,16 @@ class MailpushServer:
         ):
             return
         address, port = settings.metrics_listen
+        exposition = None
+        if self.role is not None and settings.workers > 1:
+            registry, data_dir, workers = self.metrics.registry, settings.data_dir, settings.workers
+
+            async def exposition() -> bytes:
+                return await workers_exposition(registry, data_dir, workers)
+
         self.metrics_endpoint = MetricsEndpoint(
-            self.metrics.registry, address, port, self._refresh_gauges, self.readiness_problems
+            self.metrics.registry, address, port, self._refresh_gauges, self.readiness_problems,
+            exposition=exposition,
         )
         host, bound = await self.metrics_endpoint.start()
         self.listeners.append(BoundListener("metrics", host, bound))
@@ -530,6 +541,10 @@ class MailpushServer:
                     kicked += 1
         log.info("kick: user=<%s>: %d IMAP connection(s) disconnected", user, kicked)
         return kicked
+
+    def metrics_text(self) -> str:
+        """This process's metrics, for worker 0's `/metrics` (`worker_metrics`)."""
+        return generate_latest(self.metrics.registry).decode()
 
     async def reload(self) -> ReloadOutcome:
         """Read the configuration file again and apply it; refused (and logged) if it fails

@@ -52,6 +52,9 @@ class WorkersControlSocket(ControlSocket):
     async def reload(self) -> ReloadOutcome:
         raise ServiceError("the supervisor asks its workers to reload")
 
+    def metrics_text(self) -> str:
+        raise ServiceError("worker 0 gathers the workers' metrics for /metrics")
+
     async def _answer(self, request: dict[str, Any]) -> dict[str, Any]:
         command = request.get("command")
         if command not in ("who", "kick", "reload"):

@@ -33,8 +33,11 @@ class MetricsEndpoint:
         port: int,
         refresh: Callable[[], Awaitable[None]] | None = None,
         readiness: Readiness | None = None,
+        exposition: Callable[[], Awaitable[bytes]] | None = None,
     ) -> None:
         self._registry = registry
+        #: What a scrape answers instead of `registry` alone: several workers' metrics.
+        self._exposition = exposition
         self._readiness = readiness
         #: Updates gauges that are read from the store (queue depth) just before a scrape.
         self._refresh = refresh
@@ -70,7 +73,10 @@ class MetricsEndpoint:
     async def _metrics(self, request: web.Request) -> web.Response:
         if self._refresh is not None:
             await self._refresh()
-        body = generate_latest(self._registry)
+        if self._exposition is not None:
+            body = await self._exposition()
+        else:
+            body = generate_latest(self._registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _healthz(self, request: web.Request) -> web.Response:
