@@ -51,6 +51,7 @@ from .config import Settings
 from .control_socket import MAX_SOCKET_PATH, control_socket_path
 from .errors import ServiceError
 from .startup_checks import check_startup
+from .store.open_store import migrate_store
 from .worker_control import WorkersControlSocket
 from .worker_role import WORKERS_DIR, worker_control_path
 
@@ -108,6 +109,9 @@ class Supervisor:
         settings = self.settings
         check_startup(settings)
         check_ports_free(settings)
+        # Create or migrate the store once, before N workers open it at the same moment:
+        # on a new SQLite file their first statements would race to convert it.
+        await asyncio.to_thread(migrate_store, settings)
         self._directory.mkdir(mode=0o700, exist_ok=True)
         loop = asyncio.get_running_loop()
         notices = await self._listen_for_readiness()
