@@ -195,6 +195,38 @@ async def test_store_unchangedsince_leaves_newer_messages_alone_and_names_them(
     assert flags == {1: F.SEEN, 2: F.ANSWERED, 3: F.ANSWERED}
 
 
+async def test_store_unchangedsince_keeps_a_change_the_session_has_not_heard_of_yet(
+    stack: ImapStack,
+) -> None:
+    """Another process changed message 2 after the client's modseq, and this session has
+    not yet heard (its view still holds the old modseq): the store's own check, inside
+    the write, leaves message 2 alone and names it, instead of overwriting the change."""
+    await three_messages(stack)
+    loop = asyncio.get_running_loop()
+    elsewhere = await asyncio.to_thread(stack.another_store)
+
+    def work(client: imaplib.IMAP4) -> tuple[list[bytes], bytes]:
+        client.select("INBOX")
+        _, data = client.fetch("3", "(MODSEQ)")
+        limit = int(re.findall(rb"MODSEQ \((\d+)\)", data[0])[0])
+        asyncio.run_coroutine_threadsafe(
+            elsewhere.update_flags("alice", "INBOX", [2], "add", F.FLAGGED), loop
+        ).result(10)
+        return untagged(client, b"c1", f"STORE 1:3 (UNCHANGEDSINCE {limit}) +FLAGS (\\Answered)")
+
+    try:
+        lines, tagged = await imaplib_session(stack, work)
+    finally:
+        await asyncio.to_thread(elsewhere.close)
+    assert tagged == b"OK [MODIFIED 2] Conditional store failed."
+    assert [re.sub(rb"MODSEQ \(\d+\)", b"MODSEQ (m)", line) for line in lines] == [
+        b"* 1 FETCH (MODSEQ (m) FLAGS (\\Answered \\Recent))",
+        b"* 3 FETCH (MODSEQ (m) FLAGS (\\Answered \\Recent))",
+    ]
+    flags = {i.uid: i.flags for i in await stack.store.messages("alice", "INBOX")}
+    assert flags == {1: F.ANSWERED, 2: F.FLAGGED, 3: F.ANSWERED}
+
+
 # --- SEARCH MODSEQ ----------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from mailpush.errors import StoreError
+from mailpush.store import sqlite_writer
 from mailpush.store.sqlite_writer import WRITE_LOCK_SUFFIX, GroupCommitWriter, WriteContext
 
 #: Another process holding the writers' lock until a line arrives on its stdin.
@@ -115,3 +116,32 @@ def test_a_lock_file_that_cannot_be_opened_is_a_store_error_naming_it(tmp_path: 
     writer = GroupCommitWriter(lambda: connect(database), lock_path=where)
     with pytest.raises(StoreError, match=f"cannot open the writers' lock file {where}"):
         writer.start()
+
+
+async def test_a_lock_held_past_the_timeout_fails_the_waiting_writes_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process stopped (SIGSTOP) or hung while holding the lock must not hold every
+    writer for ever: after the timeout (30 s; 0.5 s here) the waiting operations fail
+    with the lock file's name, as SQLite's own busy timeout would, and close returns."""
+    monkeypatch.setattr(sqlite_writer, "LOCK_TIMEOUT", 0.5)
+    database = tmp_path / "w.sqlite"
+    writer = GroupCommitWriter(lambda: connect(database), lock_path=lock_path(database))
+    writer.start()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(lock_path(database))],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None
+        assert await asyncio.to_thread(holder.stdout.readline) == b"held\n"
+        waiting = [writer.submit(insert(n)) for n in range(3)]
+        results = await asyncio.wait_for(
+            asyncio.gather(*waiting, return_exceptions=True), 10
+        )
+        assert all(isinstance(r, StoreError) for r in results), results
+        assert f"lock {lock_path(database)} for" in str(results[0])
+        await asyncio.wait_for(asyncio.to_thread(writer.stop), 10)
+    finally:
+        holder.kill()
+        holder.wait()

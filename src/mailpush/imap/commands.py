@@ -15,6 +15,7 @@ from .mailbox_commands import MAILBOX_COMMANDS
 from .message_commands import MESSAGE_COMMANDS
 from .metadata_commands import METADATA_COMMANDS
 from .notify_commands import NOTIFY_COMMANDS
+from .search_update_commands import SEARCH_UPDATE_COMMANDS
 from .session_commands import SESSION_COMMANDS
 from .sort_commands import SORT_COMMANDS
 
@@ -34,5 +35,5 @@ def command_table(*groups: tuple[CommandSpec, ...]) -> CommandTable:
 
 COMMANDS = command_table(
     SESSION_COMMANDS, LOGIN_COMMANDS, MAILBOX_COMMANDS, MESSAGE_COMMANDS, METADATA_COMMANDS,
-    SORT_COMMANDS, COMPRESS_COMMANDS, LIST_COMMANDS, NOTIFY_COMMANDS,
+    SORT_COMMANDS, COMPRESS_COMMANDS, LIST_COMMANDS, NOTIFY_COMMANDS, SEARCH_UPDATE_COMMANDS,
 )

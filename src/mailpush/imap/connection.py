@@ -59,6 +59,8 @@ from .parser import (
     parse_command,
 )
 from .responses import ResponseBuffer, format_flags
+from .search_refresh import refresh_search_updates
+from .search_updates import SearchUpdates
 from .sequence_set import format_uid_ranges
 from .session import MailboxView
 from .sort_memory import FactsCache
@@ -177,6 +179,9 @@ class ImapConnection:
         #: INBOX is known to exist (it is created on first use, not at login).
         self._inbox_exists = False
         self._recent_claim: asyncio.Task[None] | None = None
+        #: SEARCH RETURN (UPDATE) searches followed, and their refreshes running in IDLE.
+        self.search_updates = SearchUpdates()
+        self._search_pushes: set[asyncio.Task[None]] = set()
         #: The current command's literals that went to spool files, by offset in it.
         self.spooled: dict[int, SpooledLiteral] = {}
         #: The tag of the command running (STARTTLS answers it before the handshake).
@@ -280,6 +285,8 @@ class ImapConnection:
             self._unsubscribe = None
         if self._recent_claim is not None:
             self._recent_claim.cancel()
+        for task in list(self._search_pushes):
+            task.cancel()
         if self._resync is not None:
             self._resync.cancel()
         if self._watch is not None:
@@ -472,7 +479,7 @@ class ImapConnection:
             "MULTIAPPEND", f"APPENDLIMIT={self.options.max_literal_size}",
             "METADATA", "METADATA-SERVER",
             "SORT", "SORT=DISPLAY", "THREAD=REFERENCES", "THREAD=ORDEREDSUBJECT", "ESEARCH",
-            "ESORT", "COMPRESS=DEFLATE", "LIST-EXTENDED", "LIST-STATUS", "BINARY",
+            "ESORT", "CONTEXT=SEARCH", "COMPRESS=DEFLATE", "LIST-EXTENDED", "LIST-STATUS", "BINARY",
             "CATENATE", "CONDSTORE", "QRESYNC", "NOTIFY",
         ]  # fmt: skip
         return " ".join(caps)
@@ -629,6 +636,7 @@ class ImapConnection:
     def begin_select(self) -> None:
         """Start buffering hub changes: a SELECT is about to read the mailbox."""
         self.view = None
+        self.search_updates.clear()
         self.state = State.AUTHENTICATED
         self._loading = []
 
@@ -662,6 +670,7 @@ class ImapConnection:
 
     def unselect(self) -> None:
         self.view = None
+        self.search_updates.clear()
         self._loading = None
         if self.state is State.SELECTED:
             self.state = State.AUTHENTICATED
@@ -705,6 +714,21 @@ class ImapConnection:
         self.out.flush()
         if self.state is State.LOGOUT and not self._idling:
             self.stream.close()  # the mailbox was deleted: BYE said, nothing to wait for
+        view = self.view
+        if view is not None and self.search_updates and view.search_changes:
+            task = asyncio.get_running_loop().create_task(self._push_search_updates(view))
+            self._search_pushes.add(task)
+            task.add_done_callback(self._search_pushes.discard)
+
+    async def _push_search_updates(self, view: MailboxView) -> None:
+        """The UPDATE searches' news after the updates just pushed (it reads the store),
+        and after the RECENT of new mail, as in a command's answer."""
+        claim = self._recent_claim
+        if claim is not None and not claim.done():
+            await asyncio.wait([claim])
+        await refresh_search_updates(self, view)
+        if self._pushing:
+            self.out.flush()
 
     @property
     def _push_expunges(self) -> bool:
@@ -772,6 +796,11 @@ class ImapConnection:
             await self._claim_recent(view, new_uids)
             if self._notify_fetch is not None and self._counts_changes:
                 await self._notify_fetch(new_uids)
+        if self.view is view and view.search_changes is not None:
+            if self.search_updates:
+                await refresh_search_updates(self, view)  # after EXISTS, as Dovecot
+            else:
+                view.search_changes = None  # none followed now (cancelled, or it failed)
 
     @property
     def _counts_changes(self) -> bool:
@@ -793,6 +822,11 @@ class ImapConnection:
         updates = view.take_updates(allow_expunge)
         out = self.out
         counts = self._counts_changes
+        if updates.expunged_uids and self.search_updates:
+            # UPDATE searches lose expunged messages first, in the numbering they leave.
+            before = [seq + k for k, seq in enumerate(updates.expunged)]
+            for line in self.search_updates.expunged_lines(updates.expunged_uids, before):
+                out.line(line)
         # Dovecot's order: EXPUNGE, FLAGS before the FETCH that uses a new keyword, EXISTS.
         if not counts:
             pass

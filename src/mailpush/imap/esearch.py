@@ -6,7 +6,9 @@ on SORT, where MIN and MAX are the first and last message in sort order and
 ALL keeps that order. Dovecot 2.3 writes the items in a fixed order (MIN,
 MAX, ALL, COUNT) whatever the order asked, leaves out MIN, MAX and ALL when
 nothing matched, and writes COUNT 0. SAVE (SEARCHRES) is not offered: it is
-refused like any unknown option.
+refused like any unknown option. SEARCH's CONTEXT=SEARCH options (PARTIAL,
+UPDATE) are read in search_context.py; PARTIAL's answer is written here,
+after ALL and before COUNT, where Dovecot writes it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ __all__ = ["RESULT_OPTIONS", "esearch_response", "format_number_list", "parse_re
 
 #: The options a client may ask for, in the order the response lists them.
 RESULT_OPTIONS = ("MIN", "MAX", "ALL", "COUNT")
+_MIN_MAX = frozenset(("MIN", "MAX"))
 
 
 def parse_return_options(tokens: Tokenizer) -> frozenset[str] | None:
@@ -48,14 +51,21 @@ def esearch_response(
     numbers: Sequence[int],
     wanted: frozenset[str],
     modseqs: Mapping[int, int] | None = None,
+    partial: tuple[int, int] | None = None,
+    update: bool = False,
 ) -> str:
     """`* ESEARCH (TAG "a1") [UID] ...` for `numbers` in result order (ascending for SEARCH).
 
     A MODSEQ search (`modseqs`: number → modseq) ends with the highest modseq of
     the messages returned (RFC 4731 §3.2): only the MIN and MAX message when
     nothing else is asked for, every match with ALL or COUNT (imaptest's
-    esearch-condstore checks both, as Dovecot answers)."""
-    modseq = _returned_modseq(numbers, wanted, modseqs) if modseqs and numbers else 0
+    esearch-condstore checks both, as Dovecot answers). `partial` (CONTEXT=SEARCH) asks for
+    `PARTIAL (m:n set)`: the m-th to n-th number, NIL when there are none; with it, or
+    with `update`, every match counts towards MODSEQ, as in Dovecot."""
+    minmax_only = partial is None and not update and bool(wanted) and wanted <= _MIN_MAX
+    modseq = (
+        _returned_modseq(numbers, wanted, modseqs, minmax_only) if modseqs and numbers else 0
+    )
     parts = [f'* ESEARCH (TAG "{tag}")']
     if by_uid:
         parts.append("UID")
@@ -66,6 +76,10 @@ def esearch_response(
             parts.append(f"MAX {numbers[-1]}")
         if "ALL" in wanted:
             parts.append(f"ALL {format_number_list(numbers)}")
+    if partial is not None:
+        first, last = partial
+        chosen = numbers[first - 1 : last]
+        parts.append(f"PARTIAL ({first}:{last} {format_number_list(chosen) if chosen else 'NIL'})")
     if "COUNT" in wanted:
         parts.append(f"COUNT {len(numbers)}")
     if modseq and numbers:
@@ -74,9 +88,9 @@ def esearch_response(
 
 
 def _returned_modseq(
-    numbers: Sequence[int], wanted: frozenset[str], modseqs: Mapping[int, int]
+    numbers: Sequence[int], wanted: frozenset[str], modseqs: Mapping[int, int], minmax_only: bool
 ) -> int:
-    if "ALL" in wanted or "COUNT" in wanted:
+    if not minmax_only:
         returned: Sequence[int] = numbers
     else:
         returned = [numbers[0]] * ("MIN" in wanted) + [numbers[-1]] * ("MAX" in wanted)

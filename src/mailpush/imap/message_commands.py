@@ -20,7 +20,6 @@ COPY and MOVE copy nothing and answer `NO [EXPUNGEISSUED]`.
 
 from __future__ import annotations
 
-import asyncio
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -33,21 +32,16 @@ from .command_arguments import FLAGS, MAILBOX_OR_EMPTY, SEQUENCE_SET
 from .command_errors import CommandFailedError, store_error_text
 from .command_spec import Argument, CommandSpec, command, optional
 from .condstore import FetchModifiers, parse_fetch_modifiers, parse_store_modifiers
-from .esearch import esearch_response, parse_return_options
+from .esearch import esearch_response
 from .fetch import FetchPlan, parse_fetch_items, with_modseq
-from .heavy_work import (
-    INLINE_BYTES,
-    INLINE_KEY_TESTS,
-    FetchRow,
-    SearchRow,
-    match_rows,
-    render_fetch_rows,
-    search_rows,
-)
+from .heavy_work import FetchRow, render_fetch_rows
 from .mailbox_commands import parse_store_flags
 from .parser import CommandSyntaxError, Tokenizer
 from .responses import FLUSH_THRESHOLD, format_flags
 from .search import SearchProgram, UnsupportedCharsetError, parse_search
+from .search_context import parse_search_returns
+from .search_matching import match_messages
+from .search_updates import FollowedSearch, noupdate_line
 from .sequence_set import (
     InvalidSequenceSetError,
     SequenceSet,
@@ -83,6 +77,9 @@ class SearchRequest:
     start: int
     #: ESEARCH's RETURN options (RFC 4731); None for a plain `* SEARCH` answer.
     returns: frozenset[str] | None = None
+    #: CONTEXT=SEARCH (RFC 5267): `RETURN (PARTIAL m:n)` and `RETURN (UPDATE)`.
+    partial: tuple[int, int] | None = None
+    update: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,63 +140,43 @@ async def _search(conn: Session, request: SearchRequest, by_uid: bool) -> str:
     program = request.program
     if program.uses_modseq:
         conn.enable_condstore()
-    user = conn.require_user()
+    follow = request.update
+    if follow and conn.search_updates.full:
+        conn.out.line(noupdate_line(conn.tag))  # answered, but not followed (Dovecot)
+        follow = False
+    if follow:
+        view.follow_search_changes()  # what changes while this runs is looked at again
     reads_store = program.needs_info or program.needs_raw
     candidates = view.uids
     lost = False
     if reads_store and view.has_pending_expunges:
         candidates = [uid for uid in view.uids if not view.is_expunged(uid)]
         lost = len(candidates) < len(view.uids)
-    infos: dict[int, MessageInfo] = {}
-    if program.needs_info:
-        infos = {i.uid: i for i in await conn.store.messages(user, view.name, candidates)}
-    max_seq, max_uid = view.exists, view.uids[-1] if view.uids else 0
-    found: list[int] = []
+    numbering = list(view.uids) if follow and program.uses_seq else None
+    looked_up_to = view.uids[-1] if view.uids else 0
+    matches = await match_messages(conn, view, program, request.data, request.start, candidates)
+    found = [uid if by_uid else seq for seq, uid in matches.pairs]
     #: Each match's modseq, which a MODSEQ search reports the highest of (RFC 7162 §3.1.5).
     modseqs: dict[int, int] = {}
-    heavy = conn.heavy
-    async with AsyncExitStack() as held:
-        holding_slot = False
-        for start in range(0, len(candidates), FETCH_CHUNK):
-            chunk = candidates[start : start + FETCH_CHUNK]
-            raws: dict[int, bytes] = {}
-            if program.needs_raw:
-                # Header and body keys parse every message: within the user's slots.
-                if not holding_slot:
-                    await held.enter_async_context(heavy.slot(user))
-                    holding_slot = True
-                raws = await conn.store.raw_messages(user, view.name, chunk)
-            size = sum(len(raw) for raw in raws.values())
-            rows: list[SearchRow] = []
-            for uid in chunk:
-                seq = view.seq_of(uid)
-                if seq is None:
-                    continue
-                flags, keywords = view.flag_state(uid)
-                rows.append(
-                    (seq, uid, flags, keywords, uid in view.recent, infos.get(uid),
-                     raws.get(uid))
-                )  # fmt: skip
-            del raws
-            # A 64 KB program holds thousands of keys: even without mail to parse,
-            # keys x messages is the client's choice of work, so it goes to the pool too.
-            if size > INLINE_BYTES or len(rows) * program.keys > INLINE_KEY_TESTS:
-                if not holding_slot:
-                    await held.enter_async_context(heavy.slot(user))
-                    holding_slot = True
-                matches = await heavy.run(
-                    search_rows, request.data, request.start, max_seq, max_uid, rows
-                )
-            else:
-                matches = match_rows(program, max_seq, max_uid, rows)
-                await asyncio.sleep(0)  # one chunk at a time: others run in between
-            found.extend(uid if by_uid else seq for seq, uid in matches)
-            if program.uses_modseq:
-                for seq, uid in matches:
-                    if uid in infos:
-                        modseqs[uid if by_uid else seq] = infos[uid].modseq
+    if program.uses_modseq:
+        infos = matches.infos
+        for seq, uid in matches.pairs:
+            if uid in infos:
+                modseqs[uid if by_uid else seq] = infos[uid].modseq
+    if follow:
+        conn.search_updates.follow(
+            FollowedSearch(
+                conn.tag, by_uid, program, request.data, request.start,
+                {uid for _, uid in matches.pairs}, numbering, looked_up_to,
+            )
+        )  # fmt: skip
     if request.returns is not None:
-        conn.out.line(esearch_response(conn.tag, by_uid, found, request.returns, modseqs))
+        conn.out.line(
+            esearch_response(
+                conn.tag, by_uid, found, request.returns, modseqs, request.partial,
+                request.update,
+            )
+        )  # fmt: skip
     else:
         highest = max(modseqs.values(), default=0)
         modseq = f" (MODSEQ {highest})" if highest else ""
@@ -419,20 +396,27 @@ async def _store(
     modified: list[int] = []
     if action.unchanged_since is not None:
         # RFC 7162 §3.1.3: a message changed after the client's modseq is left alone
-        # and named in [MODIFIED]. Judged on this session's view, which the change hub
-        # keeps current; a change committed between this check and the write wins.
+        # and named in [MODIFIED]. Judged first on this session's view, then again by
+        # the store inside the write, so a change committed in between is kept too.
         limit = action.unchanged_since
         kept = [(seq, uid) for seq, uid in pairs if view.modseq_of(uid) <= limit]
         modified = [uid if by_uid else seq for seq, uid in pairs if view.modseq_of(uid) > limit]
         pairs = kept
     before = {uid: view.modseq_of(uid) for _, uid in pairs} if conn.condstore else {}
     uids = [uid for _, uid in pairs if not view.is_expunged(uid)]
+    some_expunged = len(uids) < len(pairs)
     if uids:
-        await conn.store.update_flags(
+        result = await conn.store.update_flags(
             conn.require_user(), view.name, uids, action.mode,
             flags, keywords, recent_uids=frozenset(view.recent.intersection(uids)),
+            unchanged_since=action.unchanged_since,
         )  # fmt: skip
-    if len(uids) < len(pairs):
+        if result.modified:
+            changed_meanwhile = set(result.modified)
+            modified += [uid if by_uid else seq for seq, uid in pairs if uid in changed_meanwhile]
+            modified.sort()
+            pairs = [(seq, uid) for seq, uid in pairs if uid not in changed_meanwhile]
+    if some_expunged:
         for _, uid in pairs:
             if view.is_expunged(uid):
                 view.store_vanished(uid, action.mode, flags, keywords)
@@ -539,13 +523,17 @@ def _resolve(view: MailboxView, numbers: SequenceSet, by_uid: bool) -> list[tupl
 
 
 def _search_request(tokens: Tokenizer, conn: Session) -> SearchRequest:
-    returns = parse_return_options(tokens)
+    returns = parse_search_returns(tokens, conn.search_updates.follows(conn.tag))
     start = tokens.pos
     try:
         program = parse_search(tokens)
     except UnsupportedCharsetError:
         raise CommandFailedError("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset") from None
-    return SearchRequest(program, tokens.data, start, returns)
+    if returns is None:
+        return SearchRequest(program, tokens.data, start)
+    return SearchRequest(
+        program, tokens.data, start, returns.options, returns.partial, returns.update
+    )
 
 
 def _fetch_items(tokens: Tokenizer, conn: Session) -> FetchPlan:

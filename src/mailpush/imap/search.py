@@ -97,6 +97,10 @@ class SearchProgram:
     keys: int = 1
     #: A MODSEQ key (RFC 7162): CONDSTORE is enabled and the answer ends `(MODSEQ n)`.
     uses_modseq: bool = False
+    #: A flag, keyword or MODSEQ key: an UPDATE search runs again when flags change.
+    reads_flags: bool = False
+    #: A sequence-number key: an UPDATE search keeps the numbering it first ran with.
+    uses_seq: bool = False
 
 
 def parse_search(tokens: Tokenizer) -> SearchProgram:
@@ -112,17 +116,21 @@ def parse_search(tokens: Tokenizer) -> SearchProgram:
     while tokens.skip_space():
         keys.append(_key(tokens, needs))
     tokens.end()
-    return SearchProgram(_all_of(keys), needs.raw, needs.info, needs.keys, needs.modseq)
+    return SearchProgram(
+        _all_of(keys), needs.raw, needs.info, needs.keys, needs.modseq, needs.flags, needs.seq
+    )
 
 
 class _Needs:
-    __slots__ = ("raw", "info", "keys", "modseq")
+    __slots__ = ("raw", "info", "keys", "modseq", "flags", "seq")
 
     def __init__(self) -> None:
         self.raw = False
         self.info = False
         self.keys = 0
         self.modseq = False
+        self.flags = False
+        self.seq = False
 
 
 def _all_of(keys: list[Predicate]) -> Predicate:
@@ -167,9 +175,11 @@ def _key(tokens: Tokenizer, needs: _Needs) -> Predicate:
         return _all_of(keys)
     char = tokens.peek()
     if char is not None and (0x30 <= char <= 0x39 or char in (0x2A, 0x24)):
+        needs.seq = True
         return _in_sequence(tokens.sequence_set(), by_uid=False)
     name = tokens.atom("search key").upper()
     if name in _FLAG_KEYS:
+        needs.flags = needs.flags or name != "ALL"
         return _FLAG_KEYS[name]
     if name == "NOT":
         tokens.space()
@@ -190,6 +200,7 @@ def _key(tokens: Tokenizer, needs: _Needs) -> Predicate:
         tokens.space()
         keyword = tokens.flag().lower()
         has = name == "KEYWORD"
+        needs.flags = True
         return lambda ctx: any(k.lower() == keyword for k in ctx.keywords) == has
     if name == "MODSEQ":
         # `MODSEQ ["/flags/\\seen" all] n`: the entry only narrows which flag's modseq
@@ -203,6 +214,7 @@ def _key(tokens: Tokenizer, needs: _Needs) -> Predicate:
         modseq = tokens.number("modseq")
         needs.info = True
         needs.modseq = True
+        needs.flags = True
         return lambda ctx: ctx.info is not None and ctx.info.modseq >= modseq
     if name in ("LARGER", "SMALLER"):
         tokens.space()

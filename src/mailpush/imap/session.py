@@ -106,6 +106,9 @@ class MailboxView:
         self._new_keywords = False
         #: Messages whose FETCH FLAGS this session itself just reported.
         self._already_reported: dict[int, FlagState] = {}
+        #: UIDs whose flags changed or that arrived since the UPDATE searches last looked
+        #: (search_updates.py); None while the session follows none.
+        self.search_changes: set[int] | None = None
 
     # --- numbering ----------------------------------------------------------------
 
@@ -134,6 +137,11 @@ class MailboxView:
         """Keywords as this mailbox already spells them (`nil` stored where `NIL` exists)."""
         return tuple(self.keywords.get(k.lower(), k) for k in keywords)
 
+    def follow_search_changes(self) -> None:
+        """Start collecting `search_changes` (an UPDATE search is being made)."""
+        if self.search_changes is None:
+            self.search_changes = set()
+
     def take_new_keywords(self) -> bool:
         """Whether keywords appeared that `* FLAGS` has not announced yet (now it must)."""
         found, self._new_keywords = self._new_keywords, False
@@ -159,6 +167,8 @@ class MailboxView:
             for saved in change.messages:
                 if saved.uid not in self.flags:
                     self._new.add(saved.uid)
+                    if self.search_changes is not None:
+                        self.search_changes.add(saved.uid)
                     self.flags[saved.uid] = (saved.flags, saved.keywords)
                     self.modseqs[saved.uid] = saved.modseq
                     self._note_keywords(saved.keywords)
@@ -173,6 +183,8 @@ class MailboxView:
                     self.modseqs[item.uid] = item.modseq
                     self._flag_changes.add(item.uid)
                     self._note_keywords(item.new_keywords)
+                    if self.search_changes is not None:
+                        self.search_changes.add(item.uid)
                 self._saw_modseq(item.modseq)
             return True
         if isinstance(change, MessagesExpunged):
@@ -225,6 +237,8 @@ class MailboxView:
             else:
                 self.modseqs[info.uid] = info.modseq
                 continue
+            if self.search_changes is not None:
+                self.search_changes.add(info.uid)
             self.flags[info.uid] = state
             self.modseqs[info.uid] = info.modseq
             self._note_keywords(info.keywords)

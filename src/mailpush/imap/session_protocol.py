@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..store import MailStore
 from ..store.models import MailboxStatus
@@ -23,6 +23,9 @@ from .responses import ResponseBuffer
 from .session import MailboxView
 from .sort_memory import FactsCache
 from .states import State
+
+if TYPE_CHECKING:  # search_updates runs searches through this protocol
+    from .search_updates import SearchUpdates
 
 __all__ = ["Session"]
 
@@ -68,6 +71,11 @@ class Session(Protocol):
     @property
     def sort_facts(self) -> FactsCache:
         """What SORT and THREAD read of each message, kept for the server's lifetime."""
+        ...
+
+    @property
+    def search_updates(self) -> SearchUpdates:
+        """The selected mailbox's UPDATE searches (RFC 5267) this session follows."""
         ...
 
     @property

@@ -27,11 +27,11 @@ Several processes write one file (workers, `mailpush deliver`, other nodes of
 a shared data directory). SQLite makes a writer that finds the file locked
 wait in its busy handler, which sleeps 1, 2, 5 … up to 100 ms between tries:
 with two busy processes most of the time went to sleeping while the lock was
-free. So each writer first takes an exclusive `flock` on `<database>.writelock`,
-blocking in the writer thread; the kernel wakes it the moment the holder
-commits, and it drains its queue only then, so what arrived meanwhile joins
-its batch. The lock is held from BEGIN to COMMIT only; a process that dies
-drops it with its descriptor. Writers that do not take it (an SQLite shell)
+free. So each writer first takes an exclusive `flock` on `<database>.writelock`
+in the writer thread, trying every 1 to 10 ms (up to `LOCK_TIMEOUT`), and
+drains its queue only then, so what arrived meanwhile joins its batch. The
+lock is held from BEGIN to COMMIT only; a process that dies drops it with
+its descriptor. Writers that do not take it (an SQLite shell)
 are still serialised by SQLite's own lock.
 """
 
@@ -61,6 +61,9 @@ T = TypeVar("T")
 
 #: Appended to the database's file name: the lock file writers `flock` (see above).
 WRITE_LOCK_SUFFIX = ".writelock"
+
+#: Seconds a writer waits for the writers' lock before failing the waiting operations.
+LOCK_TIMEOUT = 30.0
 
 #: Operations run together in one commit at most; bounds the latency one batch adds.
 MAX_BATCH = 512
@@ -193,9 +196,11 @@ class GroupCommitWriter:
                 first = self._queue.get()
                 if first is _STOP:
                     return
-                if lock is not None:
-                    fcntl.flock(lock, fcntl.LOCK_EX)
                 batch: list[_Job[Any]] = [first]  # type: ignore[list-item]
+                if lock is not None and not self._take_lock(lock):
+                    self._refuse_waiting(batch)
+                    del first, batch
+                    continue
                 stop_after = False
                 while len(batch) < MAX_BATCH:
                     try:
@@ -221,6 +226,45 @@ class GroupCommitWriter:
             conn.close()
             if lock is not None:
                 os.close(lock)
+
+    def _take_lock(self, lock: int) -> bool:
+        """The writers' flock, waited for up to `LOCK_TIMEOUT` (SQLite's own busy timeout).
+
+        Not a blocking flock: a process stopped (SIGSTOP) or hung while holding it
+        would hold every writer here for ever, /readyz included, and `stop` with them.
+        Polled at 1 ms rising to 10 ms: a wait costs a few syscalls, and a freed lock
+        is taken within 10 ms. False on timeout.
+        """
+        deadline = time.monotonic() + LOCK_TIMEOUT
+        pause = 0.001
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(pause)
+                pause = min(2 * pause, 0.01)
+
+    def _refuse_waiting(self, batch: list[_Job[Any]]) -> None:
+        """Fail `batch` and whatever queued behind it: the lock was not to be had."""
+        error = StoreError(
+            f"another process has held the writers' lock {self._lock_path} for"
+            f" {LOCK_TIMEOUT:.0f}s (a stopped or hung mailpush process?)"
+        )
+        log.error("%s", error)
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                self._queue.put(_STOP)  # seen by the loop right after
+                break
+            batch.append(item)  # type: ignore[arg-type]
+        for job in batch:
+            _resolve(job, False, error)
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job[Any]]) -> None:
         relaxed = self._full_sync and not any(job.durable for job in batch)
