@@ -29,17 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from bench.dovecot_instance import DovecotInstance, dovecot_binary
 
-from mailpush.auth import add_user
-from mailpush.imap import ImapOptions, ImapServer
-from mailpush.store import SqliteStore
-
-from ..imap.conftest import passwd_authenticator
 from .test_imap_extensions_differential import DOVECOT_CONFIG, RawClient
 
 pytestmark = pytest.mark.skipif(
@@ -133,24 +126,6 @@ def _capabilities_compared(answer: object) -> object:
     """CAPABILITY: only whether CONDSTORE and QRESYNC are there (the rest differs)."""
     lines, _ = answer  # type: ignore[misc]
     return {b"CONDSTORE", b"QRESYNC"} <= set(lines[0].split())
-
-
-@pytest.fixture
-async def mailpush_port(tmp_path: Path) -> AsyncIterator[int]:
-    users = tmp_path / "users"
-    add_user(users, "alice", PASSWORD, "PLAIN")
-    store = SqliteStore(tmp_path / "mail.db", fsync="never")
-    store.open()
-    server = ImapServer(
-        store, passwd_authenticator(users),
-        ImapOptions(address="127.0.0.1", port=0, auth_failure_delay=0.01),
-    )  # fmt: skip
-    _, port = await server.start()
-    try:
-        yield port
-    finally:
-        await server.stop(1.0)
-        await asyncio.to_thread(store.close)
 
 
 async def test_condstore_and_qresync_answer_as_dovecot_does(mailpush_port: int) -> None:

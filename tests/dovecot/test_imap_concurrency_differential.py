@@ -17,17 +17,13 @@ another session caused.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
-from bench.dovecot_instance import DovecotInstance, dovecot_binary
+from bench.dovecot_instance import dovecot_binary
 
-from mailpush.config import load_settings
-from mailpush.server import MailpushServer
-
-from ..conftest import free_port, imap_listener, write_config
-from ..imap.two_sessions import SCRIPTS, Script, Session
+from ..imap.two_sessions import SCRIPTS
+from .transcripts import dovecot_transcript, mailpush_transcript
 
 pytestmark = pytest.mark.skipif(
     dovecot_binary() is None,
@@ -38,33 +34,8 @@ pytestmark = pytest.mark.skipif(
 PASSWORD = "secret"
 
 
-def transcript(port: int, name: str) -> str:
-    script = Script(lambda session: Session("127.0.0.1", port, "alice", PASSWORD, session))
-    try:
-        SCRIPTS[name](script)
-    finally:
-        script.close()
-    return script.render(uid_in_unsolicited_fetch=False)
-
-
-async def dovecot_transcript(name: str) -> str:
-    async with DovecotInstance(users=[("alice", PASSWORD)]) as dovecot:
-        return await asyncio.to_thread(transcript, dovecot.imap_port, name)
-
-
-async def mailpush_transcript(directory: Path, name: str) -> str:
-    port = free_port()
-    config = write_config(directory, imap_listener(port) + "protocols = imap lmtp\n")
-    server = MailpushServer(load_settings(config).settings)
-    await server.start()
-    try:
-        return await asyncio.to_thread(transcript, port, name)
-    finally:
-        await server.stop()
-
-
 @pytest.mark.parametrize("name", list(SCRIPTS))
 async def test_two_sessions_get_the_answers_dovecot_gives(name: str, tmp_path: Path) -> None:
-    expected = await dovecot_transcript(name)
+    expected = await dovecot_transcript(SCRIPTS[name])
 
-    assert await mailpush_transcript(tmp_path, name) == expected
+    assert await mailpush_transcript(tmp_path, SCRIPTS[name]) == expected

@@ -29,17 +29,10 @@ import asyncio
 import re
 import socket
 import zlib
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from bench.dovecot_instance import DovecotInstance, dovecot_binary
 
-from mailpush.auth import add_user
-from mailpush.imap import ImapOptions, ImapServer
-from mailpush.store import SqliteStore
-
-from ..imap.conftest import passwd_authenticator
 from ..imap.test_binary import MULTIPART, SIMPLE_QP
 from ..imap.test_catenate import BASE
 
@@ -231,24 +224,6 @@ def _normalised(text: bytes, untagged: list[bytes], tagged: bytes) -> object:
         else:
             groups.append([_MARKED.sub(b"", line).replace(b"( ", b"(")])
     return sorted(groups), status
-
-
-@pytest.fixture
-async def mailpush_port(tmp_path: Path) -> AsyncIterator[int]:
-    users = tmp_path / "users"
-    add_user(users, "alice", PASSWORD, "PLAIN")
-    store = SqliteStore(tmp_path / "mail.db", fsync="never")
-    store.open()
-    server = ImapServer(
-        store, passwd_authenticator(users),
-        ImapOptions(address="127.0.0.1", port=0, auth_failure_delay=0.01),
-    )  # fmt: skip
-    _, port = await server.start()
-    try:
-        yield port
-    finally:
-        await server.stop(1.0)
-        await asyncio.to_thread(store.close)
 
 
 async def test_extensions_answer_as_dovecot_does(mailpush_port: int) -> None:

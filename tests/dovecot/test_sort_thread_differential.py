@@ -16,17 +16,10 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from bench.dovecot_instance import DovecotInstance, dovecot_binary
 
-from mailpush.auth import add_user
-from mailpush.imap import ImapOptions, ImapServer
-from mailpush.store import SqliteStore
-
-from ..imap.conftest import passwd_authenticator
 from ..imap.sort_corpus import CORPUS, CorpusMessage
 
 pytestmark = pytest.mark.skipif(
@@ -142,24 +135,6 @@ def _tagged_text(line: bytes) -> bytes:
     """The tagged reply without its tag, Dovecot's timing and the final period."""
     text = line.rstrip(b"\r\n").split(b" ", 1)[1]
     return _TIMING.sub(b"", text).rstrip(b".")
-
-
-@pytest.fixture
-async def mailpush_port(tmp_path: Path) -> AsyncIterator[int]:
-    users = tmp_path / "users"
-    add_user(users, "alice", PASSWORD, "PLAIN")
-    store = SqliteStore(tmp_path / "mail.db", fsync="never")
-    store.open()
-    server = ImapServer(
-        store, passwd_authenticator(users),
-        ImapOptions(address="127.0.0.1", port=0, auth_failure_delay=0.01),
-    )  # fmt: skip
-    _, port = await server.start()
-    try:
-        yield port
-    finally:
-        await server.stop(1.0)
-        await asyncio.to_thread(store.close)
 
 
 def _group_message(headers: str, day: int) -> CorpusMessage:
