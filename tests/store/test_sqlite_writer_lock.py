@@ -9,9 +9,12 @@ its batch.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -145,3 +148,106 @@ async def test_a_lock_held_past_the_timeout_fails_the_waiting_writes_naming_the_
     finally:
         holder.kill()
         holder.wait()
+
+
+#: Another process taking the lock, and letting go of it each time a line arrives on its
+#: stdin, printing the moment (time.time()) it let go.
+RELEASER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+while sys.stdin.readline():
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    print("held", flush=True)
+    sys.stdin.readline()
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    print(repr(time.time()), flush=True)
+"""
+
+
+async def test_a_waiting_writer_commits_as_soon_as_the_other_process_lets_go(
+    tmp_path: Path, writer: GroupCommitWriter
+) -> None:
+    """The wait is woken by the release itself, not found by a later try: polling every
+    few milliseconds added that much to every delivery a busy other worker delayed."""
+    await writer.submit(count)
+    releaser = subprocess.Popen(
+        [sys.executable, "-c", RELEASER, str(lock_path(tmp_path / "w.sqlite"))],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )
+    delays = []
+    try:
+        assert releaser.stdin is not None and releaser.stdout is not None
+        for n in range(7):
+            releaser.stdin.write(b"take\n")
+            releaser.stdin.flush()
+            assert await asyncio.to_thread(releaser.stdout.readline) == b"held\n"
+            job = asyncio.ensure_future(writer.submit(insert_at(n)))
+            await asyncio.sleep(0.2)  # long enough for any back-off to reach its longest
+            assert not job.done()
+            releaser.stdin.write(b"go\n")
+            releaser.stdin.flush()
+            released = float(await asyncio.to_thread(releaser.stdout.readline))
+            taken, _ = await asyncio.wait_for(job, 10)
+            delays.append(taken - released)
+    finally:
+        releaser.kill()
+        releaser.wait()
+    delays.sort()
+    # The median from the release to the operation running, well under a 10 ms polling
+    # pause (a loaded CI machine adds scheduling delays, hence the median and the margin).
+    assert delays[len(delays) // 2] < 0.003, delays
+
+
+def insert_at(value: int) -> Callable[[WriteContext], float]:
+    """Insert `value`; the moment the operation ran, so the writers' lock was held."""
+
+    def operation(ctx: WriteContext) -> float:
+        ctx.conn.execute("INSERT INTO t (v) VALUES (?)", (value,))
+        return time.time()
+
+    return operation
+
+
+async def test_after_a_wait_that_timed_out_the_lock_is_not_kept_once_it_is_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The waiter still blocked when the wait was given up gets the lock later; it must let
+    go at once, or this idle process would keep every other writer out."""
+    monkeypatch.setattr(sqlite_writer, "LOCK_TIMEOUT", 0.3)
+    database = tmp_path / "w.sqlite"
+    writer = GroupCommitWriter(lambda: connect(database), lock_path=lock_path(database))
+    writer.start()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(lock_path(database))],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdin is not None
+        assert await asyncio.to_thread(holder.stdout.readline) == b"held\n"
+        with pytest.raises(StoreError):
+            await asyncio.wait_for(writer.submit(insert(1)), 10)
+        holder.stdin.write(b"go\n")
+        holder.stdin.flush()
+        await asyncio.to_thread(holder.wait, 10)
+        # Another process (here: this one through a second descriptor) can take it.
+        other = os.open(lock_path(database), os.O_RDWR)
+        try:
+            deadline = time.monotonic() + 2
+            while True:
+                try:
+                    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    assert time.monotonic() < deadline, "the idle writer kept the lock"
+                    await asyncio.sleep(0.01)
+            fcntl.flock(other, fcntl.LOCK_UN)
+        finally:
+            os.close(other)
+        # And this writer goes on writing.
+        await asyncio.wait_for(writer.submit(insert(2)), 10)
+        total, _ = await writer.submit(count)
+        assert total == 1
+    finally:
+        holder.kill()
+        holder.wait()
+        await asyncio.to_thread(writer.stop)

@@ -28,19 +28,17 @@ a shared data directory). SQLite makes a writer that finds the file locked
 wait in its busy handler, which sleeps 1, 2, 5 … up to 100 ms between tries:
 with two busy processes most of the time went to sleeping while the lock was
 free. So each writer first takes an exclusive `flock` on `<database>.writelock`
-in the writer thread, trying every 1 to 10 ms (up to `LOCK_TIMEOUT`), and
-drains its queue only then, so what arrived meanwhile joins its batch. The
-lock is held from BEGIN to COMMIT only; a process that dies drops it with
-its descriptor. Writers that do not take it (an SQLite shell)
-are still serialised by SQLite's own lock.
+(`writer_lock.py`: woken the moment the holder lets go, given up after
+`LOCK_TIMEOUT`), and drains its queue only then, so what arrived meanwhile
+joins its batch. The lock is held from BEGIN to COMMIT only; a process that
+dies drops it with its descriptor. Writers that do not take it (an SQLite
+shell) are still serialised by SQLite's own lock.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
-import os
 import queue
 import sqlite3
 import threading
@@ -54,6 +52,7 @@ from ..errors import StoreError, StoreFullError
 from .changes import Change
 from .models import MailboxStatus
 from .outbox import OutboxEntry, OutboxRecorder, StatusAt
+from .writer_lock import WriterLock
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +127,7 @@ class GroupCommitWriter:
         self._connect = connect
         #: The file whose `flock` serialises writers across processes (None: not taken).
         self._lock_path = lock_path
-        self._lock: int | None = None
+        self._lock: WriterLock | None = None
         self._recorder = recorder
         self._status_reader = status_reader
         self._on_commit = on_commit
@@ -155,7 +154,7 @@ class GroupCommitWriter:
         """Start the writer thread; raises StoreError if the lock file cannot be opened."""
         if not self._started:
             try:
-                self._lock = _open_lock(self._lock_path)
+                self._lock = None if self._lock_path is None else WriterLock(self._lock_path)
             except OSError as exc:
                 raise StoreError(
                     f"cannot open the writers' lock file {self._lock_path}: {exc.strerror}"
@@ -197,7 +196,7 @@ class GroupCommitWriter:
                 if first is _STOP:
                     return
                 batch: list[_Job[Any]] = [first]  # type: ignore[list-item]
-                if lock is not None and not self._take_lock(lock):
+                if lock is not None and not lock.acquire(LOCK_TIMEOUT):
                     self._refuse_waiting(batch)
                     del first, batch
                     continue
@@ -215,7 +214,7 @@ class GroupCommitWriter:
                     self._run_batch(conn, batch)
                 finally:
                     if lock is not None:
-                        fcntl.flock(lock, fcntl.LOCK_UN)
+                        lock.release()
                 # Let go of the jobs: each holds its result (an appended message's body)
                 # until its caller took it, and waiting here would keep the last one alive.
                 del first, batch
@@ -225,27 +224,7 @@ class GroupCommitWriter:
         finally:
             conn.close()
             if lock is not None:
-                os.close(lock)
-
-    def _take_lock(self, lock: int) -> bool:
-        """The writers' flock, waited for up to `LOCK_TIMEOUT` (SQLite's own busy timeout).
-
-        Not a blocking flock: a process stopped (SIGSTOP) or hung while holding it
-        would hold every writer here for ever, /readyz included, and `stop` with them.
-        Polled at 1 ms rising to 10 ms: a wait costs a few syscalls, and a freed lock
-        is taken within 10 ms. False on timeout.
-        """
-        deadline = time.monotonic() + LOCK_TIMEOUT
-        pause = 0.001
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return True
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    return False
-                time.sleep(pause)
-                pause = min(2 * pause, 0.01)
+                lock.close()
 
     def _refuse_waiting(self, batch: list[_Job[Any]]) -> None:
         """Fail `batch` and whatever queued behind it: the lock was not to be had."""
@@ -363,13 +342,6 @@ class GroupCommitWriter:
             return reader(conn, user, mailbox)
 
         return status
-
-
-def _open_lock(path: Path | None) -> int | None:
-    """The writers' lock file, opened (created if missing); None when there is none."""
-    if path is None:
-        return None
-    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
 
 def database_error(exc: sqlite3.Error, what: str) -> StoreError:
