@@ -131,7 +131,7 @@ async def test_a_request_the_server_does_not_know_is_answered_with_the_known_one
     server, _ = running
     answer = await ask(control_socket_path(server.settings.data_dir), {"command": "stop"})
     assert answer == {
-        "ok": False, "message": "unknown command 'stop' (known: who, kick, reload, metrics)"
+        "ok": False, "message": "unknown command 'stop' (known: who, kick, reload, metrics, ready)"
     }
 
 
@@ -151,6 +151,22 @@ async def test_metrics_answers_this_process_s_metrics_in_prometheus_text(
     families = {f.name: f for f in text_string_to_metric_families(answer["text"])}
     delivered = families["mailpush_lmtp_deliveries"].samples
     assert sum(s.value for s in delivered if s.name.endswith("_total")) == 1
+
+
+async def test_ready_answers_what_keeps_this_process_from_taking_work(
+    running: tuple[MailpushServer, Path],
+) -> None:
+    """What worker 0 asks each other worker, to answer /readyz for all of them."""
+    server, _ = running
+    path = control_socket_path(server.settings.data_dir)
+    assert await ask(path, {"command": "ready"}) == {"ok": True, "problems": []}
+    lmtp = server.lmtp.pop()
+    try:
+        assert await ask(path, {"command": "ready"}) == {
+            "ok": True, "problems": ["listeners: 1 of 2 bound"]
+        }
+    finally:
+        server.lmtp.append(lmtp)
 
 
 async def test_without_a_running_server_the_commands_say_where_they_looked(

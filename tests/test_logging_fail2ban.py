@@ -5,24 +5,37 @@ fail to log in from two loopback addresses, one logs in properly; then
 Debian's `fail2ban-regex` reads the file with /etc/fail2ban/filter.d/dovecot.conf
 as an admin's fail2ban would, and must find each failed connection once
 (not the per-attempt `Login failed` line too) and nothing for the good login.
+
+With `mailpush_workers` > 1 a worker's line carries its tag (`worker1: ` in a
+file, `dovecot(worker1)` as the syslog ident, docs/operations.md#workers):
+the filter must read those lines too.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import imaplib
+import logging
 import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from mailpush.logs import worker_tag
+from mailpush.logs.line_format import DovecotLineFormatter
+from mailpush.logs.session import LogSession, enter_session
+from mailpush.logs.syslog import SyslogSocketHandler
 from tests.conftest import free_port, imap_listener, write_config
+from tests.test_workers import Served, start
 
 FAIL2BAN_REGEX = shutil.which("fail2ban-regex")
 DOVECOT_FILTER = Path("/etc/fail2ban/filter.d/dovecot.conf")
@@ -85,11 +98,7 @@ def test_fail2ban_dovecot_filter_finds_each_failed_login_connection_once(
         client.login("bob", "secret")
 
     lines = _wait_for_lines(log, "Disconnected", 4)
-    assert FAIL2BAN_REGEX is not None
-    found = subprocess.run(
-        [FAIL2BAN_REGEX, "-o", "ip", str(log), str(DOVECOT_FILTER)],
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout.split()  # fmt: skip
+    found = _fail2ban_finds(log)
     assert sorted(found) == ["127.0.0.2", "127.0.0.3"], "\n".join(lines)
 
     failed = [line for line in lines if "auth failed, " in line]
@@ -127,6 +136,84 @@ def test_login_and_logout_lines_share_the_session_id_as_in_dovecot(
         r" in=[1-9]\d* out=[1-9]\d*$",
         logout,
     ), logout
+
+
+@pytest.fixture
+async def started() -> AsyncIterator[list[Served]]:
+    servers: list[Served] = []
+    yield servers
+    for server in servers:
+        await server.stop()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT")
+async def test_fail2ban_dovecot_filter_finds_a_failed_login_a_worker_logged(
+    tmp_path: Path, started: list[Served]
+) -> None:
+    log = tmp_path / "log" / "mailpush.log"
+    server = await start(tmp_path, started, f"log_path = {log}\n")
+
+    def fail_to_log_in() -> None:
+        with ImapFrom(server.imap_port, "127.0.0.5") as client:
+            with pytest.raises(imaplib.IMAP4.error):
+                client.login("alice", "wrong")
+
+    await asyncio.to_thread(fail_to_log_in)
+    lines = await asyncio.to_thread(_wait_for_lines, log, "auth failed, ", 1)
+    (failed,) = [line for line in lines if "auth failed, " in line]
+    assert re.fullmatch(
+        r"[A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d worker[01]: imap-login: Info: Disconnected: Aborted"
+        r" login by logging out \(auth failed, 1 attempts in \d+ secs\): user=<alice>,"
+        r" method=PLAIN, rip=127\.0\.0\.5, .*",
+        failed,
+    ), failed
+    assert _fail2ban_finds(log) == ["127.0.0.5"], "\n".join(lines)
+
+
+def test_fail2ban_dovecot_filter_finds_a_workers_failed_login_in_the_syslog_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The datagram a worker sends to /dev/log, filed as rsyslog files it (a host name
+    after the time stamp): the tag is in the ident, where the filter allows it."""
+    monkeypatch.setattr(worker_tag, "_TAG", "")
+    worker_tag.name_worker_in_log(1)
+    directory = Path(tempfile.mkdtemp(prefix="syslog-"))
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        receiver.bind(str(directory / "log"))
+        receiver.settimeout(5)
+        handler = SyslogSocketHandler("mail", str(directory / "log"))
+        handler.setFormatter(DovecotLineFormatter(for_syslog=True))
+        record = logging.LogRecord(
+            "mailpush.imap.login_log", logging.INFO, __file__, 1,
+            "Disconnected: Connection closed (auth failed, 1 attempts in 2 secs): user=<bob>,"
+            " method=PLAIN, rip=192.0.2.66, lip=192.0.2.1, session=<Rsgzet5hoJZ/AAAB>",
+            None, None,
+        )  # fmt: skip
+
+        def emit() -> None:
+            enter_session(LogSession("imap-login"))
+            handler.emit(record)
+
+        contextvars.copy_context().run(emit)
+        handler.close()
+        datagram = receiver.recv(65536).decode()
+    finally:
+        receiver.close()
+        shutil.rmtree(directory)
+    filed = re.sub(r"^<\d+>(\w{3} [ \d]\d \d\d:\d\d:\d\d) ", r"\1 mailhost ", datagram)
+    assert " mailhost dovecot(worker1): imap-login: Disconnected: " in filed, filed
+    syslog_file = tmp_path / "mail.log"
+    syslog_file.write_text(filed + "\n")
+    assert _fail2ban_finds(syslog_file) == ["192.0.2.66"], filed
+
+
+def _fail2ban_finds(log: Path) -> list[str]:
+    assert FAIL2BAN_REGEX is not None
+    return subprocess.run(
+        [FAIL2BAN_REGEX, "-o", "ip", str(log), str(DOVECOT_FILTER)],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.split()  # fmt: skip
 
 
 def _wait_for_lines(log: Path, needle: str, count: int) -> list[str]:

@@ -12,8 +12,11 @@ for it. One request per connection, one JSON object per line each way:
     ← {"ok": false, "message": "/etc/mailpush.conf:12: ..."}
     → {"command": "metrics"}
     ← {"ok": true, "text": "# HELP mailpush_lmtp_deliveries_total ..."}
+    → {"command": "ready"}
+    ← {"ok": true, "problems": ["store: no write lock within 2s"]}
 
-(`metrics` is how worker 0 gathers the other workers' metrics for `/metrics`.)
+(`metrics` and `ready` are how worker 0 gathers the other workers' metrics
+for `/metrics` and their readiness for `/readyz`.)
 
 The server side knows nothing of IMAP or LMTP: it calls a `ControlCommands`
 the server implements. `ask` is the client the CLI uses.
@@ -88,6 +91,10 @@ class ControlCommands(Protocol):
 
     def metrics_text(self) -> str:
         """This process's metrics in Prometheus' text format."""
+        ...
+
+    def readiness_problems(self) -> Awaitable[list[str]]:
+        """What keeps this process from taking work, as `/readyz` lists it; empty when ready."""
         ...
 
 
@@ -184,9 +191,11 @@ class ControlSocket:
             }
         if command == "metrics":
             return {"ok": True, "text": self._commands.metrics_text()}
+        if command == "ready":
+            return {"ok": True, "problems": await self._commands.readiness_problems()}
         return {
             "ok": False,
-            "message": f"unknown command {command!r} (known: who, kick, reload, metrics)",
+            "message": f"unknown command {command!r} (known: who, kick, reload, metrics, ready)",
         }
 
 

@@ -46,6 +46,7 @@ from .dispatch import (
     PushRecorder,
     RetryPolicy,
 )
+from .dispatch.metrics_endpoint import Readiness
 from .dispatch.outbox_recorder import PushServicePlan, push_service_plan
 from .drivers import DriverRegistry, PushDriver
 from .drivers.base import StoreView
@@ -55,6 +56,7 @@ from .imap.heavy_work import HeavyWork
 from .imap.user_ip_connections import UserIpConnections
 from .lmtp import LmtpOptions, LmtpServer
 from .logging_config import mask_secrets
+from .logs.worker_tag import name_worker_in_log
 from .reload_scope import restart_only_changes
 from .service_metrics import ServiceMetrics
 from .sieve import build_sieve_planner
@@ -65,6 +67,7 @@ from .store.open_feed import configured_feed
 from .store.open_store import SQLITE_STORE_FILE, store_location
 from .store.open_store import open_store as open_configured_store
 from .worker_metrics import workers_exposition
+from .worker_readiness import workers_readiness
 from .worker_role import WorkerRole
 
 log = logging.getLogger(__name__)
@@ -398,14 +401,18 @@ class MailpushServer:
             return
         address, port = settings.metrics_listen
         exposition = None
+        readiness: Readiness = self.readiness_problems
         if self.role is not None and settings.workers > 1:
             registry, data_dir, workers = self.metrics.registry, settings.data_dir, settings.workers
 
             async def exposition() -> bytes:
                 return await workers_exposition(registry, data_dir, workers)
 
+            async def readiness() -> list[str]:
+                return await workers_readiness(self.readiness_problems, data_dir, workers)
+
         self.metrics_endpoint = MetricsEndpoint(
-            self.metrics.registry, address, port, self._refresh_gauges, self.readiness_problems,
+            self.metrics.registry, address, port, self._refresh_gauges, readiness,
             exposition=exposition,
         )
         host, bound = await self.metrics_endpoint.start()
@@ -422,7 +429,9 @@ class MailpushServer:
         Ready: every configured listener is bound, the store takes a write (its
         writer thread answers and gets the write lock within
         `READY_STORE_TIMEOUT`), and the push dispatcher, when drivers are
-        configured, runs.
+        configured, runs (in the worker that dispatches). With workers, this is
+        one worker's answer (its control socket's `ready`); worker 0's
+        `/readyz` gathers them all (`worker_readiness`).
         """
         problems: list[str] = []
         wanted = sum(
@@ -442,7 +451,7 @@ class MailpushServer:
                 problems.append(f"store: no write lock within {READY_STORE_TIMEOUT:g}s")
             except StoreError as exc:
                 problems.append(f"store: {exc}")
-        if self.push is not None and self.push.drivers and (
+        if self.push is not None and self.push.drivers and self._dispatches and (
             self.dispatcher is None or not self.dispatcher.running
         ):
             problems.append("push: the dispatcher is not running")
@@ -734,8 +743,11 @@ async def serve(
 
     SIGHUP is caught from before start-up on (its default action ends the
     process): one that comes while starting is applied once the server runs.
-    `role`: this process is one worker of several (workers.py starts them).
+    `role`: this process is one worker of several (workers.py starts them);
+    its log lines say which (`logs/worker_tag.py`).
     """
+    if role is not None:
+        name_worker_in_log(role.index)
     server = MailpushServer(settings, role=role)
     loop = asyncio.get_running_loop()
     reloads: set[asyncio.Task[ReloadOutcome]] = set()

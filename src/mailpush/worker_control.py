@@ -55,6 +55,9 @@ class WorkersControlSocket(ControlSocket):
     def metrics_text(self) -> str:
         raise ServiceError("worker 0 gathers the workers' metrics for /metrics")
 
+    async def readiness_problems(self) -> list[str]:
+        raise ServiceError("worker 0 gathers the workers' readiness for /readyz")
+
     async def _answer(self, request: dict[str, Any]) -> dict[str, Any]:
         command = request.get("command")
         if command not in ("who", "kick", "reload"):

@@ -20,6 +20,7 @@ from ..config import Settings
 from ..errors import ConfigError, MailpushError
 from ..listener import sharing_ports
 from ..logging_config import configure_logging, mask_secrets
+from ..logs.worker_tag import name_worker_in_log
 from ..server import serve
 from ..worker_role import WorkerRole, worker_control_path
 from ..workers import Supervisor, stop_with_supervisor
@@ -47,6 +48,9 @@ def register(commands: Commands) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     """Exit 78 (EX_CONFIG) for a configuration `mailpush config check` also refuses, 1 else."""
+    if args.worker is not None:
+        # Before the first line: the configuration's warnings are a worker's lines too.
+        name_worker_in_log(args.worker)
     configure_logging()
     try:
         settings = load_config(args)

@@ -7,7 +7,8 @@ stopping is ordered with the rest of the services and nothing listens after
 `stop()`. For the same reason `/healthz` means what it says: an answer comes
 only from a process whose event loop runs. `/readyz` asks the server what
 keeps it from taking work (listeners, store, dispatcher) and answers 503
-with the list, one problem a line, when anything does.
+with the list, one problem a line, when anything does; with several workers
+worker 0 serves it and `readiness` asks them all (`worker_readiness`).
 """
 
 from __future__ import annotations

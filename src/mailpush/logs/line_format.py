@@ -14,6 +14,10 @@ A line outside any connection (startup, the push dispatcher) has no
 Dovecot process prefix; its logger's name (`mailpush.dispatch.dispatcher`)
 stands in that place. The prefix may hold a user name from the network, so
 it is escaped like the message (`logging_config`).
+
+In one of several workers a file line starts, after the timestamp, with the
+worker's tag (`worker1: imap-login: Info: ...`; `worker_tag` says why
+there); to syslog the tag is in the ident instead (`logs/syslog.py`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import time
 
 from .session import current_session
 from .text import escape_control_characters
+from .worker_tag import worker_tag
 
 __all__ = ["DovecotLineFormatter", "level_word"]
 
@@ -40,10 +45,11 @@ def level_word(levelno: int) -> str:
 
 
 class DovecotLineFormatter(logging.Formatter):
-    """`<timestamp><prefix>: <Level>: <message>`, a traceback indented below it.
+    """`<timestamp>[worker<N>: ]<prefix>: <Level>: <message>`, a traceback indented below it.
 
     `timestamp` is `log_timestamp` (strftime, plus Dovecot's `%{usecs}`);
-    `for_syslog` leaves out the timestamp and the `Info: ` level word.
+    `for_syslog` leaves out the timestamp, the worker's tag and the `Info: `
+    level word.
     """
 
     def __init__(self, timestamp: str = "", *, for_syslog: bool = False) -> None:
@@ -52,7 +58,7 @@ class DovecotLineFormatter(logging.Formatter):
         self._for_syslog = for_syslog
 
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{self._stamp(record)}{self._prefix(record)}: {self._level(record)}"
+        line = f"{self._stamp(record)}{self._worker()}{self._prefix(record)}: {self._level(record)}"
         line += record.getMessage()
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
@@ -69,6 +75,10 @@ class DovecotLineFormatter(logging.Formatter):
         if _USECS in template:
             template = template.replace(_USECS, f"{int(record.created % 1 * 1_000_000):06d}")
         return time.strftime(template, time.localtime(record.created))
+
+    def _worker(self) -> str:
+        tag = "" if self._for_syslog else worker_tag()
+        return f"{tag}: " if tag else ""
 
     def _level(self, record: logging.LogRecord) -> str:
         word = level_word(record.levelno)

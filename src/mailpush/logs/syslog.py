@@ -5,7 +5,10 @@ systemd-journald listen), in the BSD syslog shape glibc writes:
 `<PRI>Dec  5 08:00:00 dovecot: imap-login: Login: ...`. The ident is
 Dovecot's, `dovecot`, so that syslog-side rules and fail2ban's stock filter
 (whose daemon names are `dovecot`, `dovecot-auth`, `auth`) read mailpush's
-lines as they read Dovecot's.
+lines as they read Dovecot's. A worker of several names itself there,
+`dovecot(worker1): ...` (`worker_tag` says why that form): syslog's
+programname is then `dovecot(worker1)`, which `journalctl -t dovecot` and a
+rule matching the exact name `dovecot` do not select.
 
 The socket is non-blocking: a syslog daemon that stops reading must not
 stall the event loop. A line the full socket refuses is counted, and the
@@ -21,6 +24,7 @@ import time
 
 from ..errors import SyslogUnavailableError
 from .settings import SYSLOG_FACILITIES
+from .worker_tag import worker_tag
 
 __all__ = ["DEFAULT_SYSLOG_SOCKET", "SYSLOG_IDENT", "SyslogSocketHandler"]
 
@@ -63,7 +67,7 @@ class SyslogSocketHandler(logging.Handler):
         """False when the socket is full (the line is lost); True once sent."""
         stamp = time.strftime("%b %e %H:%M:%S", time.localtime(created))
         priority = self._facility * 8 + _severity(levelno)
-        data = f"<{priority}>{stamp} {SYSLOG_IDENT}: {text}".encode("utf-8", "replace")
+        data = f"<{priority}>{stamp} {_ident()}: {text}".encode("utf-8", "replace")
         data = data[:MAX_DATAGRAM]
         try:
             self._socket.send(data)
@@ -98,6 +102,11 @@ class SyslogSocketHandler(logging.Handler):
                 "setting to a file"
             ) from None
         return sock
+
+
+def _ident() -> str:
+    tag = worker_tag()
+    return f"{SYSLOG_IDENT}({tag})" if tag else SYSLOG_IDENT
 
 
 def _severity(levelno: int) -> int:
