@@ -16,7 +16,6 @@ import signal
 import smtplib
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -38,16 +37,9 @@ from .test_server import start_serve
 
 __all__ = ["postgres_server"]  # the session fixture, imported for pytest to find
 
-#: Node A's claim lease in the kill test: short, so that node B takes over in seconds.
-LEASE = 2.0
-#: `mailpush serve` with a shorter claim lease (there is no setting for it yet).
-SERVE_WITH_LEASE = (
-    "import sys\n"
-    "from mailpush.dispatch.dispatcher import Dispatcher\n"
-    "from mailpush.cli.main import main\n"
-    "Dispatcher.claim_lease = float(sys.argv[1])\n"
-    "sys.exit(main(['serve', '--config', sys.argv[2]]))\n"
-)
+#: The nodes' claim lease in the kill test (`mailpush_push_claim_lease`, the shortest
+#: it takes): short, so that node B takes over in seconds.
+LEASE = 3.0
 
 
 @dataclass
@@ -100,14 +92,8 @@ def configure(directory: Path, database: str, extra: str = "") -> Node:
     return Node(config, directory / "serve.log", lmtp, imap)
 
 
-def start(node: Node, nodes: list[Node], lease: float | None = None) -> None:
-    if lease is None:
-        node.process = start_serve(node.config, node.log)
-    else:
-        node.process = subprocess.Popen(
-            [sys.executable, "-c", SERVE_WITH_LEASE, str(lease), str(node.config)],
-            stdout=subprocess.DEVNULL, stderr=node.log.open("wb"),
-        )  # fmt: skip
+def start(node: Node, nodes: list[Node]) -> None:
+    node.process = start_serve(node.config, node.log)
     nodes.append(node)
     deadline = time.monotonic() + 30
     while not _listens(node.imap):
@@ -243,12 +229,13 @@ async def test_node_a_killed_under_load_loses_no_acknowledged_message_and_no_pus
         "mail_plugins = $mail_plugins notify push_notification\n"
         f"plugin {{\n  push_notification_driver = webhook:url={endpoint.url} ordered=yes\n}}\n"
         "mailpush_push_retry_initial = 50ms\nmailpush_push_retry_max_interval = 500ms\n"
+        f"mailpush_push_claim_lease = {LEASE:g}s\n"
     )
     a = configure(tmp_path / "a", database, push)
     b = configure(tmp_path / "b", database, push)
     try:
         await asyncio.gather(
-            asyncio.to_thread(start, a, nodes, LEASE), asyncio.to_thread(start, b, nodes, LEASE)
+            asyncio.to_thread(start, a, nodes), asyncio.to_thread(start, b, nodes)
         )
         stop = threading.Event()
         with ThreadPoolExecutor(CONNECTIONS) as pool:

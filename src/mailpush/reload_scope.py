@@ -2,13 +2,14 @@
 
 A reload rebuilds what new connections and new deliveries use (users, Sieve,
 TLS certificate, IMAP and LMTP limits, push drivers and their options, the
-dispatcher's timeouts). It does not re-open what the process holds from start
-to end: listening sockets, the store, the log, the worker pool. Rebinding on
-reload was considered and left out: a privileged port cannot be bound again
-by a server that no longer runs as root, and a rebind failing half-way would
-leave some listeners moved and others not. Each such change is named in the
-log, the running value is kept, and the rest of the new configuration is
-applied.
+dispatcher's timeouts and claim lease: each claim carries the end of its own
+lease, so a new length needs nothing but a renewal). It does not re-open what
+the process holds from start to end: listening sockets, the store, the log,
+the worker pool. Rebinding on reload was considered and left out: a
+privileged port cannot be bound again by a server that no longer runs as
+root, and a rebind failing half-way would leave some listeners moved and
+others not. Each such change is named in the log, the running value is
+kept, and the rest of the new configuration is applied.
 """
 
 from __future__ import annotations

@@ -502,6 +502,7 @@ class MailpushServer:
             retention=settings.push.retention,
             poll_interval=self.dispatch_poll_interval,
             metrics=push.metrics,
+            claim_lease=settings.push.claim_lease,
         )
         await self.dispatcher.start()
         # Every record wakes it, ChangedElsewhere too: rows `mailpush deliver` or another
@@ -627,6 +628,7 @@ class MailpushServer:
                 concurrency=new.push.concurrency,
                 call_timeout=new.push.timeout,
                 retention=new.push.retention,
+                claim_lease=new.push.claim_lease,
             )
         else:
             retired = None

@@ -92,6 +92,12 @@ REFUSED = [
         "mail_fsync",
         "sometimes",
     ),
+    (
+        "a claim lease too short to renew",
+        "mailpush_push_claim_lease = 1s\n",
+        "mailpush_push_claim_lease",
+        "mailpush_push_claim_lease: expected a lease from 3s to 1h, got '1s': too short",
+    ),
 ]
 
 

@@ -127,6 +127,9 @@ def settings_from_tree(
             retry_max_interval=reader.duration(schema.PUSH_RETRY_MAX_INTERVAL),
             max_age=reader.duration(schema.PUSH_MAX_AGE),
             retention=reader.duration(schema.PUSH_RETENTION),
+            claim_lease=_convert(
+                schema.PUSH_CLAIM_LEASE, reader.raw(schema.PUSH_CLAIM_LEASE), _parse_claim_lease
+            ),
         ),
         source_path=source_path,
         ssl_client_ca_file=reader.path(schema.SSL_CLIENT_CA_FILE),
@@ -496,6 +499,32 @@ def _parse_workers(text: str) -> int:
         return parse_int(word, minimum=1, maximum=MAX_WORKERS)
     except InvalidValueError as exc:
         raise InvalidValueError(f"{exc}, or auto (0) for one process per core") from exc
+
+
+#: The shortest `mailpush_push_claim_lease`: renewed every second, so a renewal up to
+#: two seconds late (a busy writer, a slow round trip) still keeps the claims.
+MIN_CLAIM_LEASE = 3.0
+#: The longest: past an hour a dead node's claimed pushes are news no longer.
+MAX_CLAIM_LEASE = 3600.0
+
+
+def _parse_claim_lease(text: str) -> float:
+    """`mailpush_push_claim_lease`: a duration the dispatcher can renew in time, and one
+    that does not hold a dead node's claimed pushes back for hours."""
+    lease = parse_duration(text)
+    if MIN_CLAIM_LEASE <= lease <= MAX_CLAIM_LEASE:
+        return lease
+    if lease < MIN_CLAIM_LEASE:
+        why = (
+            "too short to renew safely: claims are renewed every third of the lease, and a"
+            " renewal a moment late would let another node send them a second time"
+        )
+    else:
+        why = "a dead node's claimed pushes would wait that long before another node sends them"
+    raise InvalidValueError(
+        f"expected a lease from {MIN_CLAIM_LEASE:g}s to {MAX_CLAIM_LEASE / 3600:g}h, got"
+        f" {text.strip()!r}: {why}"
+    )
 
 
 def _parse_choice(spec: SettingSpec, text: str) -> str:

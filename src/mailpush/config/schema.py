@@ -524,6 +524,18 @@ PUSH_RETENTION = _declare(
     "How long delivered push transactions stay in the outbox (for `mailpush events tail` "
     "and debugging) before they are purged. Dead letters stay until replayed.",
 )
+PUSH_CLAIM_LEASE = _declare(
+    "mailpush_push_claim_lease",
+    SettingType.DURATION,
+    "30s",
+    "How long the push transactions a node's dispatcher claimed stay its own without a "
+    "renewal; it renews them every third of this while it runs. When a node dies, hangs or "
+    "loses the database, the other nodes send what it had claimed once its lease ran out: "
+    "a shorter lease sends them sooner, a longer one spares them a second sending when a "
+    "live dispatcher only stalls (a slow database, a paused VM) for less than two thirds "
+    "of it (docs/postgresql.md#dispatch-across-nodes). From 3s (renewed every second) to "
+    "1h. A reload applies it at once, to the claims already held too.",
+)
 CHRONOS_URL = _declare(
     "push_notification_chronos_url",
     SettingType.STRING,

@@ -107,7 +107,8 @@ class LmtpSettings:
 
 @dataclass(frozen=True)
 class PushSettings:
-    """How the dispatcher runs drivers: concurrency, timeouts, retries, retention."""
+    """How the dispatcher runs drivers: concurrency, timeouts, retries, retention, and
+    the lease its claims are held under."""
 
     concurrency: int
     timeout: float
@@ -115,6 +116,8 @@ class PushSettings:
     retry_max_interval: float
     max_age: float
     retention: float
+    #: Seconds a claim is held without renewal (`mailpush_push_claim_lease`).
+    claim_lease: float
 
 
 @dataclass(frozen=True)

@@ -48,12 +48,12 @@ never tried, and with few `delivery_attempts` would be buried unsent.
 
 Nothing is lost on a crash: a claim is only a state in the database, held
 under a lease (`store/outbox_claimants.py`) that this dispatcher renews every
-third of `claim_lease` while it runs. Claims of a dead process of this host
-are pending again when the next dispatcher starts; those of a dispatcher on
-another node (several nodes on one PostgreSQL database) when their lease has
-run out, which every dispatcher looks for as it renews its own
-(docs/postgresql.md#dispatch-across-nodes). Delivery is at-least-once;
-every transaction keeps its id across attempts.
+third of `claim_lease` (`mailpush_push_claim_lease`) while it runs. Claims of
+a dead process of this host are pending again when the next dispatcher
+starts; those of a dispatcher on another node (several nodes on one
+PostgreSQL database) when their lease has run out, which every dispatcher
+looks for as it renews its own (docs/postgresql.md#dispatch-across-nodes).
+Delivery is at-least-once; every transaction keeps its id across attempts.
 No crash loops either: a delivery is marked started just before it runs, and
 one that was running each time the process died, twice, is a dead letter at
 start rather than run a third time — its answer may be what kills the server.
@@ -125,10 +125,6 @@ class _Outcome:
 
 
 class Dispatcher:
-    #: Seconds this dispatcher's claims are held without renewal (renewed every third of
-    #: it); how long another node waits before it sends the claims of a dead one.
-    claim_lease = CLAIM_LEASE
-
     def __init__(
         self,
         outbox: PushOutbox,
@@ -140,6 +136,7 @@ class Dispatcher:
         retention: float = 3600.0,
         poll_interval: float = 1.0,
         metrics: PushMetrics | None = None,
+        claim_lease: float = CLAIM_LEASE,
     ) -> None:
         self._outbox = outbox
         self._drivers = dict(drivers)
@@ -166,6 +163,15 @@ class Dispatcher:
         self._completed: list[ClaimedDelivery] = []
         self._flusher: asyncio.Task[None] | None = None
         self._leases: asyncio.Task[None] | None = None
+        self._claim_lease = claim_lease
+        #: Set by a reload that changed the lease: renew under the new one now.
+        self._lease_changed = asyncio.Event()
+
+    @property
+    def claim_lease(self) -> float:
+        """Seconds this dispatcher's claims are held without renewal (renewed every third of
+        it); how long another node waits before it sends the claims of a dead one."""
+        return self._claim_lease
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -195,17 +201,22 @@ class Dispatcher:
         dispatchers whose lease ran out (another node died or lost the database).
 
         A task of its own, not a step of the claiming loop, which may sleep longer
-        than a lease between rounds."""
+        than a lease between rounds. A reload that changes the lease renews at once:
+        claims made under a shorter one must not wait out the longer one's pause."""
         while True:
-            await asyncio.sleep(self.claim_lease / 3)
-            now = time.time()
             try:
-                await self._outbox.renew_claims(now, self.claim_lease)
+                await asyncio.wait_for(self._lease_changed.wait(), self._claim_lease / 3)
+            except TimeoutError:
+                pass
+            self._lease_changed.clear()
+            lease, now = self._claim_lease, time.time()
+            try:
+                await self._outbox.renew_claims(now, lease)
                 recovery = await self._outbox.take_over_expired(now)
             except Exception:
                 log.exception(
                     "could not renew the push claims' leases; another node may send"
-                    " them again after %gs", self.claim_lease,
+                    " them again after %gs (mailpush_push_claim_lease)", lease,
                 )  # fmt: skip
                 continue
             if recovery.pending_again or recovery.buried:
@@ -249,6 +260,7 @@ class Dispatcher:
         concurrency: int,
         call_timeout: float,
         retention: float,
+        claim_lease: float | None = None,
     ) -> asyncio.Task[None]:
         """A reload: claims from now on go to `drivers` (started here first).
 
@@ -258,6 +270,10 @@ class Dispatcher:
         back as pending (`_deliver`), and nothing claims the rows of an
         instance no longer configured: they stay pending in the outbox, to be
         sent if an instance of that name is configured again.
+
+        A new `claim_lease` (None: unchanged) holds the claims from now on, those
+        already made too: they are renewed under it at once. Each claim carries the
+        end of its own lease, so nodes with different leases share an outbox.
         """
         started: list[PushDriver] = []
         try:
@@ -279,6 +295,9 @@ class Dispatcher:
             self._slots = asyncio.Semaphore(concurrency)
         self._call_timeout = call_timeout
         self._retention = retention
+        if claim_lease is not None and claim_lease != self._claim_lease:
+            self._claim_lease = claim_lease
+            self._lease_changed.set()
         self._wake.set()
 
         async def retire() -> None:
@@ -328,7 +347,7 @@ class Dispatcher:
         busy: set[DeliveryKey] = {(key[0], key[1]) for key in self._active if not key[2]}
         claims = await self._outbox.claim_due(
             time.time(), CLAIM_LIMIT, busy,
-            ordered=self._ordered, independent=self._independent, lease=self.claim_lease,
+            ordered=self._ordered, independent=self._independent, lease=self._claim_lease,
         )
         ordered: dict[DeliveryKey, list[_Unit]] = {}
         independent: dict[tuple[str, str, str], list[_Unit]] = {}

@@ -3,9 +3,10 @@
 A claimed delivery carries its dispatcher's name and the end of its lease
 (`push_deliveries.claimed_by`, `claimed_until`; see
 docs/postgresql.md#dispatch-across-nodes). The dispatcher renews its leases
-every third of `CLAIM_LEASE` while it works; a claim whose lease ran out
-belongs to a dispatcher that died, hung or lost the database, and any other
-dispatcher takes it over. That is the only way to learn that a dispatcher on
+every third of the lease (`mailpush_push_claim_lease`, by default
+`CLAIM_LEASE`) while it works; a claim whose lease ran out belongs to a
+dispatcher that died, hung or lost the database, and any other dispatcher
+takes it over. That is the only way to learn that a dispatcher on
 another node is gone. One on this host can be asked directly: a dispatcher
 starting here takes over at once the claims of processes of this host that
 no longer run (the server it replaces, killed or crashed), so a restarted
@@ -23,8 +24,10 @@ from functools import cache
 
 __all__ = ["CLAIM_LEASE", "gone_at_start", "process_claimant", "this_process"]
 
-#: Seconds a claim is held without renewal (renewed every third of it). The longest a
-#: dead node's claimed deliveries wait before another node sends them.
+#: Seconds a claim is held without renewal (renewed every third of it): the default of
+#: `mailpush_push_claim_lease`, and of the outbox calls made without a dispatcher. A
+#: dead node's claims are free this long after its last renewal, for another node's
+#: next look to take over.
 CLAIM_LEASE = 30.0
 
 
