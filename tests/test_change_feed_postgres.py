@@ -9,8 +9,12 @@ deliver` process, as an MTA would.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
+import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import psycopg
@@ -18,7 +22,7 @@ import pytest
 
 from mailpush.config import load_settings
 from mailpush.server import MailpushServer, open_change_feed
-from mailpush.store import ChangedElsewhere, ChangeHub, MailboxRenamed
+from mailpush.store import ChangedElsewhere, ChangeHub, MailboxRenamed, feed_postgres
 from mailpush.store.feed_postgres import CHANNEL, MAX_PAYLOAD, NotifyChangeFeed
 from mailpush.store.feed_protocol import link_feed
 from tests.support.postgres import PostgresServer, database_name, postgres_server
@@ -193,6 +197,124 @@ async def test_an_announcement_is_sent_again_on_a_new_connection_when_the_old_on
         )
     feed.announce("bob", "INBOX")
     assert (await ear.until(2))[1:] == [ChangedElsewhere("bob", "INBOX")]
+
+
+# --- a server that stops answering --------------------------------------------------------
+
+
+def backends(server: PostgresServer, uri: str, query_like: str = "%") -> list[int]:
+    """The backend pids of the sessions on `uri`'s database whose last query is like
+    `query_like` (their feed connections)."""
+    with psycopg.connect(server.uri(), autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND query LIKE %s",
+            (database_name(uri), query_like),
+        ).fetchall()
+    return [int(row[0]) for row in rows]
+
+
+def postmaster(server: PostgresServer) -> int:
+    """The server's main process, which answers new connections."""
+    return int((server.directory / "data" / "postmaster.pid").read_text().split()[0])
+
+
+@contextlib.contextmanager
+def stopped(server: PostgresServer, pids: Sequence[int]) -> Iterator[None]:
+    """These PostgreSQL processes stop answering (SIGSTOP): the kernel still holds their
+    connections open, so nothing but a timeout notices. They go on afterwards, whatever
+    the test did, or the session's server would stay stuck; so does the process that
+    started the server (`runuser`, under root, stops itself when its child stops)."""
+    assert pids
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        yield
+    finally:
+        for pid in (*pids, server.process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+def with_password(uri: str, password: str) -> str:
+    """`uri` with a password (the test server trusts local connections: it is ignored)."""
+    scheme, _, rest = uri.partition("://")
+    user, _, where = rest.partition("@")
+    return f"{scheme}://{user}:{password}@{where}"
+
+
+async def test_a_notify_the_server_does_not_answer_is_cut_off_and_sent_on_a_new_connection(
+    database: str,
+    feeds: list[NotifyChangeFeed],
+    postgres_server: PostgresServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its backend hangs (the connection stays up, keepalives are answered): after
+    ANSWER_TIMEOUT the feed gives up on that connection, says so without the URI's
+    password, and announces on a new one, which a new backend serves."""
+    monkeypatch.setattr(feed_postgres, "ANSWER_TIMEOUT", 0.5)
+    caplog.set_level(logging.WARNING, logger=feed_postgres.__name__)
+    _, ear = await listening(database, feeds)
+    feed = announcer(with_password(database, "s3cret-pw"), feeds)
+    feed.announce("alice", "INBOX")
+    await ear.until(1)
+    sender = await asyncio.to_thread(backends, postgres_server, database, "SELECT pg_notify%")
+    with stopped(postgres_server, sender):
+        feed.announce("bob", "INBOX")
+        assert (await ear.until(2, timeout=5))[1:] == [ChangedElsewhere("bob", "INBOX")]
+    assert "did not answer NOTIFY within 0.5s" in caplog.text
+    assert "postgres:***@" in caplog.text
+    assert "s3cret-pw" not in caplog.text
+
+
+async def test_close_returns_when_the_server_stops_answering_altogether(
+    database: str,
+    feeds: list[NotifyChangeFeed],
+    postgres_server: PostgresServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Shutting down must not wait on a stuck database: `close` gives the pending
+    announcements CLOSE_TIMEOUT, then drops them with a warning and stops listening."""
+    monkeypatch.setattr(feed_postgres, "CLOSE_TIMEOUT", 0.5)
+    caplog.set_level(logging.WARNING, logger=feed_postgres.__name__)
+    listener, ear = await listening(database, feeds)
+    feed = announcer(database, feeds)
+    feed.announce("alice", "INBOX")
+    await ear.until(1)
+    sessions = await asyncio.to_thread(backends, postgres_server, database)
+    assert len(sessions) == 2  # the listening connection and the sending one
+    with stopped(postgres_server, [postmaster(postgres_server), *sessions]):
+        feed.announce("bob", "INBOX")
+        await asyncio.sleep(0.1)  # the NOTIFY is on its way
+        closing = time.monotonic()
+        await asyncio.wait_for(feed.close(), 5)
+        await asyncio.wait_for(listener.close(), 5)
+        took = time.monotonic() - closing
+    assert took < 2.0
+    assert "did not take 1 announcement(s) within 0.5s" in caplog.text
+
+
+async def test_an_announcement_to_a_server_that_takes_no_connection_is_dropped_in_time(
+    database: str,
+    feeds: list[NotifyChangeFeed],
+    postgres_server: PostgresServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A command's feed connects only to announce: connecting is bounded too, and the
+    announcement dropped with a warning after the second try."""
+    monkeypatch.setattr(feed_postgres, "CONNECT_TIMEOUT", 0.5)
+    caplog.set_level(logging.WARNING, logger=feed_postgres.__name__)
+    feed = NotifyChangeFeed(database)
+    with stopped(postgres_server, [postmaster(postgres_server)]):
+        feed.announce("alice", "INBOX")
+        closing = time.monotonic()
+        await asyncio.wait_for(feed.close(), 5)
+        took = time.monotonic() - closing
+    assert took < 2.0
+    assert "cannot announce 1 change(s)" in caplog.text
+    assert "no connection within 0.5s" in caplog.text
 
 
 async def test_a_server_on_a_postgresql_store_chooses_the_notify_feed(

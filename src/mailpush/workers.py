@@ -82,6 +82,9 @@ class _Worker:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     #: A SIGHUP came while it was starting: it is sent once the worker is up.
     reload_pending: bool = False
+    #: Its process was sent SIGTERM: never twice, since a second one, after the worker
+    #: removed its handlers to shut down, would end it before it finished.
+    told_to_stop: bool = False
 
 
 class Supervisor:
@@ -179,6 +182,10 @@ class Supervisor:
                 # Out of processes or memory: as if it had died at once.
                 what, reason = f"worker {worker.index}", f"could not start ({exc})"
             else:
+                if self._stopping.is_set():
+                    # SIGTERM came while it was being started: `_stop_workers` could
+                    # not see it, so it is told here, or it would run until SIGKILL.
+                    self._tell_to_stop(worker)
                 code = await process.wait()
                 what, reason = f"worker {worker.index} (pid {process.pid})", _exit_reason(code)
             worker.process = None
@@ -198,6 +205,7 @@ class Supervisor:
     async def _spawn(self, worker: _Worker) -> asyncio.subprocess.Process:
         environment = dict(os.environ, NOTIFY_SOCKET=str(self._directory / NOTIFY_SOCKET))
         worker.started_at = time.monotonic()
+        worker.told_to_stop = False
         worker.process = await asyncio.create_subprocess_exec(
             *self._command(worker.index),
             # Never written: its end tells the worker the supervisor is gone.
@@ -235,7 +243,8 @@ class Supervisor:
             if self._started:
                 log.info("worker %d (pid %d) is serving again", worker.index, pid)
             worker.ready.set()
-            if worker.reload_pending:
+            if worker.reload_pending and not self._stopping.is_set():
+                # Not to a stopping worker: with its handlers removed, SIGHUP ends it.
                 worker.reload_pending = False
                 worker.process.send_signal(signal.SIGHUP)
             return
@@ -264,12 +273,19 @@ class Supervisor:
             else:
                 worker.reload_pending = True
 
+    def _tell_to_stop(self, worker: _Worker) -> None:
+        """SIGTERM to the worker's process, once; one being started gets it from `_keep`."""
+        process = worker.process
+        if process is None or process.returncode is not None or worker.told_to_stop:
+            return
+        worker.told_to_stop = True
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+
     async def _stop_workers(self, keepers: list[asyncio.Task[None]]) -> None:
         self._stopping.set()
         for worker in self._workers:
-            if worker.process is not None and worker.process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    worker.process.send_signal(signal.SIGTERM)
+            self._tell_to_stop(worker)
         grace = self.settings.shutdown_timeout + STOP_GRACE
         _, late = await asyncio.wait(keepers, timeout=grace)
         if late:

@@ -129,6 +129,39 @@ async def test_a_dispatcher_whose_claims_were_taken_over_cannot_give_them_back_o
     assert [(s.done, s.inflight, s.retrying) for s in await c.outbox.stats(T)] == [(1, 0, 0)]
 
 
+async def test_a_dispatcher_whose_claim_was_taken_over_cannot_mark_it_done(
+    node: Node,
+) -> None:
+    """Its completion is stale: the new holder is running the delivery and its attempt decides."""
+    x, y, c = node("node-x 1 1"), node("node-y 1 1"), node("node-c 1 1")
+    await queue(x, ("alice", "1"))
+    (lost,) = await x.outbox.claim_due(T, 10, lease=LEASE)
+    await y.outbox.take_over_expired(T + LEASE + 1)
+    (held,) = await y.outbox.claim_due(T + LEASE + 1, 10, lease=LEASE)
+    await x.outbox.complete([lost])
+    assert [(s.done, s.inflight) for s in await c.outbox.stats(T)] == [(0, 1)]
+    # Still Y's: Y renews it, and nobody else can take it over while Y's lease runs.
+    assert await y.outbox.renew_claims(T + LEASE + 2, LEASE) == 1
+    assert (await c.outbox.take_over_expired(T + LEASE + 3)).pending_again == 0
+    await y.outbox.complete([held])
+    assert [(s.done, s.inflight) for s in await c.outbox.stats(T)] == [(1, 0)]
+
+
+async def test_a_dispatcher_whose_claim_was_taken_over_cannot_bury_it(node: Node) -> None:
+    x, y, c = node("node-x 1 1"), node("node-y 1 1"), node("node-c 1 1")
+    await queue(x, ("alice", "1"))
+    (lost,) = await x.outbox.claim_due(T, 10, lease=LEASE)
+    await y.outbox.take_over_expired(T + LEASE + 1)
+    (held,) = await y.outbox.claim_due(T + LEASE + 1, 10, lease=LEASE)
+    await x.outbox.bury(lost, "HTTP 400")
+    assert await c.outbox.dead_letters() == []
+    assert [(s.dead, s.inflight) for s in await c.outbox.stats(T)] == [(0, 1)]
+    assert await y.outbox.renew_claims(T + LEASE + 2, LEASE) == 1
+    await y.outbox.bury(held, "HTTP 410")
+    (dead,) = await c.outbox.dead_letters()
+    assert (dead.txn_id, dead.attempts, dead.last_error) == ("txn-alice-1", 1, "HTTP 410")
+
+
 async def test_a_delivery_running_each_time_two_dispatchers_were_lost_is_a_dead_letter(
     node: Node,
 ) -> None:

@@ -30,6 +30,15 @@ What can go wrong, and what happens then:
   the notifications sent once more; if that fails too they are dropped with a
   warning, and other processes' sessions see the change at their next poll or
   command. The commit itself stands either way.
+- The server stops answering (stopped, overloaded, or a network path that
+  still acknowledges packets, which keepalives do not notice): every wait on
+  a feed connection is bounded. Connecting gets `CONNECT_TIMEOUT`, a
+  statement (`LISTEN`, a batch of NOTIFYs) `ANSWER_TIMEOUT`, after which
+  its connection is cut and the failure handled as a lost connection above
+  (the announcements are sent once more on a new connection); `close` waits
+  at most `CLOSE_TIMEOUT` for what is pending, then drops it with a warning,
+  so a stuck server never holds up a shutdown. Waiting for notifications is
+  not bounded: a silent channel is the normal state.
 - A command that only writes (`mailpush deliver`, admin commands) announces
   and never listens; `close` sends what is still pending.
 """
@@ -40,10 +49,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
+import re
 import secrets
-from collections.abc import Callable, Iterable
-from typing import Any
+import socket
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -53,7 +65,10 @@ from ..logs.text import mask_secrets
 from .feed_protocol import Heard, Pending, add_change, changed_elsewhere, describe_heard
 
 __all__ = [
+    "ANSWER_TIMEOUT",
     "CHANNEL",
+    "CLOSE_TIMEOUT",
+    "CONNECT_TIMEOUT",
     "MAX_PAYLOAD",
     "RECONNECT_PAUSE",
     "RECONNECT_PAUSE_MAX",
@@ -70,7 +85,13 @@ MAX_PAYLOAD = 7999
 RECONNECT_PAUSE = 0.2
 RECONNECT_PAUSE_MAX = 10.0
 #: Seconds allowed to open a feed connection.
-CONNECT_TIMEOUT = 10
+CONNECT_TIMEOUT = 10.0
+#: Seconds the server has to answer one statement on a feed connection (LISTEN, NOTIFYs).
+ANSWER_TIMEOUT = 10.0
+#: Seconds `close` waits for pending announcements before it drops them.
+CLOSE_TIMEOUT = 15.0
+#: Seconds a task whose connection was cut has to notice (it is at once; then cancelled).
+CUT_GRACE = 1.0
 #: libpq TCP keepalives for the feed's connections, unless the URI sets its own: a
 #: listening connection whose peer vanished is noticed (and replaced) in about 25 s.
 _KEEPALIVES = {
@@ -80,6 +101,22 @@ _KEEPALIVES = {
     "keepalives_count": "3",
 }
 _SEND = "SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload"
+#: A password given as a parameter (`?password=…` or `password=…`), which
+#: `mask_secrets` (passwords in `scheme://user:password@`) does not see.
+_PASSWORD_PARAMETER = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)", re.I)
+
+T = TypeVar("T")
+
+
+class FeedTimeoutError(psycopg.OperationalError):
+    """The server did not answer on a feed connection in time; the connection was cut.
+
+    A psycopg.Error, so it is handled as any lost connection is."""
+
+
+def describe_uri(uri: str) -> str:
+    """`uri` fit for a log line: without its password, in either spelling."""
+    return _PASSWORD_PARAMETER.sub(r"\1***", mask_secrets(uri))
 
 
 class NotifyChangeFeed:
@@ -89,7 +126,7 @@ class NotifyChangeFeed:
         """`everyone`: the users this process has subscribers for (`ChangeHub.users`), who
         all hear a change after the listening connection was lost and found again."""
         self.uri = uri
-        self._where = mask_secrets(uri)
+        self._where = describe_uri(uri)
         self._everyone = everyone
         #: This process's name in every payload it sends (its own are not heard).
         self.name = f"{os.getpid()}-{secrets.token_hex(6)}"
@@ -102,6 +139,12 @@ class NotifyChangeFeed:
         self._heard_pending: Pending = {}
         self._publish_handle: asyncio.Handle | None = None
         self._listening: asyncio.Task[None] | None = None
+        #: The announcements `_send` is sending now (counted if `close` drops them).
+        self._batch: list[str] = []
+        #: Connections a statement runs on now (`_answered`): what `close` cuts.
+        self._answering: set[psycopg.AsyncConnection[Any]] = set()
+        #: `close` gave up waiting: a failure is not tried again, nor a connection made.
+        self._closing = False
         #: Times the listening connection was (re)established; 1 after `listen`.
         self.connections = 0
 
@@ -129,7 +172,7 @@ class NotifyChangeFeed:
     async def _listening_connection(self) -> psycopg.AsyncConnection[Any]:
         connection = await self._connect()
         try:
-            await connection.execute(f"LISTEN {CHANNEL}")
+            await self._answered(connection, connection.execute(f"LISTEN {CHANNEL}"), "LISTEN")
         except BaseException:
             await connection.close()
             raise
@@ -143,6 +186,8 @@ class NotifyChangeFeed:
                 async for notify in connection.notifies():
                     self._hear(notify.payload)
             except psycopg.Error as exc:
+                if self._closing:
+                    return  # `close` cut it
                 log.warning(
                     "change feed: lost the listening connection to %s (%s); connecting"
                     " again (sessions hear of other processes' changes meanwhile only"
@@ -158,6 +203,8 @@ class NotifyChangeFeed:
                     connection = await self._listening_connection()
                     break
                 except psycopg.Error as exc:
+                    if self._closing:
+                        return
                     log.warning(
                         "change feed: cannot listen on %s again (%s); next try in %.1fs",
                         self._where, mask_secrets(str(exc)).strip(), pause,
@@ -244,19 +291,25 @@ class NotifyChangeFeed:
 
     async def _send_all(self) -> None:
         """Send what is queued, in batches of what gathered while the last one was sent."""
-        while self._outgoing:
-            batch, self._outgoing = self._outgoing, []
-            await self._send(batch)
+        while self._outgoing and not self._closing:
+            self._batch, self._outgoing = self._outgoing, []
+            try:
+                await self._send(self._batch)
+            finally:
+                self._batch = []
 
     async def _send(self, payloads: list[str]) -> None:
         for attempt in (1, 2):
             try:
                 if self._sender is None or self._sender.closed:
                     self._sender = await self._connect()
-                await self._sender.execute(_SEND, (CHANNEL, payloads))
+                sender = self._sender
+                await self._answered(sender, sender.execute(_SEND, (CHANNEL, payloads)), "NOTIFY")
             except psycopg.Error as exc:
                 await _close_quietly(self._sender)
                 self._sender = None
+                if self._closing:
+                    return  # `close` says what it dropped
                 if attempt == 2:
                     log.warning(
                         "change feed: cannot announce %d change(s) on %s: %s; other"
@@ -270,31 +323,117 @@ class NotifyChangeFeed:
     # --- lifecycle --------------------------------------------------------------------
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        """A new feed connection, in `CONNECT_TIMEOUT` (whatever the URI's connect_timeout:
+        libpq's counts per address, and 0 means none) or FeedTimeoutError."""
         params = {
             **_KEEPALIVES,
-            "connect_timeout": str(CONNECT_TIMEOUT),
+            # libpq takes whole seconds, at least 2.
+            "connect_timeout": str(max(2, math.ceil(CONNECT_TIMEOUT))),
             **conninfo_to_dict(self.uri),
         }
-        return await psycopg.AsyncConnection.connect(make_conninfo("", **params), autocommit=True)
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                return await psycopg.AsyncConnection.connect(
+                    make_conninfo("", **params), autocommit=True
+                )
+        except TimeoutError:
+            raise FeedTimeoutError(
+                f"no connection within {CONNECT_TIMEOUT:g}s (the server does not answer)"
+            ) from None
+
+    async def _answered(
+        self, connection: psycopg.AsyncConnection[Any], operation: Awaitable[T], what: str
+    ) -> T:
+        """`operation` on `connection`, or FeedTimeoutError once ANSWER_TIMEOUT has passed.
+
+        Then the connection is cut (its socket shut down, `_cut`) and the operation
+        fails at once. Cancelling it instead would have psycopg ask the server to
+        cancel the statement and wait for the answer again: the very wait that hangs."""
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            _cut(connection)
+
+        timer = asyncio.get_running_loop().call_later(ANSWER_TIMEOUT, expire)
+        self._answering.add(connection)
+        try:
+            return await operation
+        except psycopg.Error:
+            if not expired:
+                raise
+            log.warning(
+                "change feed: PostgreSQL at %s did not answer %s within %gs; cut that"
+                " connection",
+                self._where, what, ANSWER_TIMEOUT,
+            )  # fmt: skip
+            raise FeedTimeoutError(
+                f"no answer to {what} within {ANSWER_TIMEOUT:g}s (connection cut)"
+            ) from None
+        finally:
+            timer.cancel()
+            self._answering.discard(connection)
+
+    async def _end(self, task: asyncio.Task[None]) -> None:
+        """End a feed task at once, without a network wait: cut the connections a
+        statement waits on (the statement fails, and closing, the task gives up), and
+        cancel it otherwise (waiting to connect, for notifications or to retry)."""
+        self._closing = True
+        for connection in self._answering:
+            _cut(connection)
+        if self._answering:
+            await asyncio.wait({task}, timeout=CUT_GRACE)
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+        if not task.cancelled():
+            task.result()  # what it did not handle itself (psycopg errors it logs)
 
     async def close(self) -> None:
-        """Send what is pending, stop listening and close both connections."""
+        """Send what is pending (for at most CLOSE_TIMEOUT), stop listening and close both
+        connections; returns however the server behaves."""
         if self._pending or self._outgoing:
             self.flush()
         if self._sending is not None:
-            await self._sending
-            self._sending = None
+            sending, self._sending = self._sending, None
+            await asyncio.wait({sending}, timeout=CLOSE_TIMEOUT)
+            if sending.done():
+                sending.result()
+            else:
+                dropped = len(self._batch) + len(self._outgoing)
+                self._outgoing = []
+                await self._end(sending)
+                log.warning(
+                    "change feed: PostgreSQL at %s did not take %d announcement(s) within"
+                    " %gs; closing without them (other processes' sessions see those"
+                    " changes when they next poll)",
+                    self._where, dropped, CLOSE_TIMEOUT,
+                )  # fmt: skip
         if self._listening is not None:
-            self._listening.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listening
-            self._listening = None
+            listening, self._listening = self._listening, None
+            await self._end(listening)
             log.info("change feed: stopped listening on %s", self._where)
         if self._publish_handle is not None:
             self._publish_handle.cancel()
             self._publish_handle = None
         await _close_quietly(self._sender)
         self._sender = None
+        self._closing = False  # announcing again later opens a connection again
+
+
+def _cut(connection: psycopg.AsyncConnection[Any]) -> None:
+    """Shut `connection`'s socket down both ways, so whatever waits on it fails now.
+
+    Shut down, not closed: the descriptor stays open (and registered with the
+    event loop) until psycopg's wait has ended and `close` runs; closing it
+    under that wait would leave the loop watching a number the next socket reuses."""
+    try:
+        descriptor = os.dup(connection.pgconn.socket)
+    except (OSError, psycopg.Error):
+        return  # already closed
+    with socket.socket(fileno=descriptor) as sock, contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 async def _close_quietly(connection: psycopg.AsyncConnection[Any] | None) -> None:

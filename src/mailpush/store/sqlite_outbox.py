@@ -114,11 +114,12 @@ _USERS_AFTER = _USERS_WALK.format(upto="")
 _USERS_BETWEEN = _USERS_WALK.format(upto="AND user_name <= :upto")
 
 #: A claimed delivery's last attempt: (state 'done' or 'dead', now, now, last error or
-#: None, outbox_id, driver).
+#: None, outbox_id, driver, claimant). Only while the claimant still holds it: one whose
+#: lease ran out and was taken over (it hung) must not finish what the new holder runs.
 _FINISH = (
     "UPDATE push_deliveries SET state = ?, started = 0, attempts = attempts + 1,"
     " first_attempt = COALESCE(first_attempt, ?), finished = ?, last_error = ?"
-    " WHERE outbox_id = ? AND driver = ?"
+    " WHERE outbox_id = ? AND driver = ? AND state = 'inflight' AND claimed_by = ?"
 )
 
 
@@ -394,14 +395,17 @@ class SqliteOutbox:
         return int((await self._submit(op))[0])
 
     async def complete(self, claims: Sequence[ClaimedDelivery]) -> None:
-        """Mark deliveries done, all in one write (the dispatcher batches them)."""
+        """Mark deliveries done, all in one write (the dispatcher batches them); not those
+        another dispatcher took over meanwhile: it is running them, its attempt decides."""
         if not claims:
             return
+        claimant = self.claimant
 
         def op(ctx: WriteContext) -> None:
             now = time.time()
             ctx.conn.executemany(
-                _FINISH, [("done", now, now, None, c.outbox_id, c.driver) for c in claims]
+                _FINISH,
+                [("done", now, now, None, c.outbox_id, c.driver, claimant) for c in claims],
             )
 
         await self._submit(op, durable=False)
@@ -423,9 +427,14 @@ class SqliteOutbox:
         await self._submit(op, durable=False)
 
     async def bury(self, claim: ClaimedDelivery, error: str) -> None:
+        """A dead letter (durable); not if another dispatcher took the claim over meanwhile."""
+        claimant = self.claimant
+
         def op(ctx: WriteContext) -> None:
             now = time.time()
-            ctx.conn.execute(_FINISH, ("dead", now, now, error, claim.outbox_id, claim.driver))
+            ctx.conn.execute(
+                _FINISH, ("dead", now, now, error, claim.outbox_id, claim.driver, claimant)
+            )
 
         await self._submit(op)
 
