@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 
 from ..errors import StoreError
+from .mailbox_counts import BACKFILL, COUNT_COLUMNS, PG_TRIGGERS, UNSEEN_INDEX
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PgMigration", "PgSchemaUpgrade", "migrate_pg_schema"]
 
@@ -82,10 +83,23 @@ def _claim_leases(conn: psycopg.Connection[Any]) -> None:
     )
 
 
+def _mailbox_counts(conn: psycopg.Connection[Any]) -> None:
+    """Version 4 (SQLite's 7): each mailbox's counts on its row, counted once here and kept
+    from now on by triggers, and the unseen messages' index (store/mailbox_counts.py)."""
+    conn.execute(
+        "ALTER TABLE mailboxes "
+        + ", ".join(f"ADD COLUMN {name} {declaration}" for name, declaration in COUNT_COLUMNS)
+    )
+    conn.execute(BACKFILL)
+    for statement in (UNSEEN_INDEX, *PG_TRIGGERS):
+        conn.execute(statement)
+
+
 MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(1, "mailboxes, messages, METADATA and the push outbox", _create_tables),
     PgMigration(2, "expunged UIDs with their modseq (CONDSTORE/QRESYNC)", _expunged_messages),
     PgMigration(3, "outbox claims held under a lease (several dispatchers)", _claim_leases),
+    PgMigration(4, "message, recent and unseen counts kept on each mailbox", _mailbox_counts),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -1,7 +1,9 @@
--- mailpush store schema, version 6: the schema as it is now, every statement
+-- mailpush store schema, version 7: the schema as it is now, every statement
 -- idempotent. An older file is brought here by the ordered steps of
 -- sqlite_schema.MIGRATIONS, run before these statements (version 2 added tables,
--- 3 outbox columns, 4 bodies.summary, 5 expunged_messages, 6 claim leases).
+-- 3 outbox columns, 4 bodies.summary, 5 expunged_messages, 6 claim leases,
+-- 7 mailbox counts). The counts' triggers and the unseen index are made after
+-- these statements, from store/mailbox_counts.py.
 -- Kept to portable SQL (no SQLite-only types) so that a PostgreSQL store can
 -- share it; SQLite-specific pragmas live in the Python that opens the file.
 
@@ -22,6 +24,10 @@ CREATE TABLE IF NOT EXISTS mailboxes (
     uidnext        INTEGER NOT NULL DEFAULT 1,
     highestmodseq  INTEGER NOT NULL DEFAULT 1,
     special_use    TEXT,
+    -- Kept by triggers on messages (store/mailbox_counts.py).
+    message_count  INTEGER NOT NULL DEFAULT 0,
+    recent_count   INTEGER NOT NULL DEFAULT 0,
+    unseen_count   INTEGER NOT NULL DEFAULT 0,
     UNIQUE (user_id, name)
 );
 

@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Protocol, TypeVar
 
 from ..errors import MailboxNotFoundError, MailboxNotSelectableError
-from . import flags as F
 from .changes import MailboxCreated
+from .mailbox_counts import UNSEEN_CONDITION
 from .mailbox_names import INBOX
 from .models import MailboxStatus
 from .sqlite_writer import WriteContext
@@ -57,14 +57,16 @@ MailboxRow = tuple[int, int, int, int]  # id, uidvalidity, uidnext, highestmodse
 
 
 def mailbox_status(conn: sqlite3.Connection, user: str, mailbox: str) -> MailboxStatus:
-    """STATUS of `mailbox` (a normalized name) as `conn` sees it, also inside a write."""
+    """STATUS of `mailbox` (a normalized name) as `conn` sees it, also inside a write.
+
+    Its counts are the row's (store/mailbox_counts.py), the first unseen UID one
+    seek in the unseen index: the cost does not grow with the mailbox."""
     box = read_mailbox(conn, user, mailbox)
     counts = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(recent), 0),"
-        " COALESCE(SUM(CASE WHEN flags & ? THEN 0 ELSE 1 END), 0),"
-        " MIN(CASE WHEN flags & ? THEN NULL ELSE uid END)"
-        " FROM messages WHERE mailbox_id = ?",
-        (F.SEEN, F.SEEN, box[0]),
+        "SELECT message_count, recent_count, unseen_count,"
+        f" (SELECT MIN(uid) FROM messages WHERE mailbox_id = ? AND {UNSEEN_CONDITION})"
+        " FROM mailboxes WHERE id = ?",
+        (box[0], box[0]),
     ).fetchone()
     keywords = tuple(
         r[0]

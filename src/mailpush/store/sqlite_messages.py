@@ -25,6 +25,7 @@ from .changes import (
     SavedMessage,
     TransactionRolledBack,
 )
+from .mailbox_counts import add_unseen
 from .mailbox_names import INBOX, new_mailbox_name_problem, normalize_mailbox_name
 from .message_summaries import summary_from_text, summary_to_text
 from .models import DeliveryTarget, MailboxChanges, MessageInfo, NewMessage
@@ -212,6 +213,7 @@ class SqliteMessages:
             changes: list[FlagChange] = []
             modified: list[int] = []
             modseq: int | None = None
+            unseen = 0
             for uid, old_flags, old_kw_text, old_modseq in _flag_rows(conn, box[0], wanted):
                 if unchanged_since is not None and old_modseq > unchanged_since:
                     modified.append(uid)
@@ -227,10 +229,12 @@ class SqliteMessages:
                     " WHERE mailbox_id = ? AND uid = ?",
                     (new_flags, " ".join(new_kw), modseq, box[0], uid),
                 )
+                unseen += bool(old_flags & F.SEEN) - bool(new_flags & F.SEEN)
                 recent = uid in recent_uids
                 changes.append(
                     FlagChange(uid, old_flags, new_flags, old_kw, new_kw, modseq, recent)
                 )
+            add_unseen(conn, box[0], unseen)
             if kw and mode != "remove":
                 remember_keywords(conn, box[0], kw)
             result = FlagsChanged(user, mailbox, box[1], tuple(changes), tuple(modified))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import StoreError
 from ..mime import summarize
+from .mailbox_counts import BACKFILL, COUNT_COLUMNS, SQLITE_TRIGGERS, UNSEEN_INDEX
 from .message_summaries import summary_to_text
 from .sqlite_outbox import add_lease_columns, add_outbox_columns
 
@@ -80,12 +81,25 @@ def _expunged_messages(conn: sqlite3.Connection) -> None:
     upgrade gets no VANISHED for them, as from a Dovecot whose index lost them."""
 
 
+def _add_mailbox_counts(conn: sqlite3.Connection) -> None:
+    """Version 7: each mailbox's counts on its row (store/mailbox_counts.py), counted once
+    here; the triggers that keep them from now on are made after `schema.sql`."""
+    present = {row[1] for row in conn.execute("PRAGMA table_info(mailboxes)")}
+    if not present:
+        return  # a new file: schema.sql creates the table with them
+    for column, declaration in COUNT_COLUMNS:
+        if column not in present:
+            conn.execute(f"ALTER TABLE mailboxes ADD COLUMN {column} {declaration}")
+    conn.execute(BACKFILL)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "METADATA and pushed Message-ID tables", _tables_only),
     Migration(3, "outbox row kinds and crash counts", add_outbox_columns),
     Migration(4, "message summaries stored with the bodies", _add_body_summaries),
     Migration(5, "expunged UIDs with their modseq (CONDSTORE/QRESYNC)", _expunged_messages),
     Migration(6, "outbox claims held under a lease (several dispatchers)", add_lease_columns),
+    Migration(7, "message, recent and unseen counts kept on each mailbox", _add_mailbox_counts),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -135,3 +149,6 @@ def _run_schema_sql(conn: sqlite3.Connection) -> None:
     for statement in schema.split(";\n"):
         if statement.strip():
             conn.execute(statement)
+    # Trigger bodies hold semicolons of their own: not in the file split above.
+    for statement in (UNSEEN_INDEX, *SQLITE_TRIGGERS):
+        conn.execute(statement)
