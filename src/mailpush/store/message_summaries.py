@@ -16,7 +16,8 @@ compact, since it is also what the outbox rows of saves carry.
 from __future__ import annotations
 
 import json
-from dataclasses import astuple, fields
+from dataclasses import fields
+from operator import attrgetter
 from typing import Final
 
 from ..mime.summary import MessageSummary
@@ -24,6 +25,10 @@ from ..mime.summary import MessageSummary
 __all__ = ["SummaryFormatError", "summary_from_text", "summary_to_text", "summary_values"]
 
 _FIELDS: Final = tuple(f.name for f in fields(MessageSummary))
+#: Every field's value, in `_FIELDS` order. Not `dataclasses.astuple`, which deep-copies
+#: each value: the fields are scalars, and this runs inside the store's write transaction
+#: for every saved message (its stored summary and its outbox row).
+_VALUES: Final = attrgetter(*_FIELDS)
 _OPTIONAL_TEXT: Final = (str, type(None))
 #: The JSON type of each field, in `_FIELDS` order.
 _TYPES: Final[tuple[type | tuple[type, ...], ...]] = (
@@ -38,7 +43,7 @@ class SummaryFormatError(ValueError):
 
 def summary_values(summary: MessageSummary) -> list[object]:
     """The summary as a JSON-ready list (the outbox form embeds it as it is)."""
-    return list(astuple(summary))
+    return list(_VALUES(summary))
 
 
 def summary_to_text(summary: MessageSummary) -> str:
