@@ -24,6 +24,13 @@ from mailpush.logging_config import SecretMaskingFilter, mask_secrets
         ("(got http://u:pw@h:99999/x)", "(got http://u:***@h:99999/x)"),
         ("a http://u:p@h/x and https://v:q@k/ z", "a http://u:***@h/x and https://v:***@k/ z"),
         ("url=http://u:p@host", "url=http://u:***@host"),
+        # PostgreSQL's other spellings: a URI parameter, a keyword/value string.
+        ("postgresql://db.example/mail?password=s3cret&sslmode=require",
+         "postgresql://db.example/mail?password=***&sslmode=require"),
+        ("host=db user=mail password=s3cret dbname=mail",
+         "host=db user=mail password=*** dbname=mail"),
+        ("host=db PASSWORD = 's3 cr\\'et' dbname=mail", "host=db PASSWORD = *** dbname=mail"),
+        ("postgresql://u:pw@h/db?password=other", "postgresql://u:***@h/db?password=***"),
     ],
 )
 def test_the_password_is_masked(text: str, masked: str) -> None:
@@ -31,7 +38,8 @@ def test_the_password_is_masked(text: str, masked: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["http://host/a@b", "http://alice@host/x", "mailto:alice@example.org", "no url"]
+    "text", ["http://host/a@b", "http://alice@host/x", "mailto:alice@example.org", "no url",
+             "passwords=2 a=b", "password mismatch (given password)"]
 )
 def test_text_without_a_password_is_left_alone(text: str) -> None:
     assert mask_secrets(text) == text
@@ -70,8 +78,11 @@ def test_masking_agrees_with_the_reference_rule(text: str) -> None:
         "a://b:" * 160_000 + "@",
         "http://u:" + "p" * 1_000_000,
         "h://u:" + "@" * 1_000_000,
+        "password=" * 100_000,
+        "password='" + "\\x" * 500_000,
     ],
-    ids=["scheme-run", "many-separators", "many-users", "long-password", "many-ats"],
+    ids=["scheme-run", "many-separators", "many-users", "long-password", "many-ats",
+         "many-parameters", "long-quoted-parameter"],
 )
 def test_masking_a_megabyte_without_spaces_takes_linear_time(text: str) -> None:
     """An endpoint's error body or a script's log text can be this; it must not stall."""

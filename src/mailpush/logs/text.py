@@ -18,6 +18,10 @@ _LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 #: What ends the user name of `scheme://user:password@host`.
 _USER_END = frozenset("/:@")
 _WORD = re.compile(r"\S+")
+#: A password given as a parameter: a libpq URI's `?password=…` or a keyword/value
+#: connection string's `password=…` (quoted or not). Linear: the alternatives of the
+#: quoted form are disjoint.
+_PASSWORD_PARAMETER = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'?|[^&\s]*)", re.I)
 
 # C0 and C1 controls, DEL, the Unicode line and paragraph separators (some viewers
 # break lines there), and lone surrogates: bytes that were not UTF-8, which a
@@ -30,7 +34,8 @@ TRACEBACK_INDENT = "  "
 
 
 def mask_secrets(text: str) -> str:
-    """`http://user:secret@host` → `http://user:***@host`, anywhere in `text`.
+    """`http://user:secret@host` → `http://user:***@host`, anywhere in `text`; and a
+    password given as a parameter (`?password=secret`, `password='secret'`) → `***`.
 
     The password runs to the LAST `@` of the URL's word, as URL parsers read
     the authority, so `u:se@cret@host` and a raw `/` in a password are masked
@@ -39,6 +44,8 @@ def mask_secrets(text: str) -> str:
     network text of any size (a backtracking regex here took minutes for a
     megabyte without spaces, on the event loop).
     """
+    if "=" in text:
+        text = _PASSWORD_PARAMETER.sub(r"\1***", text)
     if "://" not in text:
         return text
     pieces: list[str] = []

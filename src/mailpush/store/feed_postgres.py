@@ -51,7 +51,6 @@ import json
 import logging
 import math
 import os
-import re
 import secrets
 import socket
 from collections.abc import Awaitable, Callable, Iterable
@@ -101,10 +100,6 @@ _KEEPALIVES = {
     "keepalives_count": "3",
 }
 _SEND = "SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload"
-#: A password given as a parameter (`?password=…` or `password=…`), which
-#: `mask_secrets` (passwords in `scheme://user:password@`) does not see.
-_PASSWORD_PARAMETER = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)", re.I)
-
 T = TypeVar("T")
 
 
@@ -114,11 +109,6 @@ class FeedTimeoutError(psycopg.OperationalError):
     A psycopg.Error, so it is handled as any lost connection is."""
 
 
-def describe_uri(uri: str) -> str:
-    """`uri` fit for a log line: without its password, in either spelling."""
-    return _PASSWORD_PARAMETER.sub(r"\1***", mask_secrets(uri))
-
-
 class NotifyChangeFeed:
     """`ChangeFeed` over PostgreSQL LISTEN/NOTIFY on the database `uri` names."""
 
@@ -126,7 +116,7 @@ class NotifyChangeFeed:
         """`everyone`: the users this process has subscribers for (`ChangeHub.users`), who
         all hear a change after the listening connection was lost and found again."""
         self.uri = uri
-        self._where = describe_uri(uri)
+        self._where = mask_secrets(uri)  # the password, in either spelling, masked
         self._everyone = everyone
         #: This process's name in every payload it sends (its own are not heard).
         self.name = f"{os.getpid()}-{secrets.token_hex(6)}"
