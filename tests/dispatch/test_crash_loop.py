@@ -125,7 +125,7 @@ async def test_only_the_delivery_running_at_each_death_is_counted_not_those_wait
             assert recovery.buried == ()
             claims = await store.outbox.claim_due(time.time(), 10)
             assert [c.txn_id for c in claims] == ["txn-1", "txn-2", "txn-3"]
-            await store.outbox.mark_started(claims[0])
+            await store.outbox.mark_started(claims[:1])
         finally:
             await asyncio.to_thread(store.close)  # then "dies" with all three claimed
     store = store_backend.open_store()

@@ -42,7 +42,7 @@ async def test_a_schema_2_outbox_gains_the_new_columns_and_keeps_its_deliveries(
         assert (recovery.pending_again, recovery.buried) == (1, ())
         (claim,) = await store.outbox.claim_due(time.time(), 10)
         assert (claim.txn_id, claim.kind) == ("txn-1", "transaction")
-        await store.outbox.mark_started(claim)
+        await store.outbox.mark_started([claim])
     finally:
         await asyncio.to_thread(store.close)
     with sqlite3.connect(path) as conn:

@@ -171,7 +171,7 @@ async def test_a_delivery_running_each_time_two_dispatchers_were_lost_is_a_dead_
     for dispatcher in (a, b):
         claims = await dispatcher.outbox.claim_due(now, 10, lease=LEASE)
         assert ids(claims) == ["txn-alice-1", "txn-alice-2"]
-        await dispatcher.outbox.mark_started(claims[0])
+        await dispatcher.outbox.mark_started(claims[:1])
         now += LEASE + 1
         recovery = await c.outbox.take_over_expired(now)
     assert [letter.txn_id for letter in recovery.buried] == ["txn-alice-1"]

@@ -248,7 +248,7 @@ async def test_outbox_retries_buries_replays_and_purges(store: MailStore) -> Non
     await store.append("alice", "INBOX", [NewMessage(MESSAGE)])
     outbox = store.outbox
     created, saved = await outbox.claim_due(now=1e12, limit=10)
-    await outbox.mark_started(created)
+    await outbox.mark_started([created])
     await outbox.retry(created, next_attempt=2e12, error="HTTP 503")
     await outbox.bury(saved, "HTTP 400")
     assert await outbox.claim_due(now=1e12, limit=10) == []  # the retry is not due yet

@@ -162,6 +162,11 @@ class Dispatcher:
         self._last_purge = 0.0
         self._completed: list[ClaimedDelivery] = []
         self._flusher: asyncio.Task[None] | None = None
+        #: Claims whose groups start in this turn of the event loop, and the write that
+        #: will mark them started (`_mark_started`).
+        self._starting: tuple[list[ClaimedDelivery], asyncio.Future[None]] | None = None
+        #: Those writes while they run (the loop keeps only weak references to tasks).
+        self._start_writes: set[asyncio.Task[None]] = set()
         self._leases: asyncio.Task[None] | None = None
         self._claim_lease = claim_lease
         #: Set by a reload that changed the lease: renew under the new one now.
@@ -387,6 +392,38 @@ class Dispatcher:
         )
         self._active[key] = task
 
+    async def _mark_started(self, claims: Sequence[ClaimedDelivery]) -> None:
+        """Mark `claims` started, in one write with those of every other group starting in
+        the same turn of the event loop (after a claiming round, all of them): one write
+        per group each cost the store's writer a job of its own."""
+        if self._starting is None:
+            loop = asyncio.get_running_loop()
+            written: asyncio.Future[None] = loop.create_future()
+            # Retrieved even if every group waiting for it was cancelled meanwhile.
+            written.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self._starting = ([], written)
+            loop.call_soon(self._write_started)
+        batch, written = self._starting
+        batch.extend(claims)
+        await asyncio.shield(written)
+
+    def _write_started(self) -> None:
+        assert self._starting is not None
+        batch, written = self._starting
+        self._starting = None
+
+        async def write() -> None:
+            try:
+                await self._outbox.mark_started(batch)
+            except Exception as exc:  # noqa: BLE001 - each waiting group gets it
+                written.set_exception(exc)
+            else:
+                written.set_result(None)
+
+        task = asyncio.create_task(write(), name="push-mark-started")
+        self._start_writes.add(task)
+        task.add_done_callback(self._start_writes.discard)
+
     async def _purge_now_and_then(self) -> None:
         now = time.time()
         if now - self._last_purge >= PURGE_INTERVAL:
@@ -410,8 +447,7 @@ class Dispatcher:
                 for unit in group:
                     if self._stopping and done:
                         break
-                    for claim in unit.claims:
-                        await self._outbox.mark_started(claim)
+                    await self._mark_started(unit.claims)
                     delivered = await self._deliver(unit)
                     done += 1
                     if not delivered and stop_at_failure:

@@ -356,16 +356,20 @@ class SqliteOutbox:
         self._resume = {driver: user for driver, user in resume.items() if user is not None}
         return claims
 
-    async def mark_started(self, claim: ClaimedDelivery) -> None:
-        """Just before a driver runs `claim`: if the process dies now, whoever takes the
-        claim over knows (unless it was taken over already)."""
+    async def mark_started(self, claims: Sequence[ClaimedDelivery]) -> None:
+        """Just before a driver runs `claims`: if the process dies now, whoever takes them
+        over knows (unless they were taken over already). One write for all: the
+        dispatcher gathers the claims of every group starting at the same moment."""
         claimant = self.claimant
+        rows = [(claim.outbox_id, claim.driver, claimant) for claim in claims]
+        if not rows:
+            return
 
         def op(ctx: WriteContext) -> None:
-            ctx.conn.execute(
+            ctx.conn.executemany(
                 "UPDATE push_deliveries SET started = 1 WHERE outbox_id = ? AND driver = ?"
                 " AND claimed_by = ?",
-                (claim.outbox_id, claim.driver, claimant),
+                rows,
             )
 
         # Not fsynced: a process crash loses no commit all the same (WAL), and an
