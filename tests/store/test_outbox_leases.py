@@ -90,6 +90,34 @@ async def test_a_dispatchers_own_claims_do_not_hold_back_its_next_round(node: No
     assert ids(await a.outbox.claim_due(T, 10, lease=LEASE)) == ["txn-alice-2"]
 
 
+async def test_completions_handed_to_a_claiming_round_are_done_before_it_claims(
+    node: Node,
+) -> None:
+    """The dispatcher's round writes its finished deliveries and its new claims in one job;
+    done first, so another dispatcher is free to take the user's next one at once."""
+    a, b = node("node-a 1 1"), node("node-b 1 1")
+    await queue(a, ("alice", "1"), ("alice", "2"), ("bob", "1"))
+    first = await a.outbox.claim_due(T, 1, lease=LEASE)
+    assert ids(first) == ["txn-alice-1"]
+    assert ids(await a.outbox.claim_due(T, 1, lease=LEASE, completed=first)) == ["txn-bob-1"]
+    assert ids(await b.outbox.claim_due(T, 10, lease=LEASE)) == ["txn-alice-2"]
+    stats = await a.outbox.stats(T)
+    assert [(s.done, s.inflight) for s in stats] == [(1, 2)]
+
+
+async def test_a_taken_over_claim_handed_to_a_claiming_round_is_not_marked_done(
+    node: Node,
+) -> None:
+    a, b = node("node-a 1 1"), node("node-b 1 1")
+    await queue(a, ("alice", "1"))
+    stale = await a.outbox.claim_due(T, 10, lease=LEASE)
+    await b.outbox.take_over_expired(T + LEASE + 1)
+    assert ids(await b.outbox.claim_due(T + LEASE + 1, 10, lease=LEASE)) == ["txn-alice-1"]
+    assert await a.outbox.claim_due(T + LEASE + 1, 10, lease=LEASE, completed=stale) == []
+    stats = await a.outbox.stats(T)
+    assert [(s.done, s.inflight) for s in stats] == [(0, 1)]
+
+
 async def test_an_expired_lease_is_taken_over_and_the_user_claimed_again_in_order(
     node: Node,
 ) -> None:

@@ -350,10 +350,19 @@ class Dispatcher:
 
     async def _claim_and_start(self) -> None:
         busy: set[DeliveryKey] = {(key[0], key[1]) for key in self._active if not key[2]}
-        claims = await self._outbox.claim_due(
-            time.time(), CLAIM_LIMIT, busy,
-            ordered=self._ordered, independent=self._independent, lease=self._claim_lease,
-        )
+        # Completions gathered so far go in the claiming write (the flusher writes those
+        # that come while no round runs).
+        completed, self._completed = self._completed, []
+        try:
+            claims = await self._outbox.claim_due(
+                time.time(), CLAIM_LIMIT, busy,
+                ordered=self._ordered, independent=self._independent, lease=self._claim_lease,
+                completed=completed,
+            )
+        except BaseException:
+            for claim in completed:
+                self._mark_completed(claim)  # written by the flusher instead
+            raise
         ordered: dict[DeliveryKey, list[_Unit]] = {}
         independent: dict[tuple[str, str, str], list[_Unit]] = {}
         for unit in map(_read_unit, claims):

@@ -107,6 +107,7 @@ class PushOutbox(Protocol):
         ordered: Collection[str] | None = None,
         independent: Collection[str] = (),
         lease: float = ...,
+        completed: Sequence[ClaimedDelivery] = (),
     ) -> list[ClaimedDelivery]:
         """Claim due deliveries in commit order, never overtaking within an ordered key
         (nor another dispatcher's claims of it), held until `now + lease`."""
