@@ -80,6 +80,9 @@ def write_config(directory: Path, extra: str = "", lmtp_port: int | None = None)
             """
         )
         + extra
+        # One process, as the features were written for, unless the test is about workers
+        # (the default is one per core: tests/test_workers*.py, test_server_defaults).
+        + ("" if "mailpush_workers" in extra else "mailpush_workers = 1\n")
     )
     return config
 

@@ -103,7 +103,9 @@ def test_fail2ban_dovecot_filter_finds_each_failed_login_connection_once(
 
     failed = [line for line in lines if "auth failed, " in line]
     assert re.fullmatch(
-        r"[A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d imap-login: Info: Disconnected: Aborted login by"
+        # The worker's tag when mailpush_workers (default: one per core) is above 1.
+        r"[A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d (?:worker\d+: )?imap-login: Info: Disconnected:"
+        r" Aborted login by"
         r" logging out \(auth failed, 2 attempts in \d+ secs\): user=<alice>, method=PLAIN,"
         r" rip=127\.0\.0\.2, lip=127\.0\.0\.1, secured, session=<[A-Za-z0-9+/]{16}>",
         failed[0],

@@ -139,8 +139,16 @@ async def start(tmp_path: Path, started: list[Served], extra: str = "") -> Serve
 # --- the setting ----------------------------------------------------------------------
 
 
-def test_mailpush_workers_is_one_process_unless_set(tmp_path: Path) -> None:
-    assert load_settings(write_config(tmp_path)).settings.workers == 1
+def test_mailpush_workers_is_one_per_usable_core_unless_set(tmp_path: Path) -> None:
+    config = write_config(tmp_path)  # which pins one process for the other tests: unpinned
+    config.write_text(config.read_text().replace("mailpush_workers = 1\n", ""))
+    assert "mailpush_workers =" not in config.read_text()
+    assert load_settings(config).settings.workers == len(os.sched_getaffinity(0))
+
+
+def test_mailpush_workers_1_is_one_process(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "mailpush_workers = 1\n")
+    assert load_settings(config).settings.workers == 1
 
 
 @pytest.mark.parametrize("value", ["auto", "0"])

@@ -63,7 +63,10 @@ async def test_a_delivery_in_flight_at_two_deaths_is_a_dead_letter_not_run_again
         tmp_path,
         store_backend.config()
         + f"plugin {{\n  push_notification_driver = webhook:url={endpoint.url}\n}}\n"
-        "mailpush_push_retry_initial = 50ms\n",
+        "mailpush_push_retry_initial = 50ms\n"
+        # The process that dies is the one sending: one process. (With workers, worker 0
+        # dies and its supervisor restarts it: tests/test_workers.py.)
+        "mailpush_workers = 1\n",
         lmtp_port=port,
     )
     log = tmp_path / "serve.log"

@@ -96,6 +96,7 @@ async def test_writes_wait_while_another_process_holds_the_lock_then_commit_as_o
 async def test_two_writers_on_one_file_both_finish_everything(tmp_path: Path) -> None:
     """Two stores on one file (two processes' writers) interleave without loss or deadlock."""
     database = tmp_path / "shared.sqlite"
+    connect(database).close()  # in WAL already: two first connections would race to convert it
     writers = [
         GroupCommitWriter(lambda: connect(database), lock_path=lock_path(database))
         for _ in range(2)
@@ -251,3 +252,22 @@ async def test_after_a_wait_that_timed_out_the_lock_is_not_kept_once_it_is_free(
         holder.kill()
         holder.wait()
         await asyncio.to_thread(writer.stop)
+
+
+async def test_a_database_that_cannot_be_opened_fails_each_write_instead_of_hanging(
+    tmp_path: Path,
+) -> None:
+    """The writer thread's connection failed (a locked conversion, a broken file): every
+    write is answered with why, none waits for ever."""
+
+    def broken() -> sqlite3.Connection:
+        raise sqlite3.OperationalError("database is locked")
+
+    writer = GroupCommitWriter(broken, lock_path=lock_path(tmp_path / "w.sqlite"))
+    writer.start()
+    try:
+        for n in range(2):
+            with pytest.raises(StoreError, match="cannot open the store's database"):
+                await asyncio.wait_for(writer.submit(insert(n)), 5)
+    finally:
+        await asyncio.wait_for(asyncio.to_thread(writer.stop), 5)

@@ -467,12 +467,12 @@ SHUTDOWN_TIMEOUT = _declare(
 WORKERS = _declare(
     "mailpush_workers",
     SettingType.STRING,
-    "1",
-    "How many processes serve LMTP and IMAP: one (the default) runs everything in one "
-    "process, as before; N > 1 starts a supervisor and N worker processes sharing the "
-    "listening ports (SO_REUSEPORT; Linux), one of them dispatching push transactions; `0` "
-    "or `auto` is one per CPU core. A worker that dies is restarted. Changing it needs a "
-    "restart (docs/operations.md#workers).",
+    "auto",
+    "How many processes serve LMTP and IMAP: `auto` (the default, or `0`) is one per CPU "
+    "core this process may use; N > 1 starts a supervisor and N worker processes sharing "
+    "the listening ports (SO_REUSEPORT; Linux), one of them dispatching push transactions; "
+    "1 runs everything in one process. A worker that dies is restarted. Changing it needs "
+    "a restart (docs/operations.md#workers).",
 )
 PUSH_CONCURRENCY = _declare(
     "mailpush_push_concurrency",

@@ -187,8 +187,13 @@ class GroupCommitWriter:
     # --- writer thread -------------------------------------------------------
 
     def _run(self) -> None:
-        conn = self._connect()
-        self._full_sync = conn.execute("PRAGMA synchronous").fetchone()[0] >= 2
+        try:
+            conn = self._connect()
+            self._full_sync = conn.execute("PRAGMA synchronous").fetchone()[0] >= 2
+        except sqlite3.Error as exc:
+            # Answered, not left waiting: every write fails with why, until `stop`.
+            self._refuse_all(database_error(exc, "cannot open the store's database"))
+            return
         lock = self._lock
         try:
             while True:
@@ -225,6 +230,19 @@ class GroupCommitWriter:
             conn.close()
             if lock is not None:
                 lock.close()
+
+    def _refuse_all(self, error: StoreError) -> None:
+        """The connection could not be opened: fail every write, queued or to come."""
+        log.error("%s", error)
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _STOP:
+                    return
+                _resolve(item, False, error)  # type: ignore[arg-type]
+        finally:
+            if self._lock is not None:
+                self._lock.close()
 
     def _refuse_waiting(self, batch: list[_Job[Any]]) -> None:
         """Fail `batch` and whatever queued behind it: the lock was not to be had."""
