@@ -437,6 +437,7 @@ class ImapConnection:
             result = "NO " + store_error_text(exc)
         self._bad_in_a_row = 0
         if self.state is State.SELECTED or self.view is not None:
+            await self._catch_up()
             await self.send_updates(allow_expunge=spec.sends_expunge)
             result = self._with_highestmodseq(result, spec.sends_expunge)
         self.out.line(f"{command.tag} {result}")
@@ -746,6 +747,29 @@ class ImapConnection:
             self._resync_again = True
             return
         self._resync = asyncio.get_running_loop().create_task(self._read_elsewhere(view))
+
+    async def _catch_up(self) -> None:
+        """Before a command's answer: take in what other processes committed to the
+        selected mailbox, as Dovecot syncs its index at the end of every command.
+
+        Their announcement (the change feed) travels beside their client's answer,
+        not before it: a client that saw another connection's CLOSE answered and then
+        sent NOOP here could be told nothing yet, when another worker served the
+        CLOSE (imaptest's `close`, `copy`, `expunge2`). One read of the store,
+        `changes_since` the view's modseq; local changes came as records already."""
+        view = self.view
+        if view is None or self.user is None or view.deleted:
+            return
+        try:
+            changes = await self.store.changes_since(self.user, view.name, view.highestmodseq)
+        except MailboxNotFoundError:
+            view.deleted = True
+        except StoreError:
+            log.warning("reading changes made elsewhere in %s failed", view.name,
+                        exc_info=True)  # fmt: skip
+        else:
+            if self.view is view:
+                view.on_resync(changes)
 
     async def _read_elsewhere(self, view: MailboxView) -> None:
         assert self.user is not None
