@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,7 +35,9 @@ from mailpush.logs.line_format import DovecotLineFormatter
 from mailpush.logs.session import LogSession, enter_session
 from mailpush.logs.syslog import SyslogSocketHandler
 from tests.conftest import free_port, imap_listener, write_config
-from tests.test_workers import Served, start
+from tests.test_workers import Served, served, start
+
+__all__ = ["served"]  # the fixture, for pytest
 
 FAIL2BAN_REGEX = shutil.which("fail2ban-regex")
 DOVECOT_FILTER = Path("/etc/fail2ban/filter.d/dovecot.conf")
@@ -58,7 +60,7 @@ class ImapFrom(imaplib.IMAP4):
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+def lone_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     """`mailpush serve` with `log_path` set: its IMAP port and its log file."""
     port = free_port()
     log = tmp_path / "log" / "mailpush.log"
@@ -80,9 +82,9 @@ def served(tmp_path: Path) -> Iterator[tuple[int, Path]]:
 
 
 def test_fail2ban_dovecot_filter_finds_each_failed_login_connection_once(
-    served: tuple[int, Path],
+    lone_server: tuple[int, Path],
 ) -> None:
-    port, log = served
+    port, log = lone_server
     # Two attempts on one connection, then LOGOUT: one line ("Aborted login by logging out").
     with ImapFrom(port, "127.0.0.2") as client:
         for password in ("wrong", "also wrong"):
@@ -97,7 +99,7 @@ def test_fail2ban_dovecot_filter_finds_each_failed_login_connection_once(
     with ImapFrom(port, "127.0.0.4") as client:
         client.login("bob", "secret")
 
-    lines = _wait_for_lines(log, "Disconnected", 4)
+    lines = wait_for_lines(log, "Disconnected", 4)
     found = _fail2ban_finds(log)
     assert sorted(found) == ["127.0.0.2", "127.0.0.3"], "\n".join(lines)
 
@@ -116,14 +118,14 @@ def test_fail2ban_dovecot_filter_finds_each_failed_login_connection_once(
 
 
 def test_login_and_logout_lines_share_the_session_id_as_in_dovecot(
-    served: tuple[int, Path],
+    lone_server: tuple[int, Path],
 ) -> None:
-    port, log = served
+    port, log = lone_server
     with ImapFrom(port, "127.0.0.4") as client:
         client.login("bob", "secret")
         client.select("INBOX")
 
-    lines = _wait_for_lines(log, "Logged out", 1)
+    lines = wait_for_lines(log, "Logged out", 1)
     login = next(line for line in lines if " imap-login: Info: Login: user=<bob>" in line)
     match = re.search(
         r"Login: user=<bob>, method=PLAIN, rip=127\.0\.0\.4, lip=127\.0\.0\.1, mpid=(\d+),"
@@ -140,20 +142,12 @@ def test_login_and_logout_lines_share_the_session_id_as_in_dovecot(
     ), logout
 
 
-@pytest.fixture
-async def started() -> AsyncIterator[list[Served]]:
-    servers: list[Served] = []
-    yield servers
-    for server in servers:
-        await server.stop()
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT")
 async def test_fail2ban_dovecot_filter_finds_a_failed_login_a_worker_logged(
-    tmp_path: Path, started: list[Served]
+    tmp_path: Path, served: list[Served]
 ) -> None:
     log = tmp_path / "log" / "mailpush.log"
-    server = await start(tmp_path, started, f"log_path = {log}\n")
+    server = await start(tmp_path, served, f"log_path = {log}\n")
 
     def fail_to_log_in() -> None:
         with ImapFrom(server.imap_port, "127.0.0.5") as client:
@@ -161,7 +155,7 @@ async def test_fail2ban_dovecot_filter_finds_a_failed_login_a_worker_logged(
                 client.login("alice", "wrong")
 
     await asyncio.to_thread(fail_to_log_in)
-    lines = await asyncio.to_thread(_wait_for_lines, log, "auth failed, ", 1)
+    lines = await asyncio.to_thread(wait_for_lines, log, "auth failed, ", 1)
     (failed,) = [line for line in lines if "auth failed, " in line]
     assert re.fullmatch(
         r"[A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d worker[01]: imap-login: Info: Disconnected: Aborted"
@@ -218,7 +212,7 @@ def _fail2ban_finds(log: Path) -> list[str]:
     ).stdout.split()  # fmt: skip
 
 
-def _wait_for_lines(log: Path, needle: str, count: int) -> list[str]:
+def wait_for_lines(log: Path, needle: str, count: int) -> list[str]:
     deadline = time.monotonic() + 10
     while True:
         lines = log.read_text(encoding="utf-8").splitlines() if log.exists() else []

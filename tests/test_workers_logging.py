@@ -16,12 +16,9 @@ import contextvars
 import imaplib
 import logging
 import re
-import shutil
 import socket
 import sys
-import tempfile
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -32,7 +29,11 @@ from mailpush.logs.line_format import DovecotLineFormatter
 from mailpush.logs.session import LogSession, enter_session
 from mailpush.logs.syslog import SyslogSocketHandler
 
-from .test_workers import Served, logout, serving_pid, start
+from .test_logging_destinations import syslog_socket
+from .test_logging_fail2ban import wait_for_lines
+from .test_workers import Served, logout, served, serving_pid, start
+
+__all__ = ["served", "syslog_socket"]  # the fixtures, for pytest
 
 T = TypeVar("T")
 STAMP = r"[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d "
@@ -83,18 +84,6 @@ def test_a_workers_file_line_names_it_before_the_prefix(as_worker_1: None) -> No
     assert DovecotLineFormatter().format(outside) == "worker1: mailpush.server: Warning: x"
 
 
-@pytest.fixture
-def syslog_socket() -> Iterator[tuple[socket.socket, str]]:
-    directory = tempfile.mkdtemp(prefix="syslog-")
-    path = f"{directory}/log"
-    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    receiver.bind(path)
-    receiver.settimeout(5)
-    yield receiver, path
-    receiver.close()
-    shutil.rmtree(directory)
-
-
 def test_a_workers_syslog_line_names_it_in_the_ident(
     as_worker_1: None, syslog_socket: tuple[socket.socket, str]
 ) -> None:
@@ -115,20 +104,12 @@ def test_a_workers_syslog_line_names_it_in_the_ident(
 # --- the real server --------------------------------------------------------------------
 
 
-@pytest.fixture
-async def started() -> AsyncIterator[list[Served]]:
-    servers: list[Served] = []
-    yield servers
-    for server in servers:
-        await server.stop()
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT, /proc")
 async def test_each_workers_lines_carry_its_tag_and_the_supervisors_none(
-    tmp_path: Path, started: list[Served]
+    tmp_path: Path, served: list[Served]
 ) -> None:
     log = tmp_path / "log" / "mailpush.log"
-    server = await start(tmp_path, started, f"log_path = {log}\n")
+    server = await start(tmp_path, served, f"log_path = {log}\n")
     workers = server.workers()
     index_of = {pid: index for index, pid in workers.items()}
 
@@ -169,11 +150,3 @@ async def test_each_workers_lines_carry_its_tag_and_the_supervisors_none(
         for line in lines
     ), "\n".join(lines)
 
-
-def wait_for_lines(log: Path, needle: str, count: int) -> list[str]:
-    deadline = time.monotonic() + 10
-    while True:
-        lines = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
-        if sum(needle in line for line in lines) >= count or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.05)

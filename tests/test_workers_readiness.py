@@ -20,7 +20,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,7 +32,9 @@ from mailpush.worker_readiness import WORKER_READY_TIMEOUT, workers_readiness
 from mailpush.worker_role import WORKERS_DIR, worker_control_path
 
 from .conftest import free_port
-from .test_workers import Served, start
+from .test_workers import Served, served, start
+
+__all__ = ["served"]  # the fixture, for pytest
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT, /proc")
 
@@ -126,17 +128,9 @@ def test_a_worker_gets_longer_than_its_own_store_check_to_answer() -> None:
 # --- the real server --------------------------------------------------------------------
 
 
-@pytest.fixture
-async def started() -> AsyncIterator[list[Served]]:
-    servers: list[Served] = []
-    yield servers
-    for server in servers:
-        await server.stop()
-
-
-async def serve_with_metrics(tmp_path: Path, started: list[Served]) -> tuple[Served, int]:
+async def serve_with_metrics(tmp_path: Path, served: list[Served]) -> tuple[Served, int]:
     port = free_port()
-    server = await start(tmp_path, started, f"mailpush_metrics_listen = 127.0.0.1:{port}\n")
+    server = await start(tmp_path, served, f"mailpush_metrics_listen = 127.0.0.1:{port}\n")
     return server, port
 
 
@@ -149,9 +143,9 @@ def readyz(port: int) -> tuple[int, str]:
 
 
 async def test_readyz_is_503_naming_worker_1_while_it_is_stopped_and_200_once_it_runs(
-    tmp_path: Path, started: list[Served]
+    tmp_path: Path, served: list[Served]
 ) -> None:
-    server, port = await serve_with_metrics(tmp_path, started)
+    server, port = await serve_with_metrics(tmp_path, served)
     assert await asyncio.to_thread(readyz, port) == (200, "ready\n")
 
     worker_1 = server.workers()[1]
@@ -169,10 +163,10 @@ async def test_readyz_is_503_naming_worker_1_while_it_is_stopped_and_200_once_it
 
 
 async def test_readyz_names_each_worker_whose_store_takes_no_write(
-    tmp_path: Path, started: list[Served]
+    tmp_path: Path, served: list[Served]
 ) -> None:
     """Worker 1's own check travels over its control socket, its name put before it."""
-    server, port = await serve_with_metrics(tmp_path, started)
+    server, port = await serve_with_metrics(tmp_path, served)
     holder = sqlite3.connect(tmp_path / "data" / SQLITE_STORE_FILE, timeout=10)
     try:
         holder.execute("BEGIN IMMEDIATE")

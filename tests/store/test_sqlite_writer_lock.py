@@ -45,6 +45,28 @@ def lock_path(database: Path) -> Path:
     return database.with_name(database.name + WRITE_LOCK_SUFFIX)
 
 
+async def hold_lock_elsewhere(database: Path) -> subprocess.Popen[bytes]:
+    """Another process holding `database`'s writers' lock until a line on its stdin."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(lock_path(database))],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdin is not None
+        assert await asyncio.to_thread(holder.stdout.readline) == b"held\n"
+    except BaseException:
+        holder.kill()
+        holder.wait()
+        raise
+    return holder
+
+
+def started_writer(database: Path) -> GroupCommitWriter:
+    writer = GroupCommitWriter(lambda: connect(database), lock_path=lock_path(database))
+    writer.start()
+    return writer
+
+
 @pytest.fixture
 async def writer(tmp_path: Path) -> AsyncIterator[GroupCommitWriter]:
     database = tmp_path / "w.sqlite"
@@ -69,13 +91,9 @@ async def test_writes_wait_while_another_process_holds_the_lock_then_commit_as_o
     tmp_path: Path, writer: GroupCommitWriter
 ) -> None:
     await writer.submit(count)  # the writer thread is up and idle
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(lock_path(tmp_path / "w.sqlite"))],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-    )
+    holder = await hold_lock_elsewhere(tmp_path / "w.sqlite")
     try:
-        assert holder.stdout is not None and holder.stdin is not None
-        assert await asyncio.to_thread(holder.stdout.readline) == b"held\n"
+        assert holder.stdin is not None
         batches_before = writer.batches
         first = asyncio.ensure_future(writer.submit(insert(0)))
         await asyncio.sleep(0.1)  # the writer thread took the first job and waits
@@ -130,15 +148,9 @@ async def test_a_lock_held_past_the_timeout_fails_the_waiting_writes_naming_the_
     with the lock file's name, as SQLite's own busy timeout would, and close returns."""
     monkeypatch.setattr(sqlite_writer, "LOCK_TIMEOUT", 0.5)
     database = tmp_path / "w.sqlite"
-    writer = GroupCommitWriter(lambda: connect(database), lock_path=lock_path(database))
-    writer.start()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(lock_path(database))],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-    )
+    writer = started_writer(database)
+    holder = await hold_lock_elsewhere(database)
     try:
-        assert holder.stdout is not None
-        assert await asyncio.to_thread(holder.stdout.readline) == b"held\n"
         waiting = [writer.submit(insert(n)) for n in range(3)]
         results = await asyncio.wait_for(
             asyncio.gather(*waiting, return_exceptions=True), 10
@@ -216,15 +228,10 @@ async def test_after_a_wait_that_timed_out_the_lock_is_not_kept_once_it_is_free(
     go at once, or this idle process would keep every other writer out."""
     monkeypatch.setattr(sqlite_writer, "LOCK_TIMEOUT", 0.3)
     database = tmp_path / "w.sqlite"
-    writer = GroupCommitWriter(lambda: connect(database), lock_path=lock_path(database))
-    writer.start()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(lock_path(database))],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-    )
+    writer = started_writer(database)
+    holder = await hold_lock_elsewhere(database)
     try:
-        assert holder.stdout is not None and holder.stdin is not None
-        assert await asyncio.to_thread(holder.stdout.readline) == b"held\n"
+        assert holder.stdin is not None
         with pytest.raises(StoreError):
             await asyncio.wait_for(writer.submit(insert(1)), 10)
         holder.stdin.write(b"go\n")
