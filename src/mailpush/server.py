@@ -357,7 +357,10 @@ class MailpushServer:
         penalty = AuthPenalty(initial=settings.auth_failure_delay)
         user_ip_connections = UserIpConnections()
         # One worker pool and one heavy-command bound per user across IMAP and IMAPS.
-        heavy = HeavyWork(settings.for_protocol("imap").imap_max_heavy_commands)
+        heavy = HeavyWork(
+            settings.for_protocol("imap").imap_max_heavy_commands,
+            sharing=settings.workers if self.role is not None else 1,
+        )
         self._imap_heavy = heavy
         for listener in settings.listeners:
             if listener.service not in ("imap", "imaps"):

@@ -83,11 +83,19 @@ class HeavyWork:
     """The worker pool and the per-user slots of one IMAP server."""
 
     def __init__(
-        self, per_user: int = 4, workers: int | None = None, kind: PoolKind = "process"
+        self,
+        per_user: int = 4,
+        workers: int | None = None,
+        kind: PoolKind = "process",
+        *,
+        sharing: int = 1,
     ) -> None:
+        """`workers`: the pool's processes; by default the cores shared out among the
+        `sharing` serving processes (`mailpush_workers`), at least 2 each: every worker
+        has a pool of its own, and one per core in each would be cores² processes."""
         self.per_user = per_user
         self.kind: PoolKind = kind
-        self._workers = workers or max(2, os.cpu_count() or 2)
+        self._workers = workers or max(2, (os.cpu_count() or 2) // max(1, sharing))
         self._pool: Executor | None = None
         self._slots: dict[str, _UserSlots] = {}
 
@@ -109,6 +117,11 @@ class HeavyWork:
             slots.holders -= 1
             if slots.holders == 0:
                 del self._slots[user]
+
+    @property
+    def size(self) -> int:
+        """How many processes (or threads) the pool runs at most."""
+        return self._workers
 
     @property
     def pool_started(self) -> bool:
