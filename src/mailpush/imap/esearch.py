@@ -17,20 +17,35 @@ from collections.abc import Mapping, Sequence
 
 from .parser import CommandSyntaxError, Tokenizer
 
-__all__ = ["RESULT_OPTIONS", "esearch_response", "format_number_list", "parse_return_options"]
+__all__ = [
+    "RESULT_OPTIONS",
+    "esearch_response",
+    "format_number_list",
+    "open_return_options",
+    "parse_return_options",
+]
 
 #: The options a client may ask for, in the order the response lists them.
 RESULT_OPTIONS = ("MIN", "MAX", "ALL", "COUNT")
 _MIN_MAX = frozenset(("MIN", "MAX"))
 
 
-def parse_return_options(tokens: Tokenizer) -> frozenset[str] | None:
-    """`RETURN (options) ` at the tokenizer, or None (and nothing read) when there is none."""
+def open_return_options(tokens: Tokenizer) -> bool:
+    """Read `RETURN (` at the tokenizer: False (and nothing read) when there is no
+    `RETURN `, CommandSyntaxError when its parenthesis is missing. SEARCH and SORT
+    both start their return options so; what the list may hold differs."""
     if tokens.data[tokens.pos : tokens.pos + 7].upper() != b"RETURN ":
-        return None
+        return False
     tokens.pos += 7
     if not tokens.open_paren():
         raise CommandSyntaxError("Invalid RETURN options")
+    return True
+
+
+def parse_return_options(tokens: Tokenizer) -> frozenset[str] | None:
+    """`RETURN (options) ` at the tokenizer, or None (and nothing read) when there is none."""
+    if not open_return_options(tokens):
+        return None
     wanted: set[str] = set()
     if not tokens.close_paren():
         while True:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .esearch import RESULT_OPTIONS
+from .esearch import RESULT_OPTIONS, open_return_options
 from .parser import CommandSyntaxError, Tokenizer
 
 __all__ = ["SearchReturns", "parse_search_returns"]
@@ -55,11 +55,8 @@ def parse_search_returns(tokens: Tokenizer, tag_follows_updates: bool) -> Search
     `tag_follows_updates`: the command's tag already names an UPDATE search, which a
     second UPDATE under it may not replace (Dovecot's "Duplicate search update tag.").
     """
-    if tokens.data[tokens.pos : tokens.pos + 7].upper() != b"RETURN ":
+    if not open_return_options(tokens):
         return None
-    tokens.pos += 7
-    if not tokens.open_paren():
-        raise CommandSyntaxError("Invalid RETURN options")
     wanted: set[str] = set()
     partial: tuple[int, int] | None = None
     update = False
