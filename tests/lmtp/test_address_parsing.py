@@ -32,6 +32,13 @@ def test_fast_path_gives_what_aiosmtpd_gives(
     assert ours._getaddr(arg) == theirs._getaddr(arg)
 
 
+@given(local=ATOM, rest=REST, space=st.sampled_from(["", " "]))
+def test_a_bare_local_part_gives_what_aiosmtpd_gives(local: str, rest: str, space: str) -> None:
+    ours, theirs = parsers()
+    arg = f"{space}<{local}>{rest}"
+    assert ours._getaddr(arg) == theirs._getaddr(arg)
+
+
 @pytest.mark.parametrize(
     "arg",
     ["<>", '<"quoted local"@example.org>', "<@relay.example:alice@example.org>",

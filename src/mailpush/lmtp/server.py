@@ -268,8 +268,10 @@ class MailpushLMTP(LMTP):
         aiosmtpd parses every MAIL and RCPT argument with the stdlib's RFC 5322
         header parser, a sixth of the CPU time of a delivery (measured with
         py-spy by bench/compare.py). A plain dot-atom address in angle brackets
-        gives the same result from one regular expression; anything else (`<>`,
-        quoted local parts, source routes) still takes aiosmtpd's way.
+        gives the same result from one regular expression, and so does a bare
+        local part (`<alice>`, what an MTA sends to a Dovecot-style LMTP whose
+        users have no domain); anything else (`<>`, quoted local parts, source
+        routes) still takes aiosmtpd's way.
         """
         match = _PLAIN_ANGLE_ADDRESS.match(arg)
         if match is None:
@@ -343,7 +345,7 @@ def _transaction_log_session(server: Any, session: Session) -> _TransactionLogSe
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_ANGLE_ADDRESS = re.compile(
-    rf"[ \t]*<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(.*)\Z", re.DOTALL
+    rf"[ \t]*<({_ATOM}(?:\.{_ATOM})*(?:@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)?)>(.*)\Z", re.DOTALL
 )
 #: What a reply line must not carry: control characters, and the surrogates that
 #: stand for bytes that were not UTF-8 (aiosmtpd decodes with surrogateescape).
