@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from mailpush.mime.snippet import SnippetBuilder, body_snippet, first_text_part
 from mailpush.mime.structure import parse_structure
 
@@ -212,3 +215,29 @@ def test_nbsp_is_not_collapsed_as_whitespace() -> None:
 
 def test_vertical_tab_and_form_feed_count_as_whitespace() -> None:
     assert build("a\x0bb\x0cc") == "a b c"
+
+
+class _RunByRun(SnippetBuilder):
+    """The builder without its whole-line step: every line walked run by run."""
+
+    _add_line = SnippetBuilder._add_runs
+
+
+_PIECES = st.sampled_from(
+    ["word", "é", "longerword", "x" * 37, " ", "  ", "\t", "\r", "\v", "\f", "\n", "\r\n",
+     ">", "> ", "\x00", "\ufeff", "\u00a0"]
+)
+
+
+@settings(max_examples=400)
+@given(pieces=st.lists(_PIECES, max_size=160), cuts=st.lists(st.integers(0, 4000), max_size=4))
+def test_taking_a_line_at_once_gives_what_the_run_by_run_walk_gives(
+    pieces: list[str], cuts: list[int]
+) -> None:
+    text = "".join(pieces)
+    whole, walked = SnippetBuilder(), _RunByRun()
+    bounds = [0, *sorted(cut % (len(text) + 1) for cut in cuts), len(text)]
+    for start, stop in zip(bounds, bounds[1:], strict=False):
+        whole.feed(text[start:stop])
+        walked.feed(text[start:stop])
+    assert whole.result() == walked.result()

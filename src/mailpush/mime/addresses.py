@@ -23,7 +23,7 @@ import email.utils
 from dataclasses import dataclass
 
 from mailpush.mime.headers import decode_encoded_words
-from mailpush.mime.rfc822_chars import is_atext
+from mailpush.mime.rfc822_chars import atext_end, is_atext
 
 __all__ = [
     "FirstAddress",
@@ -257,10 +257,9 @@ class _AddressParser:
 
     def dot_atom(self) -> str:
         start = self.pos
-        text = self.text
-        while self.pos < len(text) and (is_atext(text[self.pos]) or text[self.pos] == "."):
-            self.pos += 1
-        word = text[start : self.pos]
+        end = atext_end(self.text, start, dots=True)
+        self.pos = end
+        word = self.text[start:end]
         self.skip_cfws()
         return word
 
@@ -454,9 +453,7 @@ class _ListParser(_AddressParser):
         text = self.text
         parts: list[str] = []
         while True:
-            start = self.pos
-            while self.pos < len(text) and is_atext(text[self.pos]):
-                self.pos += 1
+            start, self.pos = self.pos, atext_end(text, self.pos)
             parts.append(text[start : self.pos])
             self.skip_cfws()
             if self.peek() != ".":

@@ -14,7 +14,7 @@ from __future__ import annotations
 import calendar
 from dataclasses import dataclass
 
-from mailpush.mime.rfc822_chars import is_atext
+from mailpush.mime.rfc822_chars import atext_end
 
 __all__ = ["MessageDate", "parse_date"]
 
@@ -122,12 +122,11 @@ class _DateTokens:
         if self.at_end():
             return ""
         start = self.pos
-        text = self.text
-        while self.pos < len(text) and is_atext(text[self.pos]):
-            self.pos += 1
-        if self.pos == start:
+        end = atext_end(self.text, start)
+        if end == start:
             return None
-        token = text[start : self.pos]
+        self.pos = end
+        token = self.text[start:end]
         self.skip_cfws()
         return token
 

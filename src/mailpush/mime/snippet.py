@@ -34,9 +34,14 @@ __all__ = ["MAX_SNIPPET_CHARS", "MAX_SNIPPET_INPUT", "SnippetBuilder", "body_sni
 MAX_SNIPPET_CHARS = 200
 MAX_SNIPPET_INPUT = 1024 * 1024
 _CHUNK = 16 * 1024
+#: The first chunk is small: 200 characters of plain text are usually in its first
+#: kilobyte, and the rest of the part need not be decoded at all.
+_FIRST_CHUNK = 1024
 
 _C_SPACE = " \t\n\v\f\r"
 _RUNS = re.compile(r"[ \t\r\v\f]+|[^ \t\r\v\f]+")
+_BLANKS = re.compile(r"[ \t\r\v\f]+")
+_LINE_BLANKS = " \t\r\v\f"
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 
 
@@ -109,7 +114,7 @@ class SnippetBuilder:
                     self._target = self._main
             newline = text.find("\n", pos)
             stop = size if newline < 0 else newline
-            if pos < stop and not self._add_runs(text, pos, stop):
+            if pos < stop and not self._add_line(text, pos, stop):
                 return False
             if newline < 0:
                 break
@@ -125,6 +130,43 @@ class SnippetBuilder:
         if self._quoted.started:
             return ">" + "".join(self._quoted.pieces).lstrip(_C_SPACE)
         return ""
+
+    def _add_line(self, text: str, start: int, stop: int) -> bool:
+        """One line's text[start:stop] at once when all of it fits with room to spare.
+
+        That is every line of a message until the snippet is nearly full, and
+        the per-run walk (`_add_runs`) cost about 1 µs a word, a third of the
+        CPU a delivery's summary took. What it appends and counts is exactly
+        what the walk would: each word its length, one space before every word
+        but the first unless a space was pending. Near the end of the budget,
+        where a space may be dropped with the character after it, the walk
+        decides.
+        """
+        target = self._target
+        segment = text[start:stop]
+        words = _BLANKS.split(segment)
+        if words[0] == "":
+            del words[0]
+            leading = True
+        else:
+            leading = False
+        trailing = bool(words) and words[-1] == ""
+        if trailing:
+            del words[-1]
+        if not words:  # blanks only
+            if target.started:
+                self._add_space = True
+            return True
+        space_first = self._add_space or (leading and target.started)
+        joined = " ".join(words)
+        cost = len(joined) + space_first
+        if cost >= target.left:
+            return self._add_runs(text, start, stop)
+        target.pieces.append(" " + joined if space_first else joined)
+        target.left -= cost
+        target.started = True
+        self._add_space = trailing
+        return True
 
     def _add_runs(self, text: str, start: int, stop: int) -> bool:
         target = self._target
@@ -171,8 +213,10 @@ def _generate(raw: bytes, part: MimePart) -> str:
     end = min(part.body_end, part.body_start + MAX_SNIPPET_INPUT)
     pos = part.body_start
     carry = b""
+    size = _FIRST_CHUNK
     while pos < end:
-        chunk_end = min(end, pos + _CHUNK)
+        chunk_end = min(end, pos + size)
+        size = _CHUNK
         if chunk_end < end:
             newline = raw.rfind(b"\n", pos, chunk_end)
             if newline > pos:
