@@ -218,3 +218,43 @@ async def test_a_server_listens_on_the_feed_while_it_runs_and_leaves_nothing_beh
     finally:
         await server.stop()
     assert list(feed.iterdir()) == []
+
+
+async def test_a_command_reads_the_store_only_when_another_process_named_its_mailbox(
+    tmp_path: Path, servers: list[MailpushServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before each answer in a selected mailbox the session takes in other processes'
+    commits (connection._catch_up). It settles the change feed rather than read the
+    store every time: NOOPs with nothing announced cost no read, one after another
+    process's delivery to another user neither, one after a delivery to this mailbox
+    reads it once and reports it."""
+    imap_port = free_port()
+    config = write_config(tmp_path, "protocols = imap lmtp\n" + imap_listener(imap_port))
+    server = await start_server(config, servers)
+    await asyncio.to_thread(lmtp_deliver, server, b"first")
+    assert server.store is not None
+    reads: list[str] = []
+    read_changes = server.store.changes_since
+
+    async def counted(user: str, mailbox: str, modseq: int) -> object:
+        reads.append(f"{user}/{mailbox}")
+        return await read_changes(user, mailbox, modseq)
+
+    monkeypatch.setattr(server.store, "changes_since", counted)
+    client = await asyncio.to_thread(imaplib.IMAP4, "127.0.0.1", imap_port, timeout=5)
+    try:
+        await asyncio.to_thread(client.login, "alice", "secret")
+        await asyncio.to_thread(client.select, "INBOX")
+        for _ in range(5):
+            assert (await asyncio.to_thread(client.noop))[0] == "OK"
+        assert reads == []
+        await mailpush_deliver(config, "bob", MESSAGE % b"for bob")
+        assert (await asyncio.to_thread(client.noop))[0] == "OK"
+        assert reads == []
+        await mailpush_deliver(config, "alice", MESSAGE % b"second")
+        client.untagged_responses.pop("EXISTS", None)
+        assert (await asyncio.to_thread(client.noop))[0] == "OK"
+        assert client.untagged_responses.get("EXISTS") == [b"2"]
+        assert reads == ["alice/INBOX"]
+    finally:
+        await asyncio.to_thread(_logout, client)

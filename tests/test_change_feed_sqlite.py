@@ -235,3 +235,44 @@ async def test_the_missed_file_is_read_by_the_fallback_check_when_no_datagram_co
     receiver, ear = await listening(feed_dir, feeds)
     (feed_dir / f"{receiver.name}.missed").write_text('"alice"\n"alice"\n')
     assert await ear.until(1) == [ChangedElsewhere("alice", None)]
+
+
+async def test_settle_hears_at_once_everything_sent_so_far_even_what_missed_the_queue(
+    feed_dir: Path, feeds: list[DatagramChangeFeed]
+) -> None:
+    """An IMAP command settles the hub before its answer (connection._catch_up): what
+    another process announced before answering its own client must be heard by then,
+    without waiting for the loop's reader or the missed file's fallback check."""
+    receiver, ear = await listening(feed_dir, feeds)
+    sender = announcer(feed_dir, feeds)
+    users = [f"user{n}" for n in range(40)]  # more than a socket's queue holds
+    for user in users:  # no loop turn: the receiver's reader never runs
+        sender.announce(user, "INBOX")
+        sender.flush()
+    assert (feed_dir / f"{receiver.name}.missed").stat().st_size > 0
+    assert receiver.settle()
+    assert {record.user for record in ear.records} == set(users)
+    assert receiver.settle() and len(ear.records) == len(users)  # nothing twice
+
+
+async def test_a_feed_that_does_not_listen_cannot_settle(feed_dir: Path) -> None:
+    assert not DatagramChangeFeed(feed_dir).settle()
+
+
+async def test_a_hub_settles_through_its_linked_feed_and_not_without_one(
+    feed_dir: Path, feeds: list[DatagramChangeFeed]
+) -> None:
+    hub = ChangeHub()
+    assert not hub.settle()  # no feed: nothing can promise what other processes did
+    heard: list[object] = []
+    hub.subscribe(heard.append)
+    receiver = DatagramChangeFeed(feed_dir)
+    await receiver.listen(hub.publish)
+    feeds.append(receiver)
+    unlink = link_feed(hub, receiver)
+    sender = announcer(feed_dir, feeds)
+    sender.announce("alice", "INBOX")
+    sender.flush()
+    assert hub.settle() and heard == [ChangedElsewhere("alice", "INBOX")]
+    unlink()
+    assert not hub.settle()

@@ -2,11 +2,12 @@
 
 Two IMAP connections served by different workers (docs/operations.md#workers):
 what one commits reaches the other through the change feed, an announcement
-that travels beside the committing client's answer, not ahead of it. A client
-that saw its APPEND or EXPUNGE answered on one connection and then sent NOOP
-on the other must hear of it in that NOOP's answer, as Dovecot's index sync
-at the end of every command tells it. imaptest's `close`, `copy` and
-`expunge2` scripts do exactly this, and failed against two workers before.
+sent before the committing client's answer, which the other worker's loop
+may yet read after the NOOP that follows it. A client that saw its APPEND or
+EXPUNGE answered on one connection and then sent NOOP on the other must hear
+of it in that NOOP's answer, as Dovecot's index sync at the end of every
+command tells it. imaptest's `close`, `copy` and `expunge2` scripts do
+exactly this, and failed against two workers before.
 """
 
 from __future__ import annotations

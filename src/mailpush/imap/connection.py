@@ -752,13 +752,22 @@ class ImapConnection:
         """Before a command's answer: take in what other processes committed to the
         selected mailbox, as Dovecot syncs its index at the end of every command.
 
-        Their announcement (the change feed) travels beside their client's answer,
-        not before it: a client that saw another connection's CLOSE answered and then
-        sent NOOP here could be told nothing yet, when another worker served the
-        CLOSE (imaptest's `close`, `copy`, `expunge2`). One read of the store,
-        `changes_since` the view's modseq; local changes came as records already."""
+        A client that saw another connection's CLOSE answered and then sent NOOP
+        here must be told of its expunges, also when another worker served the
+        CLOSE (imaptest's `close`, `copy`, `expunge2`). That worker's announcement
+        was sent before its answer, but this loop may run the NOOP before the
+        feed's reader. So the hub is settled first (the feed's queue is read now,
+        `ChangeHub.settle`): what it names for this mailbox is read from the store
+        and awaited; nothing named, nothing read. A feed that cannot promise that
+        (PostgreSQL's, or none) leaves one read of the store, `changes_since` the
+        view's modseq. Local changes came as records already."""
         view = self.view
         if view is None or self.user is None or view.deleted:
+            return
+        if self.store.hub.settle():
+            resync = self._resync
+            if resync is not None and not resync.done():
+                await asyncio.wait([resync])
             return
         try:
             changes = await self.store.changes_since(self.user, view.name, view.highestmodseq)

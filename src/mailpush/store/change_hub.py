@@ -22,6 +22,7 @@ class ChangeHub:
     def __init__(self) -> None:
         self._by_user: dict[str, list[Subscriber]] = {}
         self._everything: list[Subscriber] = []
+        self._settlers: list[Callable[[], bool]] = []
 
     def subscribe(self, callback: Subscriber, user: str | None = None) -> Callable[[], None]:
         """Register `callback` for one user's changes (or all); returns the unsubscriber."""
@@ -37,6 +38,27 @@ class ChangeHub:
                 self._by_user.pop(user, None)
 
         return unsubscribe
+
+    def settle_with(self, settler: Callable[[], bool]) -> Callable[[], None]:
+        """`settle` asks `settler` (a change feed's `settle`); returns the remover."""
+        self._settlers.append(settler)
+
+        def remove() -> None:
+            if settler in self._settlers:
+                self._settlers.remove(settler)
+
+        return remove
+
+    def settle(self) -> bool:
+        """Publish, now, what other processes announced and this one has not yet heard.
+
+        True if every change another process's client has seen answered is
+        published here by now (see `feed_protocol.ChangeFeed.settle`); False
+        when no feed can promise it, and a reader must ask the store."""
+        if not self._settlers:
+            return False
+        settled = [settler() for settler in self._settlers]  # every feed drains
+        return all(settled)
 
     def users(self) -> list[str]:
         """The users with a subscriber of their own (their IMAP sessions, in a server)."""

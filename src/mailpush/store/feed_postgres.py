@@ -245,6 +245,12 @@ class NotifyChangeFeed:
 
     # --- announcing -------------------------------------------------------------------
 
+    def settle(self) -> bool:
+        """Notifications arrive over the listening connection, read by its own task,
+        and may be held in transit: nothing here can promise that another node's
+        answered commit has been heard, so readers ask the database."""
+        return False
+
     def announce(self, user: str, mailbox: str | None) -> None:
         """Queue the announcement; it is sent at the end of this turn of the loop."""
         add_change(self._pending, user, None if mailbox is None else (mailbox,))

@@ -66,13 +66,26 @@ class ChangeFeed(Protocol):
         sends whatever is still pending."""
         ...
 
+    def settle(self) -> bool:
+        """Hear, now, every announcement other processes sent this one so far.
+
+        True if that is all of them: an announcement is sent before its writer
+        answers the client whose change it was, so a change another process's
+        client has seen answered is in this process's hub once `settle`
+        returns. False if the feed cannot promise that (it does not listen,
+        or its announcements travel over a connection that may hold them back:
+        PostgreSQL's); a reader that must not miss a commit then reads the
+        store."""
+        ...
+
     async def close(self) -> None:
         """Send what is pending, stop hearing, remove what this process created."""
         ...
 
 
 def link_feed(hub: ChangeHub, feed: ChangeFeed) -> Callable[[], None]:
-    """Announce every change committed through `hub` on `feed`; returns the unlinker.
+    """Announce every change committed through `hub` on `feed`, and let `hub.settle`
+    ask the feed for what it has not yet heard; returns the unlinker.
 
     `ChangedElsewhere` records are what the feed itself published: announcing
     them again would bounce every change between processes forever.
@@ -82,7 +95,14 @@ def link_feed(hub: ChangeHub, feed: ChangeFeed) -> Callable[[], None]:
         for mailbox in changed_mailboxes(change):
             feed.announce(change.user, mailbox)
 
-    return hub.subscribe(on_change)
+    unsubscribe = hub.subscribe(on_change)
+    unsettle = hub.settle_with(feed.settle)
+
+    def unlink() -> None:
+        unsubscribe()
+        unsettle()
+
+    return unlink
 
 
 def changed_mailboxes(change: Change) -> tuple[str | None, ...]:

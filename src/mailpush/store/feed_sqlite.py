@@ -147,11 +147,33 @@ class DatagramChangeFeed:
         log.info("change feed: listening on %s", path)
 
     def _readable(self) -> None:
+        self._take(READS_PER_WAKE)
+
+    def settle(self) -> bool:
+        """Take in every datagram queued for this process, and its missed file, now.
+
+        A writer sends its datagrams when its commit is published, before the
+        waiting client's answer is written (both are callbacks of the same
+        loop turn, the announcement's first), and a UNIX datagram is in the
+        receiver's queue when `send` returns; one that found the queue full is
+        in the missed file, written under its lock before `send` gave up. So
+        what another process's client has been answered is here. A syscall
+        that finds the queue empty and a `stat` of the missed file: about the
+        cost of the store read it saves an IMAP command."""
+        if self._receiver is None:
+            return False
+        self._take(None)
+        return True
+
+    def _take(self, limit: int | None) -> None:
+        """Read up to `limit` datagrams (None: until none is left), the missed file,
+        and publish what they named."""
         receiver = self._receiver
         if receiver is None:
             return
         heard: Pending = {}
-        for _ in range(READS_PER_WAKE):
+        taken = 0
+        while limit is None or taken < limit:
             try:
                 datagram = receiver.recv(MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):
@@ -160,6 +182,7 @@ class DatagramChangeFeed:
                 log.warning("change feed: cannot read %s: %s", self.socket_path, exc)
                 break
             _merge_datagram(heard, datagram)
+            taken += 1
         self._read_missed(heard)
         self._publish(heard)
 
