@@ -51,6 +51,7 @@ from .dispatch.outbox_recorder import PushServicePlan, push_service_plan
 from .drivers import DriverRegistry, PushDriver
 from .drivers.base import StoreView
 from .errors import ConfigError, ServiceError, StoreError
+from .event_loop import running_loop_name
 from .imap import ImapOptions, ImapServer
 from .imap.heavy_work import HeavyWork
 from .imap.user_ip_connections import UserIpConnections
@@ -312,6 +313,7 @@ class MailpushServer:
         tls = check_startup(settings, self.registry).tls
         if tls is not None:
             self._tls = ReloadableTls(tls)
+        log.info("event loop: %s", running_loop_name())
         self.store = open_store(settings)
         self.store.observe_commits(self.metrics.store.committed)
         log.info("store: %s (mail_fsync=%s)", store_location(settings), settings.mail_fsync)

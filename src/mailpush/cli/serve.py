@@ -18,6 +18,7 @@ from typing import Any
 from .. import __version__
 from ..config import Settings
 from ..errors import ConfigError, MailpushError
+from ..event_loop import run
 from ..listener import sharing_ports
 from ..logging_config import configure_logging, mask_secrets
 from ..logs.worker_tag import name_worker_in_log
@@ -60,7 +61,7 @@ def _serve(args: argparse.Namespace) -> int:
             log.info("mailpush %s starting (configuration: %s)", __version__, source)
         prepare_data_dir(settings)
         with store_errors_explained(settings):
-            asyncio.run(_serve_until_stopped(_service(settings, args.worker)))
+            run(_serve_until_stopped(_service(settings, args.worker)), settings.event_loop)
     except ConfigError as exc:
         log.error("configuration error: %s", mask_secrets(str(exc)))
         return EX_CONFIG

@@ -31,6 +31,7 @@ from mailpush.config.schema import SettingSpec, SettingType
 from mailpush.config.settings import (
     PROTOCOL_SERVICES,
     AuthSettings,
+    EventLoopKind,
     FsyncMode,
     Listener,
     LmtpSettings,
@@ -115,6 +116,7 @@ def settings_from_tree(
         mail_temp_dir=reader.path(schema.MAIL_TEMP_DIR) or Path("/tmp"),
         imap_max_heavy_commands=reader.count(schema.IMAP_MAX_HEAVY_COMMANDS),
         workers=_convert(schema.WORKERS, reader.raw(schema.WORKERS), _parse_workers),
+        event_loop=reader.event_loop(),
         data_dir=data_dir,
         max_message_size=reader.size(schema.MAX_MESSAGE_SIZE),
         metrics_listen=reader.host_port(schema.METRICS_LISTEN),
@@ -324,6 +326,9 @@ class _Reader:
         if text in ("/dev/stderr", "/dev/fd/2"):
             return None
         return self.resolve(text) if text else ""
+
+    def event_loop(self) -> EventLoopKind:
+        return "asyncio" if self.choice(schema.EVENT_LOOP) == "asyncio" else "uvloop"
 
     def fsync(self) -> FsyncMode:
         mode = self.choice(schema.MAIL_FSYNC)

@@ -474,6 +474,16 @@ WORKERS = _declare(
     "1 runs everything in one process. A worker that dies is restarted. Changing it needs "
     "a restart (docs/operations.md#workers).",
 )
+EVENT_LOOP = _declare(
+    "mailpush_event_loop",
+    SettingType.CHOICE,
+    "uvloop",
+    "The event loop `mailpush serve` runs on: `uvloop` (the default; libuv, installed with "
+    "mailpush) spends about a tenth less CPU per delivery than `asyncio`, Python's own "
+    "loop, which stays available should uvloop misbehave on a platform. Changing it needs "
+    "a restart (docs/operations.md#event-loop).",
+    choices=("uvloop", "asyncio"),
+)
 PUSH_CONCURRENCY = _declare(
     "mailpush_push_concurrency",
     SettingType.COUNT,

@@ -35,6 +35,7 @@ __all__ = [
 ServiceName = Literal["lmtp", "imap", "imaps"]
 SslMode = Literal["yes", "no", "required"]
 FsyncMode = Literal["optimized", "always", "never"]
+EventLoopKind = Literal["uvloop", "asyncio"]
 
 #: Services whose ``protocol NAME { }`` sections are read: the two front ends, and
 #: ``lda``, the service `mailpush deliver` runs as (dovecot-lda's name).
@@ -208,6 +209,8 @@ class Settings:
     imap_max_heavy_commands: int = 4
     #: Serving processes (``mailpush_workers``, `auto` resolved): 1 is one process.
     workers: int = 1
+    #: What `mailpush serve` runs on (``mailpush_event_loop``).
+    event_loop: EventLoopKind = "uvloop"
 
     def for_protocol(self, protocol: str) -> Settings:
         """The settings as service ``protocol`` (``lmtp``, ``imap``, ``lda``) sees them.

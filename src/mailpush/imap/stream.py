@@ -18,6 +18,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Callable
+from typing import cast
 
 from .compression import CompressionError, DeflateCodec
 
@@ -65,8 +66,9 @@ class ImapStream(asyncio.Protocol):
     # --- asyncio.Protocol ---------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A cast, not an isinstance check: uvloop's stream transports implement
+        # asyncio.Transport's methods without deriving from it.
+        self.transport = cast(asyncio.Transport, transport)
         self.tls = transport.get_extra_info("sslcontext") is not None
         self._on_connect(self)
 
@@ -252,7 +254,6 @@ class ImapStream(asyncio.Protocol):
         transport = await loop.start_tls(self.transport, self, context, server_side=True)
         if transport is None:
             raise ConnectionClosedError()
-        assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.tls = True
 
