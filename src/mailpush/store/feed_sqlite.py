@@ -157,9 +157,9 @@ class DatagramChangeFeed:
         loop turn, the announcement's first), and a UNIX datagram is in the
         receiver's queue when `send` returns; one that found the queue full is
         in the missed file, written under its lock before `send` gave up. So
-        what another process's client has been answered is here. A syscall
-        that finds the queue empty and a `stat` of the missed file: about the
-        cost of the store read it saves an IMAP command."""
+        what another process's client has been answered is here. Usually a
+        `recv` that finds the queue empty and a `stat` of the missed file,
+        where an IMAP command read the store before each answer."""
         if self._receiver is None:
             return False
         self._take(None)
