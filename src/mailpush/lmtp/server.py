@@ -27,13 +27,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiosmtpd.lmtp import LMTP
-from aiosmtpd.smtp import Envelope, Session
+from aiosmtpd.smtp import MISSING, Envelope, Session
 
 from ..delivery import DeliveryAgent, DeliveryRequest
 from ..errors import MailpushError, StoreError
 from ..listener import bound_address, listen
 from ..logs.session import LogSession, enter_session, new_session_id
 from ..service_metrics import LmtpMetrics
+from .data_reader import read_data
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +251,7 @@ class MailpushLMTP(LMTP):
         """
         self._data_recipients = len(self.envelope.rcpt_tos) if self.envelope is not None else 0
         try:
-            await super().smtp_DATA(arg)
+            await self._data(arg)
         except ConnectionError:
             raise
         except Exception as error:
@@ -261,6 +262,40 @@ class MailpushLMTP(LMTP):
         finally:
             self._data_recipients = 0
             self._replies_owed = 0
+
+    async def _data(self, arg: str) -> None:
+        """aiosmtpd's DATA, its section read by `data_reader` in a few steps, not per line.
+
+        The checks, replies and handler call are aiosmtpd's, in its order (the
+        message is bytes: the server is made with `decode_data=False`)."""
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        envelope = self.envelope
+        assert envelope is not None
+        if not envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            read = await read_data(self._reader, self.data_size_limit, self.line_length_limit)
+        except asyncio.CancelledError:
+            # aiosmtpd cancels the command when the client hangs up.
+            log.info("Connection lost during DATA")
+            self._writer.close()
+            raise
+        if read.refusal is not None:
+            await self.push(read.refusal.value)
+            self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd, untyped
+            return
+        envelope.content = envelope.original_content = read.content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd, untyped
+        await self.push("250 OK" if status is MISSING else status)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """`<local@domain> params` without the email header parser when the address is plain.
