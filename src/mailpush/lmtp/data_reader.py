@@ -79,7 +79,7 @@ async def read_data(
             pieces.append(piece)
             kept += len(piece)
         size += len(piece)
-        tail = (tail + piece)[-len(_END):]
+        tail = (tail + piece[-len(_END):])[-len(_END):]  # not a copy of the whole piece
         if tail == _END:
             break
     data = b"".join(pieces)

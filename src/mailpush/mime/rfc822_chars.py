@@ -12,7 +12,7 @@ import re
 __all__ = ["atext_end", "is_atext"]
 
 _SPECIAL_ATEXT = frozenset("!#$%&'*+-/=?^_`{|}~")
-_ATEXT_CLASS = "A-Za-z0-9!#$%&'*+\\-/=?^_`{|}~\u0080-\U0010ffff"
+_ATEXT_CLASS = "A-Za-z0-9" + re.escape("".join(sorted(_SPECIAL_ATEXT))) + "\u0080-\U0010ffff"
 
 _ATEXT_RUN = re.compile(f"[{_ATEXT_CLASS}]*")
 _DOT_ATEXT_RUN = re.compile(f"[{_ATEXT_CLASS}.]*")
