@@ -183,6 +183,55 @@ async def test_lmtp_connections_are_spread_over_both_workers(
     assert len(await asyncio.to_thread(subjects_in_inbox, server.imap_port)) == 16
 
 
+@pytest.mark.parametrize(
+    ("setting", "lmtp_on_worker_0"),
+    [("", False), ("mailpush_dispatcher_lmtp = yes\n", True)],
+    ids=["auto", "yes"],
+)
+async def test_with_push_drivers_worker_0_dispatches_and_takes_no_lmtp_unless_told(
+    tmp_path: Path, served: list[Served], setting: str, lmtp_on_worker_0: bool
+) -> None:
+    receiver = HttpReceiver()
+    await receiver.start()
+    try:
+        server = await start(
+            tmp_path,
+            served,
+            setting + "mail_plugins = $mail_plugins notify push_notification\n"
+            f"plugin {{\n  push_notification_driver = webhook:url={receiver.url}\n}}\n",
+        )
+        workers = server.workers()
+        expected = {workers[0], workers[1]} if lmtp_on_worker_0 else {workers[1]}
+        assert listening_pids(server.lmtp_port, workers.values()) == expected
+        # IMAP is served by both either way.
+        assert listening_pids(server.imap_port, workers.values()) == set(workers.values())
+        said = "worker 0 runs the push dispatcher and takes no LMTP connections"
+        assert (said in server.log_text()) is not lmtp_on_worker_0
+
+        def deliver_each_on_its_own_connection() -> set[int]:
+            serving = set()
+            for number in range(8):
+                with smtplib.LMTP("127.0.0.1", server.lmtp_port) as client:
+                    serving.add(serving_pid(client.sock, workers.values()))
+                    client.sendmail("a@example.org", ["alice"], MESSAGE % b"m%d" % number)
+            return serving
+
+        assert await asyncio.to_thread(deliver_each_on_its_own_connection) <= expected
+        await receiver.until(
+            lambda: all(receiver.accepted_with(b"m%d" % n) for n in range(8)), timeout=30
+        )
+    finally:
+        await receiver.stop()
+
+
+def test_mailpush_dispatcher_lmtp_takes_auto_yes_or_no(tmp_path: Path) -> None:
+    assert load_settings(write_config(tmp_path, "")).settings.dispatcher_lmtp == "auto"
+    told = load_settings(write_config(tmp_path, "mailpush_dispatcher_lmtp = no\n")).settings
+    assert told.dispatcher_lmtp == "no"
+    with pytest.raises(ConfigError, match=r"mailpush_dispatcher_lmtp"):
+        load_settings(write_config(tmp_path, "mailpush_dispatcher_lmtp = sometimes\n"))
+
+
 async def test_an_idle_session_on_one_worker_sees_a_delivery_through_the_other(
     tmp_path: Path, served: list[Served]
 ) -> None:
@@ -416,6 +465,22 @@ def serving_pid(sock: socket.socket, candidates: Iterable[int]) -> int:
                 if os.readlink(fd) == target:
                     return pid
     raise AssertionError(f"no worker holds the server side of {client}")
+
+
+def listening_pids(port: int, candidates: Iterable[int]) -> set[int]:
+    """The processes, of `candidates`, holding a socket that listens on `port` (IPv4)."""
+    listening = {
+        f"socket:[{fields[9]}]"
+        for fields in (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
+        if fields[3] == "0A" and fields[1].endswith(f":{port:04X}")
+    }
+    holders = set()
+    for pid in candidates:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) in listening:
+                    holders.add(pid)
+    return holders
 
 
 def _proc_address(host: str, port: int) -> str:

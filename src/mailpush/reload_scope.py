@@ -42,6 +42,7 @@ _HELD = (
     _Held("mailpush_store", lambda s: s.store),
     _Held("mailpush_workers", lambda s: s.workers),
     _Held("mailpush_event_loop", lambda s: s.event_loop),
+    _Held("mailpush_dispatcher_lmtp", lambda s: s.dispatcher_lmtp),
     _Held("mailpush_metrics_listen", lambda s: s.metrics_listen),
     _Held("mail_fsync", lambda s: s.mail_fsync),
     _Held("quota_mailbox_count", lambda s: s.quota_mailbox_count),

@@ -69,7 +69,7 @@ from .store.open_store import SQLITE_STORE_FILE, store_location
 from .store.open_store import open_store as open_configured_store
 from .worker_metrics import workers_exposition
 from .worker_readiness import workers_readiness
-from .worker_role import WorkerRole
+from .worker_role import WorkerRole, accepts_lmtp
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +290,8 @@ class MailpushServer:
         self.push: PushSetup | None = None
         self.dispatcher: Dispatcher | None = None
         self.lmtp: list[LmtpServer] = []
+        #: Whether this process takes LMTP connections (worker_role.accepts_lmtp).
+        self._lmtp_here = True
         self.imap: list[ImapServer] = []
         self._imap_heavy: HeavyWork | None = None
         self.metrics_endpoint: MetricsEndpoint | None = None
@@ -331,8 +333,18 @@ class MailpushServer:
             agent = build_delivery_agent(settings.for_protocol("lmtp"), self.store, users)
             await self._start_push(settings, self.store, users)
             await self._start_metrics(settings)
+            # Decided by the drivers configured now: a reload opens or closes no listener.
+            self._lmtp_here = lmtp_here = accepts_lmtp(
+                self.role, settings.dispatcher_lmtp, bool(self.push and self.push.drivers)
+            )
+            if not lmtp_here and "lmtp" in settings.protocols:
+                log.info(
+                    "lmtp: worker 0 runs the push dispatcher and takes no LMTP connections;"
+                    " the other workers do (mailpush_dispatcher_lmtp = %s)",
+                    settings.dispatcher_lmtp,
+                )
             for listener in settings.listeners:
-                if listener.service != "lmtp" or "lmtp" not in settings.protocols:
+                if listener.service != "lmtp" or "lmtp" not in settings.protocols or not lmtp_here:
                     continue
                 options = lmtp_options(settings, listener.address, listener.port)
                 server = LmtpServer(agent, users.resolve, options, self.metrics.lmtp)
@@ -439,9 +451,10 @@ class MailpushServer:
         `/readyz` gathers them all (`worker_readiness`).
         """
         problems: list[str] = []
+        lmtp = "lmtp" in self.settings.protocols and self._lmtp_here
         wanted = sum(
             1 for listener in self.settings.listeners
-            if (listener.service == "lmtp" and "lmtp" in self.settings.protocols)
+            if (listener.service == "lmtp" and lmtp)
             or (listener.service in ("imap", "imaps") and "imap" in self.settings.protocols)
         )  # fmt: skip
         bound = len(self.lmtp) + len(self.imap)

@@ -226,13 +226,31 @@ async def test_unreadable_passwd_file_keeps_in_inbox_and_is_logged(
     assert "delivery to alice: /etc/mailpush/passwd: Permission denied" in caplog.text
 
 
-async def test_userdb_fields_are_read_off_the_event_loop(store: SqliteStore) -> None:
-    threads: list[threading.Thread] = []
+async def test_only_a_user_with_sieve_settings_costs_a_thread_hop(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    """The fields are read on the loop (RCPT's lookup of the same user read them there a
+    moment before); the scripts are located, loaded and run on Sieve's threads."""
+    await store.create_mailbox("bob", "Work")
+    path = script(tmp_path, 'fileinto "Work";')
+    fields_read: list[threading.Thread] = []
+    scripts_run: list[threading.Thread] = []
 
     def fields(user: str) -> Mapping[str, str]:
-        threads.append(threading.current_thread())
-        return {}
+        fields_read.append(threading.current_thread())
+        return {"sieve": str(path)} if user == "bob" else {}
 
     sieve = SieveFilingPlanner(store, DefaultFilingPlanner(store), {}, fields)
+    evaluate = sieve._evaluate
+
+    def watched(*arguments: object) -> object:
+        scripts_run.append(threading.current_thread())
+        return evaluate(*arguments)  # type: ignore[arg-type]
+
+    sieve._evaluate = watched  # type: ignore[method-assign]
     assert await sieve.plan(request()) == [DeliveryTarget("INBOX")]
-    assert threads and threads[0] is not threading.main_thread()
+    assert not scripts_run
+    bob = DeliveryRequest("bob", MESSAGE, "bob@example.org", None, sender="boss@example.org")
+    assert await sieve.plan(bob) == [DeliveryTarget("Work")]
+    assert fields_read == [threading.main_thread()] * 2
+    assert len(scripts_run) == 1 and scripts_run[0] is not threading.main_thread()

@@ -31,6 +31,7 @@ from mailpush.config.schema import SettingSpec, SettingType
 from mailpush.config.settings import (
     PROTOCOL_SERVICES,
     AuthSettings,
+    DispatcherLmtp,
     EventLoopKind,
     FsyncMode,
     Listener,
@@ -117,6 +118,7 @@ def settings_from_tree(
         imap_max_heavy_commands=reader.count(schema.IMAP_MAX_HEAVY_COMMANDS),
         workers=_convert(schema.WORKERS, reader.raw(schema.WORKERS), _parse_workers),
         event_loop=reader.event_loop(),
+        dispatcher_lmtp=reader.dispatcher_lmtp(),
         data_dir=data_dir,
         max_message_size=reader.size(schema.MAX_MESSAGE_SIZE),
         metrics_listen=reader.host_port(schema.METRICS_LISTEN),
@@ -329,6 +331,10 @@ class _Reader:
 
     def event_loop(self) -> EventLoopKind:
         return "asyncio" if self.choice(schema.EVENT_LOOP) == "asyncio" else "uvloop"
+
+    def dispatcher_lmtp(self) -> DispatcherLmtp:
+        choice = self.choice(schema.DISPATCHER_LMTP)
+        return "yes" if choice == "yes" else "no" if choice == "no" else "auto"
 
     def fsync(self) -> FsyncMode:
         mode = self.choice(schema.MAIL_FSYNC)

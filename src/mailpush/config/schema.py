@@ -484,6 +484,18 @@ EVENT_LOOP = _declare(
     "a restart (docs/operations.md#event-loop).",
     choices=("uvloop", "asyncio"),
 )
+DISPATCHER_LMTP = _declare(
+    "mailpush_dispatcher_lmtp",
+    SettingType.CHOICE,
+    "auto",
+    "Whether worker 0, which runs the push dispatcher, also accepts LMTP connections: "
+    "`auto` (the default) is no when push drivers are configured at start and there are "
+    "several workers (the dispatcher then has that process's core to itself, and LMTP's "
+    "writers share the store with one process fewer), yes otherwise; `yes` and `no` say "
+    "so outright. Every worker serves IMAP either way. Changing it needs a restart "
+    "(docs/operations.md#workers).",
+    choices=("auto", "yes", "no"),
+)
 PUSH_CONCURRENCY = _declare(
     "mailpush_push_concurrency",
     SettingType.COUNT,

@@ -36,6 +36,7 @@ ServiceName = Literal["lmtp", "imap", "imaps"]
 SslMode = Literal["yes", "no", "required"]
 FsyncMode = Literal["optimized", "always", "never"]
 EventLoopKind = Literal["uvloop", "asyncio"]
+DispatcherLmtp = Literal["auto", "yes", "no"]
 
 #: Services whose ``protocol NAME { }`` sections are read: the two front ends, and
 #: ``lda``, the service `mailpush deliver` runs as (dovecot-lda's name).
@@ -211,6 +212,8 @@ class Settings:
     workers: int = 1
     #: What `mailpush serve` runs on (``mailpush_event_loop``).
     event_loop: EventLoopKind = "uvloop"
+    #: Whether worker 0, the dispatching one, accepts LMTP (``mailpush_dispatcher_lmtp``).
+    dispatcher_lmtp: DispatcherLmtp = "auto"
 
     def for_protocol(self, protocol: str) -> Settings:
         """The settings as service ``protocol`` (``lmtp``, ``imap``, ``lda``) sees them.

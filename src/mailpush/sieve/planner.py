@@ -54,9 +54,9 @@ __all__ = ["SieveFilingPlanner", "build_sieve_planner"]
 
 log = logging.getLogger(__name__)
 
-#: Sieve's own worker threads. Every delivery passes through them (the passwd-file
-#: lookup), so they must not queue behind other users of the loop's default
-#: executor: with that one full, deliveries would stall until it drains.
+#: Sieve's own worker threads. Every delivery with Sieve settings passes through them,
+#: so they must not queue behind other users of the loop's default executor: with
+#: that one full, deliveries would stall until it drains.
 _THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mailpush-sieve")
 
 #: Characters IMAP does not allow in a keyword (RFC 3501 atom-specials and `]`).
@@ -124,9 +124,15 @@ class SieveFilingPlanner:
         _limits(self._plugin, strict=True)
 
     async def plan(self, request: DeliveryRequest) -> Sequence[DeliveryTarget]:
-        # The user's fields come from the passwd-file (a stat, maybe a re-read): off the loop.
-        loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(_THREADS, self._evaluate, request)
+        # The user's fields are read on the loop, as RCPT's lookup of the same user
+        # read them a moment ago (a stat; a re-read if the file changed): a delivery
+        # without Sieve settings, most of them, then costs no thread hop. Locating,
+        # loading and running scripts (file reads, compiling) goes to Sieve's threads.
+        settings = self._sieve_settings(request.user)
+        result = None
+        if settings is not None:
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(_THREADS, self._evaluate, request, settings)
         if result is None:
             return await self._fallback.plan(request)
         try:
@@ -138,15 +144,21 @@ class SieveFilingPlanner:
             )
             return await self._fallback.plan(request)
 
-    # --- on a worker thread: locate, load, compile, run --------------------------------
+    # --- on the loop: whether Sieve applies; on a worker thread: locate, load, run -----
 
-    def _evaluate(self, request: DeliveryRequest) -> SieveResult | None:
-        """What the scripts decided; None for the default plan (no scripts, or no usable ones)."""
-        user = request.user
+    def _sieve_settings(self, user: str) -> dict[str, str] | None:
+        """The user's settings if they name any Sieve script, else None (the default plan)."""
         try:
             settings = {**self._plugin, **self._userdb_fields(user)}
-            if not has_sieve_settings(settings):
-                return None
+        except PasswdFileError as exc:
+            log.error("delivery to %s: %s; keeping the message", user, exc)
+            return None
+        return settings if has_sieve_settings(settings) else None
+
+    def _evaluate(self, request: DeliveryRequest, settings: dict[str, str]) -> SieveResult | None:
+        """What the scripts decided; None for the default plan (no usable scripts)."""
+        user = request.user
+        try:
             home = self._home(user) if self._home is not None else None
             locations = script_locations(settings, user, home or settings.get("home"))
         except (SettingError, PasswdFileError) as exc:
