@@ -11,15 +11,17 @@ Each worker answers its own control socket, which the supervisor's
 
 With push drivers, worker 0 accepts no LMTP connections unless told to
 (`mailpush_dispatcher_lmtp`). The kernel spreads connections over the
-listening workers blindly (SO_REUSEPORT hashes addresses, not load): measured
-with 2 workers, 8 LMTP connections and the Lua recording script, worker 0
-often got 5–7 of the 8 and ran at 80–95 % CPU with the dispatcher's work on
-top, while worker 1 idled at 30–50 %, and every commit of two delivering
-processes took turns at the one SQLite write lock in smaller batches. Worker 0
-dispatching alone and worker 1 delivering gave about 15 % more deliveries/s
-and a fifth less CPU per delivery (docs/operations.md#workers). IMAP stays
-on every worker: its sessions are long and light, and a heavy command runs
-in the worker's process pool anyway.
+listening workers blindly (SO_REUSEPORT hashes addresses, not load): with 2
+workers, 8 LMTP connections and the Lua recording script, worker 0 often got
+5–7 of the 8 and ran at 80–95 % CPU with the dispatcher's work on top.
+Placing the connections by hand showed how little placement matters and
+which way: none of the 8 on worker 0 gave about 1,000 deliveries/s, one
+about 5 % more, four about 10 % less. The rate is bound by the commit
+path's latency (the one SQLite write lock, each delivering process's GIL),
+not by an idle core; keeping worker 0 out of LMTP gives up those 5 % to
+never draw the bad placements (docs/operations.md#workers). IMAP stays on every worker:
+its sessions are long and light, and a heavy command runs in the worker's
+process pool anyway.
 """
 
 from __future__ import annotations

@@ -290,3 +290,106 @@ async def test_an_unexpected_error_is_a_temporary_failure_not_a_bounce(
         await broken.stop(5)
     assert code == 451 and b"4.3.0" in text
     assert "failed unexpectedly" in caplog.text and "planner bug" in caplog.text
+
+
+def _pipelined_session(server: MailpushServer, exchange):  # type: ignore[no-untyped-def]
+    """A raw connection past LHLO, with a 5 s timeout: a reply held back hangs no test."""
+    sock = socket.create_connection(("127.0.0.1", lmtp_port(server)), timeout=5)
+    stream = sock.makefile("rb")
+    stream.readline()
+    sock.sendall(b"LHLO client.example\r\n")
+    while stream.readline()[3:4] == b"-":
+        pass
+    try:
+        return exchange(sock, stream)
+    finally:
+        stream.close()
+        sock.close()
+
+
+async def test_a_pipelined_group_is_answered_in_one_write(server: MailpushServer) -> None:
+    """RFC 2920: the replies to MAIL, RCPT and DATA sent together go back in one write,
+    so an MTA's client wakes once for them, not once per command."""
+    loop = asyncio.get_running_loop()
+    writes: list[bytes] = []
+
+    def counted(sock: socket.socket, stream: object) -> bytes:
+        async def watch() -> None:  # on the server's loop: its side of this connection
+            (connection,) = server.lmtp[0].handler.connections
+            transport = connection._writer.transport
+            write = transport.write
+
+            def write_counted(data: bytes) -> None:
+                writes.append(bytes(data))
+                write(data)
+
+            transport.write = write_counted
+
+        asyncio.run_coroutine_threadsafe(watch(), loop).result()
+        sock.sendall(
+            b"MAIL FROM:<sender@example.net>\r\nRCPT TO:<alice>\r\nRCPT TO:<bob>\r\nDATA\r\n"
+        )
+        data = b""
+        while data.count(b"\r\n") < 4:
+            data += sock.recv(65536)
+        return data
+
+    data = await in_thread(_pipelined_session, server, counted)
+    assert [line[:3] for line in data.split(b"\r\n") if line] == [b"250", b"250", b"250", b"354"]
+    assert writes == [data]
+
+
+async def test_a_reply_is_not_held_for_a_command_line_not_yet_complete(
+    server: MailpushServer,
+) -> None:
+    """Only a whole command line read already holds a reply back: a client that sent
+    MAIL and half of RCPT, and waits, gets MAIL's reply."""
+
+    def half(sock: socket.socket, stream: object) -> list[bytes]:
+        assert hasattr(stream, "readline")
+        sock.sendall(b"MAIL FROM:<sender@example.net>\r\nRCPT TO:<ali")
+        replies = [stream.readline()]
+        sock.sendall(b"ce>\r\n")
+        replies.append(stream.readline())
+        return replies
+
+    replies = await in_thread(_pipelined_session, server, half)
+    assert [reply[:3] for reply in replies] == [b"250", b"250"]
+
+
+async def test_354_goes_out_even_when_the_message_follows_in_the_same_write(
+    server: MailpushServer,
+) -> None:
+    """A client that sends the message without waiting for 354 still gets it first,
+    then the delivery's reply once the message is complete."""
+
+    def early(sock: socket.socket, stream: object) -> list[bytes]:
+        assert hasattr(stream, "readline")
+        sock.sendall(
+            b"MAIL FROM:<sender@example.net>\r\nRCPT TO:<alice>\r\nDATA\r\n"
+            b"Subject: early\r\n"
+        )
+        replies = [stream.readline() for _ in range(3)]
+        sock.sendall(b"\r\nbody\r\n.\r\n")
+        replies.append(stream.readline())
+        return replies
+
+    replies = await in_thread(_pipelined_session, server, early)
+    assert [reply[:3] for reply in replies] == [b"250", b"250", b"354", b"250"]
+    assert server.store is not None
+    assert (await server.store.status("alice", "INBOX")).messages == 1
+
+
+async def test_replies_held_for_a_pipelined_group_are_not_lost_when_the_server_closes(
+    server: MailpushServer,
+) -> None:
+    """QUIT (or too many unknown commands) closes the connection even while more
+    commands wait: the replies before it still reach the client."""
+
+    def until_closed(sock: socket.socket, stream: object) -> list[bytes]:
+        assert hasattr(stream, "readline")
+        sock.sendall(b"MAIL FROM:<sender@example.net>\r\nRCPT TO:<alice>\r\nQUIT\r\nNOOP\r\n")
+        return list(iter(stream.readline, b""))
+
+    replies = await in_thread(_pipelined_session, server, until_closed)
+    assert [reply[:3] for reply in replies] == [b"250", b"250", b"221"]

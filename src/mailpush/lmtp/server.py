@@ -225,6 +225,10 @@ class MailpushLMTP(LMTP):
         #: Dovecot's lmtp session id (22 characters) and how many DATA it has seen.
         self.log_session_id = new_session_id(16)
         self.transactions = 0
+        #: Replies held back while the client's next pipelined command is already read.
+        self._unsent: list[bytes] = []
+        #: Whether the reply under way may wait for the next one (MAIL's and RCPT's).
+        self._may_hold = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -345,7 +349,43 @@ class MailpushLMTP(LMTP):
                 self.event_handler.metrics.reply(line)
             if status.startswith("354") and self._data_recipients:
                 self._replies_owed, self._data_recipients = self._data_recipients, 0
-        await super().push(status)
+            status = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
+        self._unsent.append(status + b"\r\n")
+        if self._may_hold and self._command_waiting():
+            return
+        self._writer.write(b"".join(self._unsent))
+        self._unsent.clear()
+        await self._writer.drain()
+
+    async def smtp_MAIL(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's name
+        """aiosmtpd's MAIL, whose reply may go out with the next (`_command_waiting`)."""
+        self._may_hold = True
+        try:
+            await super().smtp_MAIL(arg)
+        finally:
+            self._may_hold = False
+
+    async def smtp_RCPT(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's name
+        """aiosmtpd's RCPT, whose reply may go out with the next (`_command_waiting`)."""
+        self._may_hold = True
+        try:
+            await super().smtp_RCPT(arg)
+        finally:
+            self._may_hold = False
+
+    def _command_waiting(self) -> bool:
+        """Whether the client's next command line is read already (pipelined, RFC 2920).
+
+        Its reply follows at once, so a reply to MAIL or RCPT waits to go out
+        with it: one write and one wake-up of the client for the MAIL, RCPT and
+        DATA an MTA sends together, not three. Only those two are held: every
+        other reply (`354`, which the client waits for; a message's; `221`
+        and the refusals after which aiosmtpd closes the connection) sends
+        whatever was held with it, so nothing held is ever cut off. Nor is a
+        reply held while the next read could wait for the client (RFC 2920
+        section 3.2)."""
+        buffered = getattr(self._reader, "_buffer", None)
+        return buffered is not None and b"\n" in buffered
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,23 +61,33 @@ def mailbox_status(conn: sqlite3.Connection, user: str, mailbox: str) -> Mailbox
 
     Its counts are the row's (store/mailbox_counts.py), the first unseen UID one
     seek in the unseen index: the cost does not grow with the mailbox."""
-    box = read_mailbox(conn, user, mailbox)
-    counts = conn.execute(
-        "SELECT message_count, recent_count, unseen_count,"
-        f" (SELECT MIN(uid) FROM messages WHERE mailbox_id = ? AND {UNSEEN_CONDITION})"
-        " FROM mailboxes WHERE id = ?",
-        (box[0], box[0]),
-    ).fetchone()
-    keywords = tuple(
-        r[0]
-        for r in conn.execute(
-            "SELECT keyword FROM mailbox_keywords WHERE mailbox_id = ? ORDER BY keyword",
-            (box[0],),
+    row = conn.execute(_STATUS, (user, mailbox)).fetchone()
+    if row is None:
+        raise MailboxNotFoundError(mailbox)
+    keywords: tuple[str, ...] = ()
+    if row[8]:
+        keywords = tuple(
+            r[0]
+            for r in conn.execute(
+                "SELECT keyword FROM mailbox_keywords WHERE mailbox_id = ? ORDER BY keyword",
+                (row[0],),
+            )
         )
-    )
     return MailboxStatus(
-        mailbox, counts[0], counts[1], counts[2], box[2], box[1], box[3], counts[3], keywords,
+        mailbox, row[4], row[5], row[6], row[2], row[1], row[3], row[7], keywords
     )
+
+
+#: A mailbox's status in one statement: a delivery's push event reads it inside the
+#: write transaction, for every message, so it is one step there and not three;
+#: its keywords (most mailboxes have none) only when it has some.
+_STATUS = (
+    "SELECT m.id, m.uidvalidity, m.uidnext, m.highestmodseq,"
+    " m.message_count, m.recent_count, m.unseen_count,"
+    f" (SELECT MIN(uid) FROM messages WHERE mailbox_id = m.id AND {UNSEEN_CONDITION}),"
+    " EXISTS (SELECT 1 FROM mailbox_keywords WHERE mailbox_id = m.id)"
+    " FROM mailboxes m JOIN users u ON u.id = m.user_id WHERE u.name = ? AND m.name = ?"
+)
 
 
 def mailbox_row(conn: sqlite3.Connection, user_id: int, name: str) -> MailboxRow | None:

@@ -115,7 +115,7 @@ class SqliteMessages:
             body_id: int | None = None
             results = []
             into_inbox = inbox_wanted
-            for target in wanted:
+            for number, target in enumerate(wanted, 1):
                 row = mailbox_row(ctx.conn, user_id, target.mailbox)
                 if row is None and target.mailbox != INBOX and target.create:
                     name_refused = new_mailbox_name_problem(target.mailbox) is not None
@@ -136,7 +136,8 @@ class SqliteMessages:
                     ctx, user, row, target.mailbox, [message], summaries, delivery=True,
                     body_id=body_id,
                 )
-                body_id = _body_of(ctx.conn, row[0], saved.messages[0].uid)
+                if number < len(wanted):  # the next target shares this copy of the body
+                    body_id = _body_of(ctx.conn, row[0], saved.messages[0].uid)
                 results.append(saved)
             return results
 
