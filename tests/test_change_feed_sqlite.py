@@ -276,3 +276,72 @@ async def test_a_hub_settles_through_its_linked_feed_and_not_without_one(
     assert hub.settle() and heard == [ChangedElsewhere("alice", "INBOX")]
     unlink()
     assert not hub.settle()
+
+
+def _raw_listener(feed_dir: Path) -> socket.socket:
+    """A process's socket in `feed/` that the test reads itself: what goes over the wire."""
+    feed_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(feed_dir / "9999-rawtest.sock"))
+    sock.setblocking(False)
+    return sock
+
+
+def _datagrams(sock: socket.socket) -> list[dict[str, object]]:
+    received = []
+    try:
+        while True:
+            received.append(json.loads(sock.recv(65536)))
+    except BlockingIOError:
+        return received
+
+
+async def test_the_users_of_one_loop_turn_go_in_one_datagram(
+    feed_dir: Path, feeds: list[DatagramChangeFeed]
+) -> None:
+    """A worker that commits a batch of deliveries to five users wakes each other
+    process once, not five times."""
+    with _raw_listener(feed_dir) as raw:
+        feed = announcer(feed_dir, feeds)
+        for user in ("alice", "bob", "carol", "dave", "erin"):
+            feed.announce(user, "INBOX")
+        feed.announce("bob", None)
+        feed.flush()
+        (datagram,) = _datagrams(raw)
+    assert datagram["users"] == {
+        "alice": ["INBOX"], "bob": None, "carol": ["INBOX"], "dave": ["INBOX"], "erin": ["INBOX"],
+    }
+
+
+async def test_users_past_the_datagram_size_go_in_further_datagrams_and_all_are_heard(
+    feed_dir: Path, feeds: list[DatagramChangeFeed]
+) -> None:
+    _, ear = await listening(feed_dir, feeds)
+    with _raw_listener(feed_dir) as raw:
+        feed = announcer(feed_dir, feeds)
+        users = [f"user-with-a-long-name-{n:04d}@example.org" for n in range(200)]
+        for user in users:
+            feed.announce(user, "INBOX")
+        feed.announce("many", None)
+        for n in range(400):  # more mailbox names than one datagram holds: "any"
+            feed.announce("many", f"Folder {n:03d} with a long name")
+        feed.flush()
+        sent = _datagrams(raw)
+    assert len(sent) > 1
+    assert all(len(json.dumps(datagram)) <= feed_sqlite.MAX_DATAGRAM for datagram in sent)
+    heard = await ear.until(len(users) + 1)
+    assert {record.user for record in heard} == {*users, "many"}
+    assert ChangedElsewhere("many", None) in heard
+
+
+async def test_the_one_user_datagram_of_earlier_versions_is_heard(
+    feed_dir: Path, feeds: list[DatagramChangeFeed]
+) -> None:
+    """`mailpush deliver` of the version before, run beside a newer server."""
+    receiver, ear = await listening(feed_dir, feeds)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as old:
+        old.sendto(
+            json.dumps({"from": "1-old", "user": "alice", "mailboxes": ["INBOX"]}).encode(),
+            str(receiver.socket_path),
+        )
+    assert await ear.until(1) == [ChangedElsewhere("alice", "INBOX")]

@@ -5,12 +5,17 @@ process binds a datagram socket `<data_dir>/feed/<pid>-<random>.sock`
 (directory 0700, socket 0600: only the user the server runs as can write to
 it) and waits on it with the event loop's reader, which costs nothing while
 nobody writes. A writer, after its commit, lists `feed/` and sends every
-socket but its own one small JSON datagram per user:
+socket but its own one small JSON datagram for the users whose changes it
+committed during one turn of the event loop:
 
-    {"from": "1234-9f2c01ab", "user": "alice", "mailboxes": ["INBOX"]}
+    {"from": "1234-9f2c01ab", "users": {"alice": ["INBOX"], "bob": null}}
 
-(`mailboxes` null: any of the user's mailboxes). Announcements made during
-one turn of the event loop are coalesced per user and sent at the end of it;
+(null: any of the user's mailboxes). Announcements made during one turn of
+the event loop are coalesced per user and sent at the end of it, as many
+users to a datagram as `MAX_DATAGRAM` holds: a worker committing a batch of
+deliveries to five users sends each other process one datagram, not five.
+The receiver also takes the one-user form of earlier versions,
+`{"from": ..., "user": "alice", "mailboxes": ["INBOX"]}`;
 `close` sends what is left, so a command that exits right after its commit
 still announces it.
 
@@ -21,8 +26,8 @@ What can go wrong, and what happens then:
   restarted server binds a new name; it has no sessions of before to wake.
 - The receiver's queue is full (Linux queues only `net.unix.max_dgram_qlen`
   datagrams, often 10, per socket; the receiver's loop may be busy). The
-  socket is non-blocking, so the sender never waits: it appends the user to
-  the receiver's missed file `<name>.missed` instead (under `flock`, held
+  socket is non-blocking, so the sender never waits: it appends the
+  datagram's users to the receiver's missed file `<name>.missed` instead (under `flock`, held
   for one small write). The receiver reads that file after every batch of
   datagrams it receives and every `FALLBACK_INTERVAL` seconds, and hears
   those users then: a lost datagram delays an announcement, it never loses
@@ -70,7 +75,8 @@ MISSED_SUFFIX = ".missed"
 FALLBACK_INTERVAL = 5.0
 #: Bytes a missed file may reach before it is replaced by "every user".
 MISSED_FILE_LIMIT = 64 * 1024
-#: The largest datagram sent; an announcement naming more mailboxes says "any mailbox".
+#: The largest datagram sent: more users go in further datagrams, and a user whose
+#: mailboxes alone would not fit is announced as "any mailbox".
 MAX_DATAGRAM = 4096
 #: Datagrams read in one reader callback; the loop calls again while more wait.
 READS_PER_WAKE = 256
@@ -272,11 +278,11 @@ class DatagramChangeFeed:
                 "change feed: no other process listens; %d user(s) not announced", len(pending)
             )
             return
-        datagrams = [(user, self._datagram(user, mailboxes)) for user, mailboxes in pending.items()]
+        datagrams = self._datagrams(pending)
         sender = self._sending_socket()
         for target in targets:
-            for user, datagram in datagrams:
-                if not self._send(sender, target, user, datagram):
+            for users, datagram in datagrams:
+                if not self._send(sender, target, users, datagram):
                     break
 
     def _listeners(self) -> list[str]:
@@ -299,31 +305,43 @@ class DatagramChangeFeed:
             )
             return []
 
-    def _datagram(self, user: str, mailboxes: set[str] | None) -> bytes:
-        body = {
-            "from": self.name,
-            "user": user,
-            "mailboxes": None if mailboxes is None else sorted(mailboxes),
-        }
-        datagram = json.dumps(body).encode()
-        if len(datagram) > MAX_DATAGRAM:
-            body["mailboxes"] = None
-            datagram = json.dumps(body).encode()
-        return datagram
+    def _datagrams(self, pending: Pending) -> list[tuple[list[str], bytes]]:
+        """`pending` as datagrams of at most `MAX_DATAGRAM` bytes, each with its users."""
+        head = b'{"from": ' + json.dumps(self.name).encode() + b', "users": {'
+        room = MAX_DATAGRAM - len(head) - 2  # the closing braces
+        made: list[tuple[list[str], bytes]] = []
+        users: list[str] = []
+        entries: list[bytes] = []
+        size = 0
+        for user, mailboxes in pending.items():
+            entry = _user_entry(user, mailboxes)
+            if len(entry) > room:
+                entry = _user_entry(user, None)
+            if users and size + 2 + len(entry) > room:
+                made.append((users, head + b", ".join(entries) + b"}}"))
+                users, entries, size = [], [], 0
+            size += len(entry) + (2 if users else 0)
+            users.append(user)
+            entries.append(entry)
+        if users:
+            made.append((users, head + b", ".join(entries) + b"}}"))
+        return made
 
-    def _send(self, sender: socket.socket, target: str, user: str, datagram: bytes) -> bool:
+    def _send(
+        self, sender: socket.socket, target: str, users: list[str], datagram: bytes
+    ) -> bool:
         """Send one datagram; False when `target` is gone (nothing more goes to it)."""
         try:
             sender.sendto(datagram, target)
         except (BlockingIOError, InterruptedError):
-            self._record_missed(target, user)
+            self._record_missed(target, users)
             return True
         except (ConnectionRefusedError, FileNotFoundError):
             self._remove_stale(target)
             return False
         except OSError as exc:
             if exc.errno == errno.ENOBUFS:
-                self._record_missed(target, user)
+                self._record_missed(target, users)
                 return True
             if not self._path_warned:
                 self._path_warned = True
@@ -337,8 +355,8 @@ class DatagramChangeFeed:
         log.debug("change feed: announced %s to %s", datagram.decode(errors="replace"), target)
         return True
 
-    def _record_missed(self, target: str, user: str) -> None:
-        """The receiver's queue is full: leave `user` in its missed file, for its next look."""
+    def _record_missed(self, target: str, users: list[str]) -> None:
+        """The receiver's queue is full: leave `users` in its missed file, for its next look."""
         path = target[: -len(SOCKET_SUFFIX)] + MISSED_SUFFIX
         name = os.path.basename(target)
         level = logging.DEBUG if name in self._full_logged else logging.INFO
@@ -347,7 +365,7 @@ class DatagramChangeFeed:
             level,
             "change feed: the queue of %s is full; %s recorded in %s for its fallback check",
             name,
-            user,
+            ", ".join(users),
             path,
         )
         try:
@@ -361,7 +379,7 @@ class DatagramChangeFeed:
                 os.ftruncate(fd, 0)
                 os.write(fd, b"null\n")
             else:
-                os.write(fd, json.dumps(user).encode() + b"\n")
+                os.write(fd, b"".join(json.dumps(user).encode() + b"\n" for user in users))
         except OSError as exc:
             log.warning("change feed: cannot record a missed announcement in %s: %s", path, exc)
         finally:
@@ -413,17 +431,24 @@ class DatagramChangeFeed:
             self._sender = None
 
 
+def _user_entry(user: str, mailboxes: set[str] | None) -> bytes:
+    """One user's `"name": [mailboxes]` (or null: any mailbox) in a datagram's `users`."""
+    names = None if mailboxes is None else sorted(mailboxes)
+    return json.dumps(user).encode() + b": " + json.dumps(names).encode()
+
+
 def _merge_datagram(heard: Pending, datagram: bytes) -> None:
     try:
         body = json.loads(datagram)
-        user = body["user"]
-        mailboxes = body["mailboxes"]
-    except (ValueError, KeyError, TypeError):
+        users = body["users"] if "users" in body else {body["user"]: body["mailboxes"]}
+        changed = list(users.items())
+    except (ValueError, KeyError, TypeError, AttributeError):
         log.debug("change feed: ignoring a malformed datagram %r", datagram[:200])
         return
-    if not isinstance(user, str):
-        return
-    if not isinstance(mailboxes, list):
-        add_change(heard, user, None)
-        return
-    add_change(heard, user, (name for name in mailboxes if isinstance(name, str)))
+    for user, mailboxes in changed:
+        if not isinstance(user, str):
+            continue
+        if not isinstance(mailboxes, list):
+            add_change(heard, user, None)
+            continue
+        add_change(heard, user, (name for name in mailboxes if isinstance(name, str)))
