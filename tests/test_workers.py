@@ -183,6 +183,14 @@ async def test_lmtp_connections_are_spread_over_both_workers(
     assert len(await asyncio.to_thread(subjects_in_inbox, server.imap_port)) == 16
 
 
+def webhook_push(receiver: HttpReceiver) -> str:
+    """The configuration lines that push every change to `receiver`."""
+    return (
+        "mail_plugins = $mail_plugins notify push_notification\n"
+        f"plugin {{\n  push_notification_driver = webhook:url={receiver.url}\n}}\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("setting", "lmtp_on_worker_0"),
     [("", False), ("mailpush_dispatcher_lmtp = yes\n", True)],
@@ -197,8 +205,7 @@ async def test_with_push_drivers_worker_0_dispatches_and_takes_no_lmtp_unless_to
         server = await start(
             tmp_path,
             served,
-            setting + "mail_plugins = $mail_plugins notify push_notification\n"
-            f"plugin {{\n  push_notification_driver = webhook:url={receiver.url}\n}}\n",
+            setting + webhook_push(receiver),
         )
         workers = server.workers()
         expected = {workers[0], workers[1]} if lmtp_on_worker_0 else {workers[1]}
@@ -271,8 +278,7 @@ async def test_a_worker_killed_with_sigkill_is_restarted_and_loses_nothing_ackno
         server = await start(
             tmp_path,
             served,
-            "mail_plugins = $mail_plugins notify push_notification\n"
-            f"plugin {{\n  push_notification_driver = webhook:url={receiver.url}\n}}\n",
+            webhook_push(receiver),
         )
         killed = server.workers()[index]
         acknowledged: list[bytes] = []

@@ -27,12 +27,12 @@ What can go wrong, and what happens then:
 - The receiver's queue is full (Linux queues only `net.unix.max_dgram_qlen`
   datagrams, often 10, per socket; the receiver's loop may be busy). The
   socket is non-blocking, so the sender never waits: it appends the
-  datagram's users to the receiver's missed file `<name>.missed` instead (under `flock`, held
-  for one small write). The receiver reads that file after every batch of
-  datagrams it receives and every `FALLBACK_INTERVAL` seconds, and hears
-  those users then: a lost datagram delays an announcement, it never loses
-  one. A missed file past `MISSED_FILE_LIMIT` is replaced by one `null` line
-  (every user the receiver has sessions for).
+  datagram's users to the receiver's missed file `<name>.missed` instead
+  (under `flock`, held for one small write). The receiver reads that file
+  after every batch of datagrams it receives and every `FALLBACK_INTERVAL`
+  seconds, and hears those users then: a lost datagram delays an
+  announcement, it never loses one. A missed file past `MISSED_FILE_LIMIT`
+  is replaced by one `null` line (every user the receiver has sessions for).
 - A data directory whose `feed/` path is too long for a socket address
   (about 100 bytes): the process runs without the feed, with a warning.
   Nothing then reaches its IDLE sessions from other processes.
