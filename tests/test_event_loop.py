@@ -21,7 +21,7 @@ import trustme
 
 from mailpush.config import load_settings
 from mailpush.errors import ConfigError
-from mailpush.event_loop import loop_factory, run, running_loop_name
+from mailpush.event_loop import SWITCH_INTERVAL, loop_factory, run, running_loop_name
 
 from .conftest import free_port, write_config
 from .test_server_imap import tls_settings
@@ -51,6 +51,17 @@ def test_each_kind_runs_a_coroutine_on_that_loop() -> None:
 
     assert run(which(), "uvloop") == "uvloop"
     assert run(which(), "asyncio") == "asyncio"
+
+
+def test_the_server_switches_threads_every_half_millisecond_and_gives_the_default_back() -> None:
+    """The store writer thread waits for the GIL while holding the writers' lock."""
+
+    async def interval() -> float:
+        return sys.getswitchinterval()
+
+    before = sys.getswitchinterval()
+    assert run(interval(), "uvloop") == SWITCH_INTERVAL == 0.0005
+    assert sys.getswitchinterval() == before
 
 
 def test_a_missing_uvloop_is_a_configuration_error_naming_the_way_out(

@@ -66,3 +66,28 @@ async def test_a_connection_without_full_sync_is_left_alone(tmp_path: Path) -> N
         assert level == 0
     finally:
         await asyncio.to_thread(writer.stop)
+
+
+async def test_the_sync_level_changes_only_between_batches_that_need_different_ones(
+    tmp_path: Path,
+) -> None:
+    """The dispatcher's process commits mostly non-durable batches: one PRAGMA when the
+    kind changes, not two for every batch (each was a statement inside the writers' lock)."""
+    statements: list[str] = []
+
+    def traced() -> sqlite3.Connection:
+        conn = connect(tmp_path / "t.sqlite", "FULL")
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    writer = GroupCommitWriter(traced)
+    writer.start()
+    try:
+        for durable in (False, False, False, True, True, False):
+            await writer.submit(insert_and_read_sync, durable=durable)
+    finally:
+        await asyncio.to_thread(writer.stop)
+    changes = [s for s in statements if s.startswith("PRAGMA synchronous=")]
+    assert changes == [
+        "PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL", "PRAGMA synchronous=NORMAL",
+    ]

@@ -136,6 +136,8 @@ class GroupCommitWriter:
         self._started = False
         #: Whether the connection commits with synchronous=FULL (read when it opens).
         self._full_sync = False
+        #: Whether the connection is at `synchronous=NORMAL` now (`_run_batch`).
+        self._relaxed = False
         self.batches = 0
         self.operations = 0
         #: Called on the writer thread after each COMMIT with (operations, seconds the
@@ -264,14 +266,15 @@ class GroupCommitWriter:
             _resolve(job, False, error)
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job[Any]]) -> None:
-        relaxed = self._full_sync and not any(job.durable for job in batch)
-        if relaxed:
-            conn.execute("PRAGMA synchronous=NORMAL")
-        try:
-            self._run_transaction(conn, batch)
-        finally:
-            if relaxed:
-                conn.execute("PRAGMA synchronous=FULL")
+        if self._full_sync:
+            # Changed only when this batch needs the other level: in the dispatcher's
+            # process nearly every batch is relaxed, in a delivering one durable, and
+            # each PRAGMA is a statement run while holding the writers' lock.
+            relaxed = not any(job.durable for job in batch)
+            if relaxed != self._relaxed:
+                conn.execute("PRAGMA synchronous=NORMAL" if relaxed else "PRAGMA synchronous=FULL")
+                self._relaxed = relaxed
+        self._run_transaction(conn, batch)
 
     def _run_transaction(self, conn: sqlite3.Connection, batch: list[_Job[Any]]) -> None:
         outcomes: list[tuple[bool, Any]] = []
