@@ -15,9 +15,9 @@ The serving process also switches threads more often than Python's default
 SQLite call lets go of the GIL, and getting it back meant waiting for the
 loop to block or for the 5 ms default interval, all the while holding the
 writers' lock every process waits for. Measured with 2 workers, 8 LMTP
-connections and the Lua recording script (8 alternating runs each), a
-0.5 ms interval delivered about 7 % more than 5 ms; 0.2 ms was no better
-than 0.5 ms within the noise.
+connections and the Lua recording script (eight rounds each, in alternating
+runs), a 0.5 ms interval delivered about 7 % more than 5 ms; 0.2 ms was no
+better than 0.5 ms within the noise.
 """
 
 from __future__ import annotations
