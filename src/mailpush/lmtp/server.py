@@ -18,11 +18,12 @@ message's 250 into an error the MTA would bounce.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -359,17 +360,19 @@ class MailpushLMTP(LMTP):
 
     async def smtp_MAIL(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's name
         """aiosmtpd's MAIL, whose reply may go out with the next (`_command_waiting`)."""
-        self._may_hold = True
-        try:
+        with self._reply_may_wait():
             await super().smtp_MAIL(arg)
-        finally:
-            self._may_hold = False
 
     async def smtp_RCPT(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's name
         """aiosmtpd's RCPT, whose reply may go out with the next (`_command_waiting`)."""
+        with self._reply_may_wait():
+            await super().smtp_RCPT(arg)
+
+    @contextlib.contextmanager
+    def _reply_may_wait(self) -> Iterator[None]:
         self._may_hold = True
         try:
-            await super().smtp_RCPT(arg)
+            yield
         finally:
             self._may_hold = False
 
