@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.lmtp import LMTP
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from mailpush.lmtp.server import MailpushLMTP
@@ -133,6 +133,11 @@ async def test_every_section_is_read_as_aiosmtpd_reads_it(
     pair: Pair, section: tuple[bytes, list[int]]
 ) -> None:
     stream, cuts = section
+    # A line "." inside the section ends it there, and what follows is read as commands:
+    # six unknown ones make aiosmtpd answer and close (both servers), and the NOOP after
+    # them then races the close (the client may get a reset instead of the replies).
+    after_end = (b"\r\n" + stream).split(b"\r\n.\r\n", 1)[1]
+    assume(after_end.count(b"\n") <= 3)
     bounds = [0, *cuts, len(stream)]
     chunks = [stream[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
     theirs = await asyncio.to_thread(exchange, pair.ports[0], chunks)
