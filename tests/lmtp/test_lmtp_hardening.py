@@ -184,7 +184,7 @@ async def test_lhlo_advertises_smtputf8(server: MailpushServer) -> None:
         (b"MAIL FROM:<se\x00nder@example.net>", b"501 5.1.7 "),
         (b"MAIL FROM:<se\rnder@example.net>", b"501 5.1.7 "),
         (b"MAIL FROM:<\xff\xfe@example.net>", b"501 5.1.7 "),
-        (b"MAIL FROM:<<<>>>", b"553 5.1.3 "),
+        (b"MAIL FROM:<<<>>>", b"501 5.1.7 Invalid FROM: Invalid character in path"),
     ],
 )
 async def test_malformed_commands_get_an_error_reply_and_no_traceback(
@@ -223,6 +223,63 @@ async def test_a_recipient_with_a_nul_byte_is_refused_and_the_rest_delivered(
     assert replies[2].startswith(b"501 5.1.3 ")
     assert replies[5].startswith(b"250 2.0.0 <alice@example.org> Saved")
     assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_malformed_paths_are_refused_with_the_reason_and_nothing_is_stored(
+    server: MailpushServer,
+) -> None:
+    """aiosmtpd's reading took all of these with 250; Dovecot refuses each with 501."""
+    replies = await asyncio.to_thread(
+        converse,
+        lmtp_port(server),
+        [
+            b"LHLO client.example",
+            b"MAIL FROM:<bad address@example.net>",
+            b"MAIL FROM:sender@example.net",
+            b"MAIL FROM: <sender@example.net>",
+            b"MAIL FROM:<sender@example.net",
+            b"MAIL FROM:<sender@example.net>",
+            b"RCPT TO:<alice@example.org",
+            b"RCPT TO:<>",
+            b"RCPT TO:<al ice@example.org>",
+            b"RCPT TO:<bob@example.org>",
+            b"DATA",
+        ],
+        MESSAGE,
+        data_replies=1,
+    )
+    assert replies[1:9] == [
+        b"501 5.1.7 Invalid FROM: Invalid character in local part",
+        b"501 5.1.7 Invalid FROM: Missing '<' at beginning of path",
+        b"501 5.1.7 Invalid FROM: Unexpected whitespace before path",
+        b"501 5.1.7 Invalid FROM: Missing '>' at end of path",
+        b"250 2.1.0 OK",
+        b"501 5.1.3 Invalid TO: Missing '>' at end of path",
+        b"501 5.1.3 Invalid TO: Null path not allowed",
+        b"501 5.1.3 Invalid TO: Invalid character in local part",
+    ]
+    assert replies[11].startswith(b"250 2.0.0 <bob@example.org> Saved")
+    assert await messages(server, "alice") == 0
+    assert await messages(server, "bob") == 1
+
+
+async def test_the_null_sender_and_a_source_route_are_taken(server: MailpushServer) -> None:
+    replies = await asyncio.to_thread(
+        converse,
+        lmtp_port(server),
+        [
+            b"LHLO client.example",
+            b"MAIL FROM:<>",
+            b"RCPT TO:<@relay.example:alice@example.org>",
+            b"RCPT TO:<\"bob\"@example.org>",
+            b"DATA",
+        ],
+        MESSAGE,
+        data_replies=2,
+    )
+    assert replies[1:4] == [b"250 2.1.0 OK", b"250 2.1.5 OK", b"250 2.1.5 OK"]
+    assert replies[5].startswith(b"250 2.0.0 <alice@example.org> Saved")
+    assert replies[6].startswith(b"250 2.0.0 <bob@example.org> Saved")
 
 
 async def test_a_line_too_long_in_data_is_refused_once_per_recipient(
