@@ -20,6 +20,8 @@ import pytest
 
 from mailpush.config import load_settings
 from mailpush.server import MailpushServer
+from mailpush.store import NewMessage, SqliteStore
+from mailpush.store.open_store import SQLITE_STORE_FILE
 
 from .conftest import free_port, imap_listener, lmtp_port, write_config
 from .support.http_receiver import HttpReceiver
@@ -258,3 +260,41 @@ async def test_a_command_reads_the_store_only_when_another_process_named_its_mai
         assert reads == ["alice/INBOX"]
     finally:
         await asyncio.to_thread(_logout, client)
+
+
+async def test_a_session_hearing_its_own_process_first_still_numbers_every_message_in_order(
+    tmp_path: Path, servers: list[MailpushServer]
+) -> None:
+    """Another process's commit (UID 2) whose announcement has not come yet, then this
+    process's own (UID 3): the selected session must not number UID 3 before UID 2, nor
+    lose UID 2 (imaptest: "UID changed for sequence 24: 1621 -> 1619", session.py)."""
+    imap_port = free_port()
+    config = write_config(tmp_path, "protocols = imap lmtp\n" + imap_listener(imap_port))
+    server = await start_server(config, servers)
+    await asyncio.to_thread(lmtp_deliver, server, b"first")
+    # A writer whose commits the server hears of only when it reads the store: the
+    # feed's datagram is what comes late in real life; here it never comes.
+    silent = SqliteStore(tmp_path / "data" / SQLITE_STORE_FILE)
+    silent.open()
+    watcher = await asyncio.to_thread(imaplib.IMAP4, "127.0.0.1", imap_port, timeout=5)
+    appender = await asyncio.to_thread(imaplib.IMAP4, "127.0.0.1", imap_port, timeout=5)
+    try:
+        await asyncio.to_thread(watcher.login, "alice", "secret")
+        await asyncio.to_thread(watcher.select, "INBOX")
+        await silent.append("alice", "INBOX", [NewMessage(MESSAGE % b"elsewhere")])
+        await asyncio.to_thread(appender.login, "alice", "secret")
+        typ, _ = await asyncio.to_thread(
+            appender.append, "INBOX", None, None, MESSAGE % b"here"
+        )
+        assert typ == "OK"
+
+        assert (await asyncio.to_thread(watcher.noop))[0] == "OK"
+        typ, data = await asyncio.to_thread(watcher.uid, "FETCH", "1:*", "(UID)")
+        assert typ == "OK"
+        assert [line.decode() for line in data] == [
+            "1 (UID 1)", "2 (UID 2)", "3 (UID 3)",
+        ]
+    finally:
+        await asyncio.to_thread(_logout, watcher)
+        await asyncio.to_thread(_logout, appender)
+        await asyncio.to_thread(silent.close)

@@ -22,6 +22,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
+
+from mailpush.store import NewMessage
+
 from .conftest import PASSWORD, ImapStack
 from .two_sessions import SCRIPTS, Script, Session, expunged_by_b, message
 
@@ -474,3 +478,32 @@ A: LSUB "" "&"
    OK Lsub completed.
 """,
 }
+
+
+async def test_a_keyword_another_session_adds_while_a_fetch_reads_is_announced_before_it_shows(
+    stack: ImapStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A FETCH reads bodies chunk by chunk; a keyword new to the mailbox that another
+    session stores meanwhile is in the flags this FETCH shows, so `* FLAGS` goes first
+    (imaptest: "Keyword used without being in FLAGS: $Label3")."""
+    await stack.store.append("alice", "INBOX", [NewMessage(message(1)), NewMessage(message(2))])
+    read_bodies = stack.store.raw_messages
+    stored: list[bool] = []
+
+    async def meanwhile(user: str, mailbox: str, uids: list[int]) -> dict[int, bytes]:
+        if not stored:
+            stored.append(True)
+            await stack.store.update_flags("alice", "INBOX", [2], "add", 0, ["$Meanwhile"])
+        return await read_bodies(user, mailbox, uids)
+
+    monkeypatch.setattr(stack.store, "raw_messages", meanwhile)
+    session = await asyncio.to_thread(Session, stack.host, stack.port, "alice", PASSWORD, "a")
+    try:
+        await asyncio.to_thread(session.run, "SELECT INBOX")
+        lines = await asyncio.to_thread(session.run, "FETCH 1:2 (FLAGS BODY.PEEK[HEADER])")
+    finally:
+        await asyncio.to_thread(session.imap.logout)
+
+    shown = next(i for i, line in enumerate(lines) if "FETCH" in line and "$Meanwhile" in line)
+    announced = [i for i, line in enumerate(lines) if line.startswith("* FLAGS") and "$Meanwhile" in line]
+    assert stored and announced and announced[0] < shown, lines

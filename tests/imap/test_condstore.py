@@ -200,7 +200,9 @@ async def test_store_unchangedsince_keeps_a_change_the_session_has_not_heard_of_
 ) -> None:
     """Another process changed message 2 after the client's modseq, and this session has
     not yet heard (its view still holds the old modseq): the store's own check, inside
-    the write, leaves message 2 alone and names it, instead of overwriting the change."""
+    the write, leaves message 2 alone and names it, instead of overwriting the change.
+    The STORE's own record then comes past that commit, so the session reads it before
+    answering and reports message 2's new flags too (session.py, `needs_read`)."""
     await three_messages(stack)
     loop = asyncio.get_running_loop()
     elsewhere = await asyncio.to_thread(stack.another_store)
@@ -221,6 +223,7 @@ async def test_store_unchangedsince_keeps_a_change_the_session_has_not_heard_of_
     assert tagged == b"OK [MODIFIED 2] Conditional store failed."
     assert [re.sub(rb"MODSEQ \(\d+\)", b"MODSEQ (m)", line) for line in lines] == [
         b"* 1 FETCH (MODSEQ (m) FLAGS (\\Answered \\Recent))",
+        b"* 2 FETCH (MODSEQ (m) FLAGS (\\Flagged \\Recent))",
         b"* 3 FETCH (MODSEQ (m) FLAGS (\\Answered \\Recent))",
     ]
     flags = {i.uid: i.flags for i in await stack.store.messages("alice", "INBOX")}

@@ -652,6 +652,8 @@ class ImapConnection:
                 self._heard_elsewhere(change)
             else:
                 view.on_change(change)
+        if view.needs_read:
+            self._read_store(view)
 
     def enable_condstore(self) -> None:
         """CONDSTORE on (ENABLE, or a command that uses it); a selected mailbox's
@@ -706,6 +708,9 @@ class ImapConnection:
         view = self.view
         if view is None or not view.on_change(change):
             return
+        if view.needs_read:  # another process committed before this: read both in order
+            self._read_store(view)
+            return
         if self._pushing:
             self._push_updates()
 
@@ -743,6 +748,10 @@ class ImapConnection:
         view = self.view
         if view is None or (change.mailbox is not None and change.mailbox != view.name):
             return
+        self._read_store(view)
+
+    def _read_store(self, view: MailboxView) -> None:
+        """Read the store's changes since the view's modseq into it, soon."""
         if self._resync is not None and not self._resync.done():
             self._resync_again = True
             return
@@ -768,7 +777,8 @@ class ImapConnection:
             resync = self._resync
             if resync is not None and not resync.done():
                 await asyncio.wait([resync])
-            return
+            if not view.needs_read:
+                return
         try:
             changes = await self.store.changes_since(self.user, view.name, view.highestmodseq)
         except MailboxNotFoundError:

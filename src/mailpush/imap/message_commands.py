@@ -297,6 +297,10 @@ async def _fetch(
                     out.add(line)
                 raise CommandFailedError(UNKNOWN_CTE_REPLY) from None
             del rows
+            if view.take_new_keywords():
+                # Another session's keyword came in while this chunk was read: its
+                # FLAGS may show it, and a keyword is announced before its first use.
+                conn.write_flags_lines(view)
             for line in lines:
                 out.add(line)
                 if out.size > FLUSH_THRESHOLD:

@@ -18,6 +18,7 @@ the count changes (a recent message expunged, new ones claimed).
 from __future__ import annotations
 
 import bisect
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -36,6 +37,8 @@ from ..store.base import FlagMode
 from ..store.mailbox_names import is_inside
 
 __all__ = ["MailboxView", "PendingUpdates"]
+
+log = logging.getLogger(__name__)
 
 FlagState = tuple[int, tuple[str, ...]]
 
@@ -97,6 +100,9 @@ class MailboxView:
         self.recent_reported = 0
         self.keywords: dict[str, str] = {k.lower(): k for k in keywords}
         self.deleted = False
+        #: A change record came past a commit this view has not read (`on_change`): the
+        #: store must be read (`changes_since` the view's modseq) before it is shown.
+        self.needs_read = False
         self._new: set[int] = set()
         self._expunged: set[int] = set()
         #: UIDs this view knew and saw expunged: a store read older than the expunge
@@ -160,10 +166,20 @@ class MailboxView:
     # --- changes from the hub ---------------------------------------------------------
 
     def on_change(self, change: Change) -> bool:
-        """Note a committed change; True when it concerns this view (wake an IDLE)."""
-        if isinstance(change, MessagesSaved):
+        """Note a committed change; True when it concerns this view (wake an IDLE).
+
+        A record whose modseq is past the next one this view expects follows a
+        commit of another process that the view has not read yet (each commit
+        raises a mailbox's modseq by one). Taken now, it would number a UID
+        before a lower one and move the watermark `changes_since` reads from past
+        the missing commit, so it is left for that read: `needs_read`."""
+        if isinstance(change, MessagesSaved | FlagsChanged | MessagesExpunged):
             if change.mailbox != self.name or change.uidvalidity != self.uidvalidity:
                 return False
+            if _record_modseq(change) > self.highestmodseq + 1:
+                self.needs_read = True
+                return True
+        if isinstance(change, MessagesSaved):
             for saved in change.messages:
                 if saved.uid not in self.flags:
                     self._new.add(saved.uid)
@@ -175,8 +191,6 @@ class MailboxView:
                 self._saw_modseq(saved.modseq)
             return True
         if isinstance(change, FlagsChanged):
-            if change.mailbox != self.name or change.uidvalidity != self.uidvalidity:
-                return False
             for item in change.changes:
                 if item.uid in self.flags and item.uid not in self._expunged:
                     self.flags[item.uid] = (item.new_flags, item.new_keywords)
@@ -188,8 +202,6 @@ class MailboxView:
                 self._saw_modseq(item.modseq)
             return True
         if isinstance(change, MessagesExpunged):
-            if change.mailbox != self.name or change.uidvalidity != self.uidvalidity:
-                return False
             for uid in change.uids:
                 self._gone.add(uid)
                 if uid in self._new:
@@ -220,6 +232,7 @@ class MailboxView:
         and then the store) reports it once; and a read older than what the view heard
         since (a local change landing while the store was read) changes nothing.
         """
+        self.needs_read = False
         if changes.uidvalidity != self.uidvalidity:
             self.deleted = True  # recreated elsewhere: this numbering means nothing now
             return True
@@ -339,12 +352,24 @@ class MailboxView:
         if self._new:
             fresh = sorted(self._new)
             if self.uids and fresh[0] < self.uids[-1]:
-                self.uids = sorted(set(self.uids) | self._new)
-            else:
-                self.uids.extend(fresh)
+                # Numbered messages keep their numbers (RFC 3501 2.3.1.2): one older than
+                # the newest numbered (possible only if a commit was missed, which
+                # `needs_read` prevents) is left out rather than slid in between.
+                log.warning(
+                    "%s: UIDs %s came after UID %d was numbered; left out of this session",
+                    self.name, [uid for uid in fresh if uid < self.uids[-1]], self.uids[-1],
+                )
+                newest = self.uids[-1]
+                for uid in fresh:
+                    if uid < newest:
+                        self.flags.pop(uid, None)
+                        self.modseqs.pop(uid, None)
+                fresh = [uid for uid in fresh if uid > newest]
+            self.uids.extend(fresh)
             self._new = set()
-            out.exists = len(self.uids)
-            out.new_uids = fresh
+            if fresh:
+                out.exists = len(self.uids)
+                out.new_uids = fresh
         if self._new_keywords:
             out.new_keywords = True
             self._new_keywords = False
@@ -359,3 +384,11 @@ class MailboxView:
     def is_seen(self, uid: int) -> bool:
         return bool(self.flag_state(uid)[0] & F.SEEN)
 
+
+def _record_modseq(change: MessagesSaved | FlagsChanged | MessagesExpunged) -> int:
+    """The modseq the record's commit gave its mailbox (one per commit and mailbox)."""
+    if isinstance(change, MessagesSaved):
+        return change.messages[0].modseq if change.messages else 0
+    if isinstance(change, FlagsChanged):
+        return change.changes[0].modseq if change.changes else 0
+    return change.modseq
