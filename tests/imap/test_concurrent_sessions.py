@@ -25,6 +25,7 @@ from collections.abc import Callable
 import pytest
 
 from mailpush.store import NewMessage
+from mailpush.store import flags as F
 
 from .conftest import PASSWORD, ImapStack
 from .two_sessions import SCRIPTS, Script, Session, expunged_by_b, message
@@ -507,3 +508,26 @@ async def test_a_keyword_another_session_adds_while_a_fetch_reads_is_announced_b
     shown = next(i for i, line in enumerate(lines) if "FETCH" in line and "$Meanwhile" in line)
     announced = [i for i, line in enumerate(lines) if line.startswith("* FLAGS") and "$Meanwhile" in line]
     assert stored and announced and announced[0] < shown, lines
+
+
+async def test_copy_of_a_message_another_process_expunged_unheard_is_expungeissued(
+    stack: ImapStack,
+) -> None:
+    """The session has not heard of the expunge yet, so it names the message; the store
+    finds it gone: `NO [EXPUNGEISSUED]` and nothing copied, as when the session knew
+    (imaptest with two workers got `NO [SERVERBUG]` here)."""
+    await stack.store.append("alice", "INBOX", [NewMessage(message(1)), NewMessage(message(2))])
+    await stack.store.create_mailbox("alice", "copies")
+    elsewhere = await asyncio.to_thread(stack.another_store)
+    session = await asyncio.to_thread(Session, stack.host, stack.port, "alice", PASSWORD, "a")
+    try:
+        await asyncio.to_thread(session.run, "SELECT INBOX")
+        await elsewhere.update_flags("alice", "INBOX", [2], "add", F.DELETED)
+        await elsewhere.expunge("alice", "INBOX")
+        lines = await asyncio.to_thread(session.run, "COPY 1:2 copies")
+    finally:
+        await asyncio.to_thread(session.imap.logout)
+        await asyncio.to_thread(elsewhere.close)
+
+    assert lines[-1] == "NO [EXPUNGEISSUED] Some of the requested messages no longer exist."
+    assert await stack.store.messages("alice", "copies") == []

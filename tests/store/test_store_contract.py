@@ -15,7 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from mailpush.errors import MailboxExistsError, MailboxNotFoundError, StoreError
+from mailpush.errors import (
+    MailboxExistsError,
+    MailboxNotFoundError,
+    MessageNotFoundError,
+    StoreError,
+)
 from mailpush.store import (
     Change,
     DeliveryTarget,
@@ -160,6 +165,26 @@ async def test_copy_keeps_flags_and_move_expunges_the_source(store: MailStore) -
     assert expunged.uids == (1,)
     assert await store.messages("alice", "INBOX") == []
     assert await store.raw_messages("alice", "Archive", [1, 2]) == {1: MESSAGE, 2: MESSAGE}
+
+
+async def test_copy_and_move_of_a_set_with_an_expunged_message_do_nothing(
+    store: MailStore,
+) -> None:
+    """A session numbered 1 and 2, and 2 was expunged before its COPY ran: all or nothing,
+    as Dovecot answers `NO [EXPUNGEISSUED]` and copies none of the set."""
+    await store.create_mailbox("alice", "Archive")
+    await store.append("alice", "INBOX", [NewMessage(MESSAGE), NewMessage(MESSAGE)])
+    await store.update_flags("alice", "INBOX", [2], "add", F.DELETED)
+    await store.expunge("alice", "INBOX")
+
+    with pytest.raises(MessageNotFoundError) as copying:
+        await store.copy("alice", "INBOX", [1, 2], "Archive")
+    with pytest.raises(MessageNotFoundError):
+        await store.move("alice", "INBOX", [1, 2], "Archive")
+
+    assert copying.value.uid == 2
+    assert await store.messages("alice", "Archive") == []
+    assert [m.uid for m in await store.messages("alice", "INBOX")] == [1]
 
 
 async def test_flag_updates_report_only_messages_that_changed(store: MailStore) -> None:

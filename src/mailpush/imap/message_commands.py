@@ -24,7 +24,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from ..errors import MailboxNotFoundError, StoreError, StoreFullError
+from ..errors import MailboxNotFoundError, MessageNotFoundError, StoreError, StoreFullError
 from ..store import MessageInfo
 from ..store import flags as F
 from .binary_fetch import UNKNOWN_CTE_REPLY, UnknownCteError
@@ -494,6 +494,8 @@ async def _copy_or_move(
             saved = await conn.store.copy(user, view.name, uids, dest)
     except MailboxNotFoundError as exc:
         raise CommandFailedError(store_error_text(exc, trycreate=True)) from None
+    except MessageNotFoundError:
+        return EXPUNGED_NOTICE  # expunged elsewhere after this session numbered them
     sources = format_uid_ranges([m.source_uid or 0 for m in saved.messages])
     targets = format_uid_ranges([m.uid for m in saved.messages])
     code = f"COPYUID {saved.uidvalidity} {sources} {targets}"

@@ -25,6 +25,7 @@ from ..mime.transfer import decode_transfer, is_known_transfer_encoding
 from ..store import MessageInfo
 from ..store import flags as F
 from .parser import CommandSyntaxError, Tokenizer
+from .search_key import search_key
 from .sequence_set import Membership, SequenceSet
 
 __all__ = ["SearchContext", "SearchProgram", "UnsupportedCharsetError", "parse_search"]
@@ -81,7 +82,7 @@ class SearchContext:
 
     def body_text(self) -> str:
         if self._body is None:
-            self._body = _body_text(self.raw or b"").casefold()
+            self._body = search_key(_body_text(self.raw or b""))
         return self._body
 
 
@@ -257,13 +258,13 @@ def _key(tokens: Tokenizer, needs: _Needs) -> Predicate:
         needle = _needle(tokens)
         needs.raw = True
         return lambda ctx: needle in ctx.body_text() or any(
-            needle in f"{n}: {v}".casefold() for n, v in ctx.headers()
+            needle in search_key(f"{n}: {v}") for n, v in ctx.headers()
         )
     raise CommandSyntaxError(f"Unknown search key {name}")
 
 
 def _needle(tokens: Tokenizer) -> str:
-    return tokens.astring_text().casefold()
+    return search_key(tokens.astring_text())
 
 
 def _in_sequence(numbers: SequenceSet, by_uid: bool) -> Predicate:
@@ -284,7 +285,7 @@ def _in_sequence(numbers: SequenceSet, by_uid: bool) -> Predicate:
 
 def _address_contains(field: str, needle: str) -> Predicate:
     def check(ctx: SearchContext) -> bool:
-        return any(needle in text.casefold() for text in ctx.address_texts(field))
+        return any(needle in search_key(text) for text in ctx.address_texts(field))
 
     return check
 
@@ -292,7 +293,7 @@ def _address_contains(field: str, needle: str) -> Predicate:
 def _header_contains(field: str, needle: str) -> Predicate:
     def check(ctx: SearchContext) -> bool:
         for name, value in ctx.headers():
-            if name == field and (not needle or needle in value.casefold()):
+            if name == field and (not needle or needle in search_key(value)):
                 return True
         return False
 

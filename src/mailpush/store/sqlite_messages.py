@@ -167,9 +167,13 @@ class SqliteMessages:
             user_id = user_row_id(conn, user)
             src = selectable_mailbox(conn, user_id, source)
             dst = opened_mailbox(ctx, user, user_id, dest)
-            rows = _message_rows(conn, src[0], wanted)
-            if not rows:
+            if not wanted:
                 raise StoreError("no messages to copy")
+            rows = _message_rows(conn, src[0], wanted)
+            if len(rows) < len(wanted):
+                # Expunged since the caller named them: all or nothing, as Dovecot copies.
+                found = {row[0] for row in rows}
+                raise MessageNotFoundError(source, next(u for u in wanted if u not in found))
             saved = _copy_rows(ctx, user, src, source, dst, dest, rows)
             expunged = None
             if move:
