@@ -531,3 +531,27 @@ async def test_copy_of_a_message_another_process_expunged_unheard_is_expungeissu
 
     assert lines[-1] == "NO [EXPUNGEISSUED] Some of the requested messages no longer exist."
     assert await stack.store.messages("alice", "copies") == []
+
+
+async def test_search_reading_a_message_another_process_expunged_unheard_is_expungeissued(
+    stack: ImapStack,
+) -> None:
+    """As when the session knew of the expunge: a key that reads the message cannot
+    match it, and the answer says why with `OK [EXPUNGEISSUED]` (imaptest: "SEARCH result
+    missing seq 10"); keys the view answers alone still count it."""
+    await stack.store.append("alice", "INBOX", [NewMessage(message(1)), NewMessage(message(2))])
+    elsewhere = await asyncio.to_thread(stack.another_store)
+    session = await asyncio.to_thread(Session, stack.host, stack.port, "alice", PASSWORD, "a")
+    try:
+        await asyncio.to_thread(session.run, "SELECT INBOX")
+        await elsewhere.update_flags("alice", "INBOX", [2], "add", F.DELETED)
+        await elsewhere.expunge("alice", "INBOX")
+        by_text = await asyncio.to_thread(session.run, "SEARCH SUBJECT m")
+        by_size = await asyncio.to_thread(session.run, "SEARCH LARGER 1")
+    finally:
+        await asyncio.to_thread(session.imap.logout)
+        await asyncio.to_thread(elsewhere.close)
+
+    assert by_text[-1] == "OK [EXPUNGEISSUED] Search completed."
+    assert "* SEARCH 1" in by_text
+    assert by_size[-1] == "OK [EXPUNGEISSUED] Search completed."

@@ -155,6 +155,7 @@ async def _search(conn: Session, request: SearchRequest, by_uid: bool) -> str:
     numbering = list(view.uids) if follow and program.uses_seq else None
     looked_up_to = view.uids[-1] if view.uids else 0
     matches = await match_messages(conn, view, program, request.data, request.start, candidates)
+    lost = lost or matches.missing
     found = [uid if by_uid else seq for seq, uid in matches.pairs]
     #: Each match's modseq, which a MODSEQ search reports the highest of (RFC 7162 §3.1.5).
     modseqs: dict[int, int] = {}

@@ -36,6 +36,9 @@ class SearchMatches:
 
     pairs: list[tuple[int, int]]
     infos: dict[int, MessageInfo]
+    #: Whether a candidate the program had to read was gone from the store (expunged by
+    #: another process this session had not heard from): `OK [EXPUNGEISSUED]`.
+    missing: bool = False
 
 
 async def match_messages(
@@ -62,6 +65,7 @@ async def match_messages(
     max_seq = view.exists if numbering is None else len(numbering)
     max_uid = view.uids[-1] if view.uids else 0
     found: list[tuple[int, int]] = []
+    missing = program.needs_info and len(infos) < len(candidates)
     heavy = conn.heavy
     async with AsyncExitStack() as held:
         holding_slot = False
@@ -74,6 +78,7 @@ async def match_messages(
                     await held.enter_async_context(heavy.slot(user))
                     holding_slot = True
                 raws = await conn.store.raw_messages(user, view.name, chunk)
+                missing = missing or len(raws) < len(chunk)
             size = sum(len(raw) for raw in raws.values())
             rows: list[SearchRow] = []
             for uid in chunk:
@@ -98,7 +103,7 @@ async def match_messages(
             else:
                 found.extend(match_rows(program, max_seq, max_uid, rows))
                 await asyncio.sleep(0)  # one chunk at a time: others run in between
-    return SearchMatches(found, infos)
+    return SearchMatches(found, infos, missing)
 
 
 def _number_in(numbering: Sequence[int], uid: int) -> int:
