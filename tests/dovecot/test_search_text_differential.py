@@ -34,6 +34,8 @@ WORDS = [
     "ＡＢＣ", "ecole", "école", "istanbul", "ωmega", "resume", "e\u0301", "\u1100",
     "ǆ", "dž", "ЁЖ", "ё", "е",
 ]
+#: Search strings that are not UTF-8.
+NOT_UTF8 = [b"\xcc", b"E\xcc", b"caf\xc3", b"\xff"]
 #: Letters, digits and symbols of the blocks where case and decomposition matter,
 #: each searched for alone in subjects that hold them all.
 BLOCKS = [(0xC0, 0x24F), (0x370, 0x4FF), (0x1E00, 0x1FFF), (0xFB00, 0xFB06), (0xFF01, 0xFF5E)]
@@ -62,6 +64,12 @@ def searches(port: int) -> dict[str, str]:
             client.literal = needle.encode()
             typ, data = client.uid("SEARCH", "CHARSET", "UTF-8", key)
             found[f"{key} {needle}"] = f"{typ} {data[0]!r}"
+    for broken in NOT_UTF8:  # as imaptest sends, cutting a subject in mid-character
+        client.literal = broken
+        try:
+            found[f"SUBJECT {broken!r}"] = str(client.uid("SEARCH", "SUBJECT"))
+        except imaplib.IMAP4.error:
+            found[f"SUBJECT {broken!r}"] = "BAD"
     client.logout()
     return found
 

@@ -264,7 +264,13 @@ def _key(tokens: Tokenizer, needs: _Needs) -> Predicate:
 
 
 def _needle(tokens: Tokenizer) -> str:
-    return search_key(tokens.astring_text())
+    raw = tokens.astring()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        # Dovecot's answer too: a string that is not UTF-8 cannot be searched for.
+        raise CommandSyntaxError("Invalid search key") from None
+    return search_key(text)
 
 
 def _in_sequence(numbers: SequenceSet, by_uid: bool) -> Predicate:
