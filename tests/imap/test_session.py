@@ -89,3 +89,13 @@ def test_flag_changes_and_expunges_past_an_unread_commit_wait_too() -> None:
     other.on_change(MessagesExpunged("alice", "INBOX", 7, (2,), 7))
     assert other.needs_read
     assert not other.take_updates(allow_expunge=True).expunged
+
+
+def test_every_keyword_a_message_carries_is_in_the_flags_list() -> None:
+    """SELECT reads the mailbox's keyword list and its messages one after the other;
+    another process may store a new keyword in between (imaptest on two nodes:
+    "Keyword used without being in FLAGS", "Keyword dropped")."""
+    infos = [MessageInfo(1, 0, ("$Label1",), 10, 0, 0, 1, False)]
+    view = MailboxView("INBOX", 7, False, infos, ("Work",), 1)
+
+    assert view.keyword_names == ["$Label1", "Work"]

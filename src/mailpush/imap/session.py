@@ -91,14 +91,19 @@ class MailboxView:
         #: sync_last_full_modseq), and the highest MODSEQ sent in a FETCH since then.
         self.synced_modseq = highestmodseq
         self.fetched_modseq = 0
+        self.keywords: dict[str, str] = {k.lower(): k for k in keywords}
         for info in messages:
             self.uids.append(info.uid)
             self.flags[info.uid] = (info.flags, info.keywords)
             self.modseqs[info.uid] = info.modseq
+            for keyword in info.keywords:
+                # The mailbox's keyword list may come from an earlier read than its
+                # messages (another process stored a new one in between): the FLAGS
+                # SELECT sends must still name every keyword a message carries.
+                self.keywords.setdefault(keyword.lower(), keyword)
         self.recent: set[int] = set()
         #: The count in the last `* n RECENT` sent (SELECT sends the first).
         self.recent_reported = 0
-        self.keywords: dict[str, str] = {k.lower(): k for k in keywords}
         self.deleted = False
         #: A change record came past a commit this view has not read (`on_change`): the
         #: store must be read (`changes_since` the view's modseq) before it is shown.
