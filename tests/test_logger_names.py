@@ -19,11 +19,13 @@ SOURCE_ROOT = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "mailpush"
 
 #: The only loggers fetched by another name, to configure rather than to log: the log
-#: setup configures the root logger (where every record ends) and quiets aiosmtpd's
-#: `mail.log`; `mailpush config check` silences the whole package, printing instead.
+#: setup configures the root logger (where every record ends), quiets aiosmtpd's
+#: `mail.log` and filters one psycopg notice; `mailpush config check` silences the
+#: whole package, printing instead.
 NOT_MODULE_LOGGERS = {
     ("mailpush.logging_config", "getLogger()"),
     ("mailpush.logging_config", "getLogger('mail.log')"),
+    ("mailpush.logging_config", "getLogger('psycopg')"),
     ("mailpush.cli.config", "getLogger('mailpush')"),
 }
 

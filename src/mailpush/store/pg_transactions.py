@@ -63,30 +63,6 @@ StatusReader = Callable[[sqlite3.Connection, str, str], MailboxStatus]
 _RETRIED = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 
 
-class _AbortedPipelineNotice(logging.Filter):
-    """Drops psycopg's second report of a failed `executemany`.
-
-    psycopg runs `executemany` in pipeline mode; when a statement fails there,
-    the failure is raised to the operation, and leaving the pipeline then
-    logs "error ignored terminating <psycopg.Pipeline …>: pipeline aborted" as
-    a warning. The failure itself is handled here: run again (a serialization
-    failure or deadlock between nodes, which two nodes under imaptest met a
-    dozen times a minute) or answered as a StoreError. The warning told an
-    admin nothing they could act on, and looked like lost work.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        return not (
-            record.msg == "error ignored terminating %r: %s"
-            and isinstance(args, tuple)
-            and len(args) == 2
-            and isinstance(args[1], pg_errors.PipelineAborted)
-        )
-
-
-logging.getLogger("psycopg").addFilter(_AbortedPipelineNotice())
-
 
 class PgTransactions:
     """Runs the store's operations as PostgreSQL transactions, off the event loop."""
