@@ -510,24 +510,31 @@ async def test_a_keyword_another_session_adds_while_a_fetch_reads_is_announced_b
     assert stored and announced and announced[0] < shown, lines
 
 
-async def test_copy_of_a_message_another_process_expunged_unheard_is_expungeissued(
-    stack: ImapStack,
-) -> None:
-    """The session has not heard of the expunge yet, so it names the message; the store
-    finds it gone: `NO [EXPUNGEISSUED]` and nothing copied, as when the session knew
-    (imaptest with two workers got `NO [SERVERBUG]` here)."""
+async def after_an_unheard_expunge(stack: ImapStack, *commands: str) -> list[list[str]]:
+    """Messages 1 and 2 in INBOX, selected; another process (a store of its own, whose
+    commits this session hears of only by reading) expunges 2; then `commands`' replies."""
     await stack.store.append("alice", "INBOX", [NewMessage(message(1)), NewMessage(message(2))])
-    await stack.store.create_mailbox("alice", "copies")
     elsewhere = await asyncio.to_thread(stack.another_store)
     session = await asyncio.to_thread(Session, stack.host, stack.port, "alice", PASSWORD, "a")
     try:
         await asyncio.to_thread(session.run, "SELECT INBOX")
         await elsewhere.update_flags("alice", "INBOX", [2], "add", F.DELETED)
         await elsewhere.expunge("alice", "INBOX")
-        lines = await asyncio.to_thread(session.run, "COPY 1:2 copies")
+        return [await asyncio.to_thread(session.run, command) for command in commands]
     finally:
         await asyncio.to_thread(session.imap.logout)
         await asyncio.to_thread(elsewhere.close)
+
+
+async def test_copy_of_a_message_another_process_expunged_unheard_is_expungeissued(
+    stack: ImapStack,
+) -> None:
+    """The session has not heard of the expunge yet, so it names the message; the store
+    finds it gone: `NO [EXPUNGEISSUED]` and nothing copied, as when the session knew
+    (imaptest with two workers got `NO [SERVERBUG]` here)."""
+    await stack.store.create_mailbox("alice", "copies")
+
+    [lines] = await after_an_unheard_expunge(stack, "COPY 1:2 copies")
 
     assert lines[-1] == "NO [EXPUNGEISSUED] Some of the requested messages no longer exist."
     assert await stack.store.messages("alice", "copies") == []
@@ -539,18 +546,9 @@ async def test_search_reading_a_message_another_process_expunged_unheard_is_expu
     """As when the session knew of the expunge: a key that reads the message cannot
     match it, and the answer says why with `OK [EXPUNGEISSUED]` (imaptest: "SEARCH result
     missing seq 10"); keys the view answers alone still count it."""
-    await stack.store.append("alice", "INBOX", [NewMessage(message(1)), NewMessage(message(2))])
-    elsewhere = await asyncio.to_thread(stack.another_store)
-    session = await asyncio.to_thread(Session, stack.host, stack.port, "alice", PASSWORD, "a")
-    try:
-        await asyncio.to_thread(session.run, "SELECT INBOX")
-        await elsewhere.update_flags("alice", "INBOX", [2], "add", F.DELETED)
-        await elsewhere.expunge("alice", "INBOX")
-        by_text = await asyncio.to_thread(session.run, "SEARCH SUBJECT m")
-        by_size = await asyncio.to_thread(session.run, "SEARCH LARGER 1")
-    finally:
-        await asyncio.to_thread(session.imap.logout)
-        await asyncio.to_thread(elsewhere.close)
+    by_text, by_size = await after_an_unheard_expunge(
+        stack, "SEARCH SUBJECT m", "SEARCH LARGER 1"
+    )
 
     assert by_text[-1] == "OK [EXPUNGEISSUED] Search completed."
     assert "* SEARCH 1" in by_text
