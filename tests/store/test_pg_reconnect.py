@@ -9,7 +9,6 @@ instead of failing once per pooled connection (docs/cluster.md#what-happens-when
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -27,14 +26,8 @@ MESSAGE = b"From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
 
 @pytest.fixture
 async def store(postgres_server: PostgresServer) -> AsyncIterator[PostgresStore]:
-    uri = postgres_server.create_store_database()
-    opened = PostgresStore(uri)
-    opened.open()
-    try:
+    async with postgres_server.opened_store() as opened:
         yield opened
-    finally:
-        await asyncio.to_thread(opened.close)
-        postgres_server.drop_database(uri)
 
 
 def close_connections_to(server: PostgresServer, uri: str) -> int:

@@ -12,7 +12,6 @@ came about once in four such failures.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -42,16 +41,8 @@ END $$;
 
 @pytest.fixture
 async def store(postgres_server: PostgresServer) -> AsyncIterator[PostgresStore]:
-    uri = postgres_server.create_store_database()
-    with psycopg.connect(uri, autocommit=True) as admin:
-        admin.execute(CONFLICT)
-    opened = PostgresStore(uri)
-    opened.open()
-    try:
+    async with postgres_server.opened_store(CONFLICT) as opened:
         yield opened
-    finally:
-        await asyncio.to_thread(opened.close)
-        postgres_server.drop_database(uri)
 
 
 async def test_a_serialization_failure_is_run_again_without_a_warning(

@@ -18,6 +18,8 @@ as root, so under root the server runs as the package's `postgres` user.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import os
 import pwd
@@ -25,11 +27,15 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from mailpush.store.pg_store import PostgresStore
 
 __all__ = [
     "PostgresServer",
@@ -90,6 +96,26 @@ class PostgresServer:
             PostgresStore(uri).migrate()
             self._store_template = database_name(uri)
         return self.create_database(template=self._store_template)
+
+    @contextlib.asynccontextmanager
+    async def opened_store(self, setup: str = "") -> AsyncIterator[PostgresStore]:
+        """A PostgresStore on a fresh store database (after the SQL `setup`, if any),
+        opened; closed and its database dropped afterwards."""
+        from mailpush.store.pg_store import PostgresStore
+
+        uri = self.create_store_database()
+        if setup:
+            import psycopg
+
+            with psycopg.connect(uri, autocommit=True) as admin:
+                admin.execute(setup)  # type: ignore[arg-type]
+        store = PostgresStore(uri)
+        store.open()
+        try:
+            yield store
+        finally:
+            await asyncio.to_thread(store.close)
+            self.drop_database(uri)
 
     def drop_database(self, uri: str) -> None:
         """Drop the database `uri` names, closing whatever connections are still open to it

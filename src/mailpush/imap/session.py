@@ -356,20 +356,20 @@ class MailboxView:
         self._already_reported.clear()
         if self._new:
             fresh = sorted(self._new)
-            if self.uids and fresh[0] < self.uids[-1]:
+            newest = self.uids[-1] if self.uids else 0
+            if fresh[0] < newest:
                 # Numbered messages keep their numbers (RFC 3501 2.3.1.2): one older than
                 # the newest numbered (possible only if a commit was missed, which
                 # `needs_read` prevents) is left out rather than slid in between.
+                late = [uid for uid in fresh if uid < newest]
                 log.warning(
                     "%s: UIDs %s came after UID %d was numbered; left out of this session",
-                    self.name, [uid for uid in fresh if uid < self.uids[-1]], self.uids[-1],
+                    self.name, late, newest,
                 )
-                newest = self.uids[-1]
-                for uid in fresh:
-                    if uid < newest:
-                        self.flags.pop(uid, None)
-                        self.modseqs.pop(uid, None)
-                fresh = [uid for uid in fresh if uid > newest]
+                for uid in late:
+                    self.flags.pop(uid, None)
+                    self.modseqs.pop(uid, None)
+                fresh = fresh[len(late):]
             self.uids.extend(fresh)
             self._new = set()
             if fresh:

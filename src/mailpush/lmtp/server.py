@@ -230,9 +230,8 @@ class MailpushLMTP(LMTP):
         self.transactions = 0
         #: Replies held back while the client's next pipelined command is already read.
         self._unsent: list[bytes] = []
-        #: Whether the reply under way may wait for the next one (MAIL's and RCPT's).
-        self._may_hold = False
-        #: "sender" or "recipient" while MAIL or RCPT runs; the refusal of its bad path.
+        #: "sender" or "recipient" while MAIL or RCPT runs (whose reply may wait for the
+        #: next one); the refusal of its bad path.
         self._path_role: str | None = None
         self._path_refusal: str | None = None
 
@@ -365,7 +364,7 @@ class MailpushLMTP(LMTP):
                 self._replies_owed, self._data_recipients = self._data_recipients, 0
             status = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
         self._unsent.append(status + b"\r\n")
-        if self._may_hold and self._command_waiting():
+        if self._path_role is not None and self._command_waiting():
             return
         self._writer.write(b"".join(self._unsent))
         self._unsent.clear()
@@ -384,11 +383,11 @@ class MailpushLMTP(LMTP):
     @contextlib.contextmanager
     def _path_command(self, role: str) -> Iterator[None]:
         """While MAIL or RCPT runs: its reply may be held, and a bad path is its `role`'s."""
-        self._may_hold, self._path_role = True, role
+        self._path_role = role
         try:
             yield
         finally:
-            self._may_hold, self._path_role, self._path_refusal = False, None, None
+            self._path_role, self._path_refusal = None, None
 
     def _command_waiting(self) -> bool:
         """Whether the client's next command line is read already (pipelined, RFC 2920).

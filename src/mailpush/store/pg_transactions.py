@@ -63,7 +63,6 @@ StatusReader = Callable[[sqlite3.Connection, str, str], MailboxStatus]
 _RETRIED = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 
 
-
 class PgTransactions:
     """Runs the store's operations as PostgreSQL transactions, off the event loop."""
 
