@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -91,3 +92,107 @@ async def test_the_sync_level_changes_only_between_batches_that_need_different_o
     assert changes == [
         "PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL", "PRAGMA synchronous=NORMAL",
     ]
+
+
+# --- where operations run ------------------------------------------------------
+
+
+def where(ctx: WriteContext) -> str:
+    ctx.conn.execute("INSERT INTO t (v) VALUES (1)")
+    return threading.current_thread().name
+
+
+def rows(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM t").fetchone()[0])
+    finally:
+        conn.close()
+
+
+class Gate:
+    """A heavy operation that keeps the writer busy until opened, so that what is
+    submitted meanwhile makes up the next batch together."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+
+    def __call__(self, ctx: WriteContext) -> None:
+        self.entered.set()
+        assert self.opened.wait(10)
+
+
+async def test_light_operations_run_on_the_event_loop_that_submitted_them(
+    writer: GroupCommitWriter,
+) -> None:
+    light, _ = await writer.submit(where, light=True)
+    heavy, _ = await writer.submit(where)
+    assert light == threading.current_thread().name
+    assert heavy == "store-writer"
+
+
+async def test_one_heavy_operation_keeps_its_whole_batch_on_the_writer_thread(
+    writer: GroupCommitWriter,
+) -> None:
+    gate = Gate()
+    busy = asyncio.ensure_future(writer.submit(gate))
+    await asyncio.to_thread(gate.entered.wait, 10)
+    batch = [asyncio.ensure_future(writer.submit(where, light=n != 2)) for n in range(5)]
+    await asyncio.sleep(0.05)  # all five queued behind the gate
+    gate.opened.set()
+    await busy
+    assert {(await job)[0] for job in batch} == {"store-writer"}
+
+
+async def test_stop_called_on_the_loop_thread_still_runs_a_batch_handed_to_that_loop(
+    tmp_path: Path,
+) -> None:
+    """`close` at shutdown blocks the loop while the writer finishes: a light batch
+    handed to the loop meanwhile is run by the writer, not waited for for ever."""
+    writer = GroupCommitWriter(lambda: connect(tmp_path / "s.sqlite", "FULL"))
+    writer.start()
+    gate = Gate()
+    busy = asyncio.ensure_future(writer.submit(gate))
+    await asyncio.to_thread(gate.entered.wait, 10)
+    late = asyncio.ensure_future(writer.submit(where, light=True))
+    await asyncio.sleep(0.05)  # queued behind the gate
+    threading.Timer(0.05, gate.opened.set).start()
+    writer.stop()  # on the loop's thread, as SqliteStore.close is
+    await busy
+    assert (await late)[0] == "store-writer"
+    assert rows(tmp_path / "s.sqlite") == 1
+
+
+async def test_a_light_operation_from_a_loop_that_stopped_is_committed_all_the_same(
+    tmp_path: Path,
+) -> None:
+    writer = GroupCommitWriter(lambda: connect(tmp_path / "l.sqlite", "FULL"))
+    writer.start()
+    try:
+        gate = Gate()
+        busy = asyncio.ensure_future(writer.submit(gate))
+        await asyncio.to_thread(gate.entered.wait, 10)
+
+        def submit_and_stop() -> None:
+            other = asyncio.new_event_loop()
+            try:
+                async def queue_one() -> None:
+                    asyncio.ensure_future(writer.submit(where, light=True))
+                    await asyncio.sleep(0)  # the job is queued; the loop stops after this
+
+                other.run_until_complete(queue_one())
+                gate.opened.set()
+                # The loop is stopped, not closed: the writer must not wait for it.
+                for _ in range(100):
+                    if rows(tmp_path / "l.sqlite") == 1:
+                        return
+                    threading.Event().wait(0.05)
+            finally:
+                other.close()
+
+        await asyncio.to_thread(submit_and_stop)
+        await busy
+        assert rows(tmp_path / "l.sqlite") == 1
+    finally:
+        await asyncio.to_thread(writer.stop)

@@ -110,9 +110,12 @@ class PgTransactions:
         self._writers = self._readers = None
 
     async def submit(
-        self, operation: Operation[T], *, durable: bool = True
+        self, operation: Operation[T], *, durable: bool = True, light: bool = False
     ) -> tuple[T, list[Change]]:
-        """Run `operation` in a transaction of its own; answered after its COMMIT."""
+        """Run `operation` in a transaction of its own; answered after its COMMIT.
+
+        `light` is ignored: every statement here waits on the network, never on
+        the event loop's thread."""
         if self._writers is None:
             raise StoreError("the store is closed")
         loop = asyncio.get_running_loop()

@@ -49,6 +49,10 @@ from .sqlite_mailbox_rows import (
 from .sqlite_users import user_row_id
 from .sqlite_writer import Submit, WriteContext
 
+#: Largest message whose save is a light operation (`Submit`): copying a larger
+#: body into the database's pages would hold up the event loop it runs on.
+LIGHT_MESSAGE_BYTES = 256 * 1024
+
 #: Parses messages' summaries before their write (`SqliteStore._summaries`); None each
 #: while the store records no pushes.
 Summaries = Callable[[Sequence[bytes]], Awaitable[list[MessageSummary | None]]]
@@ -84,7 +88,8 @@ class SqliteMessages:
             box = opened_mailbox(ctx, user, user_id, mailbox)
             return _save(ctx, user, box, mailbox, messages, summaries, delivery=False)
 
-        return (await self._submit(op))[0]
+        light = len(messages) == 1 and len(messages[0].raw) <= LIGHT_MESSAGE_BYTES
+        return (await self._submit(op, light=light))[0]
 
     async def deliver(
         self, user: str, raw: bytes, targets: Sequence[DeliveryTarget]
@@ -141,7 +146,7 @@ class SqliteMessages:
                 results.append(saved)
             return results
 
-        return (await self._submit(op))[0]
+        return (await self._submit(op, light=len(raw) <= LIGHT_MESSAGE_BYTES))[0]
 
     async def copy(self, user: str, source: str, uids: Iterable[int], dest: str) -> MessagesSaved:
         """IMAP COPY: MessageAppend in `dest`; flags and keywords travel along."""

@@ -368,7 +368,7 @@ class SqliteOutbox:
             )
             return claimed
 
-        claims = list((await self._submit(op, durable=False))[0])
+        claims = list((await self._submit(op, durable=False, light=True))[0])
         self._resume = {driver: user for driver, user in resume.items() if user is not None}
         return claims
 
@@ -390,7 +390,7 @@ class SqliteOutbox:
 
         # Not fsynced: a process crash loses no commit all the same (WAL), and an
         # operating-system crash is not what this counts.
-        await self._submit(op, durable=False)
+        await self._submit(op, durable=False, light=True)
 
     async def add_request(
         self, driver: str, user: str, payload: bytes, next_attempt: float
@@ -424,7 +424,7 @@ class SqliteOutbox:
         def op(ctx: WriteContext) -> None:
             _mark_done(ctx.conn, claims, claimant, time.time())
 
-        await self._submit(op, durable=False)
+        await self._submit(op, durable=False, light=True)
 
     async def retry(self, claim: ClaimedDelivery, next_attempt: float, error: str) -> None:
         """Pending again at `next_attempt`; not if another dispatcher took the claim over

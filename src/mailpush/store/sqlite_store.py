@@ -3,7 +3,8 @@
 Writes go through `GroupCommitWriter` (one thread, one connection, batched
 fsync); reads run on a small pool of reader threads with their own
 connections, so the event loop never waits on SQLite. WAL mode lets readers
-proceed while the writer commits.
+proceed while the writer commits, and `WalCheckpointer` copies the WAL into
+the database file on a thread of its own, so no commit pays for that.
 
 This module holds the lifecycle (threads, connections, `sqlite_schema`'s
 migrations at open) and the `MailStore` methods; each job is a module of its
@@ -36,6 +37,7 @@ from .sqlite_pushed_ids import SqlitePushedMessageIds
 from .sqlite_schema import SCHEMA_VERSION, SchemaUpgrade, migrate_schema
 from .sqlite_writer import WRITE_LOCK_SUFFIX, GroupCommitWriter
 from .store_operations import StoreOperations
+from .wal_checkpointer import CHECKPOINT_INTERVAL, WalCheckpointer
 
 T = TypeVar("T")
 
@@ -58,15 +60,18 @@ class SqliteStore(StoreOperations):
         recorder: OutboxRecorder | None = None,
         hub: ChangeHub | None = None,
         mailbox_count_limit: int = 0,
+        checkpoint_interval: float = CHECKPOINT_INTERVAL,
     ) -> None:
         self.path = path
         self.fsync = fsync
         #: `quota_mailbox_count`: most mailboxes a user may create (0: no limit).
         self.mailbox_count_limit = mailbox_count_limit
         self.hub = hub or ChangeHub()
+        self.checkpointer = WalCheckpointer(self._connect, checkpoint_interval)
         self._writer = GroupCommitWriter(
-            self._connect, recorder, self.hub.publish, status_reader=mailbox_status,
+            self._connect_writer, recorder, self.hub.publish, status_reader=mailbox_status,
             lock_path=path.with_name(path.name + WRITE_LOCK_SUFFIX),
+            after_commit=self.checkpointer.committed,
         )
         self._local = threading.local()
         self._readers: ThreadPoolExecutor | None = None
@@ -88,6 +93,7 @@ class SqliteStore(StoreOperations):
         self.migrate()
         self._readers = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="store-reader")
         self._parsers = ThreadPoolExecutor(PARSER_THREADS, thread_name_prefix="store-parser")
+        self.checkpointer.start()
         self._writer.start()
 
     def migrate(self) -> SchemaUpgrade:
@@ -105,6 +111,7 @@ class SqliteStore(StoreOperations):
     def close(self) -> None:
         """Finish queued writes and stop the threads; safe to call twice."""
         self._writer.stop()
+        self.checkpointer.stop()
         for pool in (self._readers, self._parsers):
             if pool is not None:
                 pool.shutdown(wait=True)
@@ -138,6 +145,12 @@ class SqliteStore(StoreOperations):
         sync = "NORMAL" if self.fsync == "never" else "FULL"
         conn.execute(f"PRAGMA synchronous={sync}")
         conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        # Its commits leave checkpoints to `self.checkpointer` (wal_checkpointer.py).
+        conn = self._connect()
+        conn.execute("PRAGMA wal_autocheckpoint=0")
         return conn
 
     async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
