@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -103,9 +104,12 @@ def where(ctx: WriteContext) -> str:
 
 
 def rows(path: Path) -> int:
+    """Rows committed to `t`, as another process sees them (0 before the table exists)."""
     conn = sqlite3.connect(path)
     try:
         return int(conn.execute("SELECT COUNT(*) FROM t").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
     finally:
         conn.close()
 
@@ -194,5 +198,23 @@ async def test_a_light_operation_from_a_loop_that_stopped_is_committed_all_the_s
         await asyncio.to_thread(submit_and_stop)
         await busy
         assert rows(tmp_path / "l.sqlite") == 1
+    finally:
+        await asyncio.to_thread(writer.stop)
+
+
+async def test_a_loop_busy_in_a_long_call_does_not_hold_up_its_batch(tmp_path: Path) -> None:
+    """The writer holds the lock every process waits for while a batch is on the loop:
+    a loop inside a long call (a Lua handler) has the batch taken back and committed."""
+    path = tmp_path / "b.sqlite"
+    writer = GroupCommitWriter(lambda: connect(path, "FULL"))
+    writer.start()
+    try:
+        job = asyncio.ensure_future(writer.submit(where, light=True))
+        await asyncio.sleep(0)  # queued; now this loop is busy for a while
+        deadline = time.monotonic() + 0.5
+        while rows(path) == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert rows(path) == 1  # committed while the loop was still busy
+        assert (await job)[0] == "store-writer"
     finally:
         await asyncio.to_thread(writer.stop)

@@ -32,7 +32,9 @@ uvloop's C) cost up to tens of microseconds a statement, a dozen statements a
 delivery, all while holding the lock every writing process waits for. On the
 loop they run without that tug of war; the loop waits for them instead, a
 fraction of a millisecond a batch. The writer thread still waits for the
-lock, begins and commits (the fsync), so the loop never blocks on either.
+lock, begins and commits (the fsync), so the loop never blocks on either;
+and a loop that does not take the batch up within `HANDOFF_PATIENCE` has it
+run by the writer thread after all, so a busy loop cannot keep the lock held.
 Heavy operations (a STORE or COPY over a mailbox) stay on the writer thread:
 the loop serves every other session of the process meanwhile.
 
@@ -133,9 +135,13 @@ class _Job(Generic[T]):
 #: transaction (None: it stands) and each operation's (succeeded, value).
 Outcomes = tuple[BaseException | None, list[tuple[bool, Any]]]
 
-#: Seconds between the writer's looks at an event loop that has not run a batch it
-#: was handed: a loop that stopped or closed meanwhile never will.
-HANDOFF_CHECK = 0.1
+#: Seconds the writer waits for the event loop to take up a batch it was handed
+#: before running the batch itself. The loop may be inside a long call (a Lua
+#: handler, which runs without the GIL; a large response being built), stopped,
+#: or blocked in `stop` on its own thread; meanwhile the writer holds the lock
+#: every process waits for. With 8 LMTP connections, 98-99 % of batches were
+#: taken up within 3 ms.
+HANDOFF_PATIENCE = 0.005
 
 
 class _Handoff:
@@ -159,7 +165,7 @@ class _Handoff:
         finally:
             self._done.set()
 
-    def wait(self, timeout: float) -> bool:
+    def wait(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
 
 
@@ -190,8 +196,6 @@ class GroupCommitWriter:
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._started = False
-        #: Set by `stop`: batches handed to an event loop are run by the writer instead.
-        self._stopping = False
         #: Whether the connection commits with synchronous=FULL (read when it opens).
         self._full_sync = False
         #: Whether the connection is at `synchronous=NORMAL` now (`_run_batch`).
@@ -225,11 +229,9 @@ class GroupCommitWriter:
     def stop(self) -> None:
         """Finish every queued operation, then close the connection."""
         if self._started:
-            self._stopping = True
             self._queue.put(_STOP)
             self._thread.join()
             self._started = False
-            self._stopping = False
 
     async def submit(
         self, operation: Operation[T], *, durable: bool = True, light: bool = False
@@ -347,6 +349,11 @@ class GroupCommitWriter:
             return
         failure, outcomes = self._run_operations(conn, batch)
         if failure is not None:
+            if conn.in_transaction:  # an operation failed unexpectedly (`_Handoff`)
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
             for each in batch:
                 _resolve(each, False, failure)
             return
@@ -376,17 +383,16 @@ class GroupCommitWriter:
         """Run the batch's operations inside the open transaction: on their event
         loop when every one is light and all came from one loop, else here."""
         loop = batch[0].loop
-        if self._stopping or not all(job.light and job.loop is loop for job in batch):
+        if not all(job.light and job.loop is loop for job in batch):
             return self._run_each(conn, batch)
         handoff = _Handoff(lambda: self._run_each(conn, batch))
         try:
             loop.call_soon_threadsafe(handoff.run)
         except RuntimeError:
-            handoff.run()  # the loop is closed
-        while not handoff.wait(HANDOFF_CHECK):
-            if self._stopping or loop.is_closed() or not loop.is_running():
-                # Nobody will run it there (or `stop` waits on that loop's thread).
-                handoff.run()
+            pass  # the loop is closed: run here, now
+        if not handoff.wait(HANDOFF_PATIENCE):
+            handoff.run()  # returns at once if the loop took it up meanwhile
+            handoff.wait()
         return handoff.outcomes
 
     def _run_each(self, conn: sqlite3.Connection, batch: list[_Job[Any]]) -> Outcomes:
