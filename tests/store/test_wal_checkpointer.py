@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -27,28 +28,29 @@ async def wait_for(condition: object, seconds: float = 5.0) -> bool:
     return False
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(tmp_path / "mail.db")
-    s.open()
-    yield s
-    s.close()
+@asynccontextmanager
+async def opened(path: Path, **settings: float) -> AsyncIterator[SqliteStore]:
+    store = SqliteStore(path, **settings)
+    store.open()
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 async def test_a_delivery_reaches_the_database_file_soon_after_its_commit(
-    store: SqliteStore,
+    tmp_path: Path,
 ) -> None:
     """Not only the WAL holds it: a checkpoint copied it, with no commit after it."""
-    await store.deliver("alice", message("marker-7f3a9c"), [DeliveryTarget("INBOX")])
-    assert await wait_for(lambda: b"marker-7f3a9c" in store.path.read_bytes())
+    async with opened(tmp_path / "mail.db") as store:
+        await store.deliver("alice", message("marker-7f3a9c"), [DeliveryTarget("INBOX")])
+        assert await wait_for(lambda: b"marker-7f3a9c" in store.path.read_bytes())
 
 
 async def test_commits_never_copy_the_wal_themselves(tmp_path: Path) -> None:
     """Far past SQLite's 1,000-page autocheckpoint, the database file stays as it was
     while the checkpointer waits out its interval: no commit checkpointed."""
-    store = SqliteStore(tmp_path / "mail.db", checkpoint_interval=3600)
-    store.open()
-    try:
+    async with opened(tmp_path / "mail.db", checkpoint_interval=3600) as store:
         await store.deliver("alice", message("first"), [DeliveryTarget("INBOX")])
         assert await wait_for(lambda: store.checkpointer.checkpoints == 1)
         before = store.path.read_bytes()
@@ -58,8 +60,6 @@ async def test_commits_never_copy_the_wal_themselves(tmp_path: Path) -> None:
         assert wal_pages > 1000
         assert store.path.read_bytes() == before
         assert store.checkpointer.checkpoints == 1
-    finally:
-        store.close()
     # Nothing was lost by waiting: closing the last connection folds the WAL in.
     conn = sqlite3.connect(store.path)
     try:
@@ -68,12 +68,13 @@ async def test_commits_never_copy_the_wal_themselves(tmp_path: Path) -> None:
         conn.close()
 
 
-async def test_an_idle_store_runs_no_checkpoints(store: SqliteStore) -> None:
-    await store.deliver("alice", message("one"), [DeliveryTarget("INBOX")])
-    assert await wait_for(lambda: store.checkpointer.checkpoints >= 1)
-    settled = store.checkpointer.checkpoints
-    await asyncio.sleep(0.6)  # more than two intervals
-    assert store.checkpointer.checkpoints == settled
+async def test_an_idle_store_runs_no_checkpoints(tmp_path: Path) -> None:
+    async with opened(tmp_path / "mail.db") as store:
+        await store.deliver("alice", message("one"), [DeliveryTarget("INBOX")])
+        assert await wait_for(lambda: store.checkpointer.checkpoints >= 1)
+        settled = store.checkpointer.checkpoints
+        await asyncio.sleep(0.6)  # more than two intervals
+        assert store.checkpointer.checkpoints == settled
 
 
 async def test_a_failing_checkpoint_is_logged_once_and_retried(
