@@ -47,6 +47,11 @@ T = TypeVar("T")
 
 #: A delivery running when the process died this many times is a dead letter at start-up.
 ORPHAN_LIMIT = 2
+
+#: Most claims a bookkeeping write may mark and still be a light operation
+#: (`Submit`), run on the dispatcher's event loop. A claiming round is never
+#: light: it may walk up to `limit` rows per driver (a backlog draining).
+LIGHT_CLAIMS = 64
 #: Columns schema version 3 added, added to an older file when it is opened.
 _ADDED_COLUMNS = (
     ("push_outbox", "kind", "TEXT NOT NULL DEFAULT 'transaction'"),
@@ -368,7 +373,7 @@ class SqliteOutbox:
             )
             return claimed
 
-        claims = list((await self._submit(op, durable=False, light=True))[0])
+        claims = list((await self._submit(op, durable=False))[0])
         self._resume = {driver: user for driver, user in resume.items() if user is not None}
         return claims
 
@@ -390,7 +395,7 @@ class SqliteOutbox:
 
         # Not fsynced: a process crash loses no commit all the same (WAL), and an
         # operating-system crash is not what this counts.
-        await self._submit(op, durable=False, light=True)
+        await self._submit(op, durable=False, light=len(rows) <= LIGHT_CLAIMS)
 
     async def add_request(
         self, driver: str, user: str, payload: bytes, next_attempt: float
@@ -424,7 +429,7 @@ class SqliteOutbox:
         def op(ctx: WriteContext) -> None:
             _mark_done(ctx.conn, claims, claimant, time.time())
 
-        await self._submit(op, durable=False, light=True)
+        await self._submit(op, durable=False, light=len(claims) <= LIGHT_CLAIMS)
 
     async def retry(self, claim: ClaimedDelivery, next_attempt: float, error: str) -> None:
         """Pending again at `next_attempt`; not if another dispatcher took the claim over
