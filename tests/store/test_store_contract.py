@@ -221,6 +221,39 @@ async def test_status_counts_messages_recent_and_unseen(store: MailStore) -> Non
     assert (status.uidnext, status.first_unseen_uid) == (4, 2)
 
 
+async def test_a_snapshot_is_the_status_and_the_messages_of_one_moment(
+    open_store_instance: StoreFactory,
+) -> None:
+    """SELECT's read: while another instance delivers, every snapshot lists exactly
+    the messages its status counts, each UID below its UIDNEXT, none above its
+    HIGHESTMODSEQ (read in two steps, a delivery in between broke all three)."""
+    reader, writer = open_store_instance(), open_store_instance()
+    await writer.append("alice", "INBOX", [NewMessage(MESSAGE)])
+    delivering = True
+
+    async def deliver() -> None:
+        while delivering:
+            await writer.deliver("alice", MESSAGE, [DeliveryTarget("INBOX")])
+
+    task = asyncio.ensure_future(deliver())
+    try:
+        for _ in range(60):
+            snapshot = await reader.snapshot("alice", "INBOX")
+            status, uids = snapshot.status, [m.uid for m in snapshot.messages]
+            assert len(uids) == status.messages
+            assert max(uids) < status.uidnext
+            assert max(m.modseq for m in snapshot.messages) <= status.highestmodseq
+    finally:
+        delivering = False
+        await task
+    assert (await reader.snapshot("alice", "INBOX")).status.messages > 1
+
+
+async def test_a_snapshot_of_a_missing_mailbox_is_a_store_error(store: MailStore) -> None:
+    with pytest.raises(MailboxNotFoundError):
+        await store.snapshot("alice", "Nowhere")
+
+
 async def test_missing_mailbox_is_a_store_error(store: MailStore) -> None:
     with pytest.raises(MailboxNotFoundError):
         await store.append("alice", "Nowhere", [NewMessage(MESSAGE)])
