@@ -69,8 +69,8 @@ async def _open(
     conn.begin_select()
     view: MailboxView | None = None
     try:
-        status = await conn.store.status(user, name)
-        infos = await conn.store.messages(user, name)
+        snapshot = await conn.store.snapshot(user, name)
+        status, infos = snapshot.status, snapshot.messages
         view = MailboxView(
             status.mailbox, status.uidvalidity, readonly, infos, status.keywords,
             status.highestmodseq,

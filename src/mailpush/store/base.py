@@ -25,6 +25,7 @@ from .models import (
     DeliveryTarget,
     MailboxChanges,
     MailboxInfo,
+    MailboxSnapshot,
     MailboxStatus,
     MessageInfo,
     NewMessage,
@@ -98,6 +99,9 @@ class MailStore(Protocol):
     async def subscriptions(self, user: str) -> list[str]: ...
     async def mailbox(self, user: str, name: str) -> MailboxInfo: ...
     async def status(self, user: str, mailbox: str) -> MailboxStatus: ...
+    async def snapshot(self, user: str, mailbox: str) -> MailboxSnapshot:
+        """The status and every message of `mailbox` in one read (SELECT)."""
+        ...
     async def messages(
         self, user: str, mailbox: str, uids: Iterable[int] | None = None
     ) -> list[MessageInfo]: ...

@@ -133,6 +133,16 @@ class OutboxRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class MailboxSnapshot:
+    """What SELECT reads: a mailbox's status and every message's metadata (UID order),
+    as of one moment. Read in two steps, a delivery in between made the messages
+    outnumber EXISTS's count and list a UID at or above UIDNEXT."""
+
+    status: MailboxStatus
+    messages: tuple[MessageInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class MailboxChanges:
     """What changed in a mailbox after a modseq: CONDSTORE/QRESYNC resync and the reaction
     of a session to another process's commit (it has no change records, only the store)."""

@@ -28,7 +28,13 @@ from .changes import (
 from .mailbox_counts import add_unseen
 from .mailbox_names import INBOX, new_mailbox_name_problem, normalize_mailbox_name
 from .message_summaries import summary_from_text, summary_to_text
-from .models import DeliveryTarget, MailboxChanges, MessageInfo, NewMessage
+from .models import (
+    DeliveryTarget,
+    MailboxChanges,
+    MailboxSnapshot,
+    MessageInfo,
+    NewMessage,
+)
 from .sqlite_mailbox_rows import (
     MailboxRow,
     Read,
@@ -39,6 +45,7 @@ from .sqlite_mailbox_rows import (
     delete_messages,
     insert_mailbox,
     mailbox_row,
+    mailbox_status,
     opened_mailbox,
     read_mailbox,
     read_mailbox_id,
@@ -343,12 +350,8 @@ class SqliteMessages:
 
         def read(conn: sqlite3.Connection) -> list[MessageInfo]:
             box_id = read_mailbox_id(conn, user, mailbox)
-            sql = (
-                "SELECT uid, flags, keywords, size, internal_date, internal_tz, modseq, recent"
-                " FROM messages WHERE mailbox_id = ?"
-            )
             if wanted is None:
-                rows = conn.execute(sql + " ORDER BY uid", (box_id,)).fetchall()
+                rows = conn.execute(_MESSAGES + " ORDER BY uid", (box_id,)).fetchall()
                 return [_message_info(r) for r in rows]
             if not wanted:
                 return []
@@ -356,9 +359,22 @@ class SqliteMessages:
             # whole mailbox for each chunk made a 10,000-message SORT read 200,000 rows.
             allowed = set(wanted)
             rows = conn.execute(
-                sql + " AND uid BETWEEN ? AND ? ORDER BY uid", (box_id, wanted[0], wanted[-1])
+                _MESSAGES + " AND uid BETWEEN ? AND ? ORDER BY uid",
+                (box_id, wanted[0], wanted[-1]),
             ).fetchall()
             return [_message_info(r) for r in rows if r[0] in allowed]
+
+        return await self._read(read)
+
+    async def snapshot(self, user: str, mailbox: str) -> MailboxSnapshot:
+        """The status and every message of `mailbox` in one read transaction (SELECT)."""
+        mailbox = normalize_mailbox_name(mailbox)
+
+        def read(conn: sqlite3.Connection) -> MailboxSnapshot:
+            status = mailbox_status(conn, user, mailbox)
+            box_id = read_mailbox_id(conn, user, mailbox)
+            rows = conn.execute(_MESSAGES + " ORDER BY uid", (box_id,)).fetchall()
+            return MailboxSnapshot(status, tuple(_message_info(r) for r in rows))
 
         return await self._read(read)
 
@@ -536,6 +552,13 @@ def _stored_summary(ctx: WriteContext, body_id: int, stored: str) -> MessageSumm
 
 #: uid, body id, size, internal date, flags, keywords (text), stored summary (text).
 MessageRow = tuple[int, int, int, int, int, str, str]
+
+
+#: A mailbox's messages as `_message_info` reads them; `?` is the mailbox id.
+_MESSAGES = (
+    "SELECT uid, flags, keywords, size, internal_date, internal_tz, modseq, recent"
+    " FROM messages WHERE mailbox_id = ?"
+)
 
 
 def _message_info(r: tuple[int, int, str, int, int, int, int, int]) -> MessageInfo:

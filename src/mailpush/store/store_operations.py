@@ -31,6 +31,7 @@ from .models import (
     DeliveryTarget,
     MailboxChanges,
     MailboxInfo,
+    MailboxSnapshot,
     MailboxStatus,
     MessageInfo,
     NewMessage,
@@ -158,6 +159,10 @@ class StoreOperations:
     ) -> list[int]:
         """Claim `\\Recent` for one session: returns the UIDs it now holds."""
         return await self._messages.take_recent(user, mailbox, up_to_uid)
+
+    async def snapshot(self, user: str, mailbox: str) -> MailboxSnapshot:
+        """The status and every message of `mailbox` in one read (SELECT)."""
+        return await self._messages.snapshot(user, mailbox)
 
     async def messages(
         self, user: str, mailbox: str, uids: Iterable[int] | None = None
