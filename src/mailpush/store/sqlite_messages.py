@@ -351,8 +351,7 @@ class SqliteMessages:
         def read(conn: sqlite3.Connection) -> list[MessageInfo]:
             box_id = read_mailbox_id(conn, user, mailbox)
             if wanted is None:
-                rows = conn.execute(_MESSAGES + " ORDER BY uid", (box_id,)).fetchall()
-                return [_message_info(r) for r in rows]
+                return _all_messages(conn, box_id)
             if not wanted:
                 return []
             # Only the range asked for: SORT and SEARCH ask chunk by chunk, and reading the
@@ -373,8 +372,7 @@ class SqliteMessages:
         def read(conn: sqlite3.Connection) -> MailboxSnapshot:
             status = mailbox_status(conn, user, mailbox)
             box_id = read_mailbox_id(conn, user, mailbox)
-            rows = conn.execute(_MESSAGES + " ORDER BY uid", (box_id,)).fetchall()
-            return MailboxSnapshot(status, tuple(_message_info(r) for r in rows))
+            return MailboxSnapshot(status, tuple(_all_messages(conn, box_id)))
 
         return await self._read(read)
 
@@ -559,6 +557,11 @@ _MESSAGES = (
     "SELECT uid, flags, keywords, size, internal_date, internal_tz, modseq, recent"
     " FROM messages WHERE mailbox_id = ?"
 )
+
+
+def _all_messages(conn: sqlite3.Connection, box_id: int) -> list[MessageInfo]:
+    rows = conn.execute(_MESSAGES + " ORDER BY uid", (box_id,)).fetchall()
+    return [_message_info(r) for r in rows]
 
 
 def _message_info(r: tuple[int, int, str, int, int, int, int, int]) -> MessageInfo:
